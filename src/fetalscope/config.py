@@ -1,0 +1,50 @@
+"""Where things live: the shared data/weights folder, caches and bundled models.
+
+Every path can be overridden: by CLI option first, then environment variable, then the default.
+
+- ``FETALSCOPE_SHARED``: folder holding ``data/`` and ``weights/`` (default ``../shared`` next to the
+  repository checkout, i.e. the documented layout ``<workspace>/main`` + ``<workspace>/shared``).
+- ``FETALSCOPE_CACHE``: cache folder for feature caches and converted weights (default ``.cache``
+  inside the repository checkout, or ``~/.cache/fetalscope`` when installed elsewhere).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent.parent  # src/fetalscope -> repo root (in a source checkout)
+
+
+def shared_dir() -> Path:
+    """The shared folder with real data and pretrained weights (may not exist)."""
+    env = os.environ.get("FETALSCOPE_SHARED")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (REPO_ROOT.parent / "shared").resolve()
+
+
+def shared_data_dir() -> Path:
+    return shared_dir() / "data"
+
+
+def shared_weights_dir() -> Path:
+    return shared_dir() / "weights"
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("FETALSCOPE_CACHE")
+    if env:
+        path = Path(env).expanduser()
+    elif (REPO_ROOT / "pyproject.toml").exists():
+        path = REPO_ROOT / ".cache"
+    else:
+        path = Path.home() / ".cache" / "fetalscope"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def bundled_models_dir() -> Path:
+    """Folder of model bundles shipped with the package."""
+    return PACKAGE_DIR / "models" / "bundled"
