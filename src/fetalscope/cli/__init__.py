@@ -1,0 +1,5 @@
+"""`fetalscope` command line: one verb per task (Typer)."""
+
+from fetalscope.cli.app import app
+
+__all__ = ["app"]

@@ -1,0 +1,306 @@
+"""The `fetalscope` verbs. Each verb parses options and calls one function of the package."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fetalscope import __version__
+from fetalscope.cli.common import console, friendly_errors, split_list, write_json
+from fetalscope.errors import BadInputError
+
+app = typer.Typer(
+    name="fetalscope",
+    help="Fetal ultrasound analysis: plane classification, explanations, detection, biometry. "
+    "Research and education use only; not a medical device.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+PathsArg = Annotated[list[Path], typer.Argument(help="Image files and/or folders (PNG, JPEG, TIFF, BMP, DICOM).")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Bundled model name or bundle folder.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fetalscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
+    """fetalscope command line."""
+
+
+# --------------------------------------------------------------------------------------------- train
+@app.command()
+@friendly_errors
+def train(
+    data: Annotated[str | None, typer.Option(help="FETAL_PLANES_DB folder (CSV + Images/) or class folders.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML/JSON file of training options.")] = None,
+    task: Annotated[str | None, typer.Option(help="planes | brain-planes (FETAL_PLANES_DB).")] = None,
+    model: Annotated[str | None, typer.Option(help="Architecture from the registry (see `fetalscope models`).")] = None,
+    out: Annotated[str | None, typer.Option(help="Output bundle folder.")] = None,
+    epochs1: Annotated[int | None, typer.Option("--phase1-epochs", help="Frozen-backbone epochs.")] = None,
+    epochs2: Annotated[int | None, typer.Option("--phase2-epochs", help="Fine-tuning epochs.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Square input size override.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    pretrained: Annotated[bool | None, typer.Option("--pretrained/--no-pretrained")] = None,
+    max_images: Annotated[int | None, typer.Option(help="Cap images per split (smoke runs).")] = None,
+    resume: Annotated[bool, typer.Option(help="Resume an interrupted run in --out.")] = False,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+) -> None:
+    """Two-phase transfer learning; writes a model bundle with card.json and an evaluation report."""
+    from fetalscope.train.config import TrainConfig
+    from fetalscope.train.trainer import train as run_train
+
+    options = _collect(locals(), config)
+    cfg = TrainConfig.from_dict(options)
+    result = run_train(cfg)
+    s = result.report.get("summary", {})
+    console.print(f"bundle: {result.bundle}")
+    console.print(f"test accuracy {s.get('accuracy')}, weighted F1 {s.get('weighted_f1')} "
+                  f"({result.seconds:.0f} s)")
+
+
+def _collect(params: dict, config: Path | None) -> dict:
+    from fetalscope.train.config import TrainConfig
+
+    base: dict = {}
+    if config is not None:
+        base = TrainConfig.from_file(config).to_dict()
+    mapping = {"epochs1": "phase1_epochs", "epochs2": "phase2_epochs"}
+    for key, value in params.items():
+        if key in ("config",) or value is None or (key == "resume" and value is False):
+            continue
+        base[mapping.get(key, key)] = value
+    if "data" not in base:
+        raise BadInputError("give --data PATH (a FETAL_PLANES_DB folder or class folders) or a --config file")
+    return base
+
+
+@app.command()
+@friendly_errors
+def ablate(
+    config: Annotated[Path | None, typer.Option(help="YAML/JSON file of base training options.")] = None,
+    data: Annotated[str | None, typer.Option(help="Dataset folder (overrides the config).")] = None,
+    variants: Annotated[str, typer.Option(help="Comma-separated: baseline,no_se,frozen_only,no_augment,"
+                                          "no_pretrain,no_balance,label_smoothing,backbone=NAME")] =
+    "baseline,no_se,frozen_only,no_augment",
+    out: Annotated[str, typer.Option(help="Output folder for the variants and the table.")] = "runs/ablation",
+    model: Annotated[str | None, typer.Option(help="Base architecture.")] = None,
+    task: Annotated[str | None, typer.Option(help="Task.")] = None,
+    epochs1: Annotated[int | None, typer.Option("--phase1-epochs")] = None,
+    epochs2: Annotated[int | None, typer.Option("--phase2-epochs")] = None,
+    image_size: Annotated[int | None, typer.Option()] = None,
+    max_images: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Run named variants on the same split and write ablation.json + ablation.md."""
+    from fetalscope.train.ablate import run_ablation
+    from fetalscope.train.config import TrainConfig
+
+    params = dict(locals())
+    params.pop("variants")
+    params.pop("out")
+    cfg = TrainConfig.from_dict(_collect(params, config))
+    table = run_ablation(cfg, split_list(variants), out)
+    console.print(f"ablation table: {Path(out) / 'ablation.md'} ({len(table['variants'])} variants)")
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+@app.command()
+@friendly_errors
+def evaluate(
+    model: ModelOpt = "sononet-planes",
+    data: Annotated[str, typer.Option(help="FETAL_PLANES_DB folder or class folders.")] = ...,  # type: ignore[assignment]
+    task: Annotated[str, typer.Option(help="planes | brain-planes.")] = "planes",
+    split: Annotated[str, typer.Option(help="test | val | all.")] = "test",
+    out: Annotated[str, typer.Option(help="Report folder.")] = "runs/evaluate",
+    max_images: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Evaluate a bundle on a labelled dataset: report.json, report.md and plots."""
+    from fetalscope.evaluate.bundle_eval import evaluate_bundle_on_data
+
+    report = evaluate_bundle_on_data(model, data, task=task, split=split, out_dir=Path(out), max_images=max_images)
+    s = report.get("summary", {})
+    console.print(f"report: {Path(out) / 'report.md'}  accuracy {s.get('accuracy')}  "
+                  f"weighted F1 {s.get('weighted_f1')}")
+
+
+# ------------------------------------------------------------------------------------------- predict
+@app.command()
+@friendly_errors
+def predict(
+    paths: PathsArg,
+    model: ModelOpt = "sononet-planes",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Results file (.csv or .json).")] = None,
+    runtime: Annotated[str, typer.Option(help="auto | torch | onnx")] = "auto",
+    frame: Annotated[int | None, typer.Option(help="Frame of multi-frame DICOM/TIFF.")] = None,
+) -> None:
+    """Classify images: a row per image with the predicted plane and every class probability."""
+    from fetalscope.imaging import iter_image_paths, load_image
+    from fetalscope.pipeline.analyser import Analyser
+
+    if output is not None and output.suffix.lower() not in (".csv", ".json"):
+        raise BadInputError(f"--output must end in .csv or .json, got '{output.name}'")
+    files = list(iter_image_paths(paths))
+    analyser = Analyser(model, runtime=runtime)
+    results, errors = [], []
+    for f in files:
+        try:
+            results.append(analyser.analyse(load_image(f, frame=frame), name=str(f)))
+        except BadInputError as exc:
+            errors.append({"image": str(f), "error": str(exc)})
+            console.print(f"[yellow]skipped[/] {exc}", highlight=False)
+    if not results:
+        raise BadInputError(f"none of the {len(files)} input(s) could be analysed; nothing written")
+    if output is None:
+        for a in results:
+            typer.echo(f"{a.image}\t{a.plane}\t{a.plane_probability:.3f}" + ("\t(unsure)" if a.uncertain else ""))
+        return
+    if output.suffix.lower() == ".json":
+        write_json(output, {"results": [a.to_dict() for a in results], "errors": errors})
+    else:
+        rows = [a.to_row() for a in results]
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with output.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) + ["error"])
+            writer.writeheader()
+            writer.writerows(rows)
+            for e in errors:
+                writer.writerow({"image": e["image"], "error": e["error"]})
+    console.print(f"wrote {len(results)} result(s) to {output}" + (f", {len(errors)} skipped" if errors else ""))
+
+
+# -------------------------------------------------------------------------------------------- export
+@app.command()
+@friendly_errors
+def export(
+    model: Annotated[str, typer.Argument(help="Bundle name or folder.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="ONNX path (default: bundle/model.onnx).")] = None,
+) -> None:
+    """Export a bundle to ONNX and check that ONNX Runtime matches PyTorch (max |dp| <= 1e-4)."""
+    from fetalscope.models.bundle import load_bundle
+    from fetalscope.models.onnx_export import export_bundle_onnx
+
+    bundle = load_bundle(model)
+    path, diff = export_bundle_onnx(bundle, output)
+    console.print(f"wrote {path}; max |p_onnx - p_torch| = {diff:.2e}")
+
+
+@app.command("models")
+@friendly_errors
+def models_cmd() -> None:
+    """List architectures in the registry and bundled models."""
+    from fetalscope.models import list_models
+    from fetalscope.models.bundle import list_bundled
+
+    typer.echo("architectures: " + ", ".join(list_models()))
+    for name, card in list_bundled().items():
+        typer.echo(f"bundle {name}: task={card.get('task')} classes={len(card.get('classes', []))}")
+
+
+# ------------------------------------------------------------------------------------------- explain
+@app.command()
+@friendly_errors
+def explain(
+    paths: PathsArg,
+    model: ModelOpt = "sononet-planes",
+    methods: Annotated[str, typer.Option(help="Comma-separated: gradcam,gradcam++,guided_backprop,"
+                                         "guided_gradcam,ig,occlusion,lime")] = "gradcam",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("explanations"),
+    target: Annotated[int | None, typer.Option(help="Class index to explain (default: predicted).")] = None,
+) -> None:
+    """Attribution maps: overlays (.png), arrays (.npy) and index.json per image and method."""
+    from fetalscope.explain.runner import explain_paths
+    from fetalscope.imaging import iter_image_paths
+    from fetalscope.models.bundle import load_bundle
+
+    files = list(iter_image_paths(paths))
+    records = explain_paths(files, load_bundle(model), split_list(methods), output, target=target)
+    console.print(f"wrote {len(records)} explanation(s) to {output}")
+
+
+@app.command("explain-eval")
+@friendly_errors
+def explain_eval_cmd(
+    data: Annotated[Path, typer.Option(help="Folder of images (or class folders) to evaluate on.")],
+    model: ModelOpt = "sononet-planes",
+    methods: Annotated[str, typer.Option()] = "gradcam,guided_backprop,ig,occlusion,lime",
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("runs/explain-eval"),
+    n_images: Annotated[int, typer.Option(help="Images to use.")] = 20,
+) -> None:
+    """Faithfulness (deletion/insertion AUC vs random) and randomisation sanity checks, as a report."""
+    from fetalscope.explain.runner import explain_eval
+    from fetalscope.imaging import iter_image_paths
+    from fetalscope.models.bundle import load_bundle
+
+    files = list(iter_image_paths([data]))
+    explain_eval(files, load_bundle(model), split_list(methods), output, n_images=n_images)
+    console.print(f"report: {output / 'report.md'}")
+
+
+# -------------------------------------------------------------------------------------------- detect
+@app.command()
+@friendly_errors
+def detect(
+    paths: PathsArg,
+    model: ModelOpt = "brain-structures",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON results file.")] = None,
+    draw: Annotated[Path | None, typer.Option(help="Folder for images with boxes drawn.")] = None,
+    score_threshold: Annotated[float | None, typer.Option(help="Minimum score.")] = None,
+) -> None:
+    """Detect brain structures (midline falx, CSP, choroid plexus): boxes as JSON, optional drawings."""
+    from fetalscope.detect import detect_paths
+    from fetalscope.imaging import iter_image_paths
+
+    files = list(iter_image_paths(paths))
+    records = detect_paths(files, bundle=model, out_json=output, draw_dir=draw, score_threshold=score_threshold)
+    if output is None:
+        typer.echo(json.dumps(records, indent=2, default=str))
+    else:
+        console.print(f"wrote {len(records)} record(s) to {output}")
+
+
+# ------------------------------------------------------------------------------------------- measure
+@app.command()
+@friendly_errors
+def measure(
+    paths: PathsArg,
+    what: Annotated[str, typer.Option(help="auto | head | cardiothoracic (auto: chosen by the plane model).")] = "auto",
+    pixel_size: Annotated[float | None, typer.Option("--pixel-size", help="Millimetres per pixel.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON results file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
+) -> None:
+    """Head biometry (HC, BPD, OFD, gestational age) or the cardiothoracic ratio, with ellipses."""
+    from fetalscope.biometry.measure import measure_paths
+
+    records = measure_paths(list(paths), what=what, pixel_size_mm=pixel_size)
+    if output is not None:
+        write_json(output, records if len(records) != 1 or output.suffix != ".json" else records)
+        console.print(f"wrote {len(records)} record(s) to {output}")
+    if as_json or output is None:
+        payload = records[0] if len(records) == 1 else records
+        typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+# --------------------------------------------------------------------------------------------- serve
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind (default loopback only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 7860,
+    model: ModelOpt = "sononet-planes",
+    token: Annotated[str | None, typer.Option(envvar="FETALSCOPE_TOKEN", help="Require this bearer token.")] = None,
+    save_uploads: Annotated[Path | None, typer.Option(help="Opt-in: folder to save uploads to.")] = None,
+) -> None:
+    """Start the web app (Gradio UI) and HTTP API (FastAPI) on one server."""
+    from fetalscope.serve import run_server
+
+    run_server(host=host, port=port, plane_model=model, token=token, save_uploads=save_uploads)

@@ -1,0 +1,105 @@
+"""Turn one image into an :class:`Analysis` with the bundled (or a given) plane model."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fetalscope.data.labels import PLANE_CLASSES
+from fetalscope.data.transforms import to_tensor
+from fetalscope.imaging.loader import UltrasoundImage, load_image
+from fetalscope.pipeline.analysis import Analysis, ClassScore
+
+DEFAULT_PLANE_MODEL = "sononet-planes"
+
+
+@dataclass(frozen=True)
+class UncertaintyPolicy:
+    """When to warn that the model is unsure: top-1 below ``min_top1`` or normalised entropy above
+    ``max_entropy`` (entropy divided by log(number of covered classes), so 0..1)."""
+
+    min_top1: float = 0.5
+    max_entropy: float = 0.75
+
+
+def uncertainty_of(probs: np.ndarray, policy: UncertaintyPolicy) -> tuple[bool, dict[str, Any]]:
+    p = np.clip(probs.astype(np.float64), 1e-12, 1.0)
+    entropy = float(-(p * np.log(p)).sum())
+    norm = entropy / math.log(len(p)) if len(p) > 1 else 0.0
+    top1 = float(p.max())
+    reasons = []
+    if top1 < policy.min_top1:
+        reasons.append(f"top-1 probability {top1:.2f} is below {policy.min_top1:.2f}")
+    if norm > policy.max_entropy:
+        reasons.append(f"normalised entropy {norm:.2f} is above {policy.max_entropy:.2f}")
+    return bool(reasons), {"top1": round(top1, 4), "entropy": round(entropy, 4),
+                           "normalised_entropy": round(norm, 4), "reasons": reasons}
+
+
+class Analyser:
+    """Loads the plane model once; ``analyse`` runs it (and any extra capabilities) on one image."""
+
+    def __init__(self, plane_model: str | Path = DEFAULT_PLANE_MODEL, runtime: str = "auto",
+                 policy: UncertaintyPolicy | None = None) -> None:
+        from fetalscope.models.bundle import load_bundle
+        from fetalscope.models.runtime import make_predictor
+
+        self.bundle = load_bundle(plane_model)
+        self.predictor = make_predictor(self.bundle, runtime=runtime)
+        self.policy = policy or UncertaintyPolicy()
+        card = self.bundle.card
+        self.classes: list[str] = list(self.bundle.classes)
+        self.not_covered: list[str] = list(card.get("classes_not_covered", []))
+        space = list(card.get("label_space") or [])
+        if not space:
+            space = list(PLANE_CLASSES) if set(self.classes) <= set(PLANE_CLASSES) else list(self.classes)
+        self.label_space = space
+        self.model_info = {"id": card.get("name", str(plane_model)), "version": str(card.get("version", "")),
+                           "task": card.get("task", ""), "runtime": type(self.predictor).__name__}
+
+    def predict_probabilities(self, image: UltrasoundImage) -> np.ndarray:
+        x = to_tensor(image, self.bundle.preprocess).unsqueeze(0).numpy()
+        return np.asarray(self.predictor.predict_proba(x))[0]
+
+    def analyse(self, image: UltrasoundImage | str | Path | bytes, name: str | None = None) -> Analysis:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if not isinstance(image, UltrasoundImage):
+            image = load_image(image, name=name)
+        timings["load"] = (time.perf_counter() - t0) * 1000
+        t1 = time.perf_counter()
+        probs = self.predict_probabilities(image)
+        timings["plane"] = (time.perf_counter() - t1) * 1000
+        by_class = dict(zip(self.classes, probs.tolist(), strict=True))
+        scores = [ClassScore(label, None if label not in by_class else round(float(by_class[label]), 6))
+                  for label in self.label_space]
+        top = int(np.argmax(probs))
+        uncertain, unc = uncertainty_of(probs, self.policy)
+        warnings = []
+        if uncertain:
+            warnings.append("The model is unsure about this image: " + "; ".join(unc["reasons"]) + ".")
+        if self.not_covered:
+            warnings.append(f"This model does not cover: {', '.join(self.not_covered)}.")
+        analysis = Analysis(
+            image=name or image.source,
+            width=image.width,
+            height=image.height,
+            model=dict(self.model_info),
+            plane=self.classes[top],
+            plane_probability=round(float(probs[top]), 6),
+            probabilities=scores,
+            classes_not_covered=list(self.not_covered),
+            uncertain=uncertain,
+            uncertainty=unc,
+            warnings=warnings,
+            timings_ms=timings,
+        )
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        for k in timings:
+            timings[k] = round(timings[k], 2)
+        return analysis
