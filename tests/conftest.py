@@ -43,3 +43,12 @@ def shared_weights() -> Path:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def phantom_fpdb(tmp_path_factory) -> Path:
+    """A synthetic FETAL_PLANES_DB-layout folder (CSV + Images/), 36 patients x 6 images, 96 px."""
+    from fetalscope.data.phantoms import write_phantom_dataset
+
+    root = tmp_path_factory.mktemp("phantom_fpdb")
+    return write_phantom_dataset(root, n_patients=36, images_per_patient=6, size=(96, 96), seed=0)

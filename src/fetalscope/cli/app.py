@@ -70,8 +70,11 @@ def train(
 
 
 def _collect(params: dict, config: Path | None) -> dict:
+    from dataclasses import fields
+
     from fetalscope.train.config import TrainConfig
 
+    known = {f.name for f in fields(TrainConfig)}
     base: dict = {}
     if config is not None:
         base = TrainConfig.from_file(config).to_dict()
@@ -79,7 +82,8 @@ def _collect(params: dict, config: Path | None) -> dict:
     for key, value in params.items():
         if key in ("config",) or value is None or (key == "resume" and value is False):
             continue
-        base[mapping.get(key, key)] = value
+        if mapping.get(key, key) in known:
+            base[mapping.get(key, key)] = value
     if "data" not in base:
         raise BadInputError("give --data PATH (a FETAL_PLANES_DB folder or class folders) or a --config file")
     return base

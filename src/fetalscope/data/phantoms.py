@@ -111,12 +111,21 @@ class _Painter:
         centre = self._fix(self.px(u, v))
         axes = (max(1, int(round(a * self.unit * _ONE))), max(1, int(round(b * self.unit * _ONE))))
         th = -1 if thickness < 0 else max(1, int(round(thickness * self.unit)))
-        cv2.ellipse(self.echo, centre, axes, self.angle + rot, start, end, float(value), th, cv2.LINE_8, _SHIFT)
+        cv2.ellipse(
+            self.echo, centre, axes, self.angle + rot, start, end, float(value), th, cv2.LINE_8, _SHIFT
+        )
 
     def line(self, u0: float, v0: float, u1: float, v1: float, value: float, thickness: float) -> None:
         th = max(1, int(round(thickness * self.unit)))
-        cv2.line(self.echo, self._fix(self.px(u0, v0)), self._fix(self.px(u1, v1)), float(value), th,
-                 cv2.LINE_8, _SHIFT)
+        cv2.line(
+            self.echo,
+            self._fix(self.px(u0, v0)),
+            self._fix(self.px(u1, v1)),
+            float(value),
+            th,
+            cv2.LINE_8,
+            _SHIFT,
+        )
 
     def polyline(self, pts: Sequence[tuple[float, float]], value: float, thickness: float) -> None:
         arr = np.array([self._fix(self.px(u, v)) for u, v in pts], dtype=np.int32).reshape(-1, 1, 2)
@@ -256,11 +265,25 @@ def _other(p: _Painter, rng: np.random.Generator) -> None:
         )
     if rng.random() < 0.6:  # a partial arc, like a limb or placenta edge
         start = rng.uniform(0, 360)
-        p.ellipse(0, 0, rng.uniform(0.5, 0.9), rng.uniform(0.4, 0.8), rng.uniform(0.6, 0.9),
-                  thickness=0.05, start=start, end=start + rng.uniform(60, 150))
+        p.ellipse(
+            0,
+            0,
+            rng.uniform(0.5, 0.9),
+            rng.uniform(0.4, 0.8),
+            rng.uniform(0.6, 0.9),
+            thickness=0.05,
+            start=start,
+            end=start + rng.uniform(60, 150),
+        )
     if rng.random() < 0.5:
-        p.line(rng.uniform(-0.8, 0), rng.uniform(-0.6, 0.6), rng.uniform(0, 0.8), rng.uniform(-0.6, 0.6),
-               rng.uniform(0.5, 0.9), rng.uniform(0.03, 0.06))
+        p.line(
+            rng.uniform(-0.8, 0),
+            rng.uniform(-0.6, 0.6),
+            rng.uniform(0, 0.8),
+            rng.uniform(-0.6, 0.6),
+            rng.uniform(0.5, 0.9),
+            rng.uniform(0.03, 0.06),
+        )
 
 
 def _smooth_field(rng: np.random.Generator, h: int, w: int, sigma: float) -> np.ndarray:
@@ -295,8 +318,14 @@ def make_phantom(
     echo = (rng.uniform(0.33, 0.45) + 0.07 * _smooth_field(rng, h, w, m / 12)).astype(np.float32)
     faint = _Painter(echo, (w / 2, h / 2), 0.0, m / 2)
     for _ in range(int(rng.integers(1, 4))):
-        faint.ellipse(rng.uniform(-0.8, 0.8), rng.uniform(-0.2, 0.9), rng.uniform(0.05, 0.15),
-                      rng.uniform(0.04, 0.1), rng.uniform(0.2, 0.55), rot=rng.uniform(0, 180))
+        faint.ellipse(
+            rng.uniform(-0.8, 0.8),
+            rng.uniform(-0.2, 0.9),
+            rng.uniform(0.05, 0.15),
+            rng.uniform(0.04, 0.1),
+            rng.uniform(0.2, 0.55),
+            rot=rng.uniform(0, 180),
+        )
 
     depth = sector.radius * rng.uniform(0.48, 0.6)
     centre = sector.point(depth, rng.uniform(-0.3, 0.3) * sector.half)
@@ -416,15 +445,21 @@ def write_phantom_dataset(
             if plane == "Fetal brain":
                 sub = BRAIN_PLANE_CLASSES[brain_count % len(BRAIN_PLANE_CLASSES)]
                 brain_count += 1
-            name = f"{PHANTOM_PREFIX}Patient{patient:05d}_Plane{PLANE_CLASSES.index(plane) + 1}_{i}_of_" \
-                   f"{images_per_patient}"
+            name = (
+                f"{PHANTOM_PREFIX}Patient{patient:05d}_Plane{PLANE_CLASSES.index(plane) + 1}_{i}_of_"
+                f"{images_per_patient}"
+            )
             img = make_phantom(plane, rng, size, brain_plane=sub)
             Image.fromarray(img, mode="L").save(images / f"{name}.png", optimize=False)
-            rows.append(";".join([name, str(patient), plane, sub or NOT_A_BRAIN, operator, machine, str(train)]))
+            rows.append(
+                ";".join([name, str(patient), plane, sub or NOT_A_BRAIN, operator, machine, str(train)])
+            )
     # the real CSV ends every line (header included, its last column is "Train ") with a space
     text = "".join(row + (" " if not row.endswith(" ") else "") + "\n" for row in rows)
     (root / CSV_NAME).write_text(text, encoding="utf-8")
-    settings = (f"n_patients={n_patients}, images_per_patient={images_per_patient}, size={tuple(size)}, "
-                f"seed={seed}, test_fraction={test_fraction}")
+    settings = (
+        f"n_patients={n_patients}, images_per_patient={images_per_patient}, size={tuple(size)}, "
+        f"seed={seed}, test_fraction={test_fraction}"
+    )
     (root / "SYNTHETIC_README.txt").write_text(SYNTHETIC_README.format(settings=settings), encoding="utf-8")
     return root

@@ -41,7 +41,9 @@ SPLIT_KEYS: dict[str, tuple[str, ...]] = {
     "valid": ("val", "valid", "validation"),
     "test": ("test",),
 }
-_ROBOFLOW_STEM = re.compile(r"^(?P<source>.+)_(?P<ext>png|jpe?g|bmp|tiff?|dcm)\.rf\.[0-9A-Za-z]+$", re.IGNORECASE)
+_ROBOFLOW_STEM = re.compile(
+    r"^(?P<source>.+)_(?P<ext>png|jpe?g|bmp|tiff?|dcm)\.rf\.[0-9A-Za-z]+$", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ class YoloDataset:
         for name in names:
             if name not in self.splits:
                 raise DataError(
-                    f"{self.yaml_path}: no '{name}' split (this dataset has: {', '.join(self.splits) or 'none'})"
+                    f"{self.yaml_path}: no '{name}' split "
+                    f"(this dataset has: {', '.join(self.splits) or 'none'})"
                 )
             out.extend(self.splits[name])
         return out
@@ -135,8 +138,12 @@ def parse_label_line(line: str, nc: int, where: str) -> YoloBox | None:
     elif len(values) >= 7 and len(values) % 2 == 1:  # segment polygon -> its bounding box
         cls_f = values[0]
         xs, ys = np.asarray(values[1::2]), np.asarray(values[2::2])
-        if xs.min() < -BOX_TOLERANCE or ys.min() < -BOX_TOLERANCE or xs.max() > 1 + BOX_TOLERANCE \
-                or ys.max() > 1 + BOX_TOLERANCE:
+        if (
+            xs.min() < -BOX_TOLERANCE
+            or ys.min() < -BOX_TOLERANCE
+            or xs.max() > 1 + BOX_TOLERANCE
+            or ys.max() > 1 + BOX_TOLERANCE
+        ):
             raise DataError(f"{where}: polygon point outside the image (coordinates must lie in [0, 1])")
         x0, x1, y0, y1 = float(xs.min()), float(xs.max()), float(ys.min()), float(ys.max())
         cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
@@ -294,7 +301,9 @@ def read_yolo_dataset(path: Path | str, *, check_images: bool = True) -> YoloDat
             value = value[0]
         images_dir = _resolve_split_dir(str(value), base, yaml_path, key)
         labels_dir = _labels_dir_for(images_dir)
-        images = sorted(f for f in images_dir.iterdir() if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES)
+        images = sorted(
+            f for f in images_dir.iterdir() if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES
+        )
         if check_images and not images:
             raise DataError(f"{images_dir}: the '{key}' folder holds no images")
         items = []
@@ -331,7 +340,9 @@ def group_split(
         raise DataError(f"hold-out fraction must be between 0 and 1, got {fraction}")
     groups = sorted({it.group for it in items})
     if len(groups) < 2:
-        raise DataError(f"cannot split {len(items)} images from {len(groups)} group(s); need at least 2 groups")
+        raise DataError(
+            f"cannot split {len(items)} images from {len(groups)} group(s); need at least 2 groups"
+        )
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(groups))
     n_held = min(len(groups) - 1, max(1, round(fraction * len(groups))))
@@ -341,7 +352,9 @@ def group_split(
     return rest, out
 
 
-def group_kfold(items: Sequence[YoloItem], folds: int = 5, seed: int = 0) -> list[tuple[list[YoloItem], list[YoloItem]]]:
+def group_kfold(
+    items: Sequence[YoloItem], folds: int = 5, seed: int = 0
+) -> list[tuple[list[YoloItem], list[YoloItem]]]:
     """``folds`` (train, test) pairs over groups: each group is tested exactly once."""
     groups = sorted({it.group for it in items})
     if folds < 2 or folds > len(groups):

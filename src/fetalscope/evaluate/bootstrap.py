@@ -12,10 +12,12 @@ the seed is fixed, so a report is reproducible.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.exceptions import UndefinedMetricWarning
 
 from fetalscope.errors import BadInputError
 from fetalscope.evaluate.metrics import confusion_scores
@@ -24,6 +26,8 @@ from fetalscope.evaluate.validate import check_groups, check_labels, check_same_
 N_BOOT = 1000
 CONFIDENCE = 0.95
 SEED = 0
+#: With fewer resampling units (patients or images) than this an interval is flagged unreliable.
+MIN_UNITS = 10
 _CHUNK = 256  # replicates per vectorised chunk (bounds memory at _CHUNK x n_units)
 
 
@@ -82,7 +86,7 @@ def _interval(values: np.ndarray, estimate: float | None, confidence: float, *, 
         "estimate": None if estimate is None or not np.isfinite(estimate) else float(estimate),
         "lower": lower, "upper": upper, "confidence": confidence, "n_boot": int(n_boot),
         "n_valid": int(finite.size), "unit": unit, "n_units": int(n_units), "seed": int(seed),
-        "method": "percentile",
+        "method": "percentile", "too_few_units": bool(n_units < MIN_UNITS),
     }
 
 
@@ -100,13 +104,15 @@ def bootstrap_ci(metric: Callable[[np.ndarray, np.ndarray], float], y_true: obje
     if y.ndim == 0 or len(y) == 0:
         raise BadInputError("y_true is empty; bootstrap needs at least one image")
     check_same_length(len(y), pred, name="y_pred")
-    unit, names = resampling_units(len(y), groups)
+    _, names = resampling_units(len(y), groups)
     values = np.empty(n_boot)
-    for b, idx in enumerate(resample_indices(len(y), groups, n_boot=n_boot, seed=seed)):
-        try:
-            values[b] = float(metric(y[idx], pred[idx]))
-        except ValueError:
-            values[b] = np.nan
+    with warnings.catch_warnings():  # undefined replicates are counted in n_valid instead
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        for b, idx in enumerate(resample_indices(len(y), groups, n_boot=n_boot, seed=seed)):
+            try:
+                values[b] = float(metric(y[idx], pred[idx]))
+            except ValueError:
+                values[b] = np.nan
     estimate = float(metric(y, pred))
     return _interval(values, estimate, confidence, n_boot=n_boot,
                      unit="group" if names is not None else "image",
@@ -155,7 +161,7 @@ def bootstrap_confusion_metrics(y_true: object, y_pred: object, n_classes: int, 
     unknown = [m for m in metrics if m not in point]
     if unknown:
         raise BadInputError(f"unknown metrics {unknown}; choose from {sorted(point)}")
-    unit, names = resampling_units(len(y), groups)
+    _, names = resampling_units(len(y), groups)
     n_units = len(names) if names is not None else len(y)
     return {m: _interval(replicate_scores[m], float(point[m]), confidence, n_boot=n_boot,
                          unit="group" if names is not None else "image", n_units=n_units, seed=seed)

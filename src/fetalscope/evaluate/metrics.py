@@ -18,7 +18,7 @@ Definitions kept honest:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,17 +55,23 @@ def check_predictions(y_true: object, probs: object, classes: Sequence[str]) -> 
     return y, p, names
 
 
+NotCovered = Sequence[str] | Mapping[str, str]
+
+
 def coverage(probs: np.ndarray, classes: Sequence[str],
-             classes_not_covered: Sequence[str] = ()) -> tuple[np.ndarray, dict[str, str]]:
-    """Which classes the model can predict: a boolean mask (C,) and a reason for each one it cannot."""
-    declared = set(check_not_covered(classes_not_covered, classes))
+             classes_not_covered: NotCovered = ()) -> tuple[np.ndarray, dict[str, str]]:
+    """Which classes the model can predict: a boolean mask (C,) and a reason for each one it cannot.
+
+    ``classes_not_covered``: names (from a model card) or ``{name: reason}``.
+    """
+    declared = check_not_covered(classes_not_covered, classes)
     mask = np.ones(len(classes), dtype=bool)
     reasons: dict[str, str] = {}
     never = probs.max(axis=0) <= 0.0
     for i, name in enumerate(classes):
         if name in declared:
             mask[i] = False
-            reasons[name] = "listed in the model card's classes_not_covered"
+            reasons[name] = declared[name]
         elif never[i]:
             mask[i] = False
             reasons[name] = "the model gives this class probability 0 on every test image"
@@ -147,12 +153,13 @@ def roc_curves(y: np.ndarray, probs: np.ndarray, classes: Sequence[str],
 
 
 def classification_metrics(y_true: object, probs: object, classes: Sequence[str], *,
-                           classes_not_covered: Sequence[str] = (),
+                           classes_not_covered: NotCovered = (),
                            min_support: int = MIN_SUPPORT) -> dict[str, Any]:
     """All point metrics of a classifier from its test predictions (JSON-ready dict).
 
     ``y_true``: N integer class indices; ``probs``: N x C probabilities (rows sum to 1);
-    ``classes``: C names in column order; ``classes_not_covered``: names the model cannot predict.
+    ``classes``: C names in column order; ``classes_not_covered``: names the model cannot predict
+    (or ``{name: reason}``).
     """
     y, p, names = check_predictions(y_true, probs, classes)
     n_classes = len(names)
@@ -193,7 +200,7 @@ def classification_metrics(y_true: object, probs: object, classes: Sequence[str]
         elif predicted[i] == 0:
             entry.update(precision=None, never_predicted=True)
             entry["notes"].append("never predicted on the test set: precision undefined")
-        if entry["too_few"]:
+        if entry["too_few"] and covered[i]:
             entry["notes"].append(f"too few test images ({int(support[i])} < {min_support}) for a "
                                   "percentage to mean much")
         per_class.append(entry)

@@ -6,12 +6,14 @@ message names the argument, says what is wrong and how to fix it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from fetalscope.errors import BadInputError
 
+#: Reason recorded for a class named in a model card's ``classes_not_covered``.
+CARD_NOT_COVERED = "listed in the model card's classes_not_covered"
 #: Largest allowed |row sum - 1| for a probability row.
 PROB_SUM_ATOL = 1e-3
 
@@ -142,15 +144,24 @@ def check_groups(groups: object, n: int) -> np.ndarray:
     return np.array([str(g) for g in arr], dtype=object)
 
 
-def check_not_covered(classes_not_covered: Sequence[str], classes: Sequence[str]) -> list[str]:
-    """The names in ``classes_not_covered``, checked against ``classes`` (order of ``classes``)."""
+def check_not_covered(classes_not_covered: Sequence[str] | Mapping[str, str],
+                      classes: Sequence[str]) -> dict[str, str]:
+    """``{class name: reason}`` for the classes a model does not cover, in the order of ``classes``.
+
+    A sequence of names gets the reason "listed in the model card's classes_not_covered"; a mapping
+    gives its own reasons. Every name must be one of ``classes``.
+    """
     if isinstance(classes_not_covered, str):
         classes_not_covered = [classes_not_covered]
-    unknown = [c for c in classes_not_covered if c not in classes]
+    if isinstance(classes_not_covered, Mapping):
+        given = {str(k): str(v) for k, v in classes_not_covered.items()}
+    else:
+        given = {str(c): CARD_NOT_COVERED for c in classes_not_covered}
+    unknown = [c for c in given if c not in classes]
     if unknown:
         raise BadInputError(
             f"classes_not_covered names {unknown}, which are not among the classes {list(classes)}; "
-            "use the exact class names of the model card"
+            "use the exact class names (to evaluate a model that lacks a class, add the class to "
+            "`classes` with a probability column of zeros)"
         )
-    wanted = set(classes_not_covered)
-    return [c for c in classes if c in wanted]
+    return {c: given[c] for c in classes if c in given}

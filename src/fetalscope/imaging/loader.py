@@ -203,8 +203,9 @@ def _load_pil(data: bytes, name: str, frame: int | None, max_pixels: int) -> Ult
         bit_depth = 16
     elif mode == "F":
         bit_depth = 32
-    if fmt == "TIFF" and mode not in ("L", "RGB", "RGBA", "P", "LA", "1"):
-        # PIL cannot represent every TIFF (e.g. 16-bit RGB); tifffile reads them exactly
+    if fmt == "TIFF" and (mode not in ("L", "RGB", "RGBA", "P", "LA", "1") or _tiff_bits(img) > 8):
+        # PIL cannot represent every TIFF (16-bit RGB comes back cut to its high byte); tifffile
+        # reads them exactly
         arr = _read_tiff(data, name, index)
         bit_depth = int(arr.dtype.itemsize * 8)
     else:
@@ -229,6 +230,16 @@ def _load_pil(data: bytes, name: str, frame: int | None, max_pixels: int) -> Ult
     )
 
 
+def _tiff_bits(img: Image.Image) -> int:
+    """Largest BitsPerSample of the current TIFF page (8 when the tag is absent)."""
+    try:
+        bits = img.tag_v2.get(258, 8)  # type: ignore[attr-defined]
+    except AttributeError:
+        return 8
+    values = bits if isinstance(bits, (tuple, list)) else (bits,)
+    return max((int(b) for b in values), default=8)
+
+
 def _read_tiff(data: bytes, name: str, index: int) -> np.ndarray:
     import tifffile
 
@@ -248,6 +259,11 @@ def _load_dicom(data: bytes, name: str, frame: int | None, max_pixels: int) -> U
     except (InvalidDicomError, Exception) as exc:
         raise BadInputError(f"{name}: unreadable DICOM ({exc})") from exc
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        if not _looks_like_dicom(data):
+            raise BadInputError(
+                f"{name}: not a readable DICOM or image file (no DICM marker, no pixel data; supported: "
+                "PNG, JPEG, TIFF, BMP, DICOM)"
+            )
         raise BadInputError(f"{name}: DICOM file has no pixel data (e.g. a structured report or dose sheet)")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     _check_dims(name, rows, cols, max_pixels)
@@ -321,8 +337,17 @@ def load_image(
     """
     data, src_name = _read_bytes(src, max_bytes)
     label = name or src_name
-    if _looks_like_dicom(data) or label.lower().endswith((".dcm", ".dicom")):
-        image = _load_dicom(data, label, frame, max_pixels)
-    else:
-        image = _load_pil(data, label, frame, max_pixels)
-    return image
+    if _looks_like_dicom(data):
+        return _load_dicom(data, label, frame, max_pixels)
+    if label.lower().endswith((".dcm", ".dicom")):
+        # a preamble-less (ACR-NEMA style) DICOM, or an ordinary image given a .dcm name
+        try:
+            return _load_dicom(data, label, frame, max_pixels)
+        except PayloadTooLargeError:
+            raise
+        except BadInputError as dicom_error:
+            try:
+                return _load_pil(data, label, frame, max_pixels)
+            except BadInputError:
+                raise dicom_error from None
+    return _load_pil(data, label, frame, max_pixels)

@@ -101,7 +101,7 @@ def fit_head(model: FetalscopeClassifier, train_feats: torch.Tensor, train_label
             opt.step()
             sched.step()
             step += 1
-            total += float(loss) * len(y)
+            total += float(loss.detach()) * len(y)
             n += len(y)
         head.eval()
         with torch.inference_mode():
@@ -133,7 +133,8 @@ def _save_resume(path: Path | None, payload: dict[str, Any]) -> None:
 def finetune(model: FetalscopeClassifier, train_loader: DataLoader, val_loader: DataLoader, *, epochs: int,
              lr: float, weight_decay: float, warmup_epochs: float, criterion: nn.Module, patience: int,
              unfreeze_blocks: int, device: torch.device, amp: str = "off", channels_last: bool = True,
-             log: Logger | None = None, resume_path: Path | None = None, resume: bool = False) -> PhaseState:
+             log: Logger | None = None, resume_path: Path | None = None, resume: bool = False,
+             baseline_score: float | None = None) -> PhaseState:
     """Phase 2: unfreeze and fine-tune end to end; restores the best weights at the end.
 
     With ``resume_path`` the full state (weights, optimiser, scheduler, early-stopping state) is saved
@@ -148,6 +149,10 @@ def finetune(model: FetalscopeClassifier, train_loader: DataLoader, val_loader: 
     steps_per_epoch = max(1, len(train_loader))
     sched = warmup_cosine(opt, epochs * steps_per_epoch, int(warmup_epochs * steps_per_epoch))
     start_epoch = 0
+    if baseline_score is not None:
+        # phase 2 must beat what phase 1 reached, or the phase-1 weights are kept
+        state.best_score = baseline_score
+        state.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
     if resume and resume_path is not None and resume_path.is_file():
         blob = torch.load(resume_path, map_location="cpu", weights_only=False)
         model.load_state_dict(blob["model"])
@@ -161,11 +166,11 @@ def finetune(model: FetalscopeClassifier, train_loader: DataLoader, val_loader: 
         if state.epochs_without_improvement >= patience:
             break
         model.train()
-        # frozen BatchNorm layers keep their running statistics
+        # Backbone BatchNorm layers keep their pretrained running statistics (their affine parameters
+        # still learn). Batch statistics of small fine-tuning batches would wreck them, and converted
+        # checkpoints with BatchNorm folded into the convolutions have no real statistics at all.
         for module in model.backbone.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
-                p.requires_grad for p in module.parameters()
-            ):
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
         t0 = time.perf_counter()
         total, n = 0.0, 0
@@ -180,7 +185,7 @@ def finetune(model: FetalscopeClassifier, train_loader: DataLoader, val_loader: 
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(y)
+            total += float(loss.detach()) * len(y)
             n += len(y)
         train_secs = time.perf_counter() - t0
         val_logits, val_labels = predict_logits(model, val_loader, device, amp, channels_last)

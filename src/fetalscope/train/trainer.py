@@ -123,7 +123,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                       warmup_epochs=cfg.warmup_epochs, criterion=criterion.to(device), patience=cfg.patience,
                       unfreeze_blocks=cfg.unfreeze_blocks, device=device, amp=cfg.amp,
                       channels_last=cfg.channels_last, log=logger, resume_path=out / "resume.pt",
-                      resume=cfg.resume)
+                      resume=cfg.resume, baseline_score=phase1.best_score if phase1.history else None)
     logger.close()
     model.eval().to("cpu")
 
@@ -136,7 +136,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         "task": cfg.task,
         "classes": list(data.classes),
         "classes_not_covered": [],
-        "temperature": report.get("temperature", 1.0),
+        "temperature": report["summary"].get("temperature") or 1.0,
         "base_weights": {"name": model.spec.base_weights if cfg.pretrained else "none (random initialisation)",
                          "licence": model.spec.licence if cfg.pretrained else "n/a"},
         "data": {"source": data.source, "path": str(cfg.data), "split": data.split_description,
@@ -182,4 +182,29 @@ def evaluate_trained(model: FetalscopeClassifier, data: PreparedData, cfg: Train
         )
     if not data.split.test:
         report["note"] = "no separate test split: metrics are on the validation split"
+    report["summary"] = summarise(report)
     return report
+
+
+def summarise(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of an evaluation report (for cards, ablation tables and the CLI)."""
+    metrics = report.get("metrics", {})
+    cis = report.get("confidence_intervals", {}) or {}
+    cal = report.get("calibration", {}) or {}
+
+    def ci(name: str) -> list[float] | None:
+        c = cis.get(name) or {}
+        return None if c.get("lower") is None else [c["lower"], c["upper"]]
+
+    return {
+        "n_test_images": report.get("n_images"),
+        "accuracy": metrics.get("accuracy"),
+        "accuracy_ci": ci("accuracy"),
+        "balanced_accuracy": metrics.get("balanced_accuracy"),
+        "weighted_f1": metrics.get("weighted_f1"),
+        "weighted_f1_ci": ci("weighted_f1"),
+        "macro_f1": metrics.get("macro_f1"),
+        "ece_before_calibration": (cal.get("before") or {}).get("ece"),
+        "ece": (cal.get("after") or cal.get("before") or {}).get("ece"),
+        "temperature": cal.get("temperature"),
+    }

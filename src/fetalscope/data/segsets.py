@@ -1,0 +1,80 @@
+"""Segmentation samples (an image with per-structure masks or ellipses) and group-wise splits.
+
+A :class:`SegSample` names its image and, per structure, either a mask file or an ellipse given as
+numbers (``{"cx", "cy", "a", "b", "angle_deg"}``, pixels, angle from +x towards +y, y down). The
+data layer only reads files and numbers; turning ellipses into masks is the biometry trainer's job.
+``group`` is what must never be split: an HC18 subject, a FOCUS ``duplicate_group``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fetalscope.errors import DataError
+
+
+@dataclass(frozen=True)
+class SegSample:
+    """One image for segmentation training/evaluation.
+
+    - ``masks``: structure -> mask image file (non-zero = inside).
+    - ``ellipses``: structure -> ellipse numbers (used when a structure has no mask file, and as the
+      reference for ellipse metrics when given).
+    - ``group``: samples sharing a group always land in the same split.
+    - ``meta``: anything else (pixel size in mm, reference HC in mm, CTR values, ...).
+    """
+
+    path: Path
+    group: str
+    masks: dict[str, Path] = field(default_factory=dict)
+    ellipses: dict[str, dict[str, float]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def structures(self) -> list[str]:
+        return sorted(set(self.masks) | set(self.ellipses))
+
+
+def group_split(samples: Sequence[SegSample], fractions: dict[str, float], seed: int = 0,
+                rest: str = "train") -> dict[str, list[SegSample]]:
+    """Split by group: each named split gets about ``fraction`` of the samples (whole groups only),
+    the remainder goes to ``rest``. Deterministic for a given ``seed`` and sample list."""
+    if sum(fractions.values()) >= 1.0:
+        raise DataError(f"split fractions {fractions} leave nothing for '{rest}'")
+    groups: dict[str, list[SegSample]] = defaultdict(list)
+    for s in samples:
+        groups[s.group].append(s)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    total = len(samples)
+    out: dict[str, list[SegSample]] = {name: [] for name in [*fractions, rest]}
+    it = iter(keys)
+    for name, frac in fractions.items():
+        target = round(frac * total)
+        for key in it:
+            out[name].extend(groups[key])
+            if len(out[name]) >= target:
+                break
+    for key in it:
+        out[rest].extend(groups[key])
+    assert_groups_disjoint(*out.values())
+    return out
+
+
+def assert_groups_disjoint(*splits: Sequence[SegSample]) -> None:
+    """Raise :class:`DataError` if any group appears in more than one split."""
+    seen: dict[str, int] = {}
+    for i, split in enumerate(splits):
+        for s in split:
+            j = seen.setdefault(s.group, i)
+            if j != i:
+                raise DataError(f"group {s.group!r} ({s.name}) sits in split {j} and split {i}; "
+                                "near-identical images must stay on one side")
