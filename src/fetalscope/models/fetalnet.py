@@ -66,6 +66,7 @@ def fetalnet(num_classes: int, pretrained: bool = False, se: bool = True, head_c
     if pretrained:
         net.load_state_dict(tflite_mobilenet_v2.cached_state_dict())
     backbone = net.features
-    head = FetalNetHead(num_classes, BACKBONE_CHANNELS, head_channels=head_channels, se=se, drop_rate=drop_rate)
+    head = FetalNetHead(num_classes, BACKBONE_CHANNELS, head_channels=head_channels, se=se,
+                        drop_rate=drop_rate)
     blocks = [f"backbone.{i}" for i in range(len(backbone))]
     return FetalscopeClassifier(backbone, head, SPEC, num_classes, blocks=blocks)

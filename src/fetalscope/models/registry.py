@@ -74,7 +74,8 @@ def get_spec(name: str) -> ModelSpec:
     return _SPECS[name]
 
 
-def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs: Any) -> FetalscopeClassifier:
+def create_model(name: str, num_classes: int, pretrained: bool = False,
+                 **kwargs: Any) -> FetalscopeClassifier:
     """Build a registered classifier. ``pretrained=True`` loads offline base weights or raises
     :class:`~fetalscope.errors.MissingWeightsError` naming the missing file and how to supply it."""
     _ensure_loaded()
@@ -85,4 +86,5 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs
     model = _FACTORIES[name](num_classes=num_classes, pretrained=pretrained, **kwargs)
     model.arch_name = name  # type: ignore[attr-defined]
     model.arch_kwargs = dict(kwargs)  # type: ignore[attr-defined]
+    model.pretrained = bool(pretrained or kwargs.get("weights_path"))  # type: ignore[attr-defined]
     return model

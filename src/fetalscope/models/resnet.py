@@ -49,7 +49,8 @@ def load_torchvision_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A torchvision-format ResNet state dict from ``.pth``/``.pt`` or ``.safetensors`` (``fc.*`` dropped)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise MissingWeightsError(f"resnet18 weights_path {path} does not exist; pass a local state dict file.")
+        raise MissingWeightsError(
+            f"resnet18 weights_path {path} does not exist; pass a local state dict file.")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -70,11 +71,16 @@ def resnet18(num_classes: int, pretrained: bool = False, weights_path: str | Non
             raise MissingWeightsError(
                 "no ImageNet ResNet-18 weights are available offline (torchvision would download them, "
                 "which fetalscope never does). Supply a local torchvision resnet18 state dict with "
-                "create_model('resnet18', num_classes, pretrained=True, weights_path='path/to/resnet18.pth'), "
+                "create_model('resnet18', num_classes, pretrained=True, "
+                "weights_path='path/to/resnet18.pth'), "
                 "or use pretrained=False, or pick efficientnet_lite0 / fetalnet, which have offline weights."
             )
         state = load_torchvision_state_dict(weights_path)
-        result = net.load_state_dict(state, strict=False)
+        try:
+            result = net.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise MissingWeightsError(
+                f"{weights_path} is not a torchvision resnet18 state dict: {exc}") from exc
         missing = [k for k in result.missing_keys if not k.startswith("fc.")]
         if missing or result.unexpected_keys:
             raise MissingWeightsError(

@@ -20,7 +20,8 @@ from fetalscope.models.spec import ModelSpec
 
 SPEC = ModelSpec(
     name="small_cnn",
-    preprocess=PreprocessConfig(input_size=(128, 128), channels=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+    preprocess=PreprocessConfig(input_size=(128, 128), channels=3, mean=(0.5, 0.5, 0.5),
+                                std=(0.25, 0.25, 0.25)),
     gradcam_layer="backbone.block4",
     description="4-block from-scratch CNN (~100k parameters), configurable input size and channels",
     tags=("scratch", "baseline"),
@@ -55,7 +56,8 @@ def small_cnn(num_classes: int, pretrained: bool = False, input_size: int | tupl
               in_chans: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128),
               drop_rate: float = 0.1) -> FetalscopeClassifier:
     if pretrained:
-        raise UnsupportedError("small_cnn has no pretrained weights (it is trained from scratch); use pretrained=False")
+        raise UnsupportedError(
+            "small_cnn has no pretrained weights (it is trained from scratch); use pretrained=False")
     if in_chans not in (1, 3):
         raise BadInputError(f"small_cnn in_chans must be 1 or 3, got {in_chans}")
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)

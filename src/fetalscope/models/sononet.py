@@ -64,7 +64,9 @@ SONONET_TO_PLANES: dict[str, tuple[str, ...]] = {
 PLANES_COVERED: tuple[str, ...] = tuple(c for c in PLANE_CLASSES if c in SONONET_TO_PLANES)
 PLANES_NOT_COVERED: tuple[str, ...] = tuple(c for c in PLANE_CLASSES if c not in SONONET_TO_PLANES)
 
-FEATURE_STAGES: tuple[tuple[int, ...], ...] = ((16, 16), (32, 32), (64, 64, 64), (128, 128, 128), (128, 128, 128))
+FEATURE_STAGES: tuple[tuple[int, ...], ...] = (
+    (16, 16), (32, 32), (64, 64, 64), (128, 128, 128), (128, 128, 128)
+)
 ADAPTATION_CHANNELS = 64
 FEATURE_CHANNELS = FEATURE_STAGES[-1][-1]
 
@@ -95,7 +97,7 @@ class ConvBNReLU(nn.Sequential):
             nn.BatchNorm2d(cout, eps=SONONET_BN_EPS),
         ]
         if relu:
-            layers.append(nn.ReLU(inplace=True))
+            layers.append(nn.ReLU())
         super().__init__(*layers)
 
     @property
@@ -108,7 +110,10 @@ class ConvBNReLU(nn.Sequential):
 
 
 class SonoNetFeatures(nn.Module):
-    """The five convolution stages; stages 2-5 start with 2x2 max pooling. Output ``B x 128 x H/16 x W/16``."""
+    """The five convolution stages; stages 2-5 start with 2x2 max pooling.
+
+    Output: ``B x 128 x H/16 x W/16``.
+    """
 
     def __init__(self, in_channels: int = 1) -> None:
         super().__init__()
@@ -187,7 +192,9 @@ class PlaneMappingHead(nn.Module):
                 raise BadInputError(f"plane group '{cls}' has no SonoNet members")
             for member in groups[cls]:
                 if member not in self.native_classes:
-                    raise BadInputError(f"'{member}' (group '{cls}') is not a SonoNet class: {self.native_classes}")
+                    raise BadInputError(
+                        f"'{member}' (group '{cls}') is not a SonoNet class: {self.native_classes}"
+                    )
                 offset[i, self.native_classes.index(member)] = 0.0
         if (offset == 0).sum(0).max() > 1:
             raise BadInputError("a SonoNet class belongs to more than one plane group")
@@ -315,7 +322,8 @@ def load_sononet16_weights(model: SonoNetClassifier, path: str | Path | None = N
     if isinstance(target, AdaptationHead):
         assign_conv_bn(target.adapt.conv, target.adapt.bn, layers[len(convs)], "adaptation 128->64")
         if isinstance(target.classify, ConvBNReLU):
-            assign_conv_bn(target.classify.conv, target.classify.bn, layers[len(convs) + 1], "adaptation 64->14")
+            assign_conv_bn(target.classify.conv, target.classify.bn, layers[len(convs) + 1],
+                           "adaptation 64->14")
 
 
 def _build(spec: ModelSpec, head: nn.Module, num_classes: int, classes: tuple[str, ...],
@@ -376,7 +384,8 @@ def sononet16_planes(num_classes: int = len(PLANES_COVERED), pretrained: bool = 
 
 
 @register_model(FINETUNE_SPEC)
-def sononet16(num_classes: int, pretrained: bool = False, head: Literal["adaptation", "linear"] = "adaptation",
+def sononet16(num_classes: int, pretrained: bool = False,
+              head: Literal["adaptation", "linear"] = "adaptation",
               weights_path: str | Path | None = None) -> SonoNetClassifier:
     """SonoNet-16 features (pretrained: SonoNet16.npz) with a new ``num_classes`` head.
 

@@ -171,7 +171,7 @@ def evaluate_trained(model: FetalscopeClassifier, data: PreparedData, cfg: Train
     test_samples = data.split.test or data.split.val
     test_logits, test_labels = predict_logits(model, _loader(data.dataset(test_samples, augment=False), cfg, False),
                                               device, "off", False)
-    probs = torch.softmax(test_logits, 1).numpy()
+    probs = torch.softmax(test_logits.double(), 1).numpy()
     meta = [s.meta for s in test_samples]
     groups = [s.patient for s in test_samples]
     with autocast_context(device, "off"):
@@ -182,29 +182,4 @@ def evaluate_trained(model: FetalscopeClassifier, data: PreparedData, cfg: Train
         )
     if not data.split.test:
         report["note"] = "no separate test split: metrics are on the validation split"
-    report["summary"] = summarise(report)
     return report
-
-
-def summarise(report: dict[str, Any]) -> dict[str, Any]:
-    """The headline numbers of an evaluation report (for cards, ablation tables and the CLI)."""
-    metrics = report.get("metrics", {})
-    cis = report.get("confidence_intervals", {}) or {}
-    cal = report.get("calibration", {}) or {}
-
-    def ci(name: str) -> list[float] | None:
-        c = cis.get(name) or {}
-        return None if c.get("lower") is None else [c["lower"], c["upper"]]
-
-    return {
-        "n_test_images": report.get("n_images"),
-        "accuracy": metrics.get("accuracy"),
-        "accuracy_ci": ci("accuracy"),
-        "balanced_accuracy": metrics.get("balanced_accuracy"),
-        "weighted_f1": metrics.get("weighted_f1"),
-        "weighted_f1_ci": ci("weighted_f1"),
-        "macro_f1": metrics.get("macro_f1"),
-        "ece_before_calibration": (cal.get("before") or {}).get("ece"),
-        "ece": (cal.get("after") or cal.get("before") or {}).get("ece"),
-        "temperature": cal.get("temperature"),
-    }

@@ -36,7 +36,8 @@ class ConvBNWeights:
 
 
 def sononet16_npz_path(path: str | Path | None = None) -> Path:
-    """The npz to load: ``path`` if given (must exist), else ``<FETALSCOPE_SHARED>/weights/sononet16/SonoNet16.npz``."""
+    """The npz to load: ``path`` if given (must exist), else
+    ``<FETALSCOPE_SHARED>/weights/sononet16/SonoNet16.npz``."""
     if path is None:
         return shared_weight_file(SONONET16_NPZ, "SonoNet-16 weights (SonoNet16.npz)")
     p = Path(path).expanduser()

@@ -49,13 +49,15 @@ def _tensor_array(model, graph, index: int) -> np.ndarray:  # noqa: ANN001 - fla
     dtypes = {tflite.TensorType.UINT8: np.uint8, tflite.TensorType.INT8: np.int8,
               tflite.TensorType.INT32: np.int32, tflite.TensorType.FLOAT32: np.float32}
     if tensor.Type() not in dtypes:
-        raise MissingWeightsError(f"{tflite_path()}: tensor {tensor.Name()!r} has unsupported type {tensor.Type()}")
+        raise MissingWeightsError(
+            f"{tflite_path()}: tensor {tensor.Name()!r} has unsupported type {tensor.Type()}")
     raw = model.Buffers(tensor.Buffer()).DataAsNumpy()
     values = np.frombuffer(raw.tobytes(), dtype=dtypes[tensor.Type()]).reshape(shape).astype(np.float64)
     quant = tensor.Quantization()
     if tensor.Type() != tflite.TensorType.FLOAT32 and quant is not None and quant.ScaleLength():
         scale = quant.ScaleAsNumpy().astype(np.float64)
-        zero = quant.ZeroPointAsNumpy().astype(np.float64) if quant.ZeroPointLength() else np.zeros_like(scale)
+        zero = (quant.ZeroPointAsNumpy().astype(np.float64) if quant.ZeroPointLength()
+                else np.zeros_like(scale))
         if scale.size > 1:  # per-channel along the quantised dimension
             axis = quant.QuantizedDimension()
             bshape = [1] * values.ndim
@@ -123,7 +125,8 @@ def convert_tflite(path: Path) -> dict[str, torch.Tensor]:
         out[f"{bn_name}.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
     kind, weight, bias = convs[-1]
     if weight.shape[:2] != (1001, 1280):
-        raise MissingWeightsError(f"{path}: logits layer has shape {weight.shape}, expected (1001, 1280, 1, 1)")
+        raise MissingWeightsError(
+            f"{path}: logits layer has shape {weight.shape}, expected (1001, 1280, 1, 1)")
     out["classifier.1.weight"] = torch.from_numpy(weight[1:, :, 0, 0].copy())  # drop class 0 (background)
     out["classifier.1.bias"] = torch.from_numpy(bias[1:].copy())
     missing = set(state) - set(out)

@@ -1,0 +1,113 @@
+"""Export a classifier (or a bundle's model) to ONNX with a dynamic batch axis, checked by ``onnx.checker``.
+
+Uses the TorchScript-based exporter (``dynamo=False``): it needs no extra packages and gives a static
+graph that ONNX Runtime optimises well. Input name ``input`` (N x C x H x W float32), output ``logits``.
+TF-style "SAME" convolutions (timm ``Conv2dSame``, in EfficientNet-Lite) compute their padding from the
+input shape at run time; for export they are frozen to the static padding of the export input size, so
+the graph holds plain Pad + Conv (which ONNX Runtime fuses) instead of shape arithmetic.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fetalscope.errors import BadInputError
+
+if TYPE_CHECKING:
+    from fetalscope.models.bundle import Bundle
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+
+def _same_pad(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def freeze_same_padding(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` whose timm ``Conv2dSame`` layers use the fixed padding of ``example``'s size
+    (the model itself is untouched; returns ``model`` when it has no such layers)."""
+    try:
+        from timm.layers.conv2d_same import Conv2dSame
+    except ImportError:  # pragma: no cover - timm is a dependency
+        return model
+    if not any(isinstance(m, Conv2dSame) for m in model.modules()):
+        return model
+    frozen = copy.deepcopy(model)
+    sizes: dict[nn.Module, tuple[int, int]] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args: sizes.__setitem__(mod, tuple(args[0].shape[-2:])))
+             for m in frozen.modules() if isinstance(m, Conv2dSame)]
+    with torch.no_grad():
+        frozen(example)
+    for h in hooks:
+        h.remove()
+    for conv, (ih, iw) in sizes.items():
+        kh, kw = conv.weight.shape[-2:]
+        top, bottom = _same_pad(ih, kh, conv.stride[0], conv.dilation[0])
+        left, right = _same_pad(iw, kw, conv.stride[1], conv.dilation[1])
+
+        def forward(x: torch.Tensor, conv: nn.Conv2d = conv, pad=(left, right, top, bottom)) -> torch.Tensor:
+            if pad[0] == pad[1] and pad[2] == pad[3]:
+                return F.conv2d(x, conv.weight, conv.bias, conv.stride, (pad[2], pad[0]), conv.dilation,
+                                conv.groups)
+            return F.conv2d(F.pad(x, pad), conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+
+        conv.forward = forward  # type: ignore[method-assign]
+    return frozen
+
+
+def export_onnx(bundle_or_model: Bundle | nn.Module, path: str | Path | None = None,
+                input_size: tuple[int, int] | int | None = None, opset: int = 17,
+                dynamic_batch: bool = True, channels: int | None = None) -> Path:
+    """Write ``model.onnx`` (default: into the bundle's folder) and return its path.
+
+    ``input_size``/``channels`` default to the model's preprocessing config.
+    """
+    from fetalscope.models.bundle import ONNX, Bundle
+
+    if isinstance(bundle_or_model, Bundle):
+        model: nn.Module = bundle_or_model.model
+        preprocess = bundle_or_model.preprocess
+        path = Path(path) if path is not None else bundle_or_model.path / ONNX
+    else:
+        model = bundle_or_model
+        spec = getattr(model, "spec", None)
+        preprocess = spec.preprocess if spec is not None else None
+        if path is None:
+            raise BadInputError("export_onnx(model, path): give an output path when exporting a bare model")
+        path = Path(path)
+    if input_size is None:
+        if preprocess is None:
+            raise BadInputError("export_onnx: input_size is needed for a model without a preprocess config")
+        input_size = tuple(preprocess.input_size)
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+    if channels is None:
+        channels = preprocess.channels if preprocess is not None else 3
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    dummy = torch.zeros(1, channels, *input_size, device=device)
+    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # TorchScript tracer / deprecation chatter
+            torch.onnx.export(freeze_same_padding(model, dummy), (dummy,), str(path), dynamo=False,
+                              opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes=dynamic_axes, do_constant_folding=True)
+    finally:
+        model.train(was_training)
+    import onnx
+
+    onnx.checker.check_model(str(path))
+    return path

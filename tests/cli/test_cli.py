@@ -1,0 +1,105 @@
+"""The `fetalscope` verbs, run as a real subprocess and in-process, on real files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fetalscope.cli import app
+from fetalscope.data.labels import PLANE_CLASSES
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory) -> Path:
+    from fetalscope.models import create_model
+    from fetalscope.models.bundle import save_bundle
+
+    model = create_model("small_cnn", num_classes=6)
+    folder = tmp_path_factory.mktemp("bundle")
+    return save_bundle(model, folder, {"name": "tiny-test", "task": "planes", "classes": list(PLANE_CLASSES)})
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    from fetalscope.data.phantoms import make_phantom
+
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i, label in enumerate(PLANE_CLASSES[:3]):
+        Image.fromarray(make_phantom(label, rng, (80, 96))).save(folder / f"img{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return folder
+
+
+def test_predict_csv_has_every_class_probability(tiny_bundle, image_folder, tmp_path):
+    out = tmp_path / "res.csv"
+    result = runner.invoke(app, ["predict", str(image_folder), "--model", str(tiny_bundle), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    good = [r for r in rows if not r["error"]]
+    bad = [r for r in rows if r["error"]]
+    assert len(good) == 3 and len(bad) == 1
+    assert "broken.png" in bad[0]["image"] and "not a readable image" in bad[0]["error"]
+    for r in good:
+        probs = [float(r[f"p_{c}"]) for c in PLANE_CLASSES]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+        assert r["plane"] == PLANE_CLASSES[int(np.argmax(probs))]
+
+
+def test_predict_json_matches_analysis_schema(tiny_bundle, image_folder, tmp_path):
+    out = tmp_path / "res.json"
+    result = runner.invoke(app, ["predict", str(image_folder / "img0.png"), "--model", str(tiny_bundle),
+                                 "--output", str(out), "--runtime", "torch"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    (record,) = payload["results"]
+    assert record["image"].endswith("img0.png")
+    assert [p["label"] for p in record["probabilities"]] == list(PLANE_CLASSES)
+    assert record["model"]["id"] == "tiny-test"
+    assert {"plane", "plane_probability", "uncertain", "uncertainty", "ood", "warnings"} <= set(record)
+
+
+def test_predict_bad_inputs_exit_2_and_write_nothing(tiny_bundle, image_folder, tmp_path):
+    out = tmp_path / "never.csv"
+    result = runner.invoke(app, ["predict", str(image_folder / "broken.png"), "--model", str(tiny_bundle),
+                                 "--output", str(out)])
+    assert result.exit_code == 2
+    assert "nothing written" in result.output and not out.exists()
+    missing = runner.invoke(app, ["predict", str(tmp_path / "nope.png"), "--model", str(tiny_bundle)])
+    assert missing.exit_code == 2 and "no such file or folder" in missing.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["predict", str(empty), "--model", str(tiny_bundle)])
+    assert result.exit_code == 2 and "contains no images" in result.output
+    result = runner.invoke(app, ["predict", str(image_folder), "--model", str(tmp_path / "no-bundle")])
+    assert result.exit_code == 2 and "no model bundle" in result.output
+    result = runner.invoke(app, ["predict", str(image_folder), "--model", str(tiny_bundle), "--output", "x.txt"])
+    assert result.exit_code == 2 and ".csv or .json" in result.output
+
+
+def test_export_writes_onnx_with_parity(tiny_bundle):
+    result = runner.invoke(app, ["export", str(tiny_bundle)])
+    assert result.exit_code == 0, result.output
+    assert (tiny_bundle / "model.onnx").is_file()
+    diff = float(result.output.split("=")[-1].split()[0])
+    assert diff <= 1e-4
+
+
+def test_entry_point_runs_as_a_real_process(tiny_bundle, image_folder):
+    proc = subprocess.run([sys.executable, "-m", "fetalscope", "predict", str(image_folder / "img1.png"),
+                           "--model", str(tiny_bundle)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    name, plane, prob = proc.stdout.strip().split("\t")[:3]
+    assert name.endswith("img1.png") and plane in PLANE_CLASSES and 0 < float(prob) <= 1
+    version = subprocess.run([sys.executable, "-m", "fetalscope", "--version"], capture_output=True, text=True)
+    assert version.stdout.startswith("fetalscope ")
