@@ -72,12 +72,12 @@ def train(
 def _collect(params: dict, config: Path | None) -> dict:
     from dataclasses import fields
 
-    from fetalscope.train.config import TrainConfig
+    from fetalscope.train.config import TrainConfig, read_config_file
 
     known = {f.name for f in fields(TrainConfig)}
     base: dict = {}
     if config is not None:
-        base = TrainConfig.from_file(config).to_dict()
+        base = read_config_file(config)
     mapping = {"epochs1": "phase1_epochs", "epochs2": "phase2_epochs"}
     for key, value in params.items():
         if key in ("config",) or value is None or (key == "resume" and value is False):
@@ -187,7 +187,8 @@ def predict(
 @friendly_errors
 def export(
     model: Annotated[str, typer.Argument(help="Bundle name or folder.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="ONNX path (default: bundle/model.onnx).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                help="ONNX path (default: bundle/model.onnx).")] = None,
 ) -> None:
     """Export a bundle to ONNX and check that ONNX Runtime matches PyTorch (max |dp| <= 1e-4)."""
     import numpy as np

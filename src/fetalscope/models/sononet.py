@@ -256,7 +256,6 @@ class PlaneMappingHead(nn.Module):
             opt.step(closure)
         with torch.no_grad():
             after = float(loss_fn(self(z), y))
-        self.log_temperature.requires_grad_(True)
         return {"nll_before": before, "nll_after": after, "temperature": self.temperature}
 
 

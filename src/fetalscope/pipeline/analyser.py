@@ -13,6 +13,7 @@ import numpy as np
 from fetalscope.data.labels import PLANE_CLASSES
 from fetalscope.data.transforms import to_tensor
 from fetalscope.imaging.loader import UltrasoundImage, load_image
+from fetalscope.imaging.quality import ood_check
 from fetalscope.pipeline.analysis import Analysis, ClassScore
 
 DEFAULT_PLANE_MODEL = "sononet-planes"
@@ -80,7 +81,13 @@ class Analyser:
                   for label in self.label_space]
         top = int(np.argmax(probs))
         uncertain, unc = uncertainty_of(probs, self.policy)
+        t2 = time.perf_counter()
+        ood = ood_check(image)
+        timings["ood"] = (time.perf_counter() - t2) * 1000
         warnings = []
+        if ood.flag:
+            warnings.append("This image does not look like B-mode ultrasound: " + "; ".join(ood.reasons)
+                            + ". The prediction is meaningless for it.")
         if uncertain:
             warnings.append("The model is unsure about this image: " + "; ".join(unc["reasons"]) + ".")
         if self.not_covered:
@@ -96,6 +103,7 @@ class Analyser:
             classes_not_covered=list(self.not_covered),
             uncertain=uncertain,
             uncertainty=unc,
+            ood=ood.to_dict(),
             warnings=warnings,
             timings_ms=timings,
         )

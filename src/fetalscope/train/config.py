@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -72,19 +73,24 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise BadInputError(f"unknown training option(s): {', '.join(unknown)}")
+        if "data" not in d:
+            raise BadInputError("the training config needs 'data': a FETAL_PLANES_DB folder or class folders")
         return cls(**d)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
-        import json
+        return cls.from_dict(read_config_file(path))
 
-        import yaml
 
-        p = Path(path)
-        if not p.is_file():
-            raise BadInputError(f"{p}: config file not found")
-        text = p.read_text(encoding="utf-8")
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-        if not isinstance(data, dict):
-            raise BadInputError(f"{p}: config must be a mapping of option: value")
-        return cls.from_dict(data)
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Options from a YAML or JSON file, as a plain mapping (validated by :meth:`TrainConfig.from_dict`)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise BadInputError(f"{p}: config file not found")
+    text = p.read_text(encoding="utf-8")
+    data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise BadInputError(f"{p}: config must be a mapping of option: value")
+    return data

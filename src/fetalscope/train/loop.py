@@ -108,7 +108,8 @@ def fit_head(model: FetalscopeClassifier, train_feats: torch.Tensor, train_label
             val_logits = torch.cat([head(chunk.float()) for chunk in val_feats.split(256)])
         vl, va, vf1 = _val_scores(val_logits, val_labels, criterion)
         secs = time.perf_counter() - t0
-        rec = EpochRecord(1, epoch, total / max(1, n), vl, va, vf1, opt.param_groups[0]["lr"], secs, n / max(secs, 1e-9))
+        rec = EpochRecord(1, epoch, total / max(1, n), vl, va, vf1, opt.param_groups[0]["lr"], secs,
+                          n / max(secs, 1e-9))
         state.history.append(rec)
         if log:
             for key in ("train_loss", "val_loss", "val_accuracy", "val_weighted_f1"):
