@@ -33,6 +33,14 @@ class FetalscopeClassifier(nn.Module):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features)
 
+    def extra_output_names(self) -> tuple[str, ...]:
+        """Names of extra outputs (besides ``logits``) that :meth:`forward_with_extras` returns."""
+        return ()
+
+    def forward_with_extras(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(logits, {name: tensor})``; the ONNX twin exports the extras as named outputs."""
+        return self(x), {}
+
     def blocks(self) -> list[nn.Module]:
         """Backbone stages in input-to-output order (for unfreezing the last N)."""
         if not self._block_names:

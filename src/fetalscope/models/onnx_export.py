@@ -65,6 +65,19 @@ def freeze_same_padding(model: nn.Module, example: torch.Tensor) -> nn.Module:
     return frozen
 
 
+class _WithExtras(nn.Module):
+    """Exports ``logits`` followed by the model's named extra outputs (e.g. SonoNet's 14 planes)."""
+
+    def __init__(self, model: nn.Module, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = names
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, extras = self.model.forward_with_extras(x)
+        return (logits, *(extras[n] for n in self.names))
+
+
 def export_onnx(bundle_or_model: Bundle | nn.Module, path: str | Path | None = None,
                 input_size: tuple[int, int] | int | None = None, opset: int = 17,
                 dynamic_batch: bool = True, channels: int | None = None) -> Path:
@@ -98,12 +111,15 @@ def export_onnx(bundle_or_model: Bundle | nn.Module, path: str | Path | None = N
     model.eval()
     device = next(model.parameters()).device
     dummy = torch.zeros(1, channels, *input_size, device=device)
-    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    extras = tuple(model.extra_output_names()) if hasattr(model, "extra_output_names") else ()
+    output_names = [OUTPUT_NAME, *extras]
+    dynamic_axes = {name: {0: "batch"} for name in [INPUT_NAME, *output_names]} if dynamic_batch else None
+    exported: nn.Module = _WithExtras(model, extras) if extras else model
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TorchScript tracer / deprecation chatter
-            torch.onnx.export(freeze_same_padding(model, dummy), (dummy,), str(path), dynamo=False,
-                              opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            torch.onnx.export(freeze_same_padding(exported, dummy), (dummy,), str(path), dynamo=False,
+                              opset_version=opset, input_names=[INPUT_NAME], output_names=output_names,
                               dynamic_axes=dynamic_axes, do_constant_folding=True)
     finally:
         model.train(was_training)

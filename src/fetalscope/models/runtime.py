@@ -58,6 +58,10 @@ class Predictor(ABC):
         """``N x K`` class probabilities: softmax(logits / temperature)."""
         return softmax(self.predict_logits(batch), self.temperature)
 
+    def predict_outputs(self, batch: Batch) -> dict[str, np.ndarray]:
+        """``{"logits": ..., **extras}``: every named output of the model (extras are model-specific)."""
+        return {"logits": self.predict_logits(batch)}
+
 
 class TorchPredictor(Predictor):
     """PyTorch eager inference (eval mode, ``torch.inference_mode``)."""
@@ -74,6 +78,16 @@ class TorchPredictor(Predictor):
         x = torch.from_numpy(_as_batch(batch)).to(self.device)
         with torch.inference_mode():
             return self.model(x).float().cpu().numpy()
+
+    def predict_outputs(self, batch: Batch) -> dict[str, np.ndarray]:
+        if not hasattr(self.model, "forward_with_extras"):
+            return super().predict_outputs(batch)
+        x = torch.from_numpy(_as_batch(batch)).to(self.device)
+        with torch.inference_mode():
+            logits, extras = self.model.forward_with_extras(x)
+        out = {"logits": logits.float().cpu().numpy()}
+        out.update({k: v.float().cpu().numpy() for k, v in extras.items()})
+        return out
 
 
 class OnnxPredictor(Predictor):
@@ -109,10 +123,17 @@ class OnnxPredictor(Predictor):
         self.session = ort.InferenceSession(str(self.path), sess_options=options,
                                             providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
     def predict_logits(self, batch: Batch) -> np.ndarray:
-        (logits,) = self.session.run(None, {self.input_name: _as_batch(batch)})
+        (logits,) = self.session.run([self.output_names[0]], {self.input_name: _as_batch(batch)})
         return np.asarray(logits, dtype=np.float32)
+
+    def predict_outputs(self, batch: Batch) -> dict[str, np.ndarray]:
+        values = self.session.run(None, {self.input_name: _as_batch(batch)})
+        out = {name: np.asarray(v, dtype=np.float32) for name, v in zip(self.output_names, values, strict=True)}
+        out["logits"] = out.pop(self.output_names[0])
+        return out
 
 
 def make_predictor(bundle: Bundle, runtime: Runtime = "auto", intra_op_threads: int | None = None,

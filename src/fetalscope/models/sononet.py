@@ -291,6 +291,16 @@ class SonoNetClassifier(FetalscopeClassifier):
             "or sononet16_planes (or the 'sononet-planes' bundle) for SonoNet's own planes."
         )
 
+    def extra_output_names(self) -> tuple[str, ...]:
+        return ("native_logits",) if isinstance(self.head, SonoNetPlanesHead) else ()
+
+    def forward_with_extras(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Plane logits plus SonoNet's own 14 logits, temperature-scaled like the plane mapping."""
+        if not isinstance(self.head, SonoNetPlanesHead):
+            return self(x), {}
+        logits, native = self.logits_and_native(x)
+        return logits, {"native_logits": self.head.mapping.scaled(native)}
+
     def native_logits(self, x: torch.Tensor) -> torch.Tensor:
         """SonoNet's own 14 logits (order :data:`SONONET_CLASSES`), without temperature."""
         return self._native_head()(self.backbone(x))

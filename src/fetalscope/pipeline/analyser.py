@@ -17,6 +17,8 @@ from fetalscope.imaging.quality import ood_check
 from fetalscope.pipeline.analysis import Analysis, ClassScore
 
 DEFAULT_PLANE_MODEL = "sononet-planes"
+DEFAULT_BRAIN_PLANE_MODEL = "sononet-brain-planes"
+BRAIN = "Fetal brain"
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,21 @@ class Analyser:
     """Loads the plane model once; ``analyse`` runs it (and any extra capabilities) on one image."""
 
     def __init__(self, plane_model: str | Path = DEFAULT_PLANE_MODEL, runtime: str = "auto",
-                 policy: UncertaintyPolicy | None = None) -> None:
-        from fetalscope.models.bundle import load_bundle
+                 policy: UncertaintyPolicy | None = None,
+                 brain_plane_model: str | Path | None = DEFAULT_BRAIN_PLANE_MODEL) -> None:
+        from fetalscope.models.bundle import available_bundles, load_bundle
         from fetalscope.models.runtime import make_predictor
 
         self.bundle = load_bundle(plane_model)
         self.predictor = make_predictor(self.bundle, runtime=runtime)
+        # the brain sub-plane model runs on images the plane model calls Fetal brain
+        self.brain_bundle = None
+        self.brain_predictor = None
+        if brain_plane_model is not None and (
+            str(brain_plane_model) != DEFAULT_BRAIN_PLANE_MODEL or DEFAULT_BRAIN_PLANE_MODEL in available_bundles()
+        ):
+            self.brain_bundle = load_bundle(brain_plane_model)
+            self.brain_predictor = make_predictor(self.brain_bundle, runtime=runtime)
         self.policy = policy or UncertaintyPolicy()
         card = self.bundle.card
         self.classes: list[str] = list(self.bundle.classes)
@@ -64,8 +75,62 @@ class Analyser:
                            "task": card.get("task", ""), "runtime": type(self.predictor).__name__}
 
     def predict_probabilities(self, image: UltrasoundImage) -> np.ndarray:
-        x = to_tensor(image, self.bundle.preprocess).unsqueeze(0).numpy()
-        return np.asarray(self.predictor.predict_proba(x))[0]
+        return self.predict_with_detail(image)[0]
+
+    def _input(self, image: UltrasoundImage, bundle: Any, memo: dict | None = None) -> np.ndarray:
+        """The model input for ``bundle``; ``memo`` reuses it across models with the same preprocessing."""
+        key = repr(bundle.preprocess)
+        if memo is not None and key in memo:
+            return memo[key]
+        x = to_tensor(image, bundle.preprocess).unsqueeze(0).numpy()
+        if memo is not None:
+            memo[key] = x
+        return x
+
+    def predict_with_detail(self, image: UltrasoundImage,
+                            memo: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Calibrated probabilities over the model's classes, and model-specific detail
+        (SonoNet's own 14-plane probabilities when the model has them)."""
+        from fetalscope.models.runtime import softmax
+
+        x = self._input(image, self.bundle, memo)
+        outputs = self.predictor.predict_outputs(x)
+        probs = softmax(outputs["logits"], self.predictor.temperature)[0]
+        detail: dict[str, Any] = {}
+        native_classes = (self.bundle.card.get("native_output") or {}).get("classes")
+        if "native_logits" in outputs and native_classes:
+            native = softmax(outputs["native_logits"], 1.0)[0]
+            order = np.argsort(native)[::-1]
+            detail["sononet_planes"] = {
+                "top": native_classes[int(order[0])],
+                "probabilities": {native_classes[int(i)]: round(float(native[i]), 6) for i in order},
+                "note": "SonoNet-16's own standard-plane output (13 planes + background), calibrated.",
+            }
+        return probs, detail
+
+    def brain_plane(self, image: UltrasoundImage, memo: dict | None = None) -> dict[str, Any] | None:
+        """Sub-plane of a brain image (Trans-thalamic / Trans-cerebellum / Trans-ventricular), with the
+        model's own caveats (e.g. ``source_confounded``) passed through."""
+        if self.brain_bundle is None or self.brain_predictor is None:
+            return None
+        card = self.brain_bundle.card
+        x = self._input(image, self.brain_bundle, memo)
+        probs = np.asarray(self.brain_predictor.predict_proba(x))[0]
+        classes = list(self.brain_bundle.classes)
+        top = int(np.argmax(probs))
+        result: dict[str, Any] = {
+            "label": classes[top],
+            "probability": round(float(probs[top]), 6),
+            "probabilities": [{"label": c, "probability": round(float(p), 6)} for c, p in zip(classes, probs,
+                                                                                              strict=True)],
+            "model": {"id": card.get("name", ""), "version": str(card.get("version", ""))},
+            "status": card.get("status", ""),
+            "source_confounded": bool(card.get("source_confounded", False)),
+        }
+        if result["source_confounded"]:
+            result["note"] = ("Experimental: this sub-plane model partly learned the image source, not only the "
+                              "anatomy (see its model card). Do not rely on it.")
+        return result
 
     def analyse(self, image: UltrasoundImage | str | Path | bytes, name: str | None = None) -> Analysis:
         timings: dict[str, float] = {}
@@ -74,7 +139,8 @@ class Analyser:
             image = load_image(image, name=name)
         timings["load"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
-        probs = self.predict_probabilities(image)
+        memo: dict[str, np.ndarray] = {}
+        probs, detail = self.predict_with_detail(image, memo)
         timings["plane"] = (time.perf_counter() - t1) * 1000
         by_class = dict(zip(self.classes, probs.tolist(), strict=True))
         scores = [ClassScore(label, None if label not in by_class else round(float(by_class[label]), 6))
@@ -101,12 +167,19 @@ class Analyser:
             plane_probability=round(float(probs[top]), 6),
             probabilities=scores,
             classes_not_covered=list(self.not_covered),
+            detail=detail,
             uncertain=uncertain,
             uncertainty=unc,
             ood=ood.to_dict(),
             warnings=warnings,
             timings_ms=timings,
         )
+        if analysis.plane == BRAIN and not ood.flag:
+            t3 = time.perf_counter()
+            analysis.brain_plane = self.brain_plane(image, memo)
+            timings["brain_plane"] = (time.perf_counter() - t3) * 1000
+            if analysis.brain_plane and analysis.brain_plane.get("note"):
+                analysis.warnings.append("Brain sub-plane: " + analysis.brain_plane["note"])
         timings["total"] = (time.perf_counter() - t0) * 1000
         for k in timings:
             timings[k] = round(timings[k], 2)
