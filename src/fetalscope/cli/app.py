@@ -297,11 +297,11 @@ def measure(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
 ) -> None:
     """Head biometry (HC, BPD, OFD, gestational age) or the cardiothoracic ratio, with ellipses."""
-    from fetalscope.biometry.measure import measure_paths
+    from fetalscope.pipeline.measure import measure_paths
 
     records = measure_paths(list(paths), what=what, pixel_size_mm=pixel_size)
     if output is not None:
-        write_json(output, records if len(records) != 1 or output.suffix != ".json" else records)
+        write_json(output, records)
         console.print(f"wrote {len(records)} record(s) to {output}")
     if as_json or output is None:
         payload = records[0] if len(records) == 1 else records
