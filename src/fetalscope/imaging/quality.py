@@ -1,0 +1,146 @@
+"""Does this image look like B-mode ultrasound? An out-of-distribution (OOD) check on pixels alone.
+
+A plane classifier always answers with one of its classes, even for a cat photo or a scanned
+letter. This check looks at simple image statistics that separate B-mode ultrasound from the
+usual wrong inputs, so the product can warn before anyone reads the prediction:
+
+- **colour**: B-mode is grey; photos are colourful. Fraction of strongly saturated pixels.
+- **white page**: documents are mostly white. Fraction of near-white pixels.
+- **bright overall**: B-mode is mostly dark (black background, dark fluid, grey tissue). Median grey level.
+- **no spatial structure**: speckle and anatomy make neighbouring pixels alike; random noise does not.
+  Correlation of each non-background pixel with its right and lower neighbour.
+- **blank**: a constant image (all black, all white, all one grey).
+
+Each cue gives evidence in [0, 1] (0.5 at its threshold); ``score`` is the strongest cue and the
+image is flagged when ``score >= threshold``. Thresholds were calibrated on 1,758 real fetal
+ultrasound images (HC18, FOCUS, FETAL_PLANES_DB trans-ventricular, both Roboflow sets: no image
+flagged) against photos, rendered text documents and uniform/Gaussian noise (every one flagged); see
+``tests/serve/test_ood.py``. Greyscale photos with dark regions (e.g. the moon) are not reliably
+caught: this is a guard against wrong inputs, not a proof that an image is a fetal scan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from fetalscope.imaging.loader import UltrasoundImage
+
+WORK_SIDE = 512  # images are reduced (never enlarged) to this longest side first
+BACKGROUND_LEVEL = 20  # grey levels at or below this are the black background of a B-mode display
+WHITE_LEVEL = 220
+
+# (value, evidence) knots: evidence is linear between knots and constant beyond the ends
+COLOUR_KNOTS = ((0.02, 0.0), (0.08, 0.5), (0.30, 1.0))  # real ultrasound: 0.000 at most
+WHITE_KNOTS = ((0.10, 0.0), (0.25, 0.5), (0.50, 1.0))  # real ultrasound: at most 0.073
+MEDIAN_KNOTS = ((135.0, 0.0), (150.0, 0.5), (200.0, 1.0))  # real ultrasound: at most 129
+CORRELATION_KNOTS = ((0.20, 1.0), (0.45, 0.5), (0.70, 0.0))  # real ultrasound: at least 0.80
+BLANK_STD = 3.0  # grey-level standard deviation below which an image is blank
+
+
+@dataclass
+class OODResult:
+    """Outcome of :func:`ood_check`.
+
+    - ``flag``: True when the image does not look like B-mode ultrasound.
+    - ``score``: 0..1, the strongest cue's evidence (``flag`` is ``score >= threshold``).
+    - ``reasons``: one sentence per cue at or over the threshold.
+    - ``features``: the measured statistics; ``evidence``: each cue's evidence.
+    """
+
+    flag: bool
+    score: float
+    reasons: list[str] = field(default_factory=list)
+    features: dict[str, float] = field(default_factory=dict)
+    evidence: dict[str, float] = field(default_factory=dict)
+    threshold: float = 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _ramp(value: float, knots: tuple[tuple[float, float], ...]) -> float:
+    xs = [k[0] for k in knots]
+    ys = [k[1] for k in knots]
+    return float(np.interp(value, xs, ys))
+
+
+def _working_copy(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    scale = WORK_SIDE / max(h, w)
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        rgb = cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(rgb)
+
+
+def _neighbour_correlation(grey: np.ndarray) -> float:
+    """Smaller of the horizontal and vertical lag-1 correlations over pixel pairs that are both
+    brighter than the background (1.0 when there are too few such pairs to tell)."""
+    values = []
+    for a, b in ((grey[:, 1:], grey[:, :-1]), (grey[1:], grey[:-1])):
+        mask = (a > BACKGROUND_LEVEL) & (b > BACKGROUND_LEVEL)
+        if int(mask.sum()) < 64:
+            continue
+        x = a[mask] - a[mask].mean()
+        y = b[mask] - b[mask].mean()
+        denom = float(x.std() * y.std())
+        values.append(float((x * y).mean() / denom) if denom > 1e-6 else 0.0)
+    return min(values) if values else 1.0
+
+
+def image_statistics(rgb: np.ndarray) -> dict[str, float]:
+    """The statistics the check uses, from an ``H x W x 3`` uint8 RGB array."""
+    work = _working_copy(rgb)
+    hsv = cv2.cvtColor(work, cv2.COLOR_RGB2HSV)
+    grey = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return {
+        "colour_fraction": float(((hsv[..., 1] > 60) & (hsv[..., 2] > 50)).mean()),
+        "white_fraction": float((grey >= WHITE_LEVEL).mean()),
+        "background_fraction": float((grey <= BACKGROUND_LEVEL).mean()),
+        "median_grey": float(np.median(grey)),
+        "grey_std": float(grey.std()),
+        "neighbour_correlation": _neighbour_correlation(grey),
+    }
+
+
+def ood_check(image: UltrasoundImage | np.ndarray, *, threshold: float = 0.5) -> OODResult:
+    """Check whether ``image`` (an :class:`UltrasoundImage` or ``H x W [x 3]`` uint8 array) looks like
+    B-mode ultrasound. Returns an :class:`OODResult`; ``flag`` True means it does not."""
+    rgb = image.pixels if isinstance(image, UltrasoundImage) else np.asarray(image)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[..., None], 3, axis=2)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError("ood_check expects an UltrasoundImage or an H x W x 3 uint8 array")
+    f = image_statistics(rgb)
+    evidence = {
+        "colour": _ramp(f["colour_fraction"], COLOUR_KNOTS),
+        "white_page": _ramp(f["white_fraction"], WHITE_KNOTS),
+        "bright": _ramp(f["median_grey"], MEDIAN_KNOTS),
+        "no_structure": _ramp(f["neighbour_correlation"], CORRELATION_KNOTS),
+        "blank": 1.0 if f["grey_std"] < BLANK_STD else 0.0,
+    }
+    sentences = {
+        "colour": f"{f['colour_fraction']:.0%} of pixels are strongly coloured; B-mode ultrasound is grey "
+                  "(is this a photo or a colour Doppler image?)",
+        "white_page": f"{f['white_fraction']:.0%} of pixels are near-white; B-mode ultrasound is mostly dark "
+                      "(is this a document or a screenshot of a page?)",
+        "bright": f"median grey level is {f['median_grey']:.0f} of 255; B-mode ultrasound is mostly dark",
+        "no_structure": f"neighbouring pixels are almost unrelated (correlation "
+                        f"{f['neighbour_correlation']:.2f}); the image looks like random noise, not speckle "
+                        "and anatomy",
+        "blank": f"the image is blank (grey-level standard deviation {f['grey_std']:.1f})",
+    }
+    score = max(evidence.values())
+    reasons = [sentences[k] for k, v in evidence.items() if v >= threshold]
+    return OODResult(
+        flag=bool(score >= threshold),
+        score=round(float(score), 4),
+        reasons=reasons,
+        features={k: round(v, 4) for k, v in f.items()},
+        evidence={k: round(v, 4) for k, v in evidence.items()},
+        threshold=threshold,
+    )

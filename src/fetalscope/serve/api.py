@@ -1,0 +1,205 @@
+"""The HTTP API: ``/v1/predict``, ``/v1/explain``, ``/v1/detect``, ``/v1/measure``, ``/v1/models``, ``/healthz``.
+
+Every POST route takes the image as the multipart field ``file`` and returns the same records as the
+CLI (``/v1/predict`` is ``Analysis.to_dict()``). Errors are ``{"detail": message}`` with the status of
+the :mod:`fetalscope.errors` class (400 bad input, 413 too large, 422 unsupported, 503 model missing,
+504 too slow).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fetalscope import __version__
+from fetalscope.errors import FetalscopeError
+from fetalscope.serve.docs import add_offline_docs
+from fetalscope.serve.limits import InferenceGate, too_large_message
+from fetalscope.serve.render import png_bytes
+from fetalscope.serve.service import Service, safe_name
+
+LOG = logging.getLogger("fetalscope.serve")
+API_DESCRIPTION = """\
+Fetal ultrasound plane classification, explanations, detection and biometry over HTTP.
+
+Send the image as the multipart field **`file`** (PNG, JPEG, TIFF, BMP or DICOM). Uploads stay in
+memory; DICOM patient fields never appear in responses or logs.
+
+**Research and education use only; not a medical device.**
+"""
+
+bearer = HTTPBearer(auto_error=False, description="Needed when the server was started with a token.")
+UploadField = Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP or DICOM.")]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Unreadable, corrupt or malformed input"},
+    401: {"description": "Missing or wrong bearer token"},
+    413: {"description": "Upload over the size or pixel limit"},
+    422: {"description": "Unsupported request or missing field"},
+    503: {"description": "The model this route needs is not installed"},
+    504: {"description": "Took longer than the server's time limit"},
+}
+
+
+async def _read(file: UploadFile) -> tuple[bytes, str]:
+    data = await file.read()
+    await file.close()
+    return data, safe_name(file.filename)
+
+
+def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
+    """Attach the API routes to ``app``."""
+    secured = [Depends(bearer)]
+
+    @app.exception_handler(FetalscopeError)
+    async def fetalscope_error(_request: Request, exc: FetalscopeError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+
+    @app.get("/healthz", tags=["service"], summary="Liveness")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "model": service.analyser.model_info.get("id"),
+                "uptime_s": round(time.time() - service.started, 1)}
+
+    @app.get("/v1/models", tags=["models"], summary="Loaded and bundled models with their cards",
+             dependencies=secured, responses=ERRORS)
+    def models() -> dict[str, Any]:
+        return service.models()
+
+    @app.post("/v1/predict", tags=["analysis"], summary="Plane probabilities for one image",
+              dependencies=secured, responses=ERRORS)
+    async def predict(
+        file: UploadField,
+        frame: Annotated[int | None, Form(description="Frame of a multi-frame DICOM/TIFF (default: middle/first)")]
+        = None,
+    ) -> dict[str, Any]:
+        """The `Analysis` record (same fields as `fetalscope predict --output F.json`): every class
+        probability (`probabilities`, `null` for classes the model does not cover), the top class
+        (`plane`, `plane_probability`), the brain sub-plane (`brain_plane`), the uncertainty warning
+        (`uncertain`), the out-of-distribution check (`ood`: `flag`, `score`, `reasons`) and the model
+        id and version (`model`)."""
+        data, name = await _read(file)
+
+        def work() -> dict[str, Any]:
+            return service.analyse(service.load(data, name, frame), name)
+
+        return await gate.run(work)
+
+    @app.post("/v1/explain", tags=["analysis"], summary="Attribution map for one image",
+              dependencies=secured, responses={**ERRORS, 200: {
+                  "description": "PNG overlay (`format=png`) or the map as JSON (`format=json`)",
+                  "content": {"image/png": {}, "application/json": {}}}})
+    async def explain(
+        file: UploadField,
+        method: Annotated[str, Form(description="gradcam, gradcam++, guided_backprop, guided_gradcam, "
+                                                "integrated_gradients (ig), occlusion, lime or saliency")] = "gradcam",
+        target: Annotated[str | None, Form(description="Class name or index to explain (default: the predicted class)")]
+        = None,
+        format: Annotated[Literal["png", "json"], Form(description="png: overlay image; json: the raw map")] = "png",
+        frame: Annotated[int | None, Form()] = None,
+    ) -> Response:
+        """Explains the model's output for `target` with `method`. `png` returns the heat map drawn on the
+        model's input image (headers `X-Explain-Method`, `X-Explain-Target`, `X-Explain-Seconds`); `json`
+        returns `map` (H x W floats at the model's input size) with the method's parameters and timing."""
+        data, name = await _read(file)
+
+        def work() -> Any:
+            return service.explain(service.load(data, name, frame), method, target)
+
+        result = await gate.run(work)
+        record = result.to_dict(include_map=(format == "json"))
+        if format == "json":
+            record["image"] = name
+            record["model"] = service.analyser.model_info
+            return JSONResponse(record)
+        headers = {"X-Explain-Method": record["method"], "X-Explain-Target": record["target_label"],
+                   "X-Explain-Seconds": f"{record['seconds']:.4f}"}
+        return Response(png_bytes(result.overlay), media_type="image/png", headers=headers)
+
+    @app.post("/v1/detect", tags=["analysis"], summary="Brain structure boxes for one image",
+              dependencies=secured, responses=ERRORS)
+    async def detect(
+        file: UploadField,
+        score_threshold: Annotated[float | None, Form(description="Keep boxes at or above this score "
+                                                                  "(default: the detector's operating point)")]
+        = None,
+        frame: Annotated[int | None, Form()] = None,
+    ) -> dict[str, Any]:
+        """The record of `fetalscope detect`: `boxes` with `label`, `score` and pixel `xyxy` after the
+        operating threshold and plausibility rules, and the `plausibility` outcome. 503 when no detector
+        bundle is installed."""
+        data, name = await _read(file)
+
+        def work() -> dict[str, Any]:
+            record = service.detect(service.load(data, name, frame), score_threshold)
+            record["image"] = name
+            return record
+
+        return await gate.run(work)
+
+    @app.post("/v1/measure", tags=["analysis"], summary="Head biometry or cardiothoracic ratio",
+              dependencies=secured, responses=ERRORS)
+    async def measure(
+        file: UploadField,
+        what: Annotated[Literal["head", "cardiothoracic"], Form(description="head (HC/BPD/OFD, GA) or "
+                                                                           "cardiothoracic (CTR)")] = "head",
+        pixel_size_mm: Annotated[float | None, Form(description="Pixel size in mm (DICOM spacing is used "
+                                                                "when absent)")] = None,
+        frame: Annotated[int | None, Form()] = None,
+    ) -> dict[str, Any]:
+        """Same record as `fetalscope measure`. 503 when the biometry model is not installed."""
+        data, name = await _read(file)
+
+        def work() -> dict[str, Any]:
+            record = service.measure(service.load(data, name, frame), what, pixel_size_mm)
+            record["image"] = name
+            return record
+
+        return await gate.run(work)
+
+
+def build_api(service: Service, *, timeout_s: float, max_concurrent: int, max_body_bytes: int,
+              on_shutdown: Callable[[], None] | None = None) -> FastAPI:
+    """A FastAPI app with the API routes and offline docs. ``max_body_bytes`` words the 413 answers (the
+    limit itself is :class:`~fetalscope.serve.limits.BodySizeLimitMiddleware`); ``on_shutdown`` runs when
+    the server stops."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if on_shutdown is not None:
+                on_shutdown()
+
+    app = FastAPI(title="fetalscope", version=__version__, description=API_DESCRIPTION,
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+                  license_info={"name": "Apache-2.0"}, lifespan=lifespan,
+                  form_limits={"max_files": 1, "max_fields": 16, "max_part_size": 64 * 1024})
+    gate = InferenceGate(max_concurrent, timeout_s)
+    app.state.gate = gate
+    app.state.service = service
+    add_routes(app, service, gate)
+    add_offline_docs(app)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 413:
+            return JSONResponse({"detail": too_large_message(max_body_bytes)}, status_code=413)
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # the log names the error type and route only: messages can carry file names or pixel values
+        LOG.error("unhandled %s on %s", type(exc).__name__, request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server keeps running"},
+                            status_code=500)
+
+    return app

@@ -1,0 +1,318 @@
+"""The Gradio UI: Analyse tab, Model performance, Ablation and Overview pages.
+
+The Analyse tab takes an upload (drag-and-drop or click; PNG, JPEG, TIFF, BMP, DICOM) or a click on
+an example, and shows the predicted plane with a confidence bar for every class, the brain
+sub-plane, warnings (unsure model, not ultrasound, classes not covered), one tab per explanation
+method (fast ones at once, slow ones on demand, each with its time), detections when a detector is
+loaded, and a downloadable report (JSON + HTML).
+
+Gradio's upload widget stores each file in its temporary folder before our code sees it; the
+server points that folder at a private in-memory location (see :mod:`fetalscope.serve.app`) and the
+handler deletes the file as soon as its bytes are read. Everything else stays in the session state.
+Import this module only after :func:`fetalscope.serve.app.configure_gradio_environment` (Gradio reads
+its settings at import).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from fetalscope.errors import FetalscopeError
+from fetalscope.serve.examples import Example, gallery_examples
+from fetalscope.serve.pages import ablation_page, overview_page, performance_page
+from fetalscope.serve.render import thumbnail
+from fetalscope.serve.report import report_html, report_json, report_record
+from fetalscope.serve.service import METHOD_TITLES, UI_METHODS, Service, safe_name
+from fetalscope.serve.settings import ServeSettings
+
+LOG = logging.getLogger("fetalscope.serve")
+FAST_METHODS = ("gradcam", "gradcam++", "guided_backprop")
+PREDICTED = "(predicted class)"
+DISPLAY_SIDE = 1024
+SESSION_TTL_S = 1800
+FILE_TYPES = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"]
+
+CSS = """
+.fs-warning { background: #fff4e5; border-left: 4px solid #f59e0b; padding: 6px 12px; margin: 6px 0; }
+.fs-error { background: #fdecea; border-left: 4px solid #dc2626; padding: 6px 12px; margin: 6px 0; }
+.fs-disclaimer { font-size: 0.9em; opacity: 0.85; }
+#performance-page img, #ablation-page img, #overview-page img { max-width: 760px; width: 100%; }
+"""
+
+
+def _slug(method: str) -> str:
+    return method.replace("+", "p").replace("_", "-")
+
+
+def _display(rgb: np.ndarray) -> np.ndarray:
+    return thumbnail(rgb, DISPLAY_SIDE)
+
+
+def _verdict_markdown(a: dict[str, Any], service: Service) -> str:
+    lines = []
+    p = a.get("plane_probability")
+    lines.append(f"## {a.get('plane')}" + ("" if p is None else f" &mdash; {100 * float(p):.1f}%"))
+    sub = a.get("brain_plane")
+    if sub:
+        text = f"**Brain sub-plane:** {sub.get('label')}"
+        if sub.get("probability") is not None:
+            text += f" ({100 * float(sub['probability']):.1f}%)"
+        if sub.get("note"):
+            text += f" &mdash; {sub['note']}"
+        lines.append(text)
+    elif a.get("plane") == "Fetal brain":
+        lines.append("**Brain sub-plane:** no sub-plane model is installed, so none is given.")
+    for w in a.get("warnings", []):
+        cls = "fs-error" if "does not look like" in w else "fs-warning"
+        lines.append(f"<div class='{cls}'>&#9888; {w}</div>")
+    model = a.get("model", {})
+    total = a.get("timings_ms", {}).get("total")
+    lines.append(f"<span class='fs-disclaimer'>Image `{a.get('image')}` ({a.get('width')} x {a.get('height')} px) "
+                 f"&middot; model `{model.get('id')}` v{model.get('version')} ({model.get('runtime')})"
+                 + ("" if total is None else f" &middot; {float(total):.0f} ms") + "</span>")
+    return "\n\n".join(lines)
+
+
+def _label_value(a: dict[str, Any]) -> dict[str, float]:
+    return {c["label"]: float(c["probability"]) for c in a.get("probabilities", []) if c["probability"] is not None}
+
+
+def _explain_info(record: dict[str, Any]) -> str:
+    return (f"**{record['title']}** for class **{record['target_label']}** "
+            f"(p = {record['probability']:.2f}) &mdash; computed in **{record['seconds']:.2f} s**"
+            if record.get("probability") is not None else
+            f"**{record['title']}** for class **{record['target_label']}** &mdash; computed in "
+            f"**{record['seconds']:.2f} s**")
+
+
+def _pending_info(method: str) -> str:
+    return (f"Not computed yet: press **Compute {METHOD_TITLES[method]}** (on a CPU this takes from a few "
+            "seconds to about a minute).")
+
+
+def model_folders(service: Service) -> list[Path]:
+    """Bundle folders whose cards the Overview shows: the loaded plane model, then the other bundled models."""
+    from fetalscope.models.bundle import available_bundles, resolve_bundle
+
+    folders = [Path(service.bundle.path)]
+    for name in available_bundles():
+        folder = resolve_bundle(name)
+        if folder.resolve() != folders[0].resolve():
+            folders.append(folder)
+    return folders
+
+
+def _private_dir(parent: str | None) -> Path:
+    return Path(tempfile.mkdtemp(prefix="report-", dir=parent))
+
+
+def build_ui(service: Service, settings: ServeSettings) -> Any:
+    """The Gradio Blocks of the app (mounted by :func:`fetalscope.serve.app.create_app`)."""
+    examples: list[Example] = gallery_examples(settings.examples_dir)
+    thumbs = []
+    for ex in examples:
+        try:
+            thumbs.append((thumbnail(service.load(ex.path.read_bytes(), ex.path.name, upload=False).pixels, 200),
+                           ex.caption))
+        except (OSError, FetalscopeError):
+            thumbs.append((np.zeros((8, 8, 3), np.uint8), f"{ex.caption} (unreadable)"))
+    classes = list(service.classes)
+    perf = performance_page(service.bundle.path, settings.eval_dir)
+    ablation = ablation_page(settings.ablation_dir, service.bundle.path)
+    overview = overview_page(model_folders(service))
+
+    n_methods = len(UI_METHODS)
+
+    def empty_outputs(message: str) -> tuple:
+        blanks: list[Any] = []
+        for m in UI_METHODS:
+            blanks += [None, "" if m in FAST_METHODS else _pending_info(m)]
+        return (None, None, message, None, *blanks, None, "", None)
+
+    def explain_into(state: dict[str, Any], method: str, target: str | None) -> tuple[np.ndarray, str]:
+        result = service.explain(state["image"], method, None if target in (None, PREDICTED) else target)
+        record = result.to_dict()
+        state["explanations"][method] = {"record": record, "overlay": result.overlay}
+        return result.overlay, _explain_info(record)
+
+    def analyse_bytes(data: bytes, name: str, target: str | None, upload: bool = True) -> tuple:
+        try:
+            image = service.load(data, name, upload=upload)
+            analysis = service.analyse(image, name)
+        except FetalscopeError as exc:
+            return empty_outputs(f"<div class='fs-error'>Could not analyse this file: {exc}</div>")
+        state: dict[str, Any] = {"image": image, "analysis": analysis, "explanations": {}, "detection": None,
+                                 "created": time.time()}
+        outputs: list[Any] = []
+        for m in UI_METHODS:
+            if m in FAST_METHODS:
+                try:
+                    outputs += list(explain_into(state, m, target))
+                except FetalscopeError as exc:
+                    outputs += [None, f"<div class='fs-error'>{exc}</div>"]
+            else:
+                outputs += [None, _pending_info(m)]
+        det_img, det_md = None, ""
+        if service.detector_available:
+            if analysis.get("plane") == "Fetal brain":
+                det_img, det_md = run_detection(state)
+            else:
+                det_md = "Brain-structure detection runs on brain images; press **Detect** to run it anyway."
+        else:
+            det_md = f"No brain-structure detector is loaded: {service.detector_info().get('reason')}"
+        return (state, _display(image.pixels), _verdict_markdown(analysis, service), _label_value(analysis),
+                *outputs, det_img, det_md, None)
+
+    def run_detection(state: dict[str, Any]) -> tuple[np.ndarray | None, str]:
+        record = service.detect(state["image"])
+        overlay = service.detection_overlay(state["image"], record)
+        state["detection"] = {"record": record, "overlay": overlay}
+        rows = "\n".join(f"| {d['label']} | {d['score']:.2f} | {', '.join(f'{v:.0f}' for v in d['xyxy'])} |"
+                         for d in record["boxes"])
+        table = ("| structure | score | box (x0, y0, x1, y1) |\n|---|---|---|\n" + rows) if rows else \
+            "No structure found above the operating threshold."
+        return _display(overlay), f"Detector `{record.get('model')}`:\n\n{table}"
+
+    def on_upload(path: str | None, target: str | None) -> tuple:
+        if not path:
+            return empty_outputs("")
+        file = Path(path)
+        try:
+            data = file.read_bytes()
+        finally:  # the upload widget's copy goes as soon as it is read
+            _remove_upload(file)
+        return analyse_bytes(data, safe_name(file.name), target)
+
+    def on_example(evt: gr.SelectData, target: str | None) -> tuple:
+        index = evt.index if isinstance(evt.index, int) else evt.index[0]
+        ex = examples[int(index)]
+        return analyse_bytes(ex.path.read_bytes(), ex.path.name, target, upload=False)
+
+    def on_target(state: dict[str, Any] | None, target: str | None) -> tuple:
+        if not state:
+            return (state, *[gr.skip()] * (2 * n_methods))
+        state["explanations"] = {}
+        outputs: list[Any] = []
+        for m in UI_METHODS:
+            outputs += list(explain_into(state, m, target)) if m in FAST_METHODS else [None, _pending_info(m)]
+        return (state, *outputs)
+
+    def make_compute(method: str):
+        def compute(state: dict[str, Any] | None, target: str | None) -> tuple:
+            if not state:
+                return state, None, "Upload an image or pick an example first."
+            try:
+                img, info = explain_into(state, method, target)
+            except FetalscopeError as exc:
+                return state, None, f"<div class='fs-error'>{exc}</div>"
+            return state, img, info
+        return compute
+
+    def on_detect(state: dict[str, Any] | None) -> tuple:
+        if not state:
+            return state, None, "Upload an image or pick an example first."
+        if not service.detector_available:
+            return state, None, f"No brain-structure detector is loaded: {service.detector_info().get('reason')}"
+        img, md = run_detection(state)
+        return state, img, md
+
+    def on_report(state: dict[str, Any] | None) -> list[str] | None:
+        if not state:
+            return None
+        explanations = [e["record"] for e in state["explanations"].values()]
+        det = state.get("detection")
+        record = report_record(state["analysis"], explanations, det["record"] if det else None)
+        folder = _private_dir(os.environ.get("GRADIO_TEMP_DIR"))
+        stem = Path(safe_name(state["analysis"].get("image"), "image")).stem or "image"
+        json_path = folder / f"fetalscope-report-{stem}.json"
+        html_path = folder / f"fetalscope-report-{stem}.html"
+        json_path.write_text(report_json(record), encoding="utf-8")
+        overlays = {m: e["overlay"] for m, e in state["explanations"].items()}
+        html_path.write_text(report_html(record, _display(state["image"].pixels), overlays,
+                                         _display(det["overlay"]) if det else None), encoding="utf-8")
+        return [str(json_path), str(html_path)]
+
+    with gr.Blocks(title="fetalscope", analytics_enabled=False, delete_cache=(300, SESSION_TTL_S)) as demo:
+        gr.Markdown("# fetalscope &mdash; fetal ultrasound plane analysis\n"
+                    "<span class='fs-disclaimer'>Research and education use only. **Not a medical device.** "
+                    "API docs: [/docs](/docs)</span>")
+        state = gr.State(None, time_to_live=SESSION_TTL_S)
+        with gr.Tabs():
+            with gr.Tab("Analyse", id="analyse"):
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        upload = gr.File(label="Drop an ultrasound image here or click to upload "
+                                               "(PNG, JPEG, TIFF, BMP, DICOM)",
+                                         file_types=FILE_TYPES, type="filepath", elem_id="upload")
+                        gallery = gr.Gallery(value=thumbs, label="Examples: click one to analyse it", columns=3,
+                                             allow_preview=False, height=300, elem_id="examples",
+                                             interactive=False)
+                        target = gr.Dropdown([PREDICTED, *classes], value=PREDICTED, label="Explain class",
+                                             elem_id="target")
+                    with gr.Column(scale=3):
+                        shown = gr.Image(label="Image", interactive=False, height=360, elem_id="input-image",
+                                         format="png")
+                        verdict = gr.Markdown(elem_id="verdict")
+                        probs = gr.Label(label="Confidence for every class", num_top_classes=len(classes),
+                                         elem_id="probabilities")
+                gr.Markdown("### Explanations")
+                method_outputs: list[Any] = []
+                compute_buttons: dict[str, Any] = {}
+                with gr.Tabs():
+                    for m in UI_METHODS:
+                        with gr.Tab(METHOD_TITLES[m], id=f"tab-{_slug(m)}"):
+                            img = gr.Image(label=METHOD_TITLES[m], interactive=False, height=320,
+                                           elem_id=f"explain-{_slug(m)}", format="png")
+                            info = gr.Markdown("" if m in FAST_METHODS else _pending_info(m),
+                                               elem_id=f"explain-{_slug(m)}-info")
+                            if m not in FAST_METHODS:
+                                compute_buttons[m] = gr.Button(f"Compute {METHOD_TITLES[m]}",
+                                                               elem_id=f"compute-{_slug(m)}")
+                            method_outputs += [img, info]
+                with gr.Accordion("Brain structure detection", open=service.detector_available):
+                    det_img = gr.Image(label="Detections", interactive=False, height=320, elem_id="detections",
+                                       format="png")
+                    det_md = gr.Markdown(elem_id="detections-info")
+                    detect_btn = gr.Button("Detect", elem_id="detect")
+                with gr.Row():
+                    report_btn = gr.Button("Build report (JSON + HTML)", variant="primary", elem_id="report")
+                    report_files = gr.File(label="Report", file_count="multiple", interactive=False,
+                                           elem_id="report-files")
+            with gr.Tab("Model performance", id="performance"):
+                gr.Markdown(perf.markdown, elem_id="performance-page")
+            with gr.Tab("Ablation", id="ablation"):
+                gr.Markdown(ablation.markdown, elem_id="ablation-page")
+            with gr.Tab("Overview", id="overview"):
+                gr.Markdown(overview.markdown, elem_id="overview-page")
+
+        analysis_outputs = [state, shown, verdict, probs, *method_outputs, det_img, det_md, report_files]
+        upload.upload(on_upload, [upload, target], analysis_outputs)
+        gallery.select(on_example, [target], analysis_outputs)
+        target.change(on_target, [state, target], [state, *method_outputs])
+        for m, button in compute_buttons.items():
+            i = UI_METHODS.index(m)
+            button.click(make_compute(m), [state, target], [state, method_outputs[2 * i], method_outputs[2 * i + 1]])
+        detect_btn.click(on_detect, [state], [state, det_img, det_md])
+        report_btn.click(on_report, [state], [report_files])
+    demo.queue(default_concurrency_limit=max(1, settings.max_concurrent))
+    return demo
+
+
+def _remove_upload(file: Path) -> None:
+    """Delete the upload widget's copy of a file, and its folder when that is now empty."""
+    try:
+        file.unlink(missing_ok=True)
+        parent = file.parent
+        upload_root = os.environ.get("GRADIO_TEMP_DIR")
+        if upload_root and parent != Path(upload_root) and parent.is_relative_to(upload_root):
+            parent.rmdir()
+    except OSError:
+        pass

@@ -1,0 +1,139 @@
+"""The HTTP API over real HTTP against the session's server (tiny model bundle with an ONNX twin)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fetalscope.data.labels import PLANE_CLASSES
+
+
+def _post(client, route: str, data: bytes, name: str = "image.png", **form):
+    return client.post(route, files={"file": (name, data, "application/octet-stream")}, data=form)
+
+
+def test_healthz_and_models(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["model"] == "tiny-planes"
+    models = client.get("/v1/models").json()
+    plane = models["loaded"]["plane"]
+    assert plane["id"] == "tiny-planes" and plane["version"] == "0.0.1"
+    assert plane["runtime"] == "OnnxPredictor"  # the bundle has model.onnx, so ONNX Runtime serves it
+    assert plane["card"]["classes_not_covered"] == ["Maternal cervix"]
+    assert models["loaded"]["detector"]["available"] is False
+
+
+def test_predict_returns_the_analysis_record(client, phantom_png, tiny_bundle):
+    r = _post(client, "/v1/predict", phantom_png, "brain.png")
+    assert r.status_code == 200, r.text
+    a = r.json()
+    # every class of the label space, in order, with None for the class the model does not cover
+    assert [c["label"] for c in a["probabilities"]] == list(PLANE_CLASSES)
+    probs = {c["label"]: c["probability"] for c in a["probabilities"]}
+    assert probs["Maternal cervix"] is None
+    covered = [p for p in probs.values() if p is not None]
+    assert abs(sum(covered) - 1.0) < 1e-4
+    assert a["plane"] == max((p, k) for k, p in probs.items() if p is not None)[1]
+    assert a["plane_probability"] == pytest.approx(max(covered), abs=1e-6)
+    assert a["model"]["id"] == "tiny-planes" and a["model"]["version"] == "0.0.1"
+    assert a["image"] == "brain.png" and (a["width"], a["height"]) == (256, 208)
+    assert a["ood"]["flag"] is False and set(a["ood"]) >= {"flag", "score", "reasons"}
+    assert "brain_plane" in a and "uncertain" in a and "warnings" in a
+
+    # the same answer as the pipeline gives in-process for the same bytes
+    from fetalscope.pipeline.analyser import Analyser
+
+    local = Analyser(tiny_bundle, runtime="onnx").analyse(phantom_png, name="brain.png").to_dict()
+    assert local["plane"] == a["plane"]
+    for mine, theirs in zip(local["probabilities"], a["probabilities"], strict=True):
+        assert mine["probability"] == pytest.approx(theirs["probability"], abs=1e-5)
+
+
+def test_predict_flags_a_photo_as_not_ultrasound(client):
+    from skimage import data
+
+    photo = np.ascontiguousarray(data.chelsea())
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format="JPEG", quality=90)
+    a = _post(client, "/v1/predict", buf.getvalue(), "cat.jpg").json()
+    assert a["ood"]["flag"] is True
+    assert any("does not look like B-mode ultrasound" in w for w in a["warnings"])
+
+
+@pytest.mark.parametrize("method", ["gradcam", "guided_backprop", "integrated_gradients", "occlusion", "lime"])
+def test_explain_png_overlay(client, phantom_png, method):
+    r = _post(client, "/v1/explain", phantom_png, method=method)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/png"
+    overlay = np.asarray(Image.open(io.BytesIO(r.content)))
+    # drawn on the region the model saw (the sector crop of the 256 x 208 image), not at the 64 px input
+    assert overlay.ndim == 3 and overlay.shape[2] == 3 and 100 < max(overlay.shape[:2]) <= 256
+    assert r.headers["x-explain-method"] == method
+    assert float(r.headers["x-explain-seconds"]) > 0
+    # a heat map changes the grey input: some pixels are now coloured
+    assert (overlay.max(axis=2).astype(int) - overlay.min(axis=2)).max() > 30
+
+
+def test_explain_json_map_and_target(client, phantom_png):
+    r = _post(client, "/v1/explain", phantom_png, method="ig", target="Fetal femur", format="json")
+    assert r.status_code == 200, r.text
+    e = r.json()
+    assert e["method"] == "integrated_gradients" and e["target_label"] == "Fetal femur" and e["target"] == 2
+    m = np.asarray(e["map"], dtype=np.float32)
+    assert m.shape == (64, 64) and np.isfinite(m).all() and np.abs(m).max() > 0
+    assert e["signed"] is True and "n_steps" in e["params"]
+
+
+def test_explain_rejects_bad_method_and_targets(client, phantom_png):
+    r = _post(client, "/v1/explain", phantom_png, method="gradcma")
+    assert r.status_code == 400 and "gradcam" in r.json()["detail"]  # suggests the right name
+    r = _post(client, "/v1/explain", phantom_png, target="Fetal heart")
+    assert r.status_code == 400 and "Fetal brain" in r.json()["detail"]
+    r = _post(client, "/v1/explain", phantom_png, target="Maternal cervix")
+    assert r.status_code == 422 and "does not cover" in r.json()["detail"]
+    r = _post(client, "/v1/explain", phantom_png, target="9")
+    assert r.status_code == 400 and "out of range" in r.json()["detail"]
+
+
+def test_detect_without_detector_is_503(client, phantom_png):
+    r = _post(client, "/v1/detect", phantom_png)
+    assert r.status_code == 503
+    assert "detector" in r.json()["detail"]
+
+
+def test_measure_validates_and_answers(client, phantom_png):
+    r = _post(client, "/v1/measure", phantom_png, what="abdomen")
+    assert r.status_code == 422  # not one of head / cardiothoracic
+    r = _post(client, "/v1/measure", phantom_png, what="head", pixel_size_mm="0.1")
+    # 200 with a record when biometry is installed, 503 naming what is missing otherwise; never a crash
+    assert r.status_code in (200, 400, 422, 503), r.text
+    assert r.status_code != 200 or r.json().get("image") == "image.png"
+
+
+def test_openapi_schema_and_offline_docs(client):
+    schema = client.get("/openapi.json").json()
+    for route in ("/v1/predict", "/v1/explain", "/v1/detect", "/v1/measure", "/v1/models", "/healthz"):
+        assert route in schema["paths"], route
+    body = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in body
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "cdn" not in docs.text.lower() and "https://" not in docs.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/_docs_static/{asset}" in docs.text
+        assert client.get(f"/_docs_static/{asset}").status_code == 200
+
+
+def test_ui_root_is_the_gradio_app(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "<html" in r.text.lower()
+    config = client.get("/config").json()
+    text = json.dumps(config)
+    assert "fetalscope" in text and "Model performance" in text
+    assert "fonts.googleapis" not in r.text and "fonts.googleapis" not in text

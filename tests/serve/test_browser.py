@@ -1,0 +1,124 @@
+"""The UI in a real browser: Debian's chromium (headless) driven by Playwright, against the session's
+server. Every request that would leave the machine is blocked and recorded: the page must need none.
+
+Installed by ``scripts/install_browser.sh`` (``.ci/run`` calls it first); skipped only when
+``/usr/bin/chromium`` is absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+TIMEOUT_MS = 60_000
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed at /usr/bin/chromium (run scripts/install_browser.sh)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})
+    pg = context.new_page()
+    external: list[str] = []
+
+    def guard(route):
+        host = urlparse(route.request.url).hostname or ""
+        if route.request.url.startswith(("data:", "blob:")) or host in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            external.append(route.request.url)
+            route.abort()
+
+    pg.route("**/*", guard)
+    pg.external_requests = external  # type: ignore[attr-defined]
+    pg.set_default_timeout(TIMEOUT_MS)
+    yield pg
+    context.close()
+
+
+def test_upload_predict_explain_offline(page, server, client, phantom_png, artifacts_dir, tmp_path):
+    from fetalscope.serve.examples import BUNDLED_DIR
+
+    example = BUNDLED_DIR / "phantom_fetal_brain.png"
+    expected = client.post("/v1/predict", files={"file": ("brain.png", phantom_png)}).json()["plane"]
+    upload = tmp_path / "upload-me.png"
+    upload.write_bytes(example.read_bytes())
+
+    page.goto(server.url + "/")
+    page.wait_for_selector("#upload")
+    page.set_input_files("#upload input[type=file]", str(upload))
+    verdict = page.locator("#verdict")
+    verdict.filter(has_text=expected).wait_for()
+    assert expected in verdict.inner_text()
+    for cls in ("Fetal brain", "Fetal femur", "Other"):  # a confidence bar for every covered class
+        page.locator("#probabilities").filter(has_text=cls).wait_for()
+    gradcam = page.locator("#explain-gradcam img")
+    gradcam.wait_for(state="visible")
+    assert gradcam.get_attribute("src")
+    page.locator("#explain-gradcam-info").filter(has_text="computed in").wait_for()
+
+    # a slow method on demand: open its tab, press Compute, the map and its time appear
+    page.get_by_role("tab", name="Integrated Gradients").click()
+    page.locator("#compute-integrated-gradients").click()
+    page.locator("#explain-integrated-gradients img").wait_for(state="visible")
+    page.locator("#explain-integrated-gradients-info").filter(has_text="computed in").wait_for()
+    page.get_by_role("tab", name="Grad-CAM", exact=True).click()
+    page.screenshot(path=str(artifacts_dir / "ui.png"), full_page=True)
+
+    # the report downloads as JSON + HTML holding the prediction and the maps
+    page.locator("#report").click()
+    link = page.locator("#report-files a[download='fetalscope-report-upload-me.html']")
+    link.wait_for()
+    html = client.get(urlparse(link.get_attribute("href")).path).text
+    assert f"Predicted plane: {expected}" in html and "Integrated Gradients" in html
+    assert html.count("data:image/png;base64,") >= 3  # the image and two explanation maps
+
+    # the uploaded file did not stay in the UI's upload folder
+    digest = hashlib.sha256(upload.read_bytes()).hexdigest()
+    for folder in server.upload_dirs():
+        for f in folder.rglob("*"):
+            if f.is_file():
+                assert hashlib.sha256(f.read_bytes()).hexdigest() != digest, f"upload left at {f}"
+    assert page.external_requests == []  # type: ignore[attr-defined]
+
+
+def test_example_gallery_and_pages(page, server):
+    page.goto(server.url + "/")
+    page.locator("#examples img").first.wait_for(state="visible")
+    page.locator("#examples img").first.click()
+    page.locator("#verdict").filter(has_text="tiny-planes").wait_for()
+
+    page.get_by_role("tab", name="Model performance").click()
+    perf = page.locator("#performance-page")
+    perf.filter(has_text="Tiny test model on phantoms").wait_for()  # the report's own title
+    assert perf.locator("img[src^='data:image/png']").count() >= 2  # confusion matrix, reliability, ...
+    page.get_by_role("tab", name="Ablation").click()
+    page.locator("#ablation-page").filter(has_text="baseline").wait_for()
+    page.get_by_role("tab", name="Overview").click()
+    page.locator("#overview-page").filter(has_text="not a medical device").wait_for()
+    page.screenshot(path=str(Path(server.log_path).parent / "pages.png"), full_page=True)
+    assert page.external_requests == []  # type: ignore[attr-defined]
+
+
+def test_api_docs_render_offline(page, server):
+    page.goto(server.url + "/docs")
+    page.locator(".opblock-summary-path").filter(has_text="/v1/predict").first.wait_for()
+    assert page.locator(".opblock").count() >= 6
+    assert page.external_requests == []  # type: ignore[attr-defined]

@@ -1,0 +1,83 @@
+"""Pages render report files the code wrote; the downloadable report; the example gallery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fetalscope.serve.examples import BUNDLED_DIR, gallery_examples, write_bundled_examples
+from fetalscope.serve.pages import ablation_page, overview_page, performance_page
+from fetalscope.serve.report import report_html, report_json, report_record
+
+
+def test_performance_page_renders_the_evaluation_report(tiny_bundle: Path):
+    page = performance_page(tiny_bundle)
+    assert page.found and tiny_bundle / "report.md" in page.sources
+    report = json.loads((tiny_bundle / "report.json").read_text())
+    assert report["title"] in page.markdown  # the text comes from the file ...
+    n_plots = len(report["plots"])
+    assert n_plots >= 3 and page.markdown.count("](data:image/png;base64,") >= n_plots  # ... and the figures
+    assert "](confusion_counts.json)" not in page.markdown  # links the page cannot follow are named instead
+
+
+def test_pages_say_how_to_make_missing_reports(tmp_path: Path):
+    page = performance_page(tmp_path)
+    assert not page.found and "fetalscope evaluate" in page.markdown
+    page = ablation_page(tmp_path / "nothing")
+    assert not page.found and "fetalscope ablate" in page.markdown
+
+
+def test_ablation_page(ablation_dir: Path):
+    page = ablation_page(ablation_dir)
+    assert page.found and "baseline" in page.markdown and "| variant |" in page.markdown
+
+
+def test_overview_page_has_intended_use_and_model_cards(tiny_bundle: Path):
+    page = overview_page([tiny_bundle])
+    text = page.markdown
+    assert "not a medical device" in text and "CC BY 4.0" in text and "Baumgartner" in text
+    assert "tiny-planes" in text and "a test fixture; not a real model" in text  # from card.md
+
+
+def test_report_json_and_html():
+    analysis = {"image": "<b>x</b>.png", "width": 10, "height": 8, "plane": "Fetal brain", "plane_probability": 0.9,
+                "probabilities": [{"label": "Fetal brain", "probability": 0.9},
+                                  {"label": "Maternal cervix", "probability": None},
+                                  {"label": "Other", "probability": 0.1}],
+                "model": {"id": "m", "version": "1"}, "warnings": ["careful"], "ood": {"flag": False, "score": 0.0}}
+    explanation = {"method": "gradcam", "title": "Grad-CAM", "target_label": "Fetal brain", "seconds": 0.1}
+    record = report_record(analysis, [explanation])
+    assert json.loads(report_json(record))["analysis"]["plane"] == "Fetal brain"
+    img = np.zeros((8, 10, 3), np.uint8)
+    html = report_html(record, img, {"gradcam": img})
+    assert "Predicted plane: Fetal brain (90.0%)" in html and "not covered by this model" in html
+    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html  # names are escaped
+    assert html.count("data:image/png;base64,") == 2 and "Not a medical device" in html
+
+
+def test_bundled_examples_are_synthetic_and_reproducible(tmp_path: Path):
+    shipped = sorted(BUNDLED_DIR.glob("phantom_*.png"))
+    assert len(shipped) == 6 and all(p.stat().st_size < 60_000 for p in shipped)
+    assert "SYNTHETIC" in (BUNDLED_DIR / "README.md").read_text()
+    fresh = write_bundled_examples(tmp_path)
+    assert [p.name for p in fresh] == [p.name for p in shipped]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(fresh, shipped, strict=True))
+
+
+def test_gallery_sources(tmp_path: Path):
+    items = gallery_examples(data_dir=tmp_path / "no-shared")
+    assert items and all(e.synthetic and e.path.parent == BUNDLED_DIR for e in items)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "a.png").write_bytes(shipped := (BUNDLED_DIR / "phantom_other.png").read_bytes())
+    assert shipped and [e.path for e in gallery_examples(mine)] == [mine / "a.png"]
+
+
+def test_gallery_reads_shared_images_in_place(shared_data: Path):
+    real = [e for e in gallery_examples(data_dir=shared_data) if not e.synthetic]
+    if not real:
+        pytest.skip("no HC18/FOCUS/TV images in the shared folder")
+    assert all(shared_data in e.path.parents for e in real)  # read by path, never copied
