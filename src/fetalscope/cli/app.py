@@ -317,8 +317,19 @@ def serve(
     model: ModelOpt = "sononet-planes",
     token: Annotated[str | None, typer.Option(envvar="FETALSCOPE_TOKEN", help="Require this bearer token.")] = None,
     save_uploads: Annotated[Path | None, typer.Option(help="Opt-in: folder to save uploads to.")] = None,
+    runtime: Annotated[str, typer.Option(help="auto | torch | onnx")] = "auto",
+    detector: Annotated[str, typer.Option(help="Detector bundle for brain images.")] = "brain-structures",
+    examples: Annotated[Path | None, typer.Option(help="Folder of example images for the gallery.")] = None,
+    eval_dir: Annotated[Path | None, typer.Option(help="Evaluation report folder for the performance page.")] = None,
+    ablation_dir: Annotated[Path | None, typer.Option(help="Folder with ablation.md for the ablation page.")] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB.")] = 20.0,
+    timeout: Annotated[float, typer.Option(help="Request timeout in seconds.")] = 120.0,
 ) -> None:
     """Start the web app (Gradio UI) and HTTP API (FastAPI) on one server."""
     from fetalscope.serve import run_server
 
-    run_server(host=host, port=port, plane_model=model, token=token, save_uploads=save_uploads)
+    extra = {k: v for k, v in {"examples_dir": examples, "eval_dir": eval_dir, "ablation_dir": ablation_dir}.items()
+             if v is not None}
+    run_server(host=host, port=port, plane_model=model, token=token, save_uploads=save_uploads, runtime=runtime,
+               detector=detector, max_upload_bytes=int(max_upload_mb * 1024 * 1024), request_timeout_s=timeout,
+               **extra)
