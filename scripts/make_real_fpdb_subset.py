@@ -63,7 +63,8 @@ def main() -> None:
             fh.write(by_name[name] + "\n")
     counts: dict[str, int] = {}
     for name in names:
-        row = dict(zip([h.strip() for h in header.split(";")], [v.strip() for v in by_name[name].split(";")], strict=False))
+        keys = [h.strip() for h in header.split(";")]
+        row = dict(zip(keys, [v.strip() for v in by_name[name].split(";")], strict=False))
         counts[row["Brain_plane"]] = counts.get(row["Brain_plane"], 0) + 1
     print(f"wrote {len(names)} real FETAL_PLANES_DB images to {args.out}: {counts}")
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from fetalscope.data.samples import LabelledSet, Sample
 from fetalscope.errors import DataError
 from fetalscope.imaging.loader import SUPPORTED_SUFFIXES
 
@@ -379,3 +380,37 @@ def assert_groups_disjoint(*splits: Iterable[YoloItem]) -> None:
                     f"group '{item.group}' ({item.image.name}) is in split {other} and split {index}; "
                     "augmented copies and images of one subject must stay in one split"
                 )
+
+
+def yolo_classification_set(dataset: YoloDataset, splits: Sequence[str] | None = None) -> LabelledSet:
+    """Image-level classes from a YOLO *detection* export whose boxes all carry the image's class
+    (e.g. one whole-head box labelled ``normal`` or ``abnormal`` per image).
+
+    ``Sample.patient`` is the item's group (subject from ``labels.csv``, else the Roboflow source),
+    so patient-grouped splits keep augmented copies together. ``Sample.meta`` holds ``split``,
+    ``source`` and ``box_norm`` (the union of the image's boxes, normalised ``x0 y0 x1 y1``).
+    Raises :class:`DataError` for an image without boxes or with boxes of two classes.
+    """
+    samples: list[Sample] = []
+    for item in dataset.items(*(splits or ())):
+        classes = {b.cls for b in item.boxes}
+        if len(classes) != 1:
+            names = sorted(dataset.names[c] for c in classes)
+            what = f"boxes of several classes {names}" if classes else "no boxes"
+            raise DataError(
+                f"{item.image}: {what}; an image-level class needs every box of the image to carry one class"
+            )
+        x0 = min(b.cx - b.w / 2 for b in item.boxes)
+        y0 = min(b.cy - b.h / 2 for b in item.boxes)
+        x1 = max(b.cx + b.w / 2 for b in item.boxes)
+        y1 = max(b.cy + b.h / 2 for b in item.boxes)
+        samples.append(
+            Sample(
+                path=item.image,
+                label=classes.pop(),
+                patient=item.group,
+                meta={"split": item.split, "source": item.source, "box_norm": [x0, y0, x1, y1],
+                      "source_dataset": item.meta.get("source_dataset", "")},
+            )
+        )
+    return LabelledSet(samples=samples, classes=dataset.names, source=f"yolo:{dataset.yaml_path}")

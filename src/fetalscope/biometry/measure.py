@@ -1,0 +1,237 @@
+"""One image in, one measurement record out: the function behind ``fetalscope measure`` and
+``POST /v1/measure``.
+
+``measure_image(image, "head", pixel_size_mm=0.1)`` segments the head, fits its ellipse and reports
+HC/BPD/OFD (mm) and the gestational age HC implies; ``measure_image(image, "cardiothoracic")``
+segments heart and thorax, fits both ellipses and reports the CTR three ways, or says why not.
+:func:`draw_measurement` draws a record on the image.
+
+Post-processing happens at the model's resolution on probability maps (sigmoid), and the outline
+is mapped to the original image before the ellipse fit, so every ellipse is in original pixels.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from fetalscope.biometry.cardiothoracic import cardiothoracic_record
+from fetalscope.biometry.ellipse import Ellipse, draw_ellipse, fill_holes, fit_ellipse, largest_component
+from fetalscope.biometry.head import check_pixel_size, head_measurements
+from fetalscope.biometry.segbundle import SegBundle, load_seg_bundle
+from fetalscope.data.transforms import to_tensor
+from fetalscope.errors import BadInputError, UnsupportedError
+from fetalscope.imaging.loader import UltrasoundImage, iter_image_paths, load_image
+
+Measurement = Literal["head", "cardiothoracic"]
+DEFAULT_BUNDLES: dict[str, str] = {"head": "hc18-head", "cardiothoracic": "focus-ctr"}
+ALIASES = {"hc": "head", "head": "head", "cardiothoracic": "cardiothoracic", "ctr": "cardiothoracic",
+           "heart": "cardiothoracic"}
+HEAD_PLANE = "Fetal brain"
+MIN_HEAD_AXIS_RATIO = 0.5
+
+
+def measurement_name(what: str) -> str:
+    key = str(what).strip().lower()
+    if key not in ALIASES:
+        raise BadInputError(f"unknown measurement '{what}'; choose 'head' or 'cardiothoracic'")
+    return ALIASES[key]
+
+
+class Measurer:
+    """A loaded segmentation bundle and its runtime; ``measure(image)`` gives a record."""
+
+    def __init__(self, what: str = "head", bundle: str | Path | SegBundle | None = None,
+                 runtime: str = "auto") -> None:
+        from fetalscope.models.runtime import make_predictor
+
+        self.what = measurement_name(what)
+        self.bundle = bundle if isinstance(bundle, SegBundle) else load_seg_bundle(bundle or DEFAULT_BUNDLES[self.what])
+        served = self.bundle.measurement
+        if served and served != self.what:
+            raise BadInputError(f"bundle {self.bundle.name} measures '{served}', not '{self.what}'")
+        needed = ("head",) if self.what == "head" else ("heart", "thorax")
+        missing = [s for s in needed if s not in self.bundle.structures]
+        if missing:
+            raise UnsupportedError(f"bundle {self.bundle.name} does not segment {', '.join(missing)}")
+        if self.bundle.preprocess.crop_sector:
+            raise UnsupportedError(f"bundle {self.bundle.name} crops to the sector; segmentation bundles must "
+                                   "see the whole image so that ellipses map back to it")
+        self.predictor = make_predictor(self.bundle, runtime=runtime)  # type: ignore[arg-type]
+        self.model_info = {"id": self.bundle.name, "version": str(self.bundle.card.get("version", "")),
+                           "runtime": self.predictor.name}
+        # test-time augmentation: average the probabilities of the image and its mirror image
+        self.flip_tta = bool(self.bundle.card.get("inference", {}).get("flip_tta", False))
+        self._lock = threading.Lock()
+
+    # ---- network -----------------------------------------------------------------------------------
+    def probabilities(self, image: UltrasoundImage) -> dict[str, np.ndarray]:
+        """Per-structure probability maps at the model's input size."""
+        x = to_tensor(image, self.bundle.preprocess).unsqueeze(0).numpy()
+        if self.flip_tta:
+            x = np.concatenate([x, x[..., ::-1]], axis=0)
+        with self._lock:
+            logits = self.predictor.predict_logits(np.ascontiguousarray(x))
+        probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        probs = (probs[0] + probs[1][..., ::-1]) / 2 if self.flip_tta else probs[0]
+        return {s: probs[i].astype(np.float32) for i, s in enumerate(self.bundle.structures)}
+
+    def ellipses(self, image: UltrasoundImage,
+                 probs: dict[str, np.ndarray] | None = None) -> dict[str, Ellipse | None]:
+        """Fitted ellipses (original image pixels) of each structure the measurement needs."""
+        probs = probs if probs is not None else self.probabilities(image)
+        shape = (image.height, image.width)
+        if self.what == "head":
+            return {"head": fit_ellipse(probs["head"], out_shape=shape)}
+        thorax_p = probs["thorax"]
+        region = fill_holes(largest_component(thorax_p >= 0.5))
+        # the fitter keeps the largest region itself and reads the soft boundary around it
+        thorax = fit_ellipse(thorax_p, out_shape=shape) if region.any() else None
+        near = cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        heart_p = np.where(near, probs["heart"], 0.0)  # the heart is kept inside the thorax
+        heart = fit_ellipse(heart_p, out_shape=shape) if region.any() else None
+        return {"heart": heart, "thorax": thorax}
+
+    def masks(self, image: UltrasoundImage, probs: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Raw masks at the original resolution (probability resized bilinearly, > 0.5, largest
+        component; the heart restricted to the thorax)."""
+        probs = probs if probs is not None else self.probabilities(image)
+        size = (image.width, image.height)
+        full = {s: cv2.resize(p, size, interpolation=cv2.INTER_LINEAR) >= 0.5 for s, p in probs.items()}
+        out = {}
+        if "thorax" in full:
+            out["thorax"] = fill_holes(largest_component(full["thorax"]))
+            if "heart" in full:
+                out["heart"] = largest_component(full["heart"] & out["thorax"])
+        for s, m in full.items():
+            out.setdefault(s, largest_component(m))
+        return out
+
+    # ---- records -----------------------------------------------------------------------------------
+    def measure(self, image: UltrasoundImage, pixel_size_mm: float | None = None, *, plane: str | None = None,
+                plane_probability: float | None = None) -> dict[str, Any]:
+        """The measurement record of one image (see :func:`measure_image`)."""
+        t0 = time.perf_counter()
+        ellipses = self.ellipses(image)
+        record: dict[str, Any] = {"image": image.source, "measurement": self.what,
+                                  "image_size": [image.width, image.height]}
+        if self.what == "head":
+            record.update(_head_record(ellipses["head"], image, pixel_size_mm, plane, plane_probability))
+        else:
+            record.update(cardiothoracic_record(ellipses["heart"], ellipses["thorax"], (image.height, image.width),
+                                                plane=plane, plane_probability=plane_probability))
+        record["model"] = dict(self.model_info)
+        record["timing_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        return record
+
+
+def _head_record(ellipse: Ellipse | None, image: UltrasoundImage, pixel_size_mm: float | None,
+                 plane: str | None, plane_probability: float | None) -> dict[str, Any]:
+    flags: list[str] = []
+    given = check_pixel_size(pixel_size_mm, "--pixel-size")
+    dicom = image.pixel_spacing_mm if image.pixel_spacing_mm and image.pixel_spacing_mm > 0 else None
+    pixel, source = (given, "argument") if given is not None else (dicom, "dicom") if dicom else (None, None)
+    if given is not None and dicom and abs(given / dicom - 1) > 0.01:
+        flags.append(f"pixel_size_overrides_dicom: using {given} mm given, the DICOM says {dicom:.5f} mm")
+    if plane is not None and plane != HEAD_PLANE:
+        flags.append(f"not_head_plane: the plane classifier calls this image '{plane}', not '{HEAD_PLANE}'")
+    if plane_probability is not None and plane_probability < 0.5:
+        flags.append(f"not_head_plane: head-plane probability {plane_probability:.2f} is below 0.5")
+    record: dict[str, Any] = {"ellipse": None, "pixel_size_mm": pixel, "pixel_size_source": source,
+                              "hc_mm": None, "bpd_mm": None, "ofd_mm": None, "ga_weeks": None, "ga": None,
+                              "ga_formula": "Hadlock 1984 (HC)", "quality": "ok"}
+    if ellipse is None:
+        record["quality"] = "rejected"
+        record["flags"] = [*flags, "head_not_found: no head region was segmented"]
+        return record
+    record["ellipse"] = ellipse.normalised().to_dict()
+    if ellipse.axis_ratio() < MIN_HEAD_AXIS_RATIO:
+        flags.append(f"head_implausible_shape: axis ratio {ellipse.axis_ratio():.2f} < {MIN_HEAD_AXIS_RATIO}")
+    values = head_measurements(ellipse, pixel)
+    flags += values.pop("flags")
+    record.update(values)
+    if any(f.startswith(("not_head_plane", "head_implausible")) for f in flags):
+        record["quality"] = "rejected"
+        for key in ("hc_mm", "bpd_mm", "ofd_mm", "ga_weeks", "ga"):
+            record[key] = None
+    elif pixel is None:
+        record["quality"] = "no_pixel_size"
+    record["flags"] = flags
+    return record
+
+
+_CACHE: dict[tuple[str, str, str], Measurer] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_measurer(what: str = "head", bundle: str | Path | SegBundle | None = None, runtime: str = "auto") -> Measurer:
+    """A cached :class:`Measurer` (one per measurement, bundle and runtime)."""
+    what = measurement_name(what)
+    if isinstance(bundle, SegBundle):
+        return Measurer(what, bundle, runtime)
+    key = (what, str(bundle or DEFAULT_BUNDLES[what]), runtime)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = Measurer(what, bundle, runtime)
+        return _CACHE[key]
+
+
+def measure_image(image: UltrasoundImage | str | Path | bytes, what: Measurement | str = "head",
+                  pixel_size_mm: float | None = None, bundle: str | Path | SegBundle | None = None, *,
+                  plane: str | None = None, plane_probability: float | None = None,
+                  runtime: str = "auto") -> dict[str, Any]:
+    """Measure one image; returns a JSON-serialisable record.
+
+    - ``what="head"``: ``ellipse`` {cx, cy, a, b, angle_deg} (pixels, a >= b), ``hc_mm``, ``bpd_mm``,
+      ``ofd_mm``, ``ga_weeks``/``ga`` (Hadlock 1984), their ``*_px`` twins, ``pixel_size_mm`` and its
+      ``pixel_size_source`` ("argument" | "dicom" | None). Without a pixel size the millimetres and
+      GA are None, ``quality`` is "no_pixel_size" and a flag says how to give one; the ellipse is
+      still returned (and drawn by :func:`draw_measurement`).
+    - ``what="cardiothoracic"``: ``heart`` and ``thorax`` ellipses, ``ctr`` {circumference, area,
+      diameter} or None when the quality gate fails (``quality`` "rejected", reasons in ``flags``).
+      ``plane``/``plane_probability`` come from the plane classifier (thorax plane expected).
+    - always: ``image``, ``measurement``, ``quality``, ``flags``, ``model`` {id, version, runtime},
+      ``image_size`` [W, H], ``timing_ms``.
+    """
+    if not isinstance(image, UltrasoundImage):
+        image = load_image(image)
+    return get_measurer(what, bundle, runtime).measure(image, pixel_size_mm, plane=plane,
+                                                      plane_probability=plane_probability)
+
+
+def measure_paths(paths: Iterable[str | Path] | str | Path, what: Measurement | str = "head",
+                  pixel_size_mm: float | None = None, bundle: str | Path | SegBundle | None = None, *,
+                  runtime: str = "auto") -> list[dict[str, Any]]:
+    """:func:`measure_image` over files and folders (folders expanded, sorted)."""
+    measurer = get_measurer(what, bundle, runtime)
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    return [measurer.measure(load_image(p), pixel_size_mm) for p in iter_image_paths(items)]
+
+
+COLOURS = {"head": (255, 220, 0), "heart": (255, 64, 64), "thorax": (64, 200, 255)}
+
+
+def draw_measurement(image: UltrasoundImage | np.ndarray, record: dict[str, Any]) -> np.ndarray:
+    """``H x W x 3`` uint8 RGB image with the record's ellipses (and a short label) drawn on it."""
+    rgb = image.pixels if isinstance(image, UltrasoundImage) else np.asarray(image)
+    out = np.ascontiguousarray(rgb.copy())
+    if record.get("measurement") == "head":
+        if record.get("ellipse"):
+            e = Ellipse.from_dict(record["ellipse"])
+            label = f"HC {record['hc_mm']:.1f} mm" if record.get("hc_mm") is not None else \
+                f"HC {record.get('hc_px', 0):.0f} px (no pixel size)"
+            out = draw_ellipse(out, e, COLOURS["head"], axes=True, label=label)
+        return out
+    for name in ("thorax", "heart"):
+        if record.get(name):
+            out = draw_ellipse(out, Ellipse.from_dict(record[name]), COLOURS[name], label=name)
+    if record.get("ctr"):
+        cv2.putText(out, f"CTR {record['ctr']['circumference']:.3f}", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
+                    (255, 255, 255), 2, cv2.LINE_AA)
+    return out

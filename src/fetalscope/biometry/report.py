@@ -1,0 +1,440 @@
+"""Validation of a biometry bundle on its held-out split, written as ``report.json`` + ``report.md``
+(+ PNG plots) into the bundle folder; the headline numbers also go into ``card.json``'s ``metrics``.
+
+Head (HC18): per image the HC difference (mm, prediction - reference), ellipse Dice and Hausdorff
+distance (mm) against the reference ellipse, and the raw mask's Dice; aggregated as mean absolute
+difference, mean difference (bias), Bland-Altman limits, mean Dice, mean HD.
+
+Cardiothoracic (FOCUS): per structure the IoU and Dice of the fitted ellipse (against the expert
+ellipse) and of the raw mask (against the expert mask); CTR (circumference, area, diameter) mean
+absolute error, bias, Pearson r and Bland-Altman limits, next to the constant predictor that says
+the training-mean CTR for every image.
+
+Every aggregate carries a percentile bootstrap 95% interval that resamples whole groups (HC18
+subjects, FOCUS duplicate groups) via :func:`fetalscope.evaluate.bootstrap.bootstrap_ci`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fetalscope.biometry.cardiothoracic import ctr_ratios
+from fetalscope.biometry.ellipse import Ellipse, ellipse_overlap, hausdorff_distance, mask_dice, mask_iou
+from fetalscope.biometry.measure import Measurer
+from fetalscope.biometry.segbundle import load_seg_bundle, render_seg_card_md
+from fetalscope.biometry.segtrain import load_mask_file
+from fetalscope.biometry.training import SPLITS_FILE, _rel, read_split, recipe
+from fetalscope.data.segsets import SegSample
+from fetalscope.errors import DataError
+from fetalscope.evaluate.bootstrap import bootstrap_ci
+from fetalscope.imaging.loader import load_image
+
+RATIOS = ("circumference", "area", "diameter")
+
+
+# ---- statistics ----------------------------------------------------------------------------------
+def _mean(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean(y))
+
+
+def _mae(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean(np.abs(p - y)))
+
+
+def _bias(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean(p - y))
+
+
+def _loa_low(y: np.ndarray, p: np.ndarray) -> float:
+    d = p - y
+    return float(d.mean() - 1.96 * d.std(ddof=1)) if len(d) > 1 else float("nan")
+
+
+def _loa_high(y: np.ndarray, p: np.ndarray) -> float:
+    d = p - y
+    return float(d.mean() + 1.96 * d.std(ddof=1)) if len(d) > 1 else float("nan")
+
+
+def _pearson(y: np.ndarray, p: np.ndarray) -> float:
+    if len(y) < 3 or np.std(y) == 0 or np.std(p) == 0:
+        return float("nan")
+    return float(np.corrcoef(y, p)[0, 1])
+
+
+def ci(metric: Callable[[np.ndarray, np.ndarray], float], y: Sequence[float], p: Sequence[float],
+       groups: Sequence[str], n_boot: int) -> dict[str, Any]:
+    """Point estimate + group-bootstrap 95% interval; ``estimate`` None when undefined."""
+    y_arr, p_arr = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    if len(y_arr) == 0:
+        return {"estimate": None, "lower": None, "upper": None, "n": 0}
+    out = bootstrap_ci(metric, y_arr, p_arr, groups=list(groups), n_boot=n_boot)
+    out["n"] = int(len(y_arr))
+    return out
+
+
+def agreement(y: Sequence[float], p: Sequence[float], groups: Sequence[str], n_boot: int) -> dict[str, Any]:
+    """MAE, bias, Bland-Altman limits and Pearson r of predictions ``p`` against references ``y``."""
+    return {"mae": ci(_mae, y, p, groups, n_boot), "bias": ci(_bias, y, p, groups, n_boot),
+            "loa_low": ci(_loa_low, y, p, groups, n_boot), "loa_high": ci(_loa_high, y, p, groups, n_boot),
+            "pearson_r": ci(_pearson, y, p, groups, n_boot)}
+
+
+def mean_ci(values: Sequence[float], groups: Sequence[str], n_boot: int) -> dict[str, Any]:
+    v = np.asarray(values, dtype=np.float64)
+    return ci(_mean, v, v, groups, n_boot)
+
+
+# ---- per-image evaluation --------------------------------------------------------------------------
+def validation_samples(folder: Path, what: str, split: str = "validation") -> list[SegSample]:
+    """The bundle's held-out samples (as listed in its ``splits.json``) from the measurement's dataset."""
+    if not (folder / SPLITS_FILE).is_file():
+        raise DataError(f"{folder}: no {SPLITS_FILE}; evaluate with explicit samples instead")
+    wanted = read_split(folder, split)
+    by_rel = {_rel(s.path): s for s in recipe(what).load()}
+    missing = [w for w in wanted if w not in by_rel]
+    if missing:
+        raise DataError(f"{len(missing)} {split} images of {folder} are not in the dataset, e.g. {missing[:3]}")
+    return [by_rel[w] for w in wanted]
+
+
+def evaluate_head_sample(m: Measurer, sample: SegSample) -> dict[str, Any]:
+    image = load_image(sample.path)
+    t0 = time.perf_counter()
+    probs = m.probabilities(image)
+    pred = m.ellipses(image, probs)["head"]
+    seconds = time.perf_counter() - t0
+    shape = (image.height, image.width)
+    ref = Ellipse.from_dict(sample.ellipses["head"])
+    px = float(sample.meta["pixel_size_mm"])
+    row: dict[str, Any] = {"image": sample.name, "group": sample.group, "hc_ref_mm": float(sample.meta["hc_mm"]),
+                           "pixel_size_mm": px, "seconds": seconds, "found": pred is not None}
+    if pred is None:
+        return row
+    raw = m.masks(image, probs)["head"]
+    ref_mask = ref.rasterise(shape)
+    row.update(hc_pred_mm=pred.circumference() * px, ellipse=pred.normalised().to_dict(),
+               ellipse_dice=ellipse_overlap(pred, ref, shape)["dice"], hd_mm=hausdorff_distance(pred, ref) * px,
+               mask_dice=mask_dice(raw, ref_mask))
+    row["hc_diff_mm"] = row["hc_pred_mm"] - row["hc_ref_mm"]
+    return row
+
+
+def evaluate_ctr_sample(m: Measurer, sample: SegSample) -> dict[str, Any]:
+    image = load_image(sample.path)
+    t0 = time.perf_counter()
+    probs = m.probabilities(image)
+    ellipses = m.ellipses(image, probs)
+    seconds = time.perf_counter() - t0
+    shape = (image.height, image.width)
+    refs = {s: Ellipse.from_dict(sample.ellipses[s]) for s in ("heart", "thorax")}
+    masks = m.masks(image, probs)
+    row: dict[str, Any] = {"image": sample.name, "group": sample.group, "seconds": seconds,
+                           "ctr_ref": ctr_ratios(refs["heart"], refs["thorax"])}
+    from fetalscope.biometry.cardiothoracic import quality_gate
+
+    row["gate"] = quality_gate(ellipses["heart"], ellipses["thorax"], shape)
+    for s in ("heart", "thorax"):
+        pred = ellipses[s]
+        ref_mask = load_mask_file(sample.masks[s]) if s in sample.masks else refs[s].rasterise(shape)
+        row[f"{s}_mask_iou"] = mask_iou(masks[s], ref_mask)
+        row[f"{s}_mask_dice"] = mask_dice(masks[s], ref_mask)
+        if pred is None:
+            row[f"{s}_ellipse_iou"] = row[f"{s}_ellipse_dice"] = 0.0
+            continue
+        ov = ellipse_overlap(pred, refs[s], shape)
+        row[f"{s}_ellipse_iou"], row[f"{s}_ellipse_dice"] = ov["iou"], ov["dice"]
+        row[s] = pred.normalised().to_dict()
+    if ellipses["heart"] is not None and ellipses["thorax"] is not None:
+        row["ctr_pred"] = ctr_ratios(ellipses["heart"], ellipses["thorax"])
+    return row
+
+
+# ---- aggregation -------------------------------------------------------------------------------
+def summarise_head(rows: list[dict[str, Any]], n_boot: int) -> dict[str, Any]:
+    ok = [r for r in rows if r["found"]]
+    g = [r["group"] for r in ok]
+    y = [r["hc_ref_mm"] for r in ok]
+    p = [r["hc_pred_mm"] for r in ok]
+    hc = agreement(y, p, g, n_boot)
+    return {
+        "n_images": len(rows), "n_groups": len({r["group"] for r in rows}), "n_no_head_found": len(rows) - len(ok),
+        "hc_mm": {"mean_absolute_difference": hc["mae"], "mean_difference": hc["bias"],
+                  "loa_low": hc["loa_low"], "loa_high": hc["loa_high"], "pearson_r": hc["pearson_r"]},
+        "ellipse_dice": mean_ci([r["ellipse_dice"] for r in ok], g, n_boot),
+        "hausdorff_mm": mean_ci([r["hd_mm"] for r in ok], g, n_boot),
+        "mask_dice": mean_ci([r["mask_dice"] for r in ok], g, n_boot),
+        "within_2mm": mean_ci([float(abs(r["hc_diff_mm"]) <= 2.0) for r in ok], g, n_boot),
+    }
+
+
+def summarise_ctr(rows: list[dict[str, Any]], train_mean: dict[str, float], n_boot: int) -> dict[str, Any]:
+    g_all = [r["group"] for r in rows]
+    out: dict[str, Any] = {"n_images": len(rows), "n_groups": len(set(g_all)),
+                           "n_gate_rejected": sum(1 for r in rows if r["gate"]),
+                           "gate_reasons": sorted({x.split(":")[0] for r in rows for x in r["gate"]})}
+    for s in ("heart", "thorax"):
+        out[s] = {k: mean_ci([r[f"{s}_{k}"] for r in rows], g_all, n_boot)
+                  for k in ("ellipse_iou", "ellipse_dice", "mask_iou", "mask_dice")}
+    with_ctr = [r for r in rows if "ctr_pred" in r]
+    g = [r["group"] for r in with_ctr]
+    out["ctr"], out["ctr_constant_baseline"] = {}, {}
+    for ratio in RATIOS:
+        y = [r["ctr_ref"][ratio] for r in with_ctr]
+        out["ctr"][ratio] = agreement(y, [r["ctr_pred"][ratio] for r in with_ctr], g, n_boot)
+        base = agreement(y, [train_mean[ratio]] * len(y), g, n_boot)
+        base["pearson_r"] = {"estimate": None, "note": "undefined for a constant prediction"}
+        out["ctr_constant_baseline"][ratio] = {**base, "constant": round(train_mean[ratio], 4)}
+    out["n_with_ctr"] = len(with_ctr)
+    from fetalscope.biometry.cardiothoracic import NORMAL_RANGES, range_flags
+
+    out["outside_published_ranges"] = {
+        "ranges": NORMAL_RANGES,
+        "expert_reference": _count_flags([range_flags(r["ctr_ref"]) for r in rows]),
+        "model": _count_flags([range_flags(r["ctr_pred"]) for r in with_ctr]),
+    }
+    return out
+
+
+def _count_flags(flag_lists: list[list[str]]) -> dict[str, int]:
+    counts: dict[str, int] = {"images": len(flag_lists)}
+    for flags in flag_lists:
+        for f in {x.split(":")[0] for x in flags}:
+            counts[f] = counts.get(f, 0) + 1
+    return counts
+
+
+def _train_mean_ctr(folder: Path, what: str) -> dict[str, float]:
+    train = validation_samples(folder, what, "train")
+    vals = {k: [] for k in RATIOS}
+    for s in train:
+        r = ctr_ratios(Ellipse.from_dict(s.ellipses["heart"]), Ellipse.from_dict(s.ellipses["thorax"]))
+        for k in RATIOS:
+            vals[k].append(r[k])
+    return {k: float(np.mean(v)) for k, v in vals.items()}
+
+
+def _fmt(c: dict[str, Any] | None, digits: int = 3) -> str:
+    if not c or c.get("estimate") is None:
+        return "n/a"
+    text = f"{c['estimate']:.{digits}f}"
+    if c.get("lower") is not None and c.get("upper") is not None:
+        text += f" ({c['lower']:.{digits}f} to {c['upper']:.{digits}f})"
+    return text
+
+
+def _flag_text(counts: dict[str, int]) -> str:
+    parts = [f"{k.replace('ctr_', '').replace('_published_range', '')} {v}/{counts['images']}"
+             for k, v in counts.items() if k != "images"]
+    return ", ".join(parts) if parts else f"none of {counts['images']}"
+
+
+def render_report_md(report: dict[str, Any]) -> str:
+    s = report["summary"]
+    lines = [f"# Validation report: {report['bundle']}", "",
+             f"Measurement: {report['measurement']}; split: {report['split']} ({s['n_images']} images, "
+             f"{s['n_groups']} groups); 95% intervals by bootstrap over groups ({report['n_boot']} replicates). "
+             f"Generated {report['created']} by `fetalscope.biometry.report`.", ""]
+    if report["measurement"] == "head":
+        hc = s["hc_mm"]
+        lines += ["| metric | value (95% CI) |", "| --- | --- |",
+                  f"| HC mean absolute difference (mm) | {_fmt(hc['mean_absolute_difference'], 2)} |",
+                  f"| HC mean difference, bias (mm) | {_fmt(hc['mean_difference'], 2)} |",
+                  f"| HC Bland-Altman limits (mm) | {_fmt(hc['loa_low'], 2)} / {_fmt(hc['loa_high'], 2)} |",
+                  f"| HC Pearson r | {_fmt(hc['pearson_r'], 4)} |",
+                  f"| share within 2 mm | {_fmt(s['within_2mm'], 3)} |",
+                  f"| ellipse Dice | {_fmt(s['ellipse_dice'], 4)} |",
+                  f"| ellipse Hausdorff distance (mm) | {_fmt(s['hausdorff_mm'], 2)} |",
+                  f"| raw mask Dice | {_fmt(s['mask_dice'], 4)} |",
+                  f"| images with no head found | {s['n_no_head_found']} |", ""]
+        lines += [f"Target: mean absolute HC difference <= 2.0 mm: "
+                  f"{'met' if report['targets']['hc_mad_le_2mm'] else 'NOT met'}.", ""]
+    else:
+        lines += ["## Segmentation (per structure)", "",
+                  "| structure | ellipse IoU | ellipse Dice | mask IoU | mask Dice |",
+                  "| --- | --- | --- | --- | --- |"]
+        for st in ("heart", "thorax"):
+            r = s[st]
+            lines.append(f"| {st} | {_fmt(r['ellipse_iou'])} | {_fmt(r['ellipse_dice'])} | {_fmt(r['mask_iou'])} | "
+                         f"{_fmt(r['mask_dice'])} |")
+        lines += ["", "## CTR agreement with the expert ellipses", "",
+                  "| ratio | predictor | MAE | bias | Bland-Altman low | Bland-Altman high | Pearson r |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for ratio in RATIOS:
+            for label, block in (("model", s["ctr"][ratio]),
+                                 (f"constant {s['ctr_constant_baseline'][ratio]['constant']}",
+                                  s["ctr_constant_baseline"][ratio])):
+                lines.append(f"| {ratio} | {label} | {_fmt(block['mae'], 4)} | {_fmt(block['bias'], 4)} | "
+                             f"{_fmt(block['loa_low'], 4)} | {_fmt(block['loa_high'], 4)} | "
+                             f"{_fmt(block['pearson_r'], 3)} |")
+        t = report["targets"]
+        lines += ["", f"Images with a CTR: {s['n_with_ctr']} of {s['n_images']}; rejected by the quality gate "
+                      f"(no plane label given): {s['n_gate_rejected']} {s['gate_reasons']}.", "",
+                  "Outside the published ranges the card cites (flags, not findings): expert references "
+                  f"{_flag_text(s['outside_published_ranges']['expert_reference'])}; model "
+                  f"{_flag_text(s['outside_published_ranges']['model'])}.", "",
+                  "Targets: heart ellipse IoU >= 0.80 "
+                  f"{'met' if t['heart_iou_ge_0.80'] else 'NOT met'}; thorax ellipse IoU >= 0.90 "
+                  f"{'met' if t['thorax_iou_ge_0.90'] else 'NOT met'}; circumference CTR MAE <= 0.02 "
+                  f"{'met' if t['ctr_mae_le_0.02'] else 'NOT met'}.", ""]
+    tm = report["timing"]
+    lines += ["## Speed", "", f"CPU inference (preprocess + network + ellipse fit), {tm['runtime']}, "
+              f"{tm['threads']} thread(s), shared machine: median {tm['median_ms']:.0f} ms, "
+              f"mean {tm['mean_ms']:.0f} ms per image."]
+    onnx = report.get("timing_onnx")
+    if onnx and onnx.get("median_ms") is not None:
+        diff = onnx["max_relative_circumference_difference_vs_torch"]
+        lines.append(f"ONNX Runtime twin: median {onnx['median_ms']:.0f} ms per image on {onnx['images']} images; "
+                     f"largest relative circumference difference from PyTorch {diff:.2e}.")
+    lines.append("")
+    for plot in report.get("plots", []):
+        lines.append(f"![{plot}]({plot})")
+    return "\n".join(lines) + "\n"
+
+
+def _plots(report: dict[str, Any], rows: list[dict[str, Any]], folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    if report["measurement"] == "head":
+        ok = [r for r in rows if r["found"]]
+        y = np.array([r["hc_ref_mm"] for r in ok])
+        p = np.array([r["hc_pred_mm"] for r in ok])
+        pairs = [("hc_bland_altman.png", "HC (mm)", y, p)]
+    else:
+        ok = [r for r in rows if "ctr_pred" in r]
+        y = np.array([r["ctr_ref"]["circumference"] for r in ok])
+        p = np.array([r["ctr_pred"]["circumference"] for r in ok])
+        pairs = [("ctr_bland_altman.png", "CTR (circumference)", y, p)]
+    for name, label, y, p in pairs:
+        if len(y) < 2:
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        axes[0].scatter(y, p, s=10)
+        lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
+        axes[0].plot([lo, hi], [lo, hi], "k--", lw=1)
+        axes[0].set_xlabel(f"reference {label}")
+        axes[0].set_ylabel(f"predicted {label}")
+        d, mean = p - y, (p + y) / 2
+        axes[1].scatter(mean, d, s=10)
+        sd = d.std(ddof=1)
+        for v, style in ((d.mean(), "-"), (d.mean() - 1.96 * sd, "--"), (d.mean() + 1.96 * sd, "--")):
+            axes[1].axhline(v, color="k", ls=style, lw=1)
+        axes[1].set_xlabel(f"mean of predicted and reference {label}")
+        axes[1].set_ylabel("predicted - reference")
+        axes[1].set_title("Bland-Altman")
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=90)
+        plt.close(fig)
+        names.append(name)
+    return names
+
+
+def evaluate_bundle(folder: str | Path, *, split: str = "validation", n_boot: int = 1000, runtime: str = "torch",
+                    threads: int | None = None, update_card: bool = True,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Evaluate a biometry bundle on its held-out split; writes report.json/report.md/plots into the
+    bundle folder and the headline metrics into its card. Returns the report."""
+    import datetime as _dt
+
+    import torch
+
+    folder = Path(folder)
+    bundle = load_seg_bundle(folder)
+    what = bundle.measurement
+    samples = validation_samples(folder, what, split)
+    m = Measurer(what, bundle, runtime=runtime)
+    log(f"evaluating {bundle.name} ({what}) on {len(samples)} {split} images")
+    rows = []
+    for i, s in enumerate(samples):
+        rows.append(evaluate_head_sample(m, s) if what == "head" else evaluate_ctr_sample(m, s))
+        if (i + 1) % 25 == 0:
+            log(f"  {i + 1}/{len(samples)}")
+    secs = np.array([r["seconds"] for r in rows]) * 1000
+    report: dict[str, Any] = {
+        "bundle": bundle.name, "measurement": what, "split": split, "n_boot": n_boot,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "timing": {"runtime": m.predictor.name, "threads": threads or torch.get_num_threads(),
+                   "median_ms": float(np.median(secs)), "mean_ms": float(secs.mean()),
+                   "note": "wall clock on a 2-core machine shared with other jobs; excludes image decoding"},
+    }
+    if what == "head":
+        summary = summarise_head(rows, n_boot)
+        report["targets"] = {"hc_mad_le_2mm": bool(summary["hc_mm"]["mean_absolute_difference"]["estimate"] is not None
+                                                   and summary["hc_mm"]["mean_absolute_difference"]["estimate"] <= 2.0)}
+    else:
+        summary = summarise_ctr(rows, _train_mean_ctr(folder, what), n_boot)
+
+        def est(c: dict[str, Any]) -> float:
+            return c["estimate"] if c and c.get("estimate") is not None else math.nan
+
+        report["targets"] = {"heart_iou_ge_0.80": bool(est(summary["heart"]["ellipse_iou"]) >= 0.80),
+                             "thorax_iou_ge_0.90": bool(est(summary["thorax"]["ellipse_iou"]) >= 0.90),
+                             "ctr_mae_le_0.02": bool(est(summary["ctr"]["circumference"]["mae"]) <= 0.02)}
+    if bundle.onnx_path is not None:
+        report["timing_onnx"] = _onnx_check(bundle, what, samples[:20], rows[:20])
+    report["summary"] = summary
+    report["per_image"] = rows
+    report["plots"] = _plots(report, rows, folder)
+    (folder / "report.json").write_text(json.dumps(report, indent=1, default=float) + "\n", encoding="utf-8")
+    (folder / "report.md").write_text(render_report_md(report), encoding="utf-8")
+    if update_card:
+        _update_card(folder, report)
+    log(f"wrote {folder / 'report.json'}")
+    return report
+
+
+def _onnx_check(bundle: Any, what: str, samples: list[SegSample], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Time the ONNX twin on a few images and compare its ellipses with PyTorch's."""
+    m = Measurer(what, bundle, runtime="onnx")
+    times, diffs = [], []
+    main = "head" if what == "head" else "thorax"
+    for s, row in zip(samples, rows, strict=True):
+        image = load_image(s.path)
+        t0 = time.perf_counter()
+        e = m.ellipses(image)[main]
+        times.append((time.perf_counter() - t0) * 1000)
+        ref = row.get("ellipse") if what == "head" else row.get("thorax")
+        if e is not None and ref is not None:
+            diffs.append(abs(e.circumference() / Ellipse.from_dict(ref).circumference() - 1))
+    return {"runtime": "onnx", "images": len(times), "median_ms": float(np.median(times)) if times else None,
+            "max_relative_circumference_difference_vs_torch": float(max(diffs)) if diffs else None}
+
+
+def _headline(report: dict[str, Any]) -> dict[str, Any]:
+    s = report["summary"]
+    keep = ("estimate", "lower", "upper")
+
+    def short(c: dict[str, Any]) -> dict[str, Any]:
+        return {"value": c.get("estimate"), "ci_low": c.get("lower"), "ci_high": c.get("upper")} \
+            if c.get("estimate") is not None else {k: c.get(k) for k in keep}
+
+    if report["measurement"] == "head":
+        return {"validation_images": s["n_images"], "hc_mad_mm": short(s["hc_mm"]["mean_absolute_difference"]),
+                "hc_bias_mm": short(s["hc_mm"]["mean_difference"]), "ellipse_dice": short(s["ellipse_dice"]),
+                "hausdorff_mm": short(s["hausdorff_mm"])}
+    return {"validation_images": s["n_images"], "heart_ellipse_iou": short(s["heart"]["ellipse_iou"]),
+            "thorax_ellipse_iou": short(s["thorax"]["ellipse_iou"]),
+            "ctr_circumference_mae": short(s["ctr"]["circumference"]["mae"]),
+            "ctr_circumference_mae_constant_baseline": short(s["ctr_constant_baseline"]["circumference"]["mae"]),
+            "ctr_circumference_bias": short(s["ctr"]["circumference"]["bias"])}
+
+
+def _update_card(folder: Path, report: dict[str, Any]) -> None:
+    card_path = folder / "card.json"
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card["metrics"] = _headline(report)
+    card["speed"] = {k: report["timing"][k] for k in ("runtime", "threads", "median_ms")}
+    if report.get("timing_onnx"):
+        card["speed"]["onnx_median_ms"] = report["timing_onnx"]["median_ms"]
+    card_path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / "card.md").write_text(render_seg_card_md(card), encoding="utf-8")

@@ -1,0 +1,169 @@
+"""Segmentation model bundles: the same folder layout as classifier bundles
+(:mod:`fetalscope.models.bundle`: ``card.json``, ``model.safetensors``, ``model.onnx``, ``card.md``,
+``report.json``), with ``task: "segmentation"``, ``architecture: "ellipse_unet"`` and the structures
+as ``classes`` (output channel order). The card also carries the measurement the model serves
+(``measurement``: "head" or "cardiothoracic") and its post-processing settings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from fetalscope.data.transforms import PreprocessConfig
+from fetalscope.errors import MissingWeightsError
+from fetalscope.models.bundle import (
+    CARD,
+    CARD_MD,
+    INTENDED_USE_DEFAULT,
+    ONNX,
+    REPORT,
+    WEIGHTS,
+    render_card_md,
+    resolve_bundle,
+    software_versions,
+)
+from fetalscope.models.segmentation import ARCHITECTURE, EllipseUNet, build_segmentation_model
+
+
+@dataclass
+class SegBundle:
+    """A loaded segmentation bundle: ``model`` (eval mode), ``card``, ``preprocess``, ``structures``."""
+
+    model: EllipseUNet
+    card: dict[str, Any]
+    preprocess: PreprocessConfig
+    structures: list[str]
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name", self.path.name))
+
+    @property
+    def temperature(self) -> float:
+        """Always 1 (sigmoid outputs are not temperature-scaled); lets runtime predictors take the bundle."""
+        return 1.0
+
+    @property
+    def measurement(self) -> str:
+        return str(self.card.get("measurement", ""))
+
+    @property
+    def onnx_path(self) -> Path | None:
+        p = self.path / ONNX
+        return p if p.is_file() else None
+
+    @property
+    def report(self) -> dict[str, Any] | None:
+        p = self.path / REPORT
+        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+
+
+def build_seg_card(model: EllipseUNet, preprocess: PreprocessConfig, card: dict[str, Any]) -> dict[str, Any]:
+    """The card completed with what the model knows (architecture, structures, preprocessing)."""
+    import datetime as _dt
+
+    arch = model.arch_config()
+    out = dict(card)
+    out.setdefault("name", "segmentation")
+    out.setdefault("version", "0.1.0")
+    out["task"] = "segmentation"
+    out["architecture"] = ARCHITECTURE
+    out["arch_kwargs"] = {k: v for k, v in arch.items() if k != "architecture"}
+    out["classes"] = list(model.structures)
+    out["num_classes"] = len(model.structures)
+    out.setdefault("classes_not_covered", [])
+    out["preprocess"] = preprocess.to_dict()
+    out.setdefault("intended_use", INTENDED_USE_DEFAULT)
+    out["software"] = {**software_versions(), **card.get("software", {})}
+    out.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+    return json.loads(json.dumps(out, default=str))
+
+
+def save_seg_bundle(model: EllipseUNet, folder: str | Path, preprocess: PreprocessConfig,
+                    card: dict[str, Any] | None = None, onnx: bool = False) -> Path:
+    """Write ``card.json``, ``model.safetensors``, ``card.md`` (and ``model.onnx`` with ``onnx=True``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    full = build_seg_card(model, preprocess, card or {})
+    was_training = model.training
+    model.eval()
+    model = model.to(memory_format=torch.contiguous_format)
+    save_model(model, str(folder / WEIGHTS), metadata={"architecture": ARCHITECTURE}, force_contiguous=True)
+    (folder / CARD).write_text(json.dumps(full, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / CARD_MD).write_text(render_seg_card_md(full), encoding="utf-8")
+    if onnx:
+        export_seg_onnx(model, folder / ONNX, preprocess)
+    model.train(was_training)
+    return folder
+
+
+def export_seg_onnx(model: EllipseUNet, path: str | Path, preprocess: PreprocessConfig) -> Path:
+    """ONNX twin (opset 17, dynamic batch): input ``image`` N x 3 x H x W, output ``logits``."""
+    path = Path(path)
+    h, w = preprocess.input_size
+    model.eval()
+    dummy = torch.zeros(1, 3, h, w)
+    torch.onnx.export(model, (dummy,), str(path), input_names=["image"], output_names=["logits"],
+                      dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
+                      dynamo=False)
+    return path
+
+
+def load_seg_bundle(name_or_path: str | Path) -> SegBundle:
+    """Load a segmentation bundle by folder or bundled name (``hc18-head``, ``focus-ctr``)."""
+    path = resolve_bundle(name_or_path)
+    card = json.loads((path / CARD).read_text(encoding="utf-8"))
+    if card.get("task") != "segmentation" or card.get("architecture") != ARCHITECTURE:
+        raise MissingWeightsError(f"{path}: not a segmentation bundle (task {card.get('task')!r}, "
+                                  f"architecture {card.get('architecture')!r})")
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        raise MissingWeightsError(f"bundle {path} has no {WEIGHTS}; retrain or re-save it")
+    model = build_segmentation_model({"architecture": ARCHITECTURE, **card["arch_kwargs"]}, pretrained=False)
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False)
+    except RuntimeError as exc:
+        raise MissingWeightsError(f"{weights} does not match {card['arch_kwargs']}: {exc}") from exc
+    if missing or unexpected:
+        raise MissingWeightsError(f"{weights} does not match {card['arch_kwargs']}: missing "
+                                  f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+    model.eval()
+    return SegBundle(model=model, card=card, preprocess=PreprocessConfig.from_dict(card["preprocess"]),
+                     structures=list(card["classes"]), path=path)
+
+
+def render_seg_card_md(card: dict[str, Any]) -> str:
+    """The generic Markdown card plus the segmentation specifics (measurement, post-processing,
+    training time, normal ranges)."""
+    text = render_card_md(card)
+    extra = ["## Measurement", ""]
+    extra.append(f"- serves: `{card.get('measurement', '?')}`; structures (output channels): "
+                 f"{', '.join(card.get('classes', []))}")
+    for line in card.get("postprocessing", []):
+        extra.append(f"- {line}")
+    ranges = card.get("normal_ranges") or []
+    if ranges:
+        extra += ["", "Published normal ranges used for flags:", "",
+                  "| ratio | low | high | source |", "| --- | --- | --- | --- |"]
+        extra += [f"| {r['ratio']} | {r.get('low', '-')} | {r.get('high', '-')} | {r['source']} |" for r in ranges]
+    inference = card.get("inference") or {}
+    if inference:
+        extra.append(f"- test-time flip averaging: {'on' if inference.get('flip_tta') else 'off'}"
+                     + (f" ({inference['note']})" if inference.get("note") else ""))
+    speed = card.get("speed") or {}
+    if speed:
+        onnx = f", ONNX Runtime median {speed['onnx_median_ms']:.0f} ms" if speed.get("onnx_median_ms") else ""
+        extra.append(f"- CPU time per image (preprocess + network + fit), {speed.get('threads', '?')} thread(s): "
+                     f"PyTorch median {speed.get('median_ms', 0):.0f} ms{onnx}")
+    training = card.get("training") or {}
+    if training:
+        extra += ["", "## Training", ""]
+        extra += [f"- {k.replace('_', ' ')}: {v}" for k, v in training.items() if not isinstance(v, dict | list)]
+    return text.rstrip() + "\n\n" + "\n".join(extra) + "\n"

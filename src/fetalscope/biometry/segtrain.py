@@ -1,0 +1,306 @@
+"""The one segmentation trainer behind every ellipse measurement.
+
+A dataset of :class:`~fetalscope.data.segsets.SegSample` (image + per-structure mask file or ellipse)
+and a :class:`SegTrainConfig` (structures, input size, epochs, ...) go in; a trained
+:class:`~fetalscope.models.segmentation.EllipseUNet` with its history comes out, ready for
+:func:`fetalscope.biometry.segbundle.save_seg_bundle`. A new measurement costs a dataset adapter and a
+config, not a second code path.
+
+Training: images and targets are resized once to the input size (targets by area averaging, so a
+boundary that falls between model pixels stays soft and sub-pixel information survives),
+augmented on the fly (affine, flip, intensity), optimised with AdamW on BCE + soft Dice, and stopped
+early on the Dice of a held-out ``early_stop`` split (the best epoch's weights are kept).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from fetalscope.biometry.ellipse import Ellipse
+from fetalscope.data.segsets import SegSample
+from fetalscope.data.transforms import PreprocessConfig, normalise, prepare_array
+from fetalscope.errors import DataError
+from fetalscope.imaging.loader import load_image
+from fetalscope.models.segmentation import EllipseUNet, segmentation_preprocess
+
+
+@dataclass
+class SegTrainConfig:
+    """What to train: ``structures`` (output channels, in order), ``input_size`` (H, W), the encoder
+    and the optimisation schedule. ``target`` picks the reference when a sample has both an ellipse
+    and a mask for a structure ("ellipse" or "mask")."""
+
+    structures: tuple[str, ...]
+    input_size: tuple[int, int] = (160, 240)
+    encoder: str = "efficientnet_lite0"
+    pretrained: bool = True
+    epochs: int = 40
+    batch_size: int = 8
+    lr: float = 1e-3
+    encoder_lr_mult: float = 0.5
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    patience: int = 8
+    min_epochs: int = 5
+    augment: bool = True
+    target: str = "ellipse"
+    seed: int = 0
+    threads: int = 2
+    max_minutes: float | None = None
+    channels_last: bool = True
+    decoder_channels: tuple[int, int, int, int] = (96, 64, 48, 32)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["structures"] = list(self.structures)
+        d["input_size"] = list(self.input_size)
+        d["decoder_channels"] = list(self.decoder_channels)
+        return d
+
+    def preprocess(self) -> PreprocessConfig:
+        return segmentation_preprocess(self.encoder, self.input_size)
+
+
+@dataclass
+class SegTrainResult:
+    """The trained model (best early-stop epoch), per-epoch history and timings (seconds)."""
+
+    model: EllipseUNet
+    config: SegTrainConfig
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_score: float = 0.0
+    train_seconds: float = 0.0
+    prepare_seconds: float = 0.0
+    n_train: int = 0
+    n_early_stop: int = 0
+    stopped_because: str = ""
+
+
+# ---- data -----------------------------------------------------------------------------------------
+def load_mask_file(path: Any) -> np.ndarray:
+    """A mask image file as an ``H x W`` boolean array (non-zero/bright = inside)."""
+    return load_image(path).gray > 127
+
+
+def target_masks(sample: SegSample, structures: Sequence[str], shape: tuple[int, int],
+                 prefer: str = "ellipse") -> np.ndarray:
+    """``C x H x W`` boolean full-resolution targets of ``sample`` (one channel per structure)."""
+    out = np.zeros((len(structures), shape[0], shape[1]), dtype=bool)
+    for i, s in enumerate(structures):
+        has_e, has_m = s in sample.ellipses, s in sample.masks
+        if has_e and (prefer == "ellipse" or not has_m):
+            out[i] = Ellipse.from_dict(sample.ellipses[s]).rasterise(shape)
+        elif has_m:
+            m = load_mask_file(sample.masks[s])
+            if m.shape != tuple(shape):
+                raise DataError(f"{sample.masks[s]}: mask is {m.shape[1]}x{m.shape[0]} but image "
+                                f"{sample.path.name} is {shape[1]}x{shape[0]}")
+            out[i] = m
+        else:
+            raise DataError(f"{sample.path}: no mask or ellipse for structure '{s}'")
+    return out
+
+
+def prepare_sample(sample: SegSample, structures: Sequence[str], pre: PreprocessConfig,
+                   prefer: str = "ellipse") -> tuple[np.ndarray, np.ndarray]:
+    """(``h x w x 3`` uint8 model-size image, ``C x h x w`` float32 soft targets in [0, 1])."""
+    image = load_image(sample.path)
+    rgb = prepare_array(image, pre)
+    masks = target_masks(sample, structures, (image.height, image.width), prefer)
+    h, w = pre.input_size
+    soft = np.stack([cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) for m in masks])
+    return rgb, soft
+
+
+def augment_pair(rgb: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random affine (rotation +-15 deg, scale 0.9-1.1, shift +-6%), horizontal flip, and intensity
+    changes (contrast, brightness, gamma, noise, blur). Geometry is applied to image and targets alike."""
+    h, w = rgb.shape[:2]
+    angle = rng.uniform(-15, 15)
+    scale = rng.uniform(0.9, 1.1)
+    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, scale)
+    m[0, 2] += rng.uniform(-0.06, 0.06) * w
+    m[1, 2] += rng.uniform(-0.06, 0.06) * h
+    if rng.random() < 0.5:
+        flip = np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        m = (np.vstack([m, [0, 0, 1]]) @ flip)[:2]
+    img = cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    tgt = np.stack([cv2.warpAffine(t, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                   borderValue=0) for t in targets])
+    x = img.astype(np.float32) / 255.0
+    x = (x - 0.5) * rng.uniform(0.75, 1.3) + 0.5 + rng.uniform(-0.1, 0.1)
+    x = np.clip(x, 0.0, 1.0) ** rng.uniform(0.75, 1.35)
+    if rng.random() < 0.3:
+        x = cv2.GaussianBlur(x, (0, 0), sigmaX=rng.uniform(0.3, 1.0))
+    if rng.random() < 0.3:
+        x = x + rng.normal(0.0, rng.uniform(0.01, 0.04), size=x.shape[:2])[..., None].astype(np.float32)
+    img = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+    return img, np.clip(tgt, 0.0, 1.0)
+
+
+class SegArrayDataset(Dataset):
+    """Pre-resized (image, targets) pairs -> (normalised ``3 x h x w`` tensor, ``C x h x w`` targets)."""
+
+    def __init__(self, arrays: list[tuple[np.ndarray, np.ndarray]], pre: PreprocessConfig,
+                 augment: bool = False, seed: int = 0) -> None:
+        self.arrays = arrays
+        self.pre = pre
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, tgt = self.arrays[index]
+        if self.augment:
+            rng = np.random.default_rng((self.seed, self.epoch, index))
+            rgb, tgt = augment_pair(rgb, tgt, rng)
+        return normalise(rgb, self.pre), torch.from_numpy(np.ascontiguousarray(tgt, dtype=np.float32))
+
+
+# ---- loss and metrics -----------------------------------------------------------------------------
+def dice_bce_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """BCE (with logits) plus (1 - soft Dice), Dice per image and channel, averaged."""
+    bce = F.binary_cross_entropy_with_logits(logits, targets)
+    p = torch.sigmoid(logits)
+    inter = (p * targets).sum(dim=(2, 3))
+    denom = p.sum(dim=(2, 3)) + targets.sum(dim=(2, 3))
+    dice = (2 * inter + eps) / (denom + eps)
+    return bce + (1 - dice).mean()
+
+
+@torch.no_grad()
+def dice_scores(model: torch.nn.Module, loader: DataLoader, channels_last: bool = True) -> np.ndarray:
+    """Per-image, per-channel hard Dice (prediction > 0.5 vs target > 0.5) at model resolution."""
+    model.eval()
+    scores = []
+    for x, y in loader:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        p = torch.sigmoid(model(x)) > 0.5
+        t = y > 0.5
+        inter = (p & t).sum(dim=(2, 3)).float()
+        denom = (p.sum(dim=(2, 3)) + t.sum(dim=(2, 3))).float()
+        scores.append(torch.where(denom > 0, 2 * inter / denom.clamp_min(1), torch.ones_like(denom)).numpy())
+    return np.concatenate(scores) if scores else np.zeros((0, 0))
+
+
+# ---- the trainer -----------------------------------------------------------------------------------
+def prepare_arrays(samples: Sequence[SegSample], cfg: SegTrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    pre = cfg.preprocess()
+    return [prepare_sample(s, cfg.structures, pre, cfg.target) for s in samples]
+
+
+def train_segmenter(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: SegTrainConfig,
+                    log: Callable[[str], None] = print) -> SegTrainResult:
+    """Train an :class:`EllipseUNet` on ``train``; keep the epoch with the best mean Dice on
+    ``early_stop`` (stop after ``patience`` epochs without improvement, or at ``max_minutes``)."""
+    if not train:
+        raise DataError("no training images")
+    if not early_stop:
+        raise DataError("no early-stopping images: hold out a group-disjoint split for early stopping")
+    torch.manual_seed(cfg.seed)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, cfg.threads))
+    cv2.setNumThreads(max(1, cfg.threads))
+    try:
+        return _train(train, early_stop, cfg, log)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: SegTrainConfig,
+           log: Callable[[str], None]) -> SegTrainResult:
+    pre = cfg.preprocess()
+    t0 = time.perf_counter()
+    train_arrays = prepare_arrays(train, cfg)
+    stop_arrays = prepare_arrays(early_stop, cfg)
+    prepare_seconds = time.perf_counter() - t0
+    log(f"prepared {len(train_arrays)} train / {len(stop_arrays)} early-stop images in {prepare_seconds:.0f}s")
+
+    model = EllipseUNet(cfg.structures, encoder=cfg.encoder, pretrained=cfg.pretrained,
+                        decoder_channels=cfg.decoder_channels)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    enc = list(model.encoder.parameters())
+    enc_ids = {id(p) for p in enc}
+    dec = [p for p in model.parameters() if id(p) not in enc_ids]
+    opt = torch.optim.AdamW([{"params": enc, "lr": cfg.lr * cfg.encoder_lr_mult},
+                             {"params": dec, "lr": cfg.lr}], weight_decay=cfg.weight_decay)
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    train_ds = SegArrayDataset(train_arrays, pre, augment=cfg.augment, seed=cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size,
+                          generator=gen, num_workers=0)
+    stop_dl = DataLoader(SegArrayDataset(stop_arrays, pre), batch_size=cfg.batch_size, num_workers=0)
+    steps_per_epoch = max(1, len(train_dl))
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+
+    result = SegTrainResult(model=model, config=cfg, prepare_seconds=prepare_seconds,
+                            n_train=len(train), n_early_stop=len(early_stop))
+    best_state = copy.deepcopy(model.state_dict())
+    best, best_epoch, step = -1.0, 0, 0
+    t_train = time.perf_counter()
+    stopped = "completed all epochs"
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        train_ds.epoch = epoch
+        losses = []
+        t_epoch = time.perf_counter()
+        for x, y in train_dl:
+            lr_scale = (step + 1) / warmup if step < warmup else \
+                0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+            for g, base in zip(opt.param_groups, base_lrs, strict=True):
+                g["lr"] = base * lr_scale
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss = dice_bce_loss(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            step += 1
+        scores = dice_scores(model, stop_dl, cfg.channels_last)
+        per_channel = scores.mean(axis=0)
+        score = float(per_channel.mean())
+        row = {"epoch": epoch, "loss": float(np.mean(losses)), "early_stop_dice": score,
+               "seconds": time.perf_counter() - t_epoch,
+               **{f"dice_{s}": float(v) for s, v in zip(cfg.structures, per_channel, strict=True)}}
+        result.history.append(row)
+        improved = score > best
+        if improved:
+            best, best_epoch = score, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        log(f"epoch {epoch}/{cfg.epochs} loss {row['loss']:.4f} early-stop Dice {score:.4f} "
+            f"({', '.join(f'{s} {v:.4f}' for s, v in zip(cfg.structures, per_channel, strict=True))}) "
+            f"{row['seconds']:.0f}s{' *' if improved else ''}")
+        elapsed_min = (time.perf_counter() - t_train) / 60
+        if epoch >= cfg.min_epochs and epoch - best_epoch >= cfg.patience:
+            stopped = f"no early-stop Dice gain for {cfg.patience} epochs"
+            break
+        if cfg.max_minutes is not None and elapsed_min >= cfg.max_minutes:
+            stopped = f"time budget of {cfg.max_minutes} min reached"
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    result.best_epoch, result.best_score = best_epoch, best
+    result.train_seconds = time.perf_counter() - t_train
+    result.stopped_because = stopped
+    log(f"best epoch {best_epoch} (early-stop Dice {best:.4f}); {stopped}; "
+        f"training {result.train_seconds / 60:.1f} min")
+    return result

@@ -1,0 +1,140 @@
+"""Entry points for the faces (CLI ``fetalscope detect``, the API and the app): detect brain structures
+in images, apply the operating threshold and the plausibility rules, draw boxes, write JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from fetalscope.detect import plausibility
+from fetalscope.detect.bundle_io import DEFAULT_BUNDLE, DetectorBundle, load_detector
+from fetalscope.detect.skull import SkullEllipse, estimate_skull
+from fetalscope.detect.types import Box
+from fetalscope.errors import BadInputError
+from fetalscope.imaging.loader import UltrasoundImage, iter_image_paths, load_image
+
+# BGR-free: colours are RGB because images are RGB throughout fetalscope
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "MIDLINE_FALX": (66, 135, 245),
+    "CSP": (60, 200, 75),
+    "CHOROID_PLEXUS": (240, 70, 70),
+}
+_FALLBACK = [(255, 200, 0), (200, 0, 255), (0, 220, 220), (255, 128, 0)]
+
+
+@lru_cache(maxsize=4)
+def _cached_bundle(key: str) -> DetectorBundle:
+    return load_detector(key)
+
+
+def get_bundle(bundle: str | Path | DetectorBundle = DEFAULT_BUNDLE) -> DetectorBundle:
+    """A loaded detector bundle (loaded once per process for names and paths)."""
+    if isinstance(bundle, DetectorBundle):
+        return bundle
+    return _cached_bundle(str(bundle))
+
+
+def detect_image(
+    image: UltrasoundImage,
+    bundle: str | Path | DetectorBundle = DEFAULT_BUNDLE,
+    score_threshold: float | None = None,
+) -> dict[str, Any]:
+    """Detect structures in one image. Returns a JSON-ready record:
+
+    - ``image``, ``width``, ``height``, ``model``, ``score_threshold``;
+    - ``boxes``: plausible boxes at the threshold, ``[{label, score, xyxy}]`` in original pixels;
+    - ``plausibility``: rule outcome of the *raw* boxes at the threshold (``plausible``,
+      ``violations``, ``counts``, ``skull_found``, ``skull``) and ``removed``: boxes the filter dropped.
+    """
+    b = get_bundle(bundle)
+    threshold = b.score_threshold if score_threshold is None else float(score_threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise BadInputError(f"score threshold must lie in [0, 1], got {threshold}")
+    raw = [box for box in b.detector.predict(image) if box.score >= threshold]
+    skull = estimate_skull(image.pixels)
+    rules = b.card.get("plausibility", {})
+    kept = plausibility.enforce(raw, skull, drop_outside_skull=bool(rules.get("drop_outside_skull", False)))
+    report = plausibility.check(raw, skull)
+    removed = [box for box in raw if box not in kept]
+    return {
+        "image": image.source,
+        "width": image.width,
+        "height": image.height,
+        "model": b.name,
+        "score_threshold": threshold,
+        "boxes": [box.to_dict() for box in kept],
+        "plausibility": report.to_dict() | {"removed": [box.to_dict() for box in removed]},
+    }
+
+
+def draw_boxes(
+    rgb: np.ndarray,
+    boxes: Sequence[Box | dict[str, Any]],
+    *,
+    skull: SkullEllipse | None = None,
+    thickness: int | None = None,
+) -> np.ndarray:
+    """A copy of ``rgb`` (``H x W x 3`` uint8) with labelled boxes (and the skull ellipse, if given)."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise BadInputError("draw_boxes expects an H x W x 3 uint8 RGB image")
+    out = np.ascontiguousarray(rgb.copy())
+    h, w = out.shape[:2]
+    t = thickness or max(1, round(max(h, w) / 320))
+    scale = max(0.35, max(h, w) / 1400)
+    if skull is not None:
+        cv2.ellipse(out, skull.cv2_box(), (255, 255, 0), t, cv2.LINE_AA)
+    for index, item in enumerate(boxes):
+        box = item if isinstance(item, Box) else Box.from_dict(item)
+        colour = COLOURS.get(box.label, _FALLBACK[index % len(_FALLBACK)])
+        p0 = (int(round(box.x0)), int(round(box.y0)))
+        p1 = (int(round(box.x1)), int(round(box.y1)))
+        cv2.rectangle(out, p0, p1, colour, t, cv2.LINE_8)
+        text = f"{box.label} {box.score:.2f}"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        ty = p0[1] - 3 if p0[1] - th - base - 3 >= 0 else min(h - 1, p0[1] + th + 3)
+        cv2.rectangle(out, (p0[0], ty - th - 2), (min(w - 1, p0[0] + tw + 2), ty + base - 1), colour, -1)
+        cv2.putText(
+            out, text, (p0[0] + 1, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA
+        )
+    return out
+
+
+def detect_paths(
+    paths: Sequence[str | Path] | str | Path,
+    bundle: str | Path | DetectorBundle = DEFAULT_BUNDLE,
+    out_json: str | Path | None = None,
+    draw_dir: str | Path | None = None,
+    score_threshold: float | None = None,
+) -> list[dict[str, Any]]:
+    """Detect structures in files and folders (any format :func:`load_image` reads).
+
+    Returns one :func:`detect_image` record per image; writes them as a JSON list to ``out_json`` and
+    PNG overlays (``<stem>_boxes.png``) into ``draw_dir`` when given.
+    """
+    b = get_bundle(bundle)
+    records = []
+    draw_folder = Path(draw_dir) if draw_dir is not None else None
+    if draw_folder is not None:
+        draw_folder.mkdir(parents=True, exist_ok=True)
+    for path in iter_image_paths(paths if not isinstance(paths, (str, Path)) else [paths]):
+        image = load_image(path)
+        record = detect_image(image, b, score_threshold)
+        if draw_folder is not None:
+            skull = record["plausibility"]["skull"]
+            ellipse = SkullEllipse(**skull) if skull else None
+            overlay = draw_boxes(image.pixels, record["boxes"], skull=ellipse)
+            target = draw_folder / f"{Path(path).stem}_boxes.png"
+            cv2.imwrite(str(target), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+            record["overlay"] = str(target)
+        records.append(record)
+    if out_json is not None:
+        out = Path(out_json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+    return records

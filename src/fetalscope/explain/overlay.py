@@ -1,0 +1,117 @@
+"""Heatmap overlays of attribution maps on the image they explain, and raw ``.npy`` maps.
+
+Unsigned maps (Grad-CAM, guided backprop) are scaled from 0 to a high percentile of their
+values and drawn with a sequential colour map (default ``jet``); signed maps (Integrated
+Gradients, occlusion, LIME) are scaled symmetrically around zero and drawn with a diverging map
+(default ``RdBu_r``: red supports the class, blue speaks against it). Any matplotlib colour map
+name is accepted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from fetalscope.errors import BadInputError
+
+DEFAULT_CMAP = "jet"
+DEFAULT_SIGNED_CMAP = "RdBu_r"
+
+
+def _colormap(name: str):
+    import matplotlib
+
+    try:
+        return matplotlib.colormaps[name]
+    except KeyError:
+        names = sorted(matplotlib.colormaps)
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise BadInputError(f"unknown colour map '{name}'.{hint} Use a matplotlib colour map name, e.g. jet, "
+                            f"inferno, viridis, RdBu_r") from None
+
+
+def scale_map(attr: np.ndarray, signed: bool = False, clip_percentile: float = 99.5) -> np.ndarray:
+    """Map -> [0, 1] for display. Signed: 0.5 is zero; unsigned: 0 is the map's minimum."""
+    a = np.asarray(attr, dtype=np.float32)
+    if a.ndim != 2:
+        raise BadInputError(f"an attribution map must be H x W, got shape {a.shape}")
+    a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+    if signed:
+        top = float(np.percentile(np.abs(a), clip_percentile)) if a.size else 0.0
+        if top <= 0:
+            return np.full(a.shape, 0.5, dtype=np.float32)
+        return np.clip(0.5 + 0.5 * a / top, 0.0, 1.0).astype(np.float32)
+    a = a - float(a.min())
+    top = float(np.percentile(a, clip_percentile)) if a.size else 0.0
+    if top <= 0:
+        top = float(a.max())
+    if top <= 0:
+        return np.zeros(a.shape, dtype=np.float32)
+    return np.clip(a / top, 0.0, 1.0).astype(np.float32)
+
+
+def colorize(attr: np.ndarray, cmap: str | None = None, signed: bool = False,
+             clip_percentile: float = 99.5) -> np.ndarray:
+    """``H x W`` map -> ``H x W x 3`` uint8 RGB heatmap."""
+    name = cmap or (DEFAULT_SIGNED_CMAP if signed else DEFAULT_CMAP)
+    rgba = _colormap(name)(scale_map(attr, signed, clip_percentile))
+    return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, attr: np.ndarray, cmap: str | None = None, alpha: float = 0.5,
+            signed: bool = False, clip_percentile: float = 99.5) -> np.ndarray:
+    """Blend a heatmap of ``attr`` over ``image`` (``H x W`` or ``H x W x 3`` uint8).
+
+    ``alpha`` is the heatmap's opacity (0: image only, 1: heatmap only). A map of another size is
+    resized to the image with bilinear interpolation.
+    """
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise BadInputError(f"overlay opacity alpha must be between 0 and 1, got {alpha}")
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise BadInputError(f"overlay needs an H x W or H x W x 3 image, got shape {img.shape}")
+    img = img[..., :3]
+    if img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    a = np.asarray(attr, dtype=np.float32)
+    if a.shape != img.shape[:2]:
+        a = cv2.resize(a, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+    heat = colorize(a, cmap, signed, clip_percentile).astype(np.float32)
+    out = (1.0 - alpha) * img.astype(np.float32) + alpha * heat
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def overlay_png(image: np.ndarray, attr: np.ndarray, cmap: str | None = None, alpha: float = 0.5,
+                signed: bool = False) -> bytes:
+    """PNG bytes of :func:`overlay` (for the API and the UI)."""
+    return png_bytes(overlay(image, attr, cmap, alpha, signed))
+
+
+def save_overlay(path: str | Path, image: np.ndarray, attr: np.ndarray, cmap: str | None = None,
+                 alpha: float = 0.5, signed: bool = False) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(overlay_png(image, attr, cmap, alpha, signed))
+    return path
+
+
+def save_map(path: str | Path, attr: np.ndarray) -> Path:
+    """The raw ``H x W`` float32 map as ``.npy`` (``np.load`` reads it back)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.asarray(attr, dtype=np.float32))
+    return path

@@ -1,0 +1,259 @@
+"""Files in, explanations out: overlays (PNG), raw maps (``.npy``) and a JSON index.
+
+``explain_paths`` is what ``fetalscope explain IMAGE_OR_FOLDER --methods ...`` runs. Images are
+read with the one loader (:func:`fetalscope.imaging.load_image`), prepared with the model's own
+preprocessing (crop, resize, normalise) and explained in small batches; each map is drawn over
+the prepared image it explains (same pixels, same size).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fetalscope.data.transforms import PreprocessConfig, normalise, prepare_array
+from fetalscope.errors import BadInputError, FetalscopeError
+from fetalscope.explain.common import inference_setup, model_device, optimise_for_cpu, predict_probs
+from fetalscope.explain.methods import explain_batch, method_spec, parse_methods
+from fetalscope.explain.overlay import save_map, save_overlay
+from fetalscope.explain.types import Explanation
+from fetalscope.imaging import UltrasoundImage, iter_image_paths, load_image
+
+
+@dataclass
+class ModelView:
+    """What the explain layer needs from a bundle: the model, its preprocessing and class names."""
+
+    model: nn.Module
+    preprocess: PreprocessConfig
+    classes: list[str]
+    name: str
+    temperature: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "classes": list(self.classes), "input_size": list(self.preprocess.input_size),
+                "channels": self.preprocess.channels, "temperature": self.temperature}
+
+
+def as_model_view(bundle: Any) -> ModelView:
+    """Accept a Bundle (``.model``, ``.preprocess``, ``.classes``), a ``(model, preprocess, classes)``
+    tuple, or a registry classifier (preprocessing from ``model.spec``)."""
+    if isinstance(bundle, ModelView):
+        return bundle
+    if isinstance(bundle, tuple) and len(bundle) == 3:
+        model, preprocess, classes = bundle
+    elif isinstance(bundle, nn.Module):
+        model, preprocess, classes = bundle, getattr(getattr(bundle, "spec", None), "preprocess", None), None
+    elif hasattr(bundle, "model") and hasattr(bundle, "preprocess"):
+        model, preprocess, classes = bundle.model, bundle.preprocess, getattr(bundle, "classes", None)
+    else:
+        raise BadInputError(f"expected a model bundle, a (model, preprocess, classes) tuple or a registry model, "
+                            f"got {type(bundle).__name__}")
+    if not isinstance(model, nn.Module):
+        raise BadInputError(f"the bundle's model is a {type(model).__name__}, not a torch model; explanations need "
+                            f"the PyTorch runtime")
+    if preprocess is None:
+        raise BadInputError(f"no preprocessing known for {type(model).__name__}; pass (model, preprocess, classes)")
+    if isinstance(preprocess, dict):
+        preprocess = PreprocessConfig.from_dict(preprocess)
+    n = getattr(model, "num_classes", None)
+    classes = [str(c) for c in classes] if classes else [str(i) for i in range(int(n or 0))]
+    card = getattr(bundle, "card", None)
+    name = (card.get("name") if isinstance(card, dict) else getattr(card, "name", None)) or \
+        getattr(model, "arch_name", None) or type(model).__name__
+    temperature = float(getattr(bundle, "temperature", 1.0) or 1.0)
+    return ModelView(model, preprocess, classes, str(name), temperature)
+
+
+def resolve_target(target: int | str | None, classes: Sequence[str]) -> int | None:
+    """A class index or class name (case-insensitive) -> index; None stays None (predicted class)."""
+    if target is None or isinstance(target, int):
+        if isinstance(target, int) and classes and not 0 <= target < len(classes):
+            raise BadInputError(f"target class {target} is out of range (valid: 0..{len(classes) - 1}: "
+                                f"{', '.join(classes)})")
+        return target
+    s = str(target).strip()
+    if s.lstrip("-").isdigit():
+        return resolve_target(int(s), classes)
+    lower = {c.lower(): i for i, c in enumerate(classes)}
+    if s.lower() in lower:
+        return lower[s.lower()]
+    close = difflib.get_close_matches(s, list(classes), n=2, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise BadInputError(f"unknown target class '{s}'.{hint} Classes: {', '.join(classes)}")
+
+
+def split_params(methods: Sequence[str], params: dict[str, Any] | None,
+                 method_params: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Per-method parameters: flat ``params`` go to every method that accepts them (an option no
+    chosen method accepts is an error), ``method_params`` to the method named."""
+    out: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    for key, value in (params or {}).items():
+        takers = [m for m in methods if key in method_spec(m).defaults]
+        if not takers:
+            accepted = sorted({k for m in methods for k in method_spec(m).defaults})
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise BadInputError(f"no chosen method ({', '.join(methods)}) takes parameter '{key}'.{hint} "
+                                f"Accepted: {', '.join(accepted) or 'none'}")
+        for m in takers:
+            out[m][key] = value
+    for name, p in (method_params or {}).items():
+        canon = method_spec(name).name
+        if canon not in out:
+            raise BadInputError(f"parameters given for '{name}', which is not among the chosen methods "
+                                f"({', '.join(methods)})")
+        out[canon].update(p)
+    return out
+
+
+def parse_param_options(items: Sequence[str] | None) -> dict[str, Any]:
+    """CLI ``--param KEY=VALUE`` options -> a dict with ints, floats, booleans and ``none`` typed.
+
+    ``["n_steps=64", "baseline=blur", "window=24"]`` -> ``{"n_steps": 64, "baseline": "blur", "window": 24}``.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise BadInputError(f"explanation parameter '{item}' must look like KEY=VALUE, e.g. n_steps=64")
+        value: Any = raw.strip()
+        low = value.lower()
+        if low in ("none", "null", ""):
+            value = None
+        elif low in ("true", "false"):
+            value = low == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(value)
+                    break
+                except ValueError:
+                    continue
+        out[key] = value
+    return out
+
+
+def file_slug(method: str) -> str:
+    """File-name form of a method name (``gradcam++`` -> ``gradcam_pp``)."""
+    return re.sub(r"[^a-z0-9_]+", "_", method.lower().replace("++", "_pp")).strip("_")
+
+
+def prepare(image: UltrasoundImage | np.ndarray, preprocess: PreprocessConfig) -> tuple[np.ndarray, torch.Tensor]:
+    """(display RGB at input size, model tensor C x H x W) - the same crop and resize for both."""
+    rgb = prepare_array(image, preprocess)
+    return rgb, normalise(rgb, preprocess)
+
+
+def explain_array(image: UltrasoundImage | np.ndarray, bundle: Any, methods: str | Sequence[str] = "gradcam",
+                  target: int | str | None = None, params: dict[str, Any] | None = None,
+                  method_params: dict[str, dict[str, Any]] | None = None
+                  ) -> tuple[np.ndarray, dict[str, Explanation]]:
+    """Explain one decoded image (for the pipeline and the API): (display RGB, {method: Explanation})."""
+    view = as_model_view(bundle)
+    names = parse_methods(methods)
+    per = split_params(names, params, method_params)
+    t = resolve_target(target, view.classes)
+    rgb, x = prepare(image, view.preprocess)
+    return rgb, {m: explain_batch(view.model, x, m, t, preprocess=view.preprocess, **per[m])[0] for m in names}
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for p in paths:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", p.stem) or "image"
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        out.append(stem if n == 0 else f"{stem}_{n + 1}")
+    return out
+
+
+def explain_paths(paths: str | Path | Sequence[str | Path], bundle: Any, methods: str | Sequence[str],
+                  out_dir: str | Path, target: int | str | None = None, *, params: dict[str, Any] | None = None,
+                  method_params: dict[str, dict[str, Any]] | None = None, batch_size: int = 8,
+                  cmap: str | None = None, alpha: float = 0.5, **flat_params: Any) -> list[dict[str, Any]]:
+    """Explain every image in ``paths`` (files and folders) with each method.
+
+    Writes, per image and method, ``<stem>_<method>.png`` (overlay on the prepared image) and
+    ``<stem>_<method>.npy`` (the raw ``H x W`` float32 map), plus ``index.json`` listing every
+    image, its prediction, target and files. Unreadable images are listed under ``errors`` in
+    the index and skipped; if none can be read the first error is raised. Returns the per-image
+    records of the index. A record's ``probabilities`` are calibrated with the bundle's softmax
+    temperature (as ``predict`` reports them); each explanation's ``probability`` is the plain
+    softmax of the logits it explains. ``cmap``/``alpha``: overlay colour map and opacity.
+    """
+    view = as_model_view(bundle)
+    optimise_for_cpu(view.model)
+    names = parse_methods(methods)
+    per = split_params(names, {**(params or {}), **flat_params}, method_params)
+    t = resolve_target(target, view.classes)
+    if batch_size < 1:
+        raise BadInputError(f"batch_size must be >= 1, got {batch_size}")
+    files = list(iter_image_paths(paths))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stems = _unique_stems(files)
+    records: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
+    first_error: FetalscopeError | None = None
+    for start in range(0, len(files), batch_size):
+        chunk = []
+        for path, stem in zip(files[start:start + batch_size], stems[start:start + batch_size], strict=True):
+            try:
+                img = load_image(path)
+            except FetalscopeError as exc:
+                errors.append({"image": str(path), "error": str(exc)})
+                first_error = first_error or exc
+                continue
+            rgb, x = prepare(img, view.preprocess)
+            chunk.append((path, stem, img, rgb, x))
+        if not chunk:
+            continue
+        xb = torch.stack([c[4] for c in chunk])
+        results = {m: explain_batch(view.model, xb, m, t, preprocess=view.preprocess, **per[m]) for m in names}
+        preds = _predict(view.model, xb, view.temperature)
+        for i, (path, stem, img, rgb, _x) in enumerate(chunk):
+            rec: dict[str, Any] = {
+                "image": str(path), "stem": stem, "original_size": [img.height, img.width],
+                "input_size": list(view.preprocess.input_size),
+                "predicted": int(preds[i].argmax()), "predicted_class": _cls(view.classes, int(preds[i].argmax())),
+                "probabilities": {_cls(view.classes, k): float(v) for k, v in enumerate(preds[i].tolist())},
+                "explanations": {},
+            }
+            for m in names:
+                e = results[m][i]
+                base = f"{stem}_{file_slug(m)}"
+                save_overlay(out / f"{base}.png", rgb, e.map, cmap=cmap, alpha=alpha, signed=e.signed)
+                save_map(out / f"{base}.npy", e.map)
+                rec["explanations"][m] = {**e.to_dict(), "target_class": _cls(view.classes, e.target),
+                                          "overlay": f"{base}.png", "array": f"{base}.npy"}
+            records.append(rec)
+    if not records:
+        if first_error is not None:
+            raise first_error
+        raise BadInputError(f"no images found in {paths}")
+    index = {"model": view.to_dict(), "methods": names, "target": t, "images": records, "errors": errors,
+             "overlay": {"cmap": cmap or "jet (unsigned) / RdBu_r (signed)", "alpha": alpha}}
+    (out / "index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
+    return records
+
+
+def _predict(model: nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Calibrated class probabilities (the bundle's softmax temperature), as ``predict`` reports them."""
+    with inference_setup(model):
+        return predict_probs(model, x.to(model_device(model)), temperature=temperature).cpu()
+
+
+def _cls(classes: Sequence[str], i: int) -> str:
+    return classes[i] if 0 <= i < len(classes) else str(i)

@@ -1,0 +1,82 @@
+"""The one trainer: a tiny real training run, bundle round trip, ONNX twin, augmentation, loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fetalscope.biometry.ellipse import Ellipse, fit_ellipse, mask_iou
+from fetalscope.biometry.segbundle import export_seg_onnx, load_seg_bundle, save_seg_bundle
+from fetalscope.biometry.segtrain import SegTrainConfig, augment_pair, dice_bce_loss, prepare_sample, train_segmenter
+from fetalscope.errors import DataError, MissingWeightsError
+
+
+def test_loss_prefers_the_right_mask():
+    target = torch.zeros(1, 1, 16, 16)
+    target[..., 4:12, 4:12] = 1
+    good = (target * 2 - 1) * 8
+    assert dice_bce_loss(good, target) < 0.05 < dice_bce_loss(-good, target)
+
+
+def test_augmentation_moves_image_and_target_together(synthetic_heads):
+    cfg = SegTrainConfig(structures=("head",), input_size=(96, 144), pretrained=False)
+    rgb, tgt = prepare_sample(synthetic_heads[0], cfg.structures, cfg.preprocess())
+    assert rgb.shape == (96, 144, 3) and tgt.shape == (1, 96, 144) and 0 < tgt.mean() < 1
+    for seed in range(4):
+        a_rgb, a_tgt = augment_pair(rgb, tgt, np.random.default_rng(seed))
+        bright = a_rgb[..., 0] > 140
+        assert mask_iou(bright, a_tgt[0] > 0.5) > 0.8
+
+
+def test_targets_are_soft_area_averages(synthetic_heads):
+    s = synthetic_heads[1]
+    cfg = SegTrainConfig(structures=("head",), input_size=(48, 72), pretrained=False)
+    _, tgt = prepare_sample(s, cfg.structures, cfg.preprocess())
+    truth = Ellipse.from_dict(s.ellipses["head"])
+    assert tgt.sum() * 4 == pytest.approx(truth.area(), rel=0.02)  # 2x2 full-res pixels per target pixel
+    fit = fit_ellipse(tgt[0], out_shape=(96, 144))
+    assert fit.circumference() == pytest.approx(truth.circumference(), rel=0.01)
+
+
+def test_missing_structure_is_a_data_error(synthetic_heads):
+    cfg = SegTrainConfig(structures=("heart",), input_size=(48, 72), pretrained=False)
+    with pytest.raises(DataError, match="heart"):
+        prepare_sample(synthetic_heads[0], cfg.structures, cfg.preprocess())
+
+
+def test_tiny_training_run_and_bundle_round_trip(synthetic_heads, tmp_path):
+    cfg = SegTrainConfig(structures=("head",), input_size=(48, 72), pretrained=False, epochs=3, batch_size=5,
+                         lr=3e-3, patience=5, min_epochs=1, threads=1, seed=0)
+    logs: list[str] = []
+    result = train_segmenter(synthetic_heads[:10], synthetic_heads[10:], cfg, log=logs.append)
+    assert len(result.history) == 3 and all(np.isfinite(h["loss"]) for h in result.history)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert 1 <= result.best_epoch <= 3 and any("best epoch" in line for line in logs)
+    x = torch.randn(2, 3, 48, 72)
+    with torch.no_grad():
+        ref = result.model(x)
+    assert ref.shape == (2, 1, 48, 72)
+
+    folder = save_seg_bundle(result.model, tmp_path / "tiny", cfg.preprocess(), {"name": "tiny", "measurement": "head"})
+    assert (folder / "card.md").read_text().startswith("# Model card: tiny")
+    bundle = load_seg_bundle(folder)
+    assert bundle.structures == ["head"] and bundle.preprocess.input_size == (48, 72)
+    with torch.no_grad():
+        assert torch.allclose(bundle.model(x), ref, atol=1e-5)
+
+    import onnxruntime as ort
+
+    export_seg_onnx(bundle.model, folder / "model.onnx", bundle.preprocess)
+    sess = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    (out,) = sess.run(None, {"image": x.numpy()})
+    assert np.allclose(out, ref.numpy(), atol=1e-3)
+
+
+def test_load_rejects_non_segmentation_bundles(tmp_path):
+    with pytest.raises(MissingWeightsError):
+        load_seg_bundle(tmp_path / "nothing")
+    (tmp_path / "cls").mkdir()
+    (tmp_path / "cls" / "card.json").write_text('{"task": "classification", "architecture": "small_cnn"}')
+    with pytest.raises(MissingWeightsError, match="not a segmentation bundle"):
+        load_seg_bundle(tmp_path / "cls")

@@ -1,0 +1,148 @@
+"""Overlays, arrays, the JSON index of ``explain_paths`` and the ``explain_eval`` report."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from fetalscope.errors import BadInputError
+from fetalscope.explain.evaluation import explain_eval
+from fetalscope.explain.overlay import colorize, overlay, overlay_png, save_map, scale_map
+from fetalscope.explain.runner import explain_paths, file_slug, parse_param_options
+from fetalscope.imaging import load_image
+
+from .conftest import speckle_image
+
+
+def test_overlay_opacity_and_colour_maps():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, size=(20, 30, 3), dtype=np.uint8)
+    m = np.zeros((20, 30), np.float32)
+    m[5:10, 5:10] = 1.0
+    np.testing.assert_array_equal(overlay(img, m, alpha=0.0), img)
+    np.testing.assert_array_equal(overlay(img, m, alpha=1.0, cmap="gray"), colorize(m, "gray"))
+    hot = overlay(img, m, alpha=1.0, cmap="jet")
+    assert hot[7, 7, 0] > 100 and hot[0, 0, 2] > 100  # jet: red at the peak, blue where the map is 0
+    # a map of another size is resized to the image
+    assert overlay(img, np.ones((5, 5), np.float32), alpha=0.5).shape == (20, 30, 3)
+    with pytest.raises(BadInputError, match="unknown colour map 'jte'.*jet"):
+        overlay(img, m, cmap="jte")
+    with pytest.raises(BadInputError, match="alpha"):
+        overlay(img, m, alpha=1.5)
+
+
+def test_signed_maps_are_centred_on_zero():
+    m = np.array([[-2.0, 0.0, 2.0]], np.float32)
+    np.testing.assert_allclose(scale_map(m, signed=True, clip_percentile=100), [[0.0, 0.5, 1.0]])
+    np.testing.assert_allclose(scale_map(m, signed=False, clip_percentile=100), [[0.0, 0.5, 1.0]])
+    np.testing.assert_allclose(scale_map(np.zeros((2, 2)), signed=True), 0.5)
+
+
+def test_png_and_npy_round_trip(tmp_path):
+    img = np.full((16, 16), 128, np.uint8)
+    m = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16)
+    png = overlay_png(img, m)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    decoded = load_image(png, name="overlay.png")
+    assert decoded.pixels.shape == (16, 16, 3)
+    path = save_map(tmp_path / "a" / "m.npy", m)
+    np.testing.assert_array_equal(np.load(path), m)
+
+
+def test_parse_param_options():
+    assert parse_param_options(["n_steps=64", "baseline=blur", "alpha=0.5", "layer=none", "x=true"]) == {
+        "n_steps": 64, "baseline": "blur", "alpha": 0.5, "layer": None, "x": True}
+    with pytest.raises(BadInputError, match="KEY=VALUE"):
+        parse_param_options(["n_steps"])
+
+
+def test_file_slug():
+    assert file_slug("gradcam++") == "gradcam_pp"
+    assert file_slug("integrated_gradients") == "integrated_gradients"
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, blob in (("a_blob", True), ("b_plain", False), ("c_blob", True)):
+        rgb, _ = speckle_image(rng, blob, size=80)  # not the model size: preprocessing resizes
+        cv2.imwrite(str(folder / f"{name}.png"), rgb[..., 0])
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    return folder
+
+
+def test_explain_paths_writes_overlays_arrays_and_index(trained, image_folder, tmp_path):
+    bundle = (trained.model, trained.preprocess, trained.classes)
+    out = tmp_path / "out"
+    records = explain_paths(image_folder, bundle, "gradcam,gradcam++,ig,occlusion", out, n_steps=8, window=16,
+                            stride=8)
+    assert [r["stem"] for r in records] == ["a_blob", "b_plain", "c_blob"]
+    index = json.loads((out / "index.json").read_text())
+    assert index["methods"] == ["gradcam", "gradcam++", "integrated_gradients", "occlusion"]
+    assert index["model"]["classes"] == ["plain", "blob"]
+    assert len(index["errors"]) == 1 and "broken.png" in index["errors"][0]["image"]
+    for rec in index["images"]:
+        assert rec["original_size"] == [80, 80] and rec["input_size"] == [64, 64]
+        for m, e in rec["explanations"].items():
+            arr = np.load(out / e["array"])
+            assert arr.shape == (64, 64) and arr.dtype == np.float32 and np.isfinite(arr).all()
+            assert load_image(out / e["overlay"]).pixels.shape == (64, 64, 3)
+            assert e["target"] == rec["predicted"] and e["target_class"] == rec["predicted_class"]
+            assert e["params"]
+            assert f"_{file_slug(m)}." in e["array"]
+    ig = index["images"][0]["explanations"]["integrated_gradients"]
+    assert ig["params"]["n_steps"] == 8 and "completeness" in ig["extra"]
+    assert index["images"][0]["predicted_class"] == "blob" and index["images"][1]["predicted_class"] == "plain"
+
+
+def test_explain_paths_target_by_name_and_bad_options(trained, image_folder, tmp_path):
+    bundle = (trained.model, trained.preprocess, trained.classes)
+    recs = explain_paths(image_folder / "b_plain.png", bundle, ["gradcam"], tmp_path / "o", target="Blob")
+    assert recs[0]["explanations"]["gradcam"]["target"] == 1
+    with pytest.raises(BadInputError, match="unknown target class 'blb'.*'blob'"):
+        explain_paths(image_folder, bundle, "gradcam", tmp_path / "o2", target="blb")
+    with pytest.raises(BadInputError, match="takes parameter 'n_steps'"):
+        explain_paths(image_folder, bundle, "gradcam", tmp_path / "o3", n_steps=4)
+    with pytest.raises(BadInputError, match="unknown explanation method"):
+        explain_paths(image_folder, bundle, "gradcam,limee", tmp_path / "o4")
+    with pytest.raises(BadInputError):
+        explain_paths(image_folder / "broken.png", bundle, "gradcam", tmp_path / "o5")
+
+
+def test_explain_paths_with_a_saved_bundle(trained, image_folder, tmp_path):
+    from fetalscope.models.bundle import load_bundle, save_bundle
+
+    save_bundle(trained.model, tmp_path / "bundle", {"name": "tiny", "classes": trained.classes,
+                                                      "preprocess": trained.preprocess.to_dict()})
+    bundle = load_bundle(tmp_path / "bundle")
+    recs = explain_paths(image_folder / "a_blob.png", bundle, "gradcam", tmp_path / "o")
+    assert recs[0]["explanations"]["gradcam"]["params"]["layer"] == "backbone.block4"
+    assert json.loads((tmp_path / "o" / "index.json").read_text())["model"]["name"] == "tiny"
+
+
+def test_explain_eval_writes_report_with_computed_numbers(trained, tmp_path):
+    samples = list(zip(trained.test_x[:4], trained.test_y[:4].tolist(), strict=True))
+    report = explain_eval(samples, (trained.model, trained.preprocess, trained.classes),
+                          ["gradcam", "guided_backprop", "ig", "occlusion"], tmp_path / "eval", n_images=None,
+                          sanity_images=1, steps=10, n_random=2, params={"n_steps": 8, "window": 16, "stride": 8})
+    for f in ("report.json", "report.md", "faithfulness.png", "sanity.png", "examples.png"):
+        assert (tmp_path / "eval" / f).is_file(), f
+    saved = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert saved["n_images"] == 4 and saved["methods"] == report["methods"]
+    faith = saved["faithfulness"]["methods"]
+    assert set(faith) == {"gradcam", "guided_backprop", "integrated_gradients", "occlusion"}
+    assert faith["occlusion"]["deletion_auc"] < faith["occlusion"]["random_deletion_auc"]
+    sanity = saved["sanity"]
+    assert len(sanity["stages"]) == 5 and sanity["n_images"] == 1
+    assert sanity["flagged"] == [m for m, r in sanity["methods"].items() if r["flagged"]]
+    md = (tmp_path / "eval" / "report.md").read_text()
+    assert f"{faith['gradcam']['deletion_auc']:.3f}" in md
+    assert "| occlusion |" in md and "Integrated Gradients completeness" in md
+    assert saved["integrated_gradients_completeness"]["n"] == 4
+    with pytest.raises(BadInputError, match="predicted' or 'label"):
+        explain_eval(samples, (trained.model, trained.preprocess, trained.classes), "gradcam", tmp_path, target="x")
