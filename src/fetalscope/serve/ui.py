@@ -48,6 +48,39 @@ CSS = """
 """
 
 
+MEASURE_BY_PLANE = {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}
+MEASURE_HINT = ("Head biometry runs on brain (trans-thalamic) images, the cardiothoracic ratio on thorax "
+                "(four-chamber) images; choose one and press **Measure** to run it on any image.")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
+
+
+def _measurement_markdown(record: dict[str, Any]) -> str:
+    """The numbers of a measurement record as Markdown (all from the record; nothing typed in)."""
+    lines = [f"**{record.get('measurement', '')}** measurement, quality: `{record.get('quality')}`, "
+             f"model `{(record.get('model') or {}).get('id', '')}`", ""]
+    ctr = record.get("ctr")
+    if record.get("measurement") == "cardiothoracic":
+        if ctr:
+            lines += ["| cardiothoracic ratio | value |", "|---|---|"]
+            lines += [f"| {k} | {_fmt(ctr.get(k))} |" for k in ("circumference", "area", "diameter")]
+        for part in ("heart", "thorax"):
+            e = record.get(part)
+            if e:
+                lines.append(f"- {part}: centre ({e['cx']:.0f}, {e['cy']:.0f}) px, semi-axes {e['a']:.0f} x "
+                             f"{e['b']:.0f} px, angle {e['angle_deg']:.0f} deg")
+    else:
+        lines += ["| quantity | value |", "|---|---|"]
+        for key, label in (("hc_mm", "HC (mm)"), ("bpd_mm", "BPD (mm)"), ("ofd_mm", "OFD (mm)"),
+                           ("ga_weeks", "gestational age (weeks, Hadlock)")):
+            lines.append(f"| {label} | {_fmt(record.get(key), 1)} |")
+    for flag in record.get("flags") or []:
+        lines.append(f"- note: {flag}")
+    return "\n".join(lines)
+
+
 def _slug(method: str) -> str:
     return method.replace("+", "p").replace("_", "-")
 
@@ -135,7 +168,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
         blanks: list[Any] = []
         for m in UI_METHODS:
             blanks += [None, "" if m in FAST_METHODS else _pending_info(m)]
-        return (None, None, message, None, *blanks, None, "", None)
+        return (None, None, message, None, *blanks, None, "", None, None, "")
 
     def explain_into(state: dict[str, Any], method: str, target: str | None) -> tuple[np.ndarray, str]:
         result = service.explain(state["image"], method, None if target in (None, PREDICTED) else target)
@@ -168,8 +201,28 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                 det_md = "Brain-structure detection runs on brain images; press **Detect** to run it anyway."
         else:
             det_md = f"No brain-structure detector is loaded: {service.detector_info().get('reason')}"
+        meas_img, meas_md = None, MEASURE_HINT
+        what = MEASURE_BY_PLANE.get(str(analysis.get("plane")))
+        if what is not None and not (analysis.get("ood") or {}).get("flag"):
+            meas_img, meas_md = run_measurement(state, what, None)
         return (state, _display(image.pixels), _verdict_markdown(analysis, service), _label_value(analysis),
-                *outputs, det_img, det_md, None)
+                *outputs, det_img, det_md, None, meas_img, meas_md)
+
+    def run_measurement(state: dict[str, Any], what: str, pixel_size: float | None) -> tuple[Any, str]:
+        try:
+            record = service.measure(state["image"], what, pixel_size)
+        except FetalscopeError as exc:
+            return None, f"<div class='fs-error'>No {what} measurement: {exc}</div>"
+        from fetalscope.biometry.measure import draw_measurement
+
+        state["measurement"] = record
+        return _display(draw_measurement(state["image"], record)), _measurement_markdown(record)
+
+    def on_measure(state: dict[str, Any] | None, what: str, pixel_size: float | None) -> tuple:
+        if not state:
+            return state, None, "Upload an image first."
+        img, md = run_measurement(state, what, pixel_size or None)
+        return state, img, md
 
     def run_detection(state: dict[str, Any]) -> tuple[np.ndarray | None, str]:
         record = service.detect(state["image"])
@@ -282,6 +335,16 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                                        format="png")
                     det_md = gr.Markdown(elem_id="detections-info")
                     detect_btn = gr.Button("Detect", elem_id="detect")
+                with gr.Accordion("Measurement (head biometry / cardiothoracic ratio)", open=True):
+                    meas_img = gr.Image(label="Fitted ellipses", interactive=False, height=320,
+                                        elem_id="measurement", format="png")
+                    meas_md = gr.Markdown(MEASURE_HINT, elem_id="measurement-info")
+                    with gr.Row():
+                        meas_what = gr.Dropdown(list(MEASURE_BY_PLANE.values()), value="cardiothoracic",
+                                                label="Measure", elem_id="measure-what")
+                        meas_px = gr.Number(label="Pixel size (mm), for millimetres", value=None,
+                                            elem_id="measure-pixel-size")
+                        meas_btn = gr.Button("Measure", elem_id="measure")
                 with gr.Row():
                     report_btn = gr.Button("Build report (JSON + HTML)", variant="primary", elem_id="report")
                     report_files = gr.File(label="Report", file_count="multiple", interactive=False,
@@ -293,7 +356,8 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
             with gr.Tab("Overview", id="overview"):
                 gr.Markdown(overview.markdown, elem_id="overview-page")
 
-        analysis_outputs = [state, shown, verdict, probs, *method_outputs, det_img, det_md, report_files]
+        analysis_outputs = [state, shown, verdict, probs, *method_outputs, det_img, det_md, report_files,
+                            meas_img, meas_md]
         upload.upload(on_upload, [upload, target], analysis_outputs)
         gallery.select(on_example, [target], analysis_outputs)
         target.change(on_target, [state, target], [state, *method_outputs])
@@ -301,6 +365,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
             i = UI_METHODS.index(m)
             button.click(make_compute(m), [state, target], [state, method_outputs[2 * i], method_outputs[2 * i + 1]])
         detect_btn.click(on_detect, [state], [state, det_img, det_md])
+        meas_btn.click(on_measure, [state, meas_what, meas_px], [state, meas_img, meas_md])
         report_btn.click(on_report, [state], [report_files])
     demo.queue(default_concurrency_limit=max(1, settings.max_concurrent))
     return demo
