@@ -13,7 +13,11 @@ once to warm up, then ``--runs`` times on one image (median and worst reported);
     .venv/bin/python benchmarks/bench_explain.py fetalnet --methods gradcam,ig --json out.json
 
 The load average is recorded: on a shared machine other processes inflate the wall times, and
-the CPU seconds per image (process time) are printed beside them.
+the CPU seconds per image (process time) are printed beside them. On an oversubscribed machine
+(more busy threads than cores) OpenMP's default busy-waiting makes 2-thread PyTorch up to 40x
+slower than 1 thread (measured: MobileNetV2 forward 1.0 s instead of 0.03 s at load average 4 on
+2 cores); there, run with ``OMP_WAIT_POLICY=PASSIVE`` or ``--threads 1`` (the environment is
+recorded in the JSON).
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     models = args.models or [m for m in DEFAULT_MODELS if m in list_models()]
     methods = parse_methods(args.methods)
-    result = {"threads": args.threads, "channels_last": not args.no_channels_last, "torch": torch.__version__,
+    result = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"), "threads": args.threads, "channels_last": not args.no_channels_last, "torch": torch.__version__,
               "cpu": platform.processor() or platform.machine(),
               "cpu_count": os.cpu_count(), "load_average_before": list(os.getloadavg()), "models": {}}
     for name in models:

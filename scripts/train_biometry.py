@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--no-pretrained", action="store_true")
     tr.add_argument("--no-evaluate", action="store_true", help="skip the validation report after training")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--init-from", type=Path, default=None, help="start from this bundle's weights")
+    tr.add_argument("--lr", type=float, default=None)
     ev = sub.add_parser("evaluate", help="write report.json/report.md of a bundle on its validation split")
     ev.add_argument("bundle", type=Path)
     ev.add_argument("--threads", type=int, default=2)
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                                    input_size=tuple(args.input_size) if args.input_size else None,
                                    batch_size=args.batch_size, threads=args.threads, limit=args.limit,
                                    pretrained=not args.no_pretrained, seed=args.seed,
+                                   init_from=args.init_from, lr=args.lr,
                                    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
         print(f"bundle written to {folder}", flush=True)
         if not args.no_evaluate:

@@ -136,3 +136,9 @@ def test_config_errors_are_clear(tmp_path):
         TrainConfig.from_dict({"data": "x", "epochs": 3})
     with pytest.raises(DataError, match="not found"):
         train(_cfg(tmp_path / "missing", tmp_path / "out"))
+
+
+def test_card_keeps_the_trained_input_size(pretrained_run):
+    cfg, result = pretrained_run
+    bundle = load_bundle(result.bundle)
+    assert tuple(bundle.preprocess.input_size) == (cfg.image_size, cfg.image_size)

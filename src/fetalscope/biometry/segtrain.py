@@ -60,6 +60,7 @@ class SegTrainConfig:
     max_minutes: float | None = None
     channels_last: bool = True
     decoder_channels: tuple[int, int, int, int] = (96, 64, 48, 32)
+    init_from: str | None = None  # a segmentation bundle whose weights start the training (fine-tuning)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -232,8 +233,16 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
     prepare_seconds = time.perf_counter() - t0
     log(f"prepared {len(train_arrays)} train / {len(stop_arrays)} early-stop images in {prepare_seconds:.0f}s")
 
-    model = EllipseUNet(cfg.structures, encoder=cfg.encoder, pretrained=cfg.pretrained,
+    model = EllipseUNet(cfg.structures, encoder=cfg.encoder, pretrained=cfg.pretrained and not cfg.init_from,
                         decoder_channels=cfg.decoder_channels)
+    if cfg.init_from:
+        from fetalscope.biometry.segbundle import load_seg_bundle
+
+        start = load_seg_bundle(cfg.init_from)
+        if list(start.structures) != list(cfg.structures):
+            raise DataError(f"{cfg.init_from} segments {start.structures}, not {list(cfg.structures)}")
+        model.load_state_dict(start.model.state_dict())
+        log(f"initialised from {cfg.init_from}")
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     enc = list(model.encoder.parameters())

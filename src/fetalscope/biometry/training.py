@@ -135,9 +135,11 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
                       epochs: int | None = None, max_minutes: float | None = None,
                       input_size: tuple[int, int] | None = None, batch_size: int = 8, threads: int = 2,
                       limit: int | None = None, pretrained: bool = True, seed: int = 0, onnx: bool = True,
+                      init_from: str | Path | None = None, lr: float | None = None,
                       log: Callable[[str], None] = print) -> Path:
     """Train the bundle of measurement ``what`` ("head" | "cardiothoracic") and save it to ``out``
-    (default: the bundled model folder). ``samples`` replaces the default dataset (a user's own set,
+    (default: the bundled model folder). ``init_from`` starts from another bundle's weights (e.g. to
+    fine-tune at a larger input size). ``samples`` replaces the default dataset (a user's own set,
     e.g. :func:`fetalscope.data.focus.load_mask_folders`). Returns the bundle folder."""
     r = recipe(what)
     data = list(samples) if samples is not None else r.load()
@@ -151,8 +153,10 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
         cfg_kw["epochs"] = epochs
     if input_size is not None:
         cfg_kw["input_size"] = tuple(input_size)
+    if lr is not None:
+        cfg_kw["lr"] = lr
     cfg = SegTrainConfig(structures=r.structures, batch_size=batch_size, threads=threads, max_minutes=max_minutes,
-                         pretrained=pretrained, seed=seed, **cfg_kw)
+                         pretrained=pretrained, seed=seed, init_from=str(init_from) if init_from else None, **cfg_kw)
     result = train_segmenter(splits["train"], splits["early_stop"], cfg, log=log)
     folder = Path(out) if out is not None else bundled_models_dir() / r.bundle_name
     digest = hashlib.sha256("\n".join(sorted(_rel(s.path) for s in splits["train"])).encode()).hexdigest()

@@ -199,7 +199,7 @@ def render_report_md(report: dict[str, Any]) -> str:
             "",
             f"CPU inference {_n(sp['detector_ms_per_image'], 1)} ms per image (detector, "
             f"{sp['threads']} thread(s), {sp['images']} images of {sp['image_size']}); skull estimate "
-            f"{_n(sp['skull_ms_per_image'], 1)} ms; model file {_n(sp['model_mb'], 1)} MB.",
+            f"{_n(sp['skull_ms_per_image'], 1)} ms; model file {_n(sp.get('model_mb'), 1)} MB.",
             "",
         ]
     notes = report.get("notes") or []

@@ -249,5 +249,6 @@ def train_and_evaluate_yolo(
         "speed": measure_speed(detector, (test_items or holdout)[:16]),
         "notes": [f"Ultralytics is {LICENCE}; this model is not shipped with fetalscope."],
     }
+    report["speed"]["model_mb"] = round(Path(weights).stat().st_size / 1e6, 2)
     write_report(report, out)
     return report

@@ -150,6 +150,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         "software": {"fetalscope": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "intended_use": "Research and education only; not a medical device.",
+        # the preprocessing the model was trained with (e.g. an --image-size override), served the same way
+        "preprocess": data.preprocess.to_dict(),
     }
     from fetalscope.models.bundle import save_bundle
 
