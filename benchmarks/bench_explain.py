@@ -36,7 +36,7 @@ import torch
 
 from fetalscope.data.transforms import PreprocessConfig, to_tensor
 from fetalscope.errors import FetalscopeError
-from fetalscope.explain import explain, explain_batch, parse_methods
+from fetalscope.explain import explain, explain_batch, method_spec, parse_methods
 from fetalscope.explain.common import optimise_for_cpu
 from fetalscope.models import create_model, list_models
 
@@ -71,8 +71,10 @@ def build(name: str, pretrained: bool) -> tuple[torch.nn.Module, str]:
 
 
 def time_method(model: torch.nn.Module, x: torch.Tensor, method: str, runs: int, batch: int,
-                cfg: PreprocessConfig) -> dict:
-    params = TARGET_PARAMS.get(method, {})
+                cfg: PreprocessConfig, precision: str | None = None) -> dict:
+    params = dict(TARGET_PARAMS.get(method, {}))
+    if precision and "precision" in method_spec(method).defaults:
+        params["precision"] = precision
     explain(model, x[0], method, preprocess=cfg, **params)  # warm-up
     wall, cpu = [], []
     for i in range(runs):
@@ -103,13 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--random-weights", action="store_true", help="skip loading pretrained base weights")
     ap.add_argument("--no-channels-last", action="store_true",
                     help="keep the default memory layout (the product uses channels_last on CPU)")
+    ap.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                    help="override the methods' default precision (IG: fp32; occlusion, LIME: auto)")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     models = args.models or [m for m in DEFAULT_MODELS if m in list_models()]
     methods = parse_methods(args.methods)
-    result = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"), "threads": args.threads, "channels_last": not args.no_channels_last, "torch": torch.__version__,
+    result = {"precision_override": args.precision, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+              "threads": args.threads,
+              "channels_last": not args.no_channels_last, "torch": torch.__version__,
               "cpu": platform.processor() or platform.machine(),
               "cpu_count": os.cpu_count(), "load_average_before": list(os.getloadavg()), "models": {}}
     for name in models:
@@ -123,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'method':22s} {'median s':>9s} {'max s':>8s} {'cpu s':>8s} {'batched':>8s} {'target':>7s}  ok")
         rows = []
         for m in methods:
-            row = time_method(model, x, m, args.runs, args.batch, cfg)
+            row = time_method(model, x, m, args.runs, args.batch, cfg, args.precision)
             rows.append(row)
             ok = {None: "-", True: "yes", False: "NO"}[row["meets_target"]]
             batched = f"{row['batched_per_image_s']:.3f}" if "batched_per_image_s" in row else "-"

@@ -161,3 +161,17 @@ def test_bad_input_tensors_are_rejected(trained):
         explain(trained.model, trained.test_x[:2], "gradcam")
     with pytest.raises(BadInputError, match="2 targets for 3 images"):
         explain_batch(trained.model, trained.test_x[:3], "gradcam", target=[0, 1])
+
+
+def test_precision_is_recorded_and_bf16_agrees_with_fp32(trained):
+    from scipy.stats import spearmanr
+
+    x = trained.test_x[1]
+    e32 = explain(trained.model, x, "occlusion", window=16, stride=8, precision="fp32")
+    e16 = explain(trained.model, x, "occlusion", window=16, stride=8, precision="bf16")
+    assert e32.params["precision"] == "fp32" and e16.params["precision"] == "bf16"
+    assert spearmanr(e32.map.ravel(), e16.map.ravel()).statistic > 0.95
+    assert explain(trained.model, x, "ig", n_steps=4).params["precision"] == "fp32"  # IG stays exact by default
+    assert explain(trained.model, x, "lime", n_samples=20).params["precision"] in ("fp32", "bf16")
+    with pytest.raises(BadInputError, match="precision must be one of auto, fp32, bf16"):
+        explain(trained.model, x, "occlusion", precision="fp16")

@@ -171,7 +171,20 @@ def summarise_head(rows: list[dict[str, Any]], n_boot: int) -> dict[str, Any]:
         "hausdorff_mm": mean_ci([r["hd_mm"] for r in ok], g, n_boot),
         "mask_dice": mean_ci([r["mask_dice"] for r in ok], g, n_boot),
         "within_2mm": mean_ci([float(abs(r["hc_diff_mm"]) <= 2.0) for r in ok], g, n_boot),
+        "by_reference_hc": _by_size(ok),
     }
+
+
+def _by_size(rows: list[dict[str, Any]], edges: Sequence[float] = (0.0, 100.0, 200.0, 1e9)) -> list[dict[str, Any]]:
+    """HC error by reference head size (first trimester, mid-pregnancy, late pregnancy)."""
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        d = np.array([r["hc_diff_mm"] for r in rows if lo <= r["hc_ref_mm"] < hi])
+        label = f"{lo:.0f}-{hi:.0f} mm" if hi < 1e8 else f">= {lo:.0f} mm"
+        out.append({"reference_hc": label, "n": int(len(d)),
+                    "mean_absolute_difference_mm": float(np.abs(d).mean()) if len(d) else None,
+                    "mean_difference_mm": float(d.mean()) if len(d) else None})
+    return out
 
 
 def summarise_ctr(rows: list[dict[str, Any]], train_mean: dict[str, float], n_boot: int) -> dict[str, Any]:
@@ -253,6 +266,15 @@ def render_report_md(report: dict[str, Any]) -> str:
                   f"| ellipse Hausdorff distance (mm) | {_fmt(s['hausdorff_mm'], 2)} |",
                   f"| raw mask Dice | {_fmt(s['mask_dice'], 4)} |",
                   f"| images with no head found | {s['n_no_head_found']} |", ""]
+        lines += ["By reference head size:", "",
+                  "| reference HC | images | mean absolute difference (mm) | bias (mm) |", "| --- | --- | --- | --- |"]
+
+        def num(v: float | None) -> str:
+            return "n/a" if v is None else f"{v:.2f}"
+
+        lines += [f"| {b['reference_hc']} | {b['n']} | {num(b['mean_absolute_difference_mm'])} | "
+                  f"{num(b['mean_difference_mm'])} |" for b in s["by_reference_hc"]]
+        lines += [""]
         lines += [f"Target: mean absolute HC difference <= 2.0 mm: "
                   f"{'met' if report['targets']['hc_mad_le_2mm'] else 'NOT met'}.", ""]
     else:

@@ -106,6 +106,10 @@ def recipe(what: str) -> Recipe:
                     "Millimetres need the pixel size (CSV, DICOM PixelSpacing or the user); without it only "
                     "pixels and the drawing are returned.",
                     "Hadlock's formula was derived at 14-42 weeks; outside that range GA is flagged as extrapolated.",
+                    "Late-pregnancy heads (HC >= 200 mm) are measured less well and slightly too small where the "
+                    "skull edge lies in acoustic shadow; see the by-size table of report.md.",
+                    "Validation mean absolute HC difference is at the 2.0 mm target (see metrics; the interval "
+                    "straddles it); HC18's challenge test set was not available offline.",
                 ],
             },
         )

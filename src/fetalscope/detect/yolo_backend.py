@@ -50,11 +50,18 @@ def _import_ultralytics() -> Any:
     """Import Ultralytics offline, with its config dir in the cache and a local font in place."""
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ.setdefault("YOLO_CONFIG_DIR", str(ultralytics_config_dir()))
+    from PIL import Image
+
+    pil_open = Image.open
     try:
         import ultralytics
         from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
     except ModuleNotFoundError as exc:
         raise UnsupportedError(f"the YOLO backend needs Ultralytics, which is not installed: {INSTALL_HINT}") from exc
+    finally:
+        # Ultralytics replaces PIL.Image.open process-wide with a version that tries to install a HEIF
+        # plugin on any unreadable file; fetalscope's one loader must keep PIL's own behaviour.
+        Image.open = pil_open
     import matplotlib
 
     font_src = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"

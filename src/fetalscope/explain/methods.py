@@ -13,6 +13,13 @@ parameters and their defaults, so a typo in a method or parameter name is a clea
 | ``integrated_gradients`` (``ig``) | Captum ``IntegratedGradients`` + completeness check | signed |
 | ``occlusion`` | Captum ``Occlusion`` | signed |
 | ``lime`` | Captum ``Lime`` on SLIC superpixels of the smoothed image | signed |
+
+``precision`` (Integrated Gradients, occlusion, LIME): ``fp32``, ``bf16`` (bfloat16 autocast) or
+``auto`` (bf16 on CPUs with native bfloat16, else fp32). Occlusion and LIME default to ``auto``:
+they only compare model outputs, and bf16 runs them about 2.4x faster (SonoNet-16: class
+probabilities within 0.002 of float32). Integrated Gradients defaults to ``fp32`` because its
+completeness check is its proof of correctness; bf16 is 2.4x faster there too, with completeness
+errors of 0.7 % (SonoNet-16, real image) to 5 % (a tiny test CNN).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from fetalscope.explain.common import (
     num_classes_of,
     reduce_channels,
     resolve_layer,
+    resolve_precision,
     resolve_targets,
     to_maps,
 )
@@ -122,11 +130,12 @@ def _integrated_gradients(model: nn.Module, x: torch.Tensor, targets: torch.Tens
         raise BadInputError(f"unknown ig_method '{p['ig_method']}'; choose one of {', '.join(gradients.IG_METHODS)}")
     targets, probs = resolve_targets(model, x, targets)
     base = make_baseline(x, p["baseline"], pp, p["blur_sigma"])
+    precision = resolve_precision(p["precision"], x.device)
     attr, checks = gradients.integrated_gradients(
         model, x, base, targets, n_steps=int(p["n_steps"]), internal_batch_size=int(p["internal_batch_size"]),
-        ig_method=p["ig_method"], output=p["output"])
+        ig_method=p["ig_method"], output=p["output"], precision=precision)
     extras = [{"completeness": c} for c in checks]
-    return _Result(to_maps(reduce_channels(attr, p["reduce"])), targets, probs, extras, p)
+    return _Result(to_maps(reduce_channels(attr, p["reduce"])), targets, probs, extras, {**p, "precision": precision})
 
 
 def _occlusion(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None,
@@ -136,16 +145,18 @@ def _occlusion(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None,
     stride = int(p["stride"]) if p["stride"] else max(1, window // 2)
     targets, probs = resolve_targets(model, x, targets)
     base = make_baseline(x, p["baseline"], pp, p["blur_sigma"])
+    precision = resolve_precision(p["precision"], x.device)
     attr = perturbation.occlusion(model, x, base, targets, window=window, stride=stride,
-                                  batch_size=int(p["batch_size"]), output=p["output"])
+                                  batch_size=int(p["batch_size"]), output=p["output"], precision=precision)
     n = ((x.shape[2] - window) // stride + 1) * ((x.shape[3] - window) // stride + 1)
     return _Result(to_maps(attr), targets, probs, [{"n_perturbations": n}] * x.shape[0],
-                   {**p, "window": window, "stride": stride})
+                   {**p, "window": window, "stride": stride, "precision": precision})
 
 
 def _lime(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None,
           pp: PreprocessConfig | None, p: dict[str, Any]) -> _Result:
     targets, probs = resolve_targets(model, x, targets)
+    precision = resolve_precision(p["precision"], x.device)
     maps, extras = [], []
     for i in range(x.shape[0]):
         xi = x[i:i + 1]
@@ -156,10 +167,11 @@ def _lime(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None,
             base = make_baseline(xi, p["baseline"], pp, p["blur_sigma"])
         m, extra = perturbation.lime(model, xi, base, int(targets[i]), seg, n_samples=int(p["n_samples"]),
                                      batch_size=int(p["batch_size"]), kernel_width=float(p["kernel_width"]),
-                                     alpha=float(p["alpha"]), output=p["output"], seed=int(p["seed"]))
+                                     alpha=float(p["alpha"]), output=p["output"], seed=int(p["seed"]),
+                                     precision=precision)
         maps.append(to_maps(m))
         extras.append(extra)
-    return _Result(np.stack(maps), targets, probs, extras, p)
+    return _Result(np.stack(maps), targets, probs, extras, {**p, "precision": precision})
 
 
 _METHODS: dict[str, MethodSpec] = {}
@@ -189,17 +201,17 @@ register_method(MethodSpec("saliency", _saliency, {"reduce": "abs_max"}, False,
                      "Plain input-gradient saliency (Simonyan et al. 2014)", aliases=("gradient", "vanilla_gradient")))
 register_method(MethodSpec("integrated_gradients", _integrated_gradients,
                      {"baseline": "black", "n_steps": 32, "internal_batch_size": 8, "blur_sigma": None,
-                      "ig_method": "gausslegendre", "output": "logit", "reduce": "sum"}, True,
+                      "ig_method": "gausslegendre", "output": "logit", "reduce": "sum", "precision": "fp32"}, True,
                      "Integrated Gradients (Sundararajan et al. 2017) from a black or blurred baseline",
                      aliases=("ig", "integrated-gradients")))
 register_method(MethodSpec("occlusion", _occlusion,
                      {"window": None, "stride": None, "baseline": "mean", "blur_sigma": None, "batch_size": 8,
-                      "output": "logit"}, True,
+                      "output": "logit", "precision": "auto"}, True,
                      "Occlusion sensitivity (Zeiler & Fergus 2014): drop of the target output per occluded patch"))
 register_method(MethodSpec("lime", _lime,
                      {"n_samples": 300, "n_segments": 64, "compactness": 0.1, "smooth_sigma": None,
                       "baseline": "mean", "blur_sigma": None, "kernel_width": 0.25, "alpha": 1.0,
-                      "batch_size": 8, "output": "prob", "seed": 0}, True,
+                      "batch_size": 8, "output": "prob", "seed": 0, "precision": "auto"}, True,
                      "LIME (Ribeiro et al. 2016) on SLIC superpixels of the Gaussian-smoothed image"))
 
 DEFAULT_METHODS = ("gradcam", "gradcam++", "guided_backprop", "guided_gradcam", "integrated_gradients",

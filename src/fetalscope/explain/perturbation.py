@@ -13,16 +13,18 @@ from skimage.segmentation import slic
 from torch import nn
 
 from fetalscope.errors import BadInputError
+from fetalscope.explain.common import precision_context
 from fetalscope.explain.gradients import forward_for
 
 
 def occlusion(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, targets: torch.Tensor,
-              window: int, stride: int, batch_size: int, output: str = "logit") -> torch.Tensor:
+              window: int, stride: int, batch_size: int, output: str = "logit", precision: str = "fp32"
+              ) -> torch.Tensor:
     """Occlusion sensitivity ``N x H x W`` (Zeiler & Fergus 2014) with Captum's ``Occlusion``.
 
     A ``window`` x ``window`` patch (all channels) slides with ``stride``; each pixel gets the mean
     drop of the target output over the patches covering it (positive = the region supports the
-    class). ``batch_size`` perturbed images are evaluated per forward pass.
+    class). ``batch_size`` perturbed images are evaluated per forward pass, in ``precision``.
     """
     h, w = x.shape[2], x.shape[3]
     if not 1 <= window <= min(h, w):
@@ -31,11 +33,11 @@ def occlusion(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, targets
         raise BadInputError(f"occlusion stride must be between 1 and the window ({window} px), got {stride}")
     c = x.shape[1]
     per_eval = max(1, batch_size // x.shape[0])
-    with torch.inference_mode():
+    with torch.inference_mode(), precision_context(precision, x.device):
         attr = Occlusion(forward_for(model, output)).attribute(
             x, sliding_window_shapes=(c, window, window), strides=(c, stride, stride), baselines=baseline,
             target=targets, perturbations_per_eval=per_eval)
-    return attr.mean(dim=1)
+    return attr.float().mean(dim=1)
 
 
 def superpixels(image: torch.Tensor, n_segments: int, compactness: float, smooth_sigma: float | None
@@ -85,7 +87,7 @@ def _lime_kernel(width: float):
 
 def lime(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, target: int, seg: np.ndarray,
          n_samples: int, batch_size: int, kernel_width: float, alpha: float, output: str = "prob",
-         seed: int = 0) -> tuple[torch.Tensor, dict[str, Any]]:
+         seed: int = 0, precision: str = "fp32") -> tuple[torch.Tensor, dict[str, Any]]:
     """LIME (Ribeiro et al. 2016) for one image ``1 x C x H x W`` with Captum's ``Lime``.
 
     Superpixels are switched on/off at random (``n_samples`` images, ``batch_size`` per forward
@@ -101,9 +103,9 @@ def lime(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, target: int,
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), precision_context(precision, x.device):
             attr = explainer.attribute(x, baselines=baseline, target=int(target), feature_mask=mask,
                                        n_samples=int(n_samples), perturbations_per_eval=int(batch_size))
     finally:
         torch.random.set_rng_state(state)
-    return attr[0].mean(dim=0), {"n_superpixels": int(seg.max()) + 1}
+    return attr[0].float().mean(dim=0), {"n_superpixels": int(seg.max()) + 1}
