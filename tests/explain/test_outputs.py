@@ -146,3 +146,25 @@ def test_explain_eval_writes_report_with_computed_numbers(trained, tmp_path):
     assert saved["integrated_gradients_completeness"]["n"] == 4
     with pytest.raises(BadInputError, match="predicted' or 'label"):
         explain_eval(samples, (trained.model, trained.preprocess, trained.classes), "gradcam", tmp_path, target="x")
+
+
+def test_explain_eval_on_a_labelled_set_of_files(trained, image_folder, tmp_path):
+    from fetalscope.data.samples import LabelledSet, Sample
+
+    files = sorted(p for p in image_folder.glob("*.png") if p.name != "broken.png")
+    data = LabelledSet([Sample(p, int("blob" in p.name), p.stem) for p in files], ("plain", "blob"), "test")
+    report = explain_eval(data, (trained.model, trained.preprocess, trained.classes), "gradcam", tmp_path / "e",
+                          n_images=2, sanity_images=0, target="label", steps=5, n_random=1)
+    assert report["n_images"] == 2 and report["sanity"] is None and report["target"] == "label"
+    assert all(im["target"] == im["label"] for im in report["images"])
+    assert "Not run" in (tmp_path / "e" / "report.md").read_text()
+
+
+def test_runner_exposes_explain_eval_for_the_cli(trained, image_folder, tmp_path):
+    from fetalscope.explain.runner import explain_eval as runner_eval
+
+    files = sorted(p for p in image_folder.glob("*.png") if p.name != "broken.png")
+    report = runner_eval(files, (trained.model, trained.preprocess, trained.classes), ["gradcam"], tmp_path / "r",
+                         n_images=2, sanity_images=1, steps=5, n_random=1)
+    assert report["n_images"] == 2 and (tmp_path / "r" / "report.md").is_file()
+    assert report["images"][0]["label"] is None

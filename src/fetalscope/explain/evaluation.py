@@ -52,8 +52,8 @@ def _display_from_tensor(x: torch.Tensor) -> np.ndarray:
 
 def _items(data: Any, view: ModelView, n_images: int | None, seed: int) -> list[_Item]:
     """Pick up to ``n_images`` (at random, fixed seed; in their original order) and load them."""
-    if hasattr(data, "samples") and not isinstance(data, torch.utils.data.Dataset):
-        data = data.samples  # a LabelledSet
+    if isinstance(getattr(data, "samples", None), (list, tuple)):
+        data = data.samples  # a LabelledSet or an ImageDataset: load the files (no augmentation)
     if isinstance(data, (str, Path)):
         data = list(iter_image_paths(data))
     entries = list(data) if not isinstance(data, torch.utils.data.Dataset) else [data[i] for i in range(len(data))]

@@ -257,3 +257,12 @@ def _predict(model: nn.Module, x: torch.Tensor, temperature: float) -> torch.Ten
 
 def _cls(classes: Sequence[str], i: int) -> str:
     return classes[i] if 0 <= i < len(classes) else str(i)
+
+
+def explain_eval(data: Any, bundle: Any, methods: str | Sequence[str], out_dir: str | Path, **options: Any
+                 ) -> dict[str, Any]:
+    """The ``explain-eval`` report next to :func:`explain_paths`; see
+    :func:`fetalscope.explain.evaluation.explain_eval` for ``data`` and the options."""
+    from fetalscope.explain.evaluation import explain_eval as run_eval
+
+    return run_eval(data, bundle, methods, out_dir, **options)
