@@ -42,6 +42,22 @@ class ServerInfo:
         return [p for r in roots if r.is_dir() for p in r.glob(f"fetalscope-ui-{self.process.pid}-*")]
 
 
+def wait_until_healthy(proc: subprocess.Popen, url: str, log_text, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+    """Poll ``url/healthz`` until it answers 200; fail the test with the server log if it exits or times out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{log_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"server did not start within {timeout_s} s:\n{log_text()[-3000:]}")
+        time.sleep(0.5)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -127,19 +143,8 @@ def server(tiny_bundle: Path, ablation_dir: Path, tmp_path_factory: pytest.TempP
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     info = ServerInfo(url, proc, log_path, tmpdir, tiny_bundle, ablation_dir)
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{info.log_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not start within {STARTUP_TIMEOUT_S} s:\n{info.log_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_until_healthy(proc, url, info.log_text)
         yield info
     finally:
         proc.terminate()

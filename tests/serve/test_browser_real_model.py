@@ -5,22 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
+from .conftest import _free_port, wait_until_healthy
 from .test_browser import browser, page  # noqa: F401  (fixtures: Debian chromium via Playwright)
 
 pytestmark = pytest.mark.browser
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +25,8 @@ def real_server(tmp_path_factory):
         proc = subprocess.Popen([sys.executable, "-m", "fetalscope", "serve", "--port", str(port),
                                  "--detector", "none"], stdout=log, stderr=subprocess.STDOUT, env=env)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
         try:
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"server exited: {log_path.read_text()[-3000:]}")
-                try:
-                    if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"server did not start: {log_path.read_text()[-3000:]}")
-                time.sleep(0.5)
+            wait_until_healthy(proc, url, log_path.read_text, timeout_s=120)
             yield url
         finally:
             proc.terminate()
