@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--init-from", type=Path, default=None, help="start from this bundle's weights")
     tr.add_argument("--lr", type=float, default=None)
+    tr.add_argument("--patience", type=int, default=None)
+    tr.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    tr.add_argument("--workers", type=int, default=0, help="DataLoader workers for augmentation")
+    tr.add_argument("--no-onnx", action="store_true", help="skip the ONNX export (export later)")
+    tr.add_argument("--prepare-only", action="store_true",
+                    help="only resize the images into the cache folder (to carry them to a GPU machine)")
     ev = sub.add_parser("evaluate", help="write report.json/report.md of a bundle on its validation split")
     ev.add_argument("bundle", type=Path)
     ev.add_argument("--threads", type=int, default=2)
@@ -55,8 +61,13 @@ def main(argv: list[str] | None = None) -> int:
                                    input_size=tuple(args.input_size) if args.input_size else None,
                                    batch_size=args.batch_size, threads=args.threads, limit=args.limit,
                                    pretrained=not args.no_pretrained, seed=args.seed,
-                                   init_from=args.init_from, lr=args.lr,
+                                   init_from=args.init_from, lr=args.lr, patience=args.patience,
+                                   device=args.device, num_workers=args.workers, prepare_only=args.prepare_only,
+                                   onnx=not args.no_onnx,
                                    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+        if args.prepare_only:
+            print(f"resized arrays written to {folder}", flush=True)
+            return 0
         print(f"bundle written to {folder}", flush=True)
         if not args.no_evaluate:
             from fetalscope.biometry.report import evaluate_bundle

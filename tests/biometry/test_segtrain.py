@@ -8,7 +8,16 @@ import torch
 
 from fetalscope.biometry.ellipse import Ellipse, fit_ellipse, mask_iou
 from fetalscope.biometry.segbundle import export_seg_onnx, load_seg_bundle, save_seg_bundle
-from fetalscope.biometry.segtrain import SegTrainConfig, augment_pair, dice_bce_loss, prepare_sample, train_segmenter
+from fetalscope.biometry.segtrain import (
+    SegTrainConfig,
+    augment_pair,
+    dice_bce_loss,
+    prepare_arrays,
+    prepare_sample,
+    prepared_cache_file,
+    resolve_device,
+    train_segmenter,
+)
 from fetalscope.errors import DataError, MissingWeightsError
 
 
@@ -80,3 +89,31 @@ def test_load_rejects_non_segmentation_bundles(tmp_path):
     (tmp_path / "cls" / "card.json").write_text('{"task": "classification", "architecture": "small_cnn"}')
     with pytest.raises(MissingWeightsError, match="not a segmentation bundle"):
         load_seg_bundle(tmp_path / "cls")
+
+
+def test_prepared_arrays_cache_round_trip(synthetic_heads, tmp_path, monkeypatch):
+    cfg = SegTrainConfig(structures=("head",), input_size=(48, 72), pretrained=False)
+    fresh = prepare_arrays(synthetic_heads[:4], cfg)
+    cached = prepare_arrays(synthetic_heads[:4], cfg, cache=tmp_path)
+    file = prepared_cache_file(synthetic_heads[:4], cfg, tmp_path)
+    assert file.is_file() and list(tmp_path.iterdir()) == [file]
+    # a second read comes from the file alone: the images are no longer decoded
+    import fetalscope.biometry.segtrain as segtrain
+
+    monkeypatch.setattr(segtrain, "load_image", lambda path: (_ for _ in ()).throw(AssertionError("decoded")))
+    again = prepare_arrays(synthetic_heads[:4], cfg, cache=tmp_path)
+    for (r0, t0), (r1, t1), (r2, t2) in zip(fresh, cached, again, strict=True):
+        assert np.array_equal(r0, r2) and np.array_equal(r1, r2) and r2.shape == (48, 72, 3)
+        assert np.array_equal(t0, t2) and np.array_equal(t1, t2) and t2.dtype == np.float32
+    # another sample list or input size is another file
+    other = SegTrainConfig(structures=("head",), input_size=(64, 96), pretrained=False)
+    assert prepared_cache_file(synthetic_heads[:4], other, tmp_path) != file
+    assert prepared_cache_file(synthetic_heads[:3], cfg, tmp_path) != file
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DataError, match="no CUDA"):
+            resolve_device("cuda")

@@ -15,10 +15,13 @@ early on the Dice of a held-out ``early_stop`` split (the best epoch's weights a
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from fetalscope.biometry.ellipse import Ellipse
+from fetalscope.config import shared_data_dir
 from fetalscope.data.segsets import SegSample
 from fetalscope.data.transforms import PreprocessConfig, normalise, prepare_array
 from fetalscope.errors import DataError
@@ -61,6 +65,8 @@ class SegTrainConfig:
     channels_last: bool = True
     decoder_channels: tuple[int, int, int, int] = (96, 64, 48, 32)
     init_from: str | None = None  # a segmentation bundle whose weights start the training (fine-tuning)
+    device: str = "auto"  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ...
+    num_workers: int = 0  # DataLoader worker processes for augmentation (0: in the training process)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -84,6 +90,7 @@ class SegTrainResult:
     best_score: float = 0.0
     train_seconds: float = 0.0
     prepare_seconds: float = 0.0
+    device: str = "cpu"  # what trained it, e.g. "cpu" or "cuda (NVIDIA H100 80GB HBM3)"
     n_train: int = 0
     n_early_stop: int = 0
     stopped_because: str = ""
@@ -185,29 +192,86 @@ def dice_bce_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0)
 
 
 @torch.no_grad()
-def dice_scores(model: torch.nn.Module, loader: DataLoader, channels_last: bool = True) -> np.ndarray:
+def dice_scores(model: torch.nn.Module, loader: DataLoader, channels_last: bool = True,
+                device: torch.device | str = "cpu") -> np.ndarray:
     """Per-image, per-channel hard Dice (prediction > 0.5 vs target > 0.5) at model resolution."""
     model.eval()
     scores = []
     for x, y in loader:
+        x, y = x.to(device), y.to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         p = torch.sigmoid(model(x)) > 0.5
         t = y > 0.5
         inter = (p & t).sum(dim=(2, 3)).float()
         denom = (p.sum(dim=(2, 3)) + t.sum(dim=(2, 3))).float()
-        scores.append(torch.where(denom > 0, 2 * inter / denom.clamp_min(1), torch.ones_like(denom)).numpy())
+        scores.append(torch.where(denom > 0, 2 * inter / denom.clamp_min(1), torch.ones_like(denom)).cpu().numpy())
     return np.concatenate(scores) if scores else np.zeros((0, 0))
 
 
 # ---- the trainer -----------------------------------------------------------------------------------
-def prepare_arrays(samples: Sequence[SegSample], cfg: SegTrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as given (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"device '{name}' asked for, but PyTorch sees no CUDA GPU; use device='cpu' or 'auto'")
+    return device
+
+
+def _sample_key(sample: SegSample) -> dict[str, Any]:
+    def rel(path: Any) -> str:
+        try:
+            return str(Path(path).resolve().relative_to(shared_data_dir().resolve()))
+        except ValueError:
+            return str(Path(path).resolve())
+
+    return {"image": rel(sample.path), "masks": {k: rel(v) for k, v in sorted(sample.masks.items())},
+            "ellipses": {k: sample.ellipses[k] for k in sorted(sample.ellipses)}}
+
+
+def prepared_cache_file(samples: Sequence[SegSample], cfg: SegTrainConfig, folder: str | Path) -> Path:
+    """Where :func:`prepare_arrays` keeps the arrays of ``samples`` under ``cfg``: a file named by a hash
+    of the image/mask names (relative to the shared data folder when inside it), the reference
+    ellipses, the structures, the target choice and the preprocessing. Files are not re-read: delete the
+    folder after editing images in place."""
+    key = {"version": 1, "structures": list(cfg.structures), "target": cfg.target,
+           "preprocess": cfg.preprocess().to_dict(), "samples": [_sample_key(s) for s in samples]}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return Path(folder) / f"segarrays-{digest}.npz"
+
+
+def prepare_arrays(samples: Sequence[SegSample], cfg: SegTrainConfig,
+                   cache: str | Path | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every sample resized to the model input: (``h x w x 3`` uint8 image, ``C x h x w`` float32 targets).
+
+    With ``cache`` (a folder), the arrays are stored there once (lossless, greyscale images as one
+    channel) and read back on later runs with the same samples and config, so a re-run or a run on
+    another machine needs no image decoding (see :func:`prepared_cache_file`)."""
     pre = cfg.preprocess()
-    return [prepare_sample(s, cfg.structures, pre, cfg.target) for s in samples]
+    file = prepared_cache_file(samples, cfg, cache) if cache is not None else None
+    if file is not None and file.is_file():
+        with np.load(file) as data:
+            images, targets = data["images"], data["targets"]
+        if len(images) == len(samples):
+            if images.ndim == 3:
+                images = np.repeat(images[..., None], 3, axis=3)
+            return [(images[i], targets[i]) for i in range(len(samples))]
+    arrays = [prepare_sample(s, cfg.structures, pre, cfg.target) for s in samples]
+    if file is not None and arrays:
+        images = np.stack([a[0] for a in arrays])
+        grey = bool((images == images[..., :1]).all())
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, images=images[..., 0] if grey else images,
+                            targets=np.stack([a[1] for a in arrays]).astype(np.float32))
+        tmp.replace(file)
+    return arrays
 
 
 def train_segmenter(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: SegTrainConfig,
-                    log: Callable[[str], None] = print) -> SegTrainResult:
+                    log: Callable[[str], None] = print, cache: str | Path | None = None) -> SegTrainResult:
     """Train an :class:`EllipseUNet` on ``train``; keep the epoch with the best mean Dice on
     ``early_stop`` (stop after ``patience`` epochs without improvement, or at ``max_minutes``)."""
     if not train:
@@ -219,17 +283,18 @@ def train_segmenter(train: Sequence[SegSample], early_stop: Sequence[SegSample],
     torch.set_num_threads(max(1, cfg.threads))
     cv2.setNumThreads(max(1, cfg.threads))
     try:
-        return _train(train, early_stop, cfg, log)
+        return _train(train, early_stop, cfg, log, cache)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: SegTrainConfig,
-           log: Callable[[str], None]) -> SegTrainResult:
+           log: Callable[[str], None], cache: str | Path | None = None) -> SegTrainResult:
     pre = cfg.preprocess()
+    device = resolve_device(cfg.device)
     t0 = time.perf_counter()
-    train_arrays = prepare_arrays(train, cfg)
-    stop_arrays = prepare_arrays(early_stop, cfg)
+    train_arrays = prepare_arrays(train, cfg, cache)
+    stop_arrays = prepare_arrays(early_stop, cfg, cache)
     prepare_seconds = time.perf_counter() - t0
     log(f"prepared {len(train_arrays)} train / {len(stop_arrays)} early-stop images in {prepare_seconds:.0f}s")
 
@@ -243,6 +308,7 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
             raise DataError(f"{cfg.init_from} segments {start.structures}, not {list(cfg.structures)}")
         model.load_state_dict(start.model.state_dict())
         log(f"initialised from {cfg.init_from}")
+    model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     enc = list(model.encoder.parameters())
@@ -254,14 +320,16 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
     train_ds = SegArrayDataset(train_arrays, pre, augment=cfg.augment, seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size,
-                          generator=gen, num_workers=0)
-    stop_dl = DataLoader(SegArrayDataset(stop_arrays, pre), batch_size=cfg.batch_size, num_workers=0)
+                          generator=gen, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    stop_dl = DataLoader(SegArrayDataset(stop_arrays, pre), batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     steps_per_epoch = max(1, len(train_dl))
     total_steps = steps_per_epoch * cfg.epochs
     warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
 
     result = SegTrainResult(model=model, config=cfg, prepare_seconds=prepare_seconds,
-                            n_train=len(train), n_early_stop=len(early_stop))
+                            n_train=len(train), n_early_stop=len(early_stop),
+                            device=f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu")
+    log(f"training on {result.device}")
     best_state = copy.deepcopy(model.state_dict())
     best, best_epoch, step = -1.0, 0, 0
     t_train = time.perf_counter()
@@ -276,6 +344,7 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
                 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
             for g, base in zip(opt.param_groups, base_lrs, strict=True):
                 g["lr"] = base * lr_scale
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             loss = dice_bce_loss(model(x), y)
@@ -284,7 +353,7 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
             opt.step()
             losses.append(float(loss.detach()))
             step += 1
-        scores = dice_scores(model, stop_dl, cfg.channels_last)
+        scores = dice_scores(model, stop_dl, cfg.channels_last, device)
         per_channel = scores.mean(axis=0)
         score = float(per_channel.mean())
         row = {"epoch": epoch, "loss": float(np.mean(losses)), "early_stop_dice": score,
@@ -306,6 +375,8 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
             stopped = f"time budget of {cfg.max_minutes} min reached"
             break
     model.load_state_dict(best_state)
+    model = model.to("cpu").to(memory_format=torch.contiguous_format)
+    result.model = model
     model.eval()
     result.best_epoch, result.best_score = best_epoch, best
     result.train_seconds = time.perf_counter() - t_train

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from fetalscope.biometry.segbundle import save_seg_bundle
-from fetalscope.biometry.segtrain import SegTrainConfig, train_segmenter
-from fetalscope.config import bundled_models_dir, shared_data_dir
+from fetalscope.biometry.segtrain import SegTrainConfig, prepare_arrays, prepared_cache_file, train_segmenter
+from fetalscope.config import bundled_models_dir, cache_dir, shared_data_dir
 from fetalscope.data.segsets import SegSample, assert_groups_disjoint, group_split
 from fetalscope.errors import BadInputError
 
@@ -140,10 +140,14 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
                       input_size: tuple[int, int] | None = None, batch_size: int = 8, threads: int = 2,
                       limit: int | None = None, pretrained: bool = True, seed: int = 0, onnx: bool = True,
                       init_from: str | Path | None = None, lr: float | None = None,
-                      log: Callable[[str], None] = print) -> Path:
+                      device: str = "auto", num_workers: int = 0, patience: int | None = None,
+                      cache: bool = True, prepare_only: bool = False, log: Callable[[str], None] = print) -> Path:
     """Train the bundle of measurement ``what`` ("head" | "cardiothoracic") and save it to ``out``
     (default: the bundled model folder). ``init_from`` starts from another bundle's weights (e.g. to
-    fine-tune at a larger input size). ``samples`` replaces the default dataset (a user's own set,
+    fine-tune at a larger input size). ``device`` is "auto" (CUDA when available), "cpu" or "cuda";
+    ``cache`` keeps the resized arrays under the cache folder for re-runs; ``prepare_only`` stops after
+    writing them (returns that folder), e.g. to carry them to a GPU machine without the images.
+    ``samples`` replaces the default dataset (a user's own set,
     e.g. :func:`fetalscope.data.focus.load_mask_folders`). Returns the bundle folder."""
     r = recipe(what)
     data = list(samples) if samples is not None else r.load()
@@ -159,9 +163,18 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
         cfg_kw["input_size"] = tuple(input_size)
     if lr is not None:
         cfg_kw["lr"] = lr
+    if patience is not None:
+        cfg_kw["patience"] = patience
     cfg = SegTrainConfig(structures=r.structures, batch_size=batch_size, threads=threads, max_minutes=max_minutes,
-                         pretrained=pretrained, seed=seed, init_from=str(init_from) if init_from else None, **cfg_kw)
-    result = train_segmenter(splits["train"], splits["early_stop"], cfg, log=log)
+                         pretrained=pretrained, seed=seed, init_from=str(init_from) if init_from else None,
+                         device=device, num_workers=num_workers, **cfg_kw)
+    cache_folder = cache_dir() / "biometry" / "prepared" if cache or prepare_only else None
+    if prepare_only:
+        for name in ("train", "early_stop"):
+            prepare_arrays(splits[name], cfg, cache_folder)
+            log(f"{name}: arrays in {prepared_cache_file(splits[name], cfg, cache_folder)}")
+        return cache_folder
+    result = train_segmenter(splits["train"], splits["early_stop"], cfg, log=log, cache=cache_folder)
     folder = Path(out) if out is not None else bundled_models_dir() / r.bundle_name
     digest = hashlib.sha256("\n".join(sorted(_rel(s.path) for s in splits["train"])).encode()).hexdigest()
     card = dict(r.card)
@@ -172,11 +185,12 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     card["data"] = {**card.get("data", {}), "image_list_sha256": digest,
                     "counts": {k: len(v) for k, v in splits.items()}}
     card["training"] = {
-        "device": "CPU", "threads": threads, "train_minutes": round(result.train_seconds / 60, 1),
+        "device": result.device, "threads": threads, "train_minutes": round(result.train_seconds / 60, 1),
         "prepare_minutes": round(result.prepare_seconds / 60, 1), "epochs_run": len(result.history),
         "best_epoch": result.best_epoch, "best_early_stop_dice": round(result.best_score, 4),
         "stopped_because": result.stopped_because, "config": cfg.to_dict(), "history": result.history,
-        "note": "CPU shared with other jobs; wall-clock times are upper bounds",
+        "note": "CPU shared with other jobs; wall-clock times are upper bounds" if result.device == "cpu"
+        else "GPU run; the resized arrays were prepared beforehand (prepare_minutes covers reading them)",
     }
     save_seg_bundle(result.model, folder, cfg.preprocess(), card, onnx=False)
     write_splits(folder, splits)
