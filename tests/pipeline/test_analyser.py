@@ -12,6 +12,8 @@ from fetalscope.errors import BadInputError
 from fetalscope.imaging import load_image
 from fetalscope.pipeline.analyser import Analyser, UncertaintyPolicy, uncertainty_of
 
+from .test_brain_findings import check_findings
+
 
 @pytest.fixture(scope="module")
 def analyser() -> Analyser:
@@ -45,9 +47,11 @@ def test_real_brain_and_thorax_images(analyser, shared_data):
     assert {p["label"] for p in a.brain_plane["probabilities"]} == {"Trans-thalamic", "Trans-cerebellum",
                                                                     "Trans-ventricular"}
     assert any("Brain sub-plane" in w for w in a.warnings)
+    check_findings(a.brain_findings)  # normal/abnormal, routed like the sub-plane, with the card's warning
     thorax = sorted((shared_data / "focus_fetal_thorax" / "images").glob("*.png"))[0]
     b = analyser.analyse(load_image(thorax))
     assert b.plane == "Fetal thorax" and b.brain_plane is None
+    assert b.brain_findings is None and b.brain_findings_skipped == "the plane is 'Fetal thorax', not 'Fetal brain'"
     assert b.detail["sononet_planes"]["top"] in {"4CH", "3VV", "LVOT", "RVOT"}
 
 

@@ -160,3 +160,29 @@ def server(tiny_bundle: Path, ablation_dir: Path, tmp_path_factory: pytest.TempP
 def client(server: ServerInfo):
     with httpx.Client(base_url=server.url, timeout=60) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``fetalscope serve`` with its bundled models (SonoNet planes, brain sub-plane, brain findings; no
+    detector), shared by the tests that need real routing (a real brain image -> brain findings)."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("real-server") / "server.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("FETALSCOPE_TOKEN", None)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "fetalscope", "serve", "--port", str(port),
+                                 "--detector", "none"], stdout=log, stderr=subprocess.STDOUT, env=env)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_healthy(proc, url, log_path.read_text, timeout_s=120)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def real_brain_image(shared_data: Path) -> Path:
+    """A real FETAL_PLANES_DB brain image (trans-ventricular), read in place."""
+    return sorted((shared_data / "fetal_planes_db_tv_alzubaidi" / "images").glob("*.png"))[0]

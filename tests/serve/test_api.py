@@ -137,3 +137,42 @@ def test_ui_root_is_the_gradio_app(client):
     text = json.dumps(config)
     assert "fetalscope" in text and "Model performance" in text
     assert "fonts.googleapis" not in r.text and "fonts.googleapis" not in text
+
+
+def test_predict_has_the_brain_findings_field(client, phantom_png):
+    from fetalscope.models.bundle import read_card
+
+    a = _post(client, "/v1/predict", phantom_png, "brain.png").json()
+    assert "brain_findings" in a and "brain_findings_skipped" in a
+    if a["plane"] == "Fetal brain":  # routed like the brain sub-plane
+        assert a["brain_findings"]["model"]["id"] == "brain-normal-abnormal-demo"
+    else:
+        assert a["brain_findings"] is None and f"'{a['plane']}'" in a["brain_findings_skipped"]
+    loaded = client.get("/v1/models").json()["loaded"]["brain_findings"]
+    card = read_card("brain-normal-abnormal-demo")
+    assert loaded["available"] is True and loaded["id"] == card["name"]
+    assert loaded["status"] == card["status"] and loaded["card"]["warning"] == card["warning"]
+
+
+def test_real_brain_image_gets_findings_over_http(real_server, real_brain_image):
+    import httpx
+
+    from fetalscope.models.bundle import read_card
+
+    card = read_card("brain-normal-abnormal-demo")
+    r = httpx.post(real_server + "/v1/predict", files={"file": (real_brain_image.name, real_brain_image.read_bytes())},
+                   timeout=120)
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert a["plane"] == "Fetal brain" and a["brain_findings_skipped"] is None
+    f = a["brain_findings"]
+    probs = {p["label"]: p["probability"] for p in f["probabilities"]}
+    assert list(probs) == card["classes"] and sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert f["label"] == max(probs, key=probs.get) and f["probability"] == probs[f["label"]]
+    assert f["status"] == card["status"] and f["warning"] == card["warning"]  # verbatim from the card
+    assert f["model"]["id"] == "brain-normal-abnormal-demo" and f["model"]["version"] == str(card["version"])
+    assert any(card["warning"] in w for w in a["warnings"])
+    thorax = sorted((real_brain_image.parents[2] / "focus_fetal_thorax" / "images").glob("*.png"))[0]
+    b = httpx.post(real_server + "/v1/predict", files={"file": (thorax.name, thorax.read_bytes())}, timeout=120).json()
+    assert b["plane"] == "Fetal thorax" and b["brain_findings"] is None
+    assert "not 'Fetal brain'" in b["brain_findings_skipped"]

@@ -1,36 +1,14 @@
-"""The app with its bundled models on a real four-chamber image: plane, then heart/thorax ellipses and CTR."""
+"""The app with its bundled models on real images: a four-chamber view (plane, then heart/thorax ellipses and
+CTR) and a brain (plane, then the normal/abnormal findings under their model card's warning banner)."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
 
 import httpx
 import pytest
 
-from .conftest import _free_port, wait_until_healthy
 from .test_browser import browser, page  # noqa: F401  (fixtures: Debian chromium via Playwright)
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def real_server(tmp_path_factory):
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("real-server") / "server.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    env.pop("FETALSCOPE_TOKEN", None)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "fetalscope", "serve", "--port", str(port),
-                                 "--detector", "none"], stdout=log, stderr=subprocess.STDOUT, env=env)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_healthy(proc, url, log_path.read_text, timeout_s=120)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
 
 
 def test_real_thorax_image_shows_plane_ellipses_and_ctr(page, real_server, shared_data, artifacts_dir):  # noqa: F811
@@ -48,4 +26,30 @@ def test_real_thorax_image_shows_plane_ellipses_and_ctr(page, real_server, share
     # the number on the page is the one the API computes for the same file
     assert f"{api['ctr']['circumference']:.3f}" in info.inner_text()
     page.screenshot(path=str(artifacts_dir / "ui-thorax.png"), full_page=True)
+    assert page.external_requests == []  # type: ignore[attr-defined]
+
+
+def test_real_brain_image_shows_findings_under_the_card_warning(page, real_server, real_brain_image,  # noqa: F811
+                                                                artifacts_dir):
+    from fetalscope.models.bundle import read_card
+
+    card = read_card("brain-normal-abnormal-demo")
+    api = httpx.post(real_server + "/v1/predict", files={"file": (real_brain_image.name,
+                                                                   real_brain_image.read_bytes())}, timeout=120).json()
+    findings = api["brain_findings"]
+    assert api["plane"] == "Fetal brain" and findings["warning"] == card["warning"]
+    page.goto(real_server + "/")
+    page.wait_for_selector("#upload")
+    page.set_input_files("#upload input[type=file]", str(real_brain_image))
+    verdict = page.locator("#verdict")
+    verdict.filter(has_text="Fetal brain").wait_for()
+    banner = verdict.locator(".fs-findings-warning")
+    banner.wait_for(state="visible")
+    assert card["warning"] in banner.inner_text() and f"Model status: {card['status']}." in banner.inner_text()
+    assert banner.bounding_box()["height"] > 10  # a real, laid-out banner, not hidden text
+    block = verdict.locator(".fs-findings").inner_text()
+    for item in findings["probabilities"]:  # both class probabilities, as the API gives them
+        assert f"{item['label']} {100 * item['probability']:.1f}%" in block
+    assert verdict.inner_text().count(card["warning"]) == 1  # in the banner, not repeated as a plain warning
+    page.screenshot(path=str(artifacts_dir / "ui-brain-findings.png"), full_page=True)
     assert page.external_requests == []  # type: ignore[attr-defined]

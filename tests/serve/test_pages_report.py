@@ -58,6 +58,23 @@ def test_report_json_and_html():
     assert html.count("data:image/png;base64,") == 2 and "Not a medical device" in html
 
 
+def test_report_html_shows_brain_findings_under_the_card_warning():
+    from fetalscope.models.bundle import read_card
+
+    card = read_card("brain-normal-abnormal-demo")
+    findings = {"label": "abnormal", "probability": 0.8,
+                "probabilities": [{"label": "abnormal", "probability": 0.8},
+                                  {"label": "<i>normal</i>", "probability": 0.2}],
+                "model": {"id": card["name"], "version": card["version"]}, "status": card["status"],
+                "warning": card["warning"] + " <script>x</script>"}
+    analysis = {"image": "b.png", "width": 10, "height": 8, "plane": "Fetal brain", "plane_probability": 0.9,
+                "probabilities": [], "model": {"id": "m", "version": "1"}, "warnings": [], "brain_findings": findings}
+    html = report_html(report_record(analysis, []), np.zeros((8, 10, 3), np.uint8))
+    assert "fs-findings-warning" in html and card["warning"] in html and f"Model status: {card['status']}." in html
+    assert "abnormal 80.0%" in html and "&lt;i&gt;normal&lt;/i&gt; 20.0%" in html
+    assert "<script>x</script>" not in html  # card text is escaped like any other value
+
+
 def test_bundled_examples_are_synthetic_and_reproducible(tmp_path: Path):
     shipped = sorted(BUNDLED_DIR.glob("phantom_*.png"))
     assert len(shipped) == 6 and all(p.stat().st_size < 60_000 for p in shipped)

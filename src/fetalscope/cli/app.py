@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from fetalscope import __version__
 from fetalscope.cli.common import console, friendly_errors, split_list, write_json
@@ -166,15 +167,23 @@ def predict(
         raise BadInputError(f"none of the {len(files)} input(s) could be analysed; nothing written")
     if output is None:
         for a in results:
-            typer.echo(f"{a.image}\t{a.plane}\t{a.plane_probability:.3f}" + ("\t(unsure)" if a.uncertain else ""))
+            line = f"{a.image}\t{a.plane}\t{a.plane_probability:.3f}" + ("\t(unsure)" if a.uncertain else "")
+            if a.brain_findings:
+                f = a.brain_findings
+                line += f"\tbrain findings: {f['label']} {f['probability']:.3f} [{f['status']}]"
+            typer.echo(line)
+        for warning in dict.fromkeys(a.brain_findings.get("warning") for a in results if a.brain_findings):
+            if warning:
+                console.print(f"[yellow]brain findings:[/] {escape(warning)}", highlight=False)
         return
     if output.suffix.lower() == ".json":
         write_json(output, {"results": [a.to_dict() for a in results], "errors": errors})
     else:
         rows = [a.to_row() for a in results]
+        columns = list(dict.fromkeys(k for row in rows for k in row))  # brain findings columns appear on brain rows
         output.parent.mkdir(parents=True, exist_ok=True)
         with output.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) + ["error"])
+            writer = csv.DictWriter(fh, fieldnames=columns + ["error"], restval="")
             writer.writeheader()
             writer.writerows(rows)
             for e in errors:
@@ -284,6 +293,44 @@ def detect(
         typer.echo(json.dumps(records, indent=2, default=str))
     else:
         console.print(f"wrote {len(records)} record(s) to {output}")
+
+
+# ------------------------------------------------------------------------------------ brain findings
+@app.command("brain-findings")
+@friendly_errors
+def brain_findings(
+    data: Annotated[Path, typer.Argument(help="YOLO export (data.yaml; boxes carry the class), split folders "
+                                              "(train|val|test/<class>/) or one folder per class.")],
+    out: Annotated[Path, typer.Option(help="Report folder (report.json, report.md, the split and the model).")]
+    = Path("runs/brain-findings"),
+    bundle: Annotated[Path | None, typer.Option(help="Also write a model bundle here (card with status, "
+                                                     "warning and shortcut numbers).")] = None,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs (phase 2).")] = 4,
+    head_epochs: Annotated[int, typer.Option(help="Frozen-backbone epochs (phase 1).")] = 15,
+    model: Annotated[str, typer.Option("--model", "-m", help="Architecture from the registry.")] = "efficientnet_lite0",
+    image_size: Annotated[int | None, typer.Option(help="Square input size override.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 16,
+    positive: Annotated[str | None, typer.Option(help="Abnormal class for the AUCs (default: the class not "
+                                                      "called 'normal').")] = None,
+    name: Annotated[str, typer.Option(help="Bundle name written into the card.")] = "brain-normal-abnormal",
+    preset: Annotated[str, typer.Option(help="Card words: auto (roboflow-demo for the shared Roboflow set, "
+                                             "else own-data), roboflow-demo or own-data.")] = "auto",
+    gradcam: Annotated[int, typer.Option(help="Test images explained with Grad-CAM (needs head boxes).")] = 60,
+    lime: Annotated[int, typer.Option(help="Test images explained with LIME (slow; needs head boxes).")] = 6,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle in --bundle.")] = False,
+) -> None:
+    """Normal vs abnormal brain: train a classifier, measure the source shortcut, write report.json + report.md."""
+    from fetalscope.pipeline.brain_study import BrainStudyOptions, run_brain_study
+
+    opts = BrainStudyOptions(data=data, out=out, bundle=bundle, name=name, model=model, image_size=image_size,
+                             phase1_epochs=head_epochs, phase2_epochs=epochs, batch_size=batch_size,
+                             positive=positive, lime=lime, gradcam=gradcam, seed=seed, preset=preset,
+                             overwrite=overwrite)
+    report = run_brain_study(opts)
+    best = max(report["shortcut"]["nuisance_auc"].items(), key=lambda kv: kv[1]["auc"])
+    console.print(f"report: {out / 'report.md'}  test AUC {report['model']['test_auc']}  "
+                  f"non-anatomical AUC {best[1]['auc']} ({best[0]})  status: {report['status']}", highlight=False)
 
 
 # ------------------------------------------------------------------------------------------- measure

@@ -15,10 +15,12 @@ from fetalscope.data.transforms import to_tensor
 from fetalscope.imaging.loader import UltrasoundImage, load_image
 from fetalscope.imaging.quality import ood_check
 from fetalscope.pipeline.analysis import Analysis, ClassScore
+from fetalscope.pipeline.brain_findings import DEFAULT_BRAIN_FINDINGS_MODEL, BrainFindingsModel
 
 DEFAULT_PLANE_MODEL = "sononet-planes"
 DEFAULT_BRAIN_PLANE_MODEL = "sononet-brain-planes"
 BRAIN = "Fetal brain"
+FINDINGS_WARNING_PREFIX = "Normal/abnormal finding"
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ class Analyser:
 
     def __init__(self, plane_model: str | Path = DEFAULT_PLANE_MODEL, runtime: str = "auto",
                  policy: UncertaintyPolicy | None = None,
-                 brain_plane_model: str | Path | None = DEFAULT_BRAIN_PLANE_MODEL) -> None:
+                 brain_plane_model: str | Path | None = DEFAULT_BRAIN_PLANE_MODEL,
+                 brain_findings_model: str | Path | None = DEFAULT_BRAIN_FINDINGS_MODEL) -> None:
         from fetalscope.models.bundle import available_bundles, load_bundle
         from fetalscope.models.runtime import make_predictor
 
@@ -63,6 +66,16 @@ class Analyser:
         ):
             self.brain_bundle = load_bundle(brain_plane_model)
             self.brain_predictor = make_predictor(self.brain_bundle, runtime=runtime)
+        # the normal/abnormal findings model runs on the same images (absent bundle: skipped, with a reason)
+        self.findings_model: BrainFindingsModel | None = None
+        self.findings_unavailable = "no brain findings model was asked for"
+        if brain_findings_model is not None and str(brain_findings_model) == DEFAULT_BRAIN_FINDINGS_MODEL:
+            self.findings_model = BrainFindingsModel.default(runtime)
+            if self.findings_model is None:
+                self.findings_unavailable = (f"the brain findings bundle '{DEFAULT_BRAIN_FINDINGS_MODEL}' "
+                                             "is not installed")
+        elif brain_findings_model is not None:
+            self.findings_model = BrainFindingsModel(brain_findings_model, runtime)
         self.policy = policy or UncertaintyPolicy()
         card = self.bundle.card
         self.classes: list[str] = list(self.bundle.classes)
@@ -132,6 +145,21 @@ class Analyser:
                               "anatomy (see its model card). Do not rely on it.")
         return result
 
+    def _add_brain_findings(self, analysis: Analysis, image: UltrasoundImage, memo: dict, ood_flag: bool) -> None:
+        """Normal/abnormal findings for a brain image into ``analysis.brain_findings`` (with the card's
+        warning added to ``warnings``), else ``None`` and the reason in ``brain_findings_skipped``."""
+        if ood_flag:
+            analysis.brain_findings_skipped = "the image does not look like B-mode ultrasound"
+        elif analysis.plane != BRAIN:
+            analysis.brain_findings_skipped = f"the plane is '{analysis.plane}', not '{BRAIN}'"
+        elif self.findings_model is None:
+            analysis.brain_findings_skipped = self.findings_unavailable
+        else:
+            findings = self.findings_model.findings(image, memo)
+            analysis.brain_findings = findings
+            if findings.get("warning"):
+                analysis.warnings.append(f"{FINDINGS_WARNING_PREFIX} ({findings['status']}): {findings['warning']}")
+
     def analyse(self, image: UltrasoundImage | str | Path | bytes, name: str | None = None) -> Analysis:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -180,6 +208,10 @@ class Analyser:
             timings["brain_plane"] = (time.perf_counter() - t3) * 1000
             if analysis.brain_plane and analysis.brain_plane.get("note"):
                 analysis.warnings.append("Brain sub-plane: " + analysis.brain_plane["note"])
+        t4 = time.perf_counter()
+        self._add_brain_findings(analysis, image, memo, ood.flag)
+        if analysis.brain_findings is not None:
+            timings["brain_findings"] = (time.perf_counter() - t4) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         for k in timings:
             timings[k] = round(timings[k], 2)

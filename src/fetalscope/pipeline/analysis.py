@@ -23,6 +23,10 @@ class Analysis:
     - ``classes_not_covered``: classes the model cannot predict (e.g. Maternal cervix for SonoNet).
     - ``detail``: model-specific extras (e.g. SonoNet's own 14-plane probabilities).
     - ``brain_plane``: sub-plane result for brain images (``label``, ``probabilities``, ``note``).
+    - ``brain_findings``: normal/abnormal result for brain images: ``label``, ``probability``,
+      ``probabilities`` (``[{label, probability}]``, every class), ``model`` (``id``, ``version``, ``task``,
+      ``runtime``) and the model card's ``status`` and ``warning`` verbatim; ``None`` when it did not run,
+      with the reason in ``brain_findings_skipped`` (not a brain image, not ultrasound, no model installed).
     - ``uncertain`` / ``uncertainty``: low top-1 or high entropy, with the numbers and reasons.
     - ``ood``: out-of-distribution check (``flag``, ``score``, ``reasons``).
     - ``detections``, ``measurement``, ``findings``: filled when those capabilities ran.
@@ -39,6 +43,8 @@ class Analysis:
     classes_not_covered: list[str] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
     brain_plane: dict[str, Any] | None = None
+    brain_findings: dict[str, Any] | None = None
+    brain_findings_skipped: str | None = None
     uncertain: bool = False
     uncertainty: dict[str, Any] = field(default_factory=dict)
     ood: dict[str, Any] = field(default_factory=dict)
@@ -55,7 +61,9 @@ class Analysis:
         return {c.label: c.probability for c in self.probabilities}
 
     def to_row(self) -> dict[str, Any]:
-        """Flat CSV row: image, predicted plane, its probability, then one column per class."""
+        """Flat CSV row: image, predicted plane, its probability, one column per class, the brain sub-plane,
+        flags and model, then the brain findings (label, status; ``brain_findings_p_<class>`` columns only
+        when findings ran, so a CSV writer takes the union of the rows' keys)."""
         row: dict[str, Any] = {
             "image": self.image,
             "plane": self.plane,
@@ -67,4 +75,9 @@ class Analysis:
         row["uncertain"] = self.uncertain
         row["ood"] = bool(self.ood.get("flag", False))
         row["model"] = self.model.get("id", "")
+        findings = self.brain_findings or {}
+        row["brain_findings"] = findings.get("label") or ""
+        row["brain_findings_status"] = findings.get("status") or ""
+        for c in findings.get("probabilities") or []:
+            row[f"brain_findings_p_{c['label']}"] = c["probability"]
         return row

@@ -30,7 +30,7 @@ class PlaneRoutedMeasurer:
 
         if self._analyser is None:
             self._analyser = Analyser(self.plane_model or DEFAULT_PLANE_MODEL, runtime=self.runtime,
-                                      brain_plane_model=None)
+                                      brain_plane_model=None, brain_findings_model=None)
         analysis = self._analyser.analyse(image)
         return analysis.plane, analysis.plane_probability
 

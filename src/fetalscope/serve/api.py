@@ -82,7 +82,9 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
     ) -> dict[str, Any]:
         """The `Analysis` record (same fields as `fetalscope predict --output F.json`): every class
         probability (`probabilities`, `null` for classes the model does not cover), the top class
-        (`plane`, `plane_probability`), the brain sub-plane (`brain_plane`), the uncertainty warning
+        (`plane`, `plane_probability`), the brain sub-plane (`brain_plane`), the normal/abnormal brain findings
+        (`brain_findings`: `label`, `probability`, `probabilities`, `model`, and the model card's `status` and
+        `warning`; `null` for non-brain images, with the reason in `brain_findings_skipped`), the uncertainty warning
         (`uncertain`), the out-of-distribution check (`ood`: `flag`, `score`, `reasons`) and the model
         id and version (`model`)."""
         data, name = await _read(file)

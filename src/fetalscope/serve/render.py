@@ -1,9 +1,12 @@
-"""Small picture helpers of the app, all in memory: thumbnails and ``data:`` URIs. (Explanation overlays
-come from :mod:`fetalscope.explain.overlay`, detection boxes from :func:`fetalscope.detect.draw_boxes`.)"""
+"""Small picture helpers of the app, all in memory: thumbnails, ``data:`` URIs and the brain findings banner.
+(Explanation overlays come from :mod:`fetalscope.explain.overlay`, detection boxes from
+:func:`fetalscope.detect.draw_boxes`.)"""
 
 from __future__ import annotations
 
 import base64
+import html
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,3 +26,27 @@ def thumbnail(rgb: np.ndarray, side: int = 160) -> np.ndarray:
     if scale >= 1:
         return rgb
     return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+FINDINGS_CSS = """
+.fs-findings { border: 2px solid #b45309; border-radius: 6px; padding: 8px 12px; margin: 8px 0; }
+.fs-findings-warning { background: #fde68a; color: #111; font-weight: 600; padding: 6px 10px; margin: 0 0 6px 0; }
+"""
+
+
+def findings_html(findings: dict[str, Any]) -> str:
+    """The brain findings of an analysis as an HTML block: a banner with the model card's status and warning
+    (verbatim from the record), then every class probability and the model. Every value is escaped."""
+    esc = html.escape
+    status = esc(str(findings.get("status") or ""))
+    warning = findings.get("warning")
+    banner = (f"<div class='fs-findings-warning'>&#9888; Model status: {status}. {esc(str(warning))}</div>"
+              if warning else f"<div class='fs-findings-warning'>&#9888; Model status: {status}.</div>")
+    probs = " &middot; ".join(
+        f"{'<b>' if c['label'] == findings.get('label') else ''}{esc(str(c['label']))} "
+        f"{100 * float(c['probability']):.1f}%{'</b>' if c['label'] == findings.get('label') else ''}"
+        for c in findings.get("probabilities") or [])
+    model = findings.get("model") or {}
+    return (f"<div class='fs-findings'>{banner}<div><b>Normal vs abnormal (brain):</b> {probs} "
+            f"&mdash; model <code>{esc(str(model.get('id', '')))}</code> v{esc(str(model.get('version', '')))}"
+            "</div></div>")

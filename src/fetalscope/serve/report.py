@@ -1,5 +1,6 @@
 """The downloadable report of one analysis: JSON (the records) and a self-contained HTML page
-(image, prediction with every class probability, warnings, explanation maps, detections).
+(image, prediction with every class probability, brain findings with their card's warning, warnings,
+explanation maps, detections).
 
 Both are built in memory from the records the app already computed; images are embedded as
 ``data:`` URIs, so the HTML file opens anywhere without network access.
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fetalscope import __version__
-from fetalscope.serve.render import data_uri
+from fetalscope.serve.render import FINDINGS_CSS, data_uri, findings_html
 
 DISCLAIMER = "Research and education use only. Not a medical device; not for diagnosis or clinical decisions."
 
@@ -71,6 +72,7 @@ def report_html(record: dict[str, Any], image_rgb: np.ndarray,
         if sub.get("note"):
             sub_html += f" <em>{_esc(sub['note'])}</em>"
         sub_html += "</p>"
+    findings_block = findings_html(a["brain_findings"]) if a.get("brain_findings") else ""
     ood = a.get("ood") or {}
     ood_html = ""
     if ood:
@@ -102,7 +104,7 @@ table {{ border-collapse: collapse; }} td, th {{ padding: 2px 8px; text-align: l
 tr.top td {{ font-weight: bold; }} .bar {{ background: #3b82f6; height: 12px; min-width: 2px; }}
 td:last-child {{ width: 320px; }} img {{ max-width: 100%; }}
 figure {{ display: inline-block; width: 300px; margin: 6px; vertical-align: top; }} figure img {{ width: 300px; }}
-</style></head><body>
+{FINDINGS_CSS}</style></head><body>
 <h1>fetalscope report</h1>
 <p class="disclaimer">{_esc(record.get('disclaimer', DISCLAIMER))}</p>
 <p><b>Image:</b> {_esc(a.get('image', ''))} ({_esc(a.get('width'))} x {_esc(a.get('height'))} px)<br>
@@ -111,7 +113,7 @@ figure {{ display: inline-block; width: 300px; margin: 6px; vertical-align: top;
 <b>Created:</b> {_esc(record.get('created_utc', ''))}, fetalscope {_esc(record.get('fetalscope_version', ''))}</p>
 <img src="{data_uri(image_rgb)}" alt="input image" style="max-height:420px">
 <h2>Predicted plane: {_esc(a.get('plane'))}{prob_text}</h2>
-{sub_html}{ood_html}
+{sub_html}{findings_block}{ood_html}
 {f'<ul class="warn">{warnings}</ul>' if warnings else ''}
 <table><tr><th>class</th><th>probability</th><th></th></tr>
 {_prob_rows(a)}

@@ -111,7 +111,8 @@ class Service:
     # ------------------------------------------------------------------------------------- analysis
     def analyse(self, image: UltrasoundImage, name: str | None = None) -> dict[str, Any]:
         """The :class:`~fetalscope.pipeline.Analysis` record (``to_dict()``, the fields of ``fetalscope
-        predict``: probabilities, plane, brain sub-plane, uncertainty, OOD check, model id and version)."""
+        predict``: probabilities, plane, brain sub-plane, brain findings, uncertainty, OOD check, model id and
+        version)."""
         analysis = self.analyser.analyse(image, name=safe_name(name, image.source))
         record = analysis.to_dict()
         record["fetalscope_version"] = __version__
@@ -244,6 +245,15 @@ class Service:
                      "label_space": list(self.analyser.label_space), "path": str(self.bundle.path)})
         return info
 
+    def findings_info(self) -> dict[str, Any]:
+        """The normal/abnormal brain findings model: ``available``, its id, version, status and card (or the
+        reason it is not loaded)."""
+        fm = self.analyser.findings_model
+        if fm is None:
+            return {"available": False, "reason": self.analyser.findings_unavailable}
+        return {"available": True, **fm.model_info, "classes": list(fm.classes), "status": fm.status,
+                "path": str(fm.bundle.path), "card": fm.bundle.card}
+
     def models(self) -> dict[str, Any]:
         """The loaded models (by role) and every bundled model's card."""
         from fetalscope.models.bundle import available_bundles, read_card
@@ -256,6 +266,7 @@ class Service:
                 bundled.append({"name": name, "error": f"unreadable card ({type(exc).__name__})"})
         return {
             "loaded": {"plane": {**self.model_info(), "card": self.bundle.card},
-                       "detector": {**self.detector_info(), "card": self._detector.card if self._detector else None}},
+                       "detector": {**self.detector_info(), "card": self._detector.card if self._detector else None},
+                       "brain_findings": self.findings_info()},
             "bundled": bundled,
         }

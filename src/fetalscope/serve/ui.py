@@ -2,8 +2,9 @@
 
 The Analyse tab takes an upload (drag-and-drop or click; PNG, JPEG, TIFF, BMP, DICOM) or a click on
 an example, and shows the predicted plane with a confidence bar for every class, the brain
-sub-plane, warnings (unsure model, not ultrasound, classes not covered), one tab per explanation
-method (fast ones at once, slow ones on demand, each with its time), detections when a detector is
+sub-plane, the normal/abnormal brain findings under a banner with their model card's warning,
+warnings (unsure model, not ultrasound, classes not covered), one tab per explanation method
+(fast ones at once, slow ones on demand, each with its time), detections when a detector is
 loaded, and a downloadable report (JSON + HTML).
 
 Gradio's upload widget stores each file in its temporary folder before our code sees it; the
@@ -26,9 +27,10 @@ import gradio as gr
 import numpy as np
 
 from fetalscope.errors import FetalscopeError
+from fetalscope.pipeline.analyser import FINDINGS_WARNING_PREFIX
 from fetalscope.serve.examples import Example, gallery_examples
 from fetalscope.serve.pages import ablation_page, overview_page, performance_page
-from fetalscope.serve.render import thumbnail
+from fetalscope.serve.render import FINDINGS_CSS, findings_html, thumbnail
 from fetalscope.serve.report import report_html, report_json, report_record
 from fetalscope.serve.service import METHOD_TITLES, UI_METHODS, Service, safe_name
 from fetalscope.serve.settings import ServeSettings
@@ -46,6 +48,7 @@ CSS = """
 .fs-disclaimer { font-size: 0.9em; opacity: 0.85; }
 #performance-page img, #ablation-page img, #overview-page img { max-width: 760px; width: 100%; }
 """
+CSS += FINDINGS_CSS
 
 
 MEASURE_BY_PLANE = {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}
@@ -103,7 +106,14 @@ def _verdict_markdown(a: dict[str, Any], service: Service) -> str:
         lines.append(text)
     elif a.get("plane") == "Fetal brain":
         lines.append("**Brain sub-plane:** no sub-plane model is installed, so none is given.")
+    findings = a.get("brain_findings")
+    if findings:
+        lines.append(findings_html(findings))
+    elif a.get("plane") == "Fetal brain" and a.get("brain_findings_skipped"):
+        lines.append(f"**Normal vs abnormal:** not run: {a['brain_findings_skipped']}.")
     for w in a.get("warnings", []):
+        if findings and w.startswith(FINDINGS_WARNING_PREFIX):
+            continue  # shown in the findings banner above
         cls = "fs-error" if "does not look like" in w else "fs-warning"
         lines.append(f"<div class='{cls}'>&#9888; {w}</div>")
     model = a.get("model", {})
