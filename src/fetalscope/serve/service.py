@@ -226,14 +226,14 @@ class Service:
         except ImportError as exc:
             raise MissingWeightsError("biometry is not available in this build of fetalscope "
                                       "(fetalscope.biometry.measure_image is missing)") from exc
-        spacing = pixel_size_mm if pixel_size_mm is not None else image.pixel_spacing_mm
+        # the DICOM PixelSpacing is read by the measurement itself (so the record says where the size came from)
         context: dict[str, Any] = {}
         if what == "cardiothoracic":  # the quality gate wants the plane classifier's opinion
             probs = self.analyser.predict_probabilities(image)
             top = int(np.argmax(probs))
             context = {"plane": self.classes[top], "plane_probability": float(probs[top])}
         with self._measure_lock:
-            result = measure_image(image, what=what, pixel_size_mm=spacing, **context)
+            result = measure_image(image, what=what, pixel_size_mm=pixel_size_mm, **context)
         record = result.to_dict() if hasattr(result, "to_dict") else dict(result)
         record.setdefault("image", image.source)
         return record
