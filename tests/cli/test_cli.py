@@ -103,3 +103,29 @@ def test_entry_point_runs_as_a_real_process(tiny_bundle, image_folder):
     assert name.endswith("img1.png") and plane in PLANE_CLASSES and 0 < float(prob) <= 1
     version = subprocess.run([sys.executable, "-m", "fetalscope", "--version"], capture_output=True, text=True)
     assert version.stdout.startswith("fetalscope ")
+
+
+def test_explain_takes_method_parameters_colour_map_and_opacity(tiny_bundle, image_folder, tmp_path):
+    image = str(image_folder / "img0.png")
+    base = ["explain", image, "--model", str(tiny_bundle), "--methods", "gradcam,occlusion"]
+    out_a = tmp_path / "a"
+    result = runner.invoke(app, [*base, "-o", str(out_a), "-p", "occlusion.window=32", "-p", "occlusion.stride=16",
+                                 "--cmap", "viridis", "--alpha", "0.8"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out_a / "index.json").read_text())["images"][0]
+    by_method = record["explanations"]
+    assert by_method["occlusion"]["params"]["window"] == 32 and by_method["occlusion"]["params"]["stride"] == 16
+    assert "window" not in by_method["gradcam"]["params"]
+    out_b = tmp_path / "b"
+    assert runner.invoke(app, [*base, "-o", str(out_b), "-p", "occlusion.window=32", "-p", "occlusion.stride=16",
+                               "--alpha", "0.2"]).exit_code == 0
+    for png in sorted(out_a.glob("*.png")):
+        a = np.asarray(Image.open(png), dtype=np.int16)
+        b = np.asarray(Image.open(out_b / png.name), dtype=np.int16)
+        assert a.shape == b.shape and np.abs(a - b).mean() > 1  # other colours, other opacity
+    assert np.array_equal(np.load(out_a / "img0_occlusion.npy"), np.load(out_b / "img0_occlusion.npy"))
+
+    bad = runner.invoke(app, [*base, "-o", str(tmp_path / "c"), "-p", "windw=32"])
+    assert bad.exit_code == 2 and "mean 'window'" in " ".join(bad.output.split())
+    bad = runner.invoke(app, [*base, "-o", str(tmp_path / "c"), "--cmap", "viridiss"])
+    assert bad.exit_code == 2 and "unknown colour map" in bad.output

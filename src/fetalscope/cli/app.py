@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -243,14 +243,31 @@ def explain(
                                          "guided_gradcam,ig,occlusion,lime")] = "gradcam",
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("explanations"),
     target: Annotated[int | None, typer.Option(help="Class index to explain (default: predicted).")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="Method parameter KEY=VALUE (every chosen method that takes it) or "
+                              "METHOD.KEY=VALUE (that method only), e.g. -p n_steps=64 -p occlusion.window=24. "
+                              "Repeatable.")] = None,
+    cmap: Annotated[str | None, typer.Option(help="Matplotlib colour map of the overlays (default: jet, "
+                                                  "or a diverging map for signed maps).")] = None,
+    alpha: Annotated[float, typer.Option(help="Heat-map opacity in the overlays, 0-1.")] = 0.5,
+    batch_size: Annotated[int, typer.Option(help="Images explained per batch.")] = 8,
 ) -> None:
     """Attribution maps: overlays (.png), arrays (.npy) and index.json per image and method."""
-    from fetalscope.explain.runner import explain_paths
+    from fetalscope.explain.runner import explain_paths, parse_param_options
     from fetalscope.imaging import iter_image_paths
     from fetalscope.models.bundle import load_bundle
 
+    flat: dict[str, Any] = {}
+    per_method: dict[str, dict[str, Any]] = {}
+    for key, value in parse_param_options(param).items():
+        method, dot, name = key.rpartition(".")
+        if dot:
+            per_method.setdefault(method, {})[name] = value
+        else:
+            flat[key] = value
     files = list(iter_image_paths(paths))
-    records = explain_paths(files, load_bundle(model), split_list(methods), output, target=target)
+    records = explain_paths(files, load_bundle(model), split_list(methods), output, target=target, params=flat,
+                            method_params=per_method, batch_size=batch_size, cmap=cmap, alpha=alpha)
     console.print(f"wrote {len(records)} explanation(s) to {output}")
 
 
