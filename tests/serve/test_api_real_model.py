@@ -3,33 +3,12 @@
 from __future__ import annotations
 
 import csv
-import io
 
 import httpx
 import numpy as np
 from PIL import Image
 
-
-def _dicom_with_spacing(pixels: np.ndarray, spacing_mm: float) -> bytes:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"  # Ultrasound Image Storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelSpacing = [f"{spacing_mm:.10g}", f"{spacing_mm:.10g}"]
-    ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+from .test_hostile_inputs import _dicom
 
 
 def test_measure_reads_the_dicom_pixel_spacing_and_says_so(real_server, shared_data):
@@ -37,7 +16,7 @@ def test_measure_reads_the_dicom_pixel_spacing_and_says_so(real_server, shared_d
         row = next(csv.DictReader(fh))
     pixels = np.asarray(Image.open(shared_data / "hc18" / row["filename"]).convert("L"))
     spacing, reference_hc = float(row["pixel_size_mm"]), float(row["head_circumference_mm"])
-    body = _dicom_with_spacing(pixels, spacing)
+    body = _dicom(pixels, spacing_mm=spacing)
 
     rec = httpx.post(real_server + "/v1/measure", files={"file": ("head.dcm", body)}, data={"what": "head"},
                      timeout=120).json()

@@ -25,7 +25,7 @@ PATIENT_ID = "PID-7741-SECRET"
 SECRET_FILENAME = "jane-doe-scan-0042.dcm"
 
 
-def _dicom(pixels: np.ndarray | None, frames: int = 1) -> bytes:
+def _dicom(pixels: np.ndarray | None, frames: int = 1, spacing_mm: float | None = None) -> bytes:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -50,6 +50,8 @@ def _dicom(pixels: np.ndarray | None, frames: int = 1) -> bytes:
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
         if frames > 1:
             ds.NumberOfFrames = frames
+        if spacing_mm is not None:
+            ds.PixelSpacing = [f"{spacing_mm:.10g}", f"{spacing_mm:.10g}"]
         ds.PixelData = np.ascontiguousarray(stack, dtype=np.uint8).tobytes()
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
