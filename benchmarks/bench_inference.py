@@ -1,11 +1,17 @@
-"""PyTorch eager vs ONNX Runtime inference speed for a bundle or a registry architecture.
+"""PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime int8 inference speed for a bundle or an architecture.
 
 In one run, on the same inputs: batch-1 latency (p50 / p95 over ``--runs`` calls) and batch-N
-throughput (images/s) for both runtimes, the ONNX/eager speed-up, and the largest probability
-difference between the two. Inputs are real images (``--images``, preprocessed with the model's
-config) or, by default, a fixed seeded batch of synthetic ultrasound-like images.
+throughput (images/s) for every runtime, each runtime's speed-up over eager, and how far its
+probabilities are from eager's (max |dp|, top-1 agreement; int8 also against fp32 ONNX). Inputs are
+real images (``--images``, preprocessed with the model's config) or, by default, a fixed seeded batch
+of synthetic ultrasound-like images.
+
+int8 (``--int8``): ``auto`` runs the bundle's ``model.int8.onnx`` when it has one; ``fresh`` quantises
+one now (fetalscope.models.quantize, calibrated on the benchmark inputs themselves, so its agreement is
+in-sample; ``--int8-format`` picks QDQ or QOperator); ``off`` skips int8.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_inference.py efficientnet_lite0 --threads 2
+    .venv/bin/python benchmarks/bench_inference.py sononet-planes --images IMAGES... --threads 2
     .venv/bin/python benchmarks/bench_inference.py path/to/bundle --json bench.json
 """
 
@@ -29,7 +35,10 @@ from fetalscope.errors import FetalscopeError
 from fetalscope.models import create_model, list_models
 from fetalscope.models.bundle import load_bundle
 from fetalscope.models.onnx_export import export_onnx
-from fetalscope.models.runtime import OnnxPredictor, Predictor, TorchPredictor
+from fetalscope.models.quantize import QuantizeSettings, compare_probabilities, quantize_onnx
+from fetalscope.models.runtime import OnnxInt8Predictor, OnnxPredictor, Predictor, TorchPredictor
+
+EAGER, ORT, ORT_INT8 = "torch_eager", "onnxruntime", "onnxruntime_int8"
 
 
 def synthetic_images(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -93,12 +102,20 @@ def measure(predictors: dict[str, Predictor], one: np.ndarray, batch: np.ndarray
 
 
 def build(target: str, num_classes: int, pretrained: bool, arch_kwargs: dict):
-    """``(model, preprocess, onnx path or None, label)`` for a bundle path/name or an architecture."""
+    """``(model, preprocess, onnx path or None, int8 onnx path or None, label)`` for a bundle path/name
+    or an architecture."""
     if target in list_models():
         model = create_model(target, num_classes, pretrained=pretrained, **arch_kwargs).eval()
-        return model, model.spec.preprocess, None, f"architecture {target}"
+        return model, model.spec.preprocess, None, None, f"architecture {target}"
     bundle = load_bundle(target)
-    return bundle.model, bundle.preprocess, bundle.onnx_path, f"bundle {bundle.name} ({bundle.path})"
+    return (bundle.model, bundle.preprocess, bundle.onnx_path, bundle.int8_onnx_path,
+            f"bundle {bundle.name} ({bundle.path})")
+
+
+def agreement(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    """Max / mean |dp| and top-1 agreement of ``other`` against ``reference`` (N x K probabilities)."""
+    c = compare_probabilities(reference, other)
+    return {k: c[k] for k in ("max_abs_prob_diff", "mean_abs_prob_diff", "top1_agreement")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,54 +137,88 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spin", action="store_true", help="let ORT worker threads busy-wait")
     parser.add_argument("--fresh-onnx", action="store_true",
                         help="re-export even if the bundle has model.onnx")
+    parser.add_argument("--int8", choices=["auto", "off", "fresh"], default="auto",
+                        help="int8 ONNX: the bundle's model.int8.onnx (auto), none, or quantise now")
+    parser.add_argument("--int8-format", choices=["qdq", "qoperator"], default="qdq",
+                        help="quantisation format for --int8 fresh")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     try:
-        model, cfg, onnx_path, label = build(args.target, args.num_classes, args.pretrained,
-                                             json.loads(args.arch_kwargs))
+        model, cfg, onnx_path, int8_path, label = build(args.target, args.num_classes, args.pretrained,
+                                                        json.loads(args.arch_kwargs))
     except FetalscopeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.input_size:
         cfg = cfg.replace(input_size=(args.input_size, args.input_size))
+        int8_path = None if args.int8 != "fresh" else int8_path
     inputs = load_inputs(args.images, args.batch, cfg).numpy()
     one = inputs[:1]
+    int8_source = "bundle model.int8.onnx" if int8_path is not None and args.int8 == "auto" else None
 
     with tempfile.TemporaryDirectory() as tmp:
         if onnx_path is None or args.fresh_onnx or args.input_size:
             onnx_path = export_onnx(model, Path(tmp) / "model.onnx", input_size=tuple(cfg.input_size),
                                     channels=cfg.channels, opset=args.opset)
-        eager = TorchPredictor(model)
-        ort_pred = OnnxPredictor(onnx_path, intra_op_threads=args.threads, sequential=not args.parallel,
-                                 spinning=args.spin)
+        if args.int8 == "fresh":
+            int8_path = quantize_onnx(onnx_path, Path(tmp) / "model.int8.onnx", inputs,
+                                      QuantizeSettings(fmt=args.int8_format))
+            int8_source = f"quantised now ({args.int8_format}, calibrated on these {len(inputs)} inputs)"
+        predictors: dict[str, Predictor] = {
+            EAGER: TorchPredictor(model),
+            ORT: OnnxPredictor(onnx_path, intra_op_threads=args.threads, sequential=not args.parallel,
+                               spinning=args.spin),
+        }
+        if int8_source is not None:
+            predictors[ORT_INT8] = OnnxInt8Predictor(int8_path, intra_op_threads=args.threads,
+                                                     sequential=not args.parallel, spinning=args.spin)
         load_before = os.getloadavg()[0]
-        diff = float(np.abs(eager.predict_proba(inputs) - ort_pred.predict_proba(inputs)).max())
-        results = measure({"torch_eager": eager, "onnxruntime": ort_pred}, one, inputs, args.runs,
-                          args.batch_runs, args.warmup)
+        probs = {name: p.predict_proba(inputs) for name, p in predictors.items()}
+        results = measure(predictors, one, inputs, args.runs, args.batch_runs, args.warmup)
 
     thr_key = f"batch{args.batch}_images_per_s"
-    speedup_b1 = results["torch_eager"]["batch1_p50_ms"] / results["onnxruntime"]["batch1_p50_ms"]
-    speedup_bn = results["onnxruntime"][thr_key] / results["torch_eager"][thr_key]
+    eager_b1, eager_bn = results[EAGER]["batch1_p50_ms"], results[EAGER][thr_key]
+    speedup_b1 = {k: eager_b1 / r["batch1_p50_ms"] for k, r in results.items() if k != EAGER}
+    speedup_bn = {k: r[thr_key] / eager_bn for k, r in results.items() if k != EAGER}
+    parity = {k: {"vs_eager": agreement(probs[EAGER], probs[k])} for k in predictors if k != EAGER}
+    if ORT_INT8 in parity:
+        parity[ORT_INT8]["vs_onnxruntime"] = agreement(probs[ORT], probs[ORT_INT8])
+    diff = parity[ORT]["vs_eager"]["max_abs_prob_diff"]
     report = {
         "target": label, "input_size": list(cfg.input_size), "channels": cfg.channels,
         "threads": args.threads, "opset": args.opset,
         "ort_execution": "parallel" if args.parallel else "sequential", "ort_spinning": args.spin,
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "inputs": "images" if args.images else "synthetic", "runs": args.runs, "batch": args.batch,
-        "results": results, "speedup_batch1_p50": speedup_b1, f"speedup_batch{args.batch}": speedup_bn,
-        "max_abs_prob_diff": diff,
+        "int8": int8_source,
+        "results": results, "speedup_batch1_p50": speedup_b1[ORT], f"speedup_batch{args.batch}": speedup_bn[ORT],
+        "speedup_batch1_p50_vs_eager": speedup_b1, f"speedup_batch{args.batch}_vs_eager": speedup_bn,
+        "max_abs_prob_diff": diff, "parity": parity,
         "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
                     "torch": torch.__version__, "onnxruntime": __import__("onnxruntime").__version__},
     }
     print(f"{label}, input {cfg.channels}x{cfg.input_size[0]}x{cfg.input_size[1]}, {args.threads} threads, "
+          f"{len(inputs)} {'real images' if args.images else 'synthetic inputs'}, "
           f"1-min load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'runtime':<14}{'b1 p50 ms':>11}{'b1 p95 ms':>11}{f'b{args.batch} img/s':>12}")
+    if int8_source:
+        print(f"int8: {int8_source}")
+    print(f"{'runtime':<18}{'b1 p50 ms':>10}{'b1 p95 ms':>10}{f'b{args.batch} img/s':>11}"
+          f"{'x eager b1':>11}{f'x eager b{args.batch}':>12}{'max|dp|':>10}{'top1 agree':>11}")
     for name, r in results.items():
-        print(f"{name:<14}{r['batch1_p50_ms']:>11.2f}{r['batch1_p95_ms']:>11.2f}{r[thr_key]:>12.1f}")
-    print(f"ONNX/eager speed-up: batch 1 (p50) {speedup_b1:.2f}x, batch {args.batch} {speedup_bn:.2f}x; "
-          f"max |prob diff| {diff:.2e}")
+        ratios = (f"{speedup_b1[name]:>11.2f}{speedup_bn[name]:>12.2f}" if name != EAGER
+                  else f"{1.0:>11.2f}{1.0:>12.2f}")
+        agree = (f"{parity[name]['vs_eager']['max_abs_prob_diff']:>10.2e}"
+                 f"{parity[name]['vs_eager']['top1_agreement']:>11.3f}" if name != EAGER else f"{'-':>10}{'-':>11}")
+        print(f"{name:<18}{r['batch1_p50_ms']:>10.2f}{r['batch1_p95_ms']:>10.2f}{r[thr_key]:>11.1f}{ratios}{agree}")
+    print(f"ONNX fp32/eager speed-up: batch 1 (p50) {speedup_b1[ORT]:.2f}x, batch {args.batch} "
+          f"{speedup_bn[ORT]:.2f}x; max |prob diff| {diff:.2e}")
+    if ORT_INT8 in results:
+        vs = parity[ORT_INT8]["vs_onnxruntime"]
+        print(f"ONNX int8/eager speed-up: batch 1 (p50) {speedup_b1[ORT_INT8]:.2f}x, batch {args.batch} "
+              f"{speedup_bn[ORT_INT8]:.2f}x; int8 vs fp32 ONNX: top-1 agreement {vs['top1_agreement']:.3f}, "
+              f"max |dp| {vs['max_abs_prob_diff']:.3f}, mean |dp| {vs['mean_abs_prob_diff']:.4f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -14,7 +14,8 @@ Writes two bundles into ``src/fetalscope/models/bundled/`` (or ``--out``):
 Every number in the cards and reports is computed here. Steps: SonoNet outputs on every real image
 with and without the sector crop (cached under ``<cache>/sononet_build``), the sector-crop
 comparison, temperature fit, evaluation (via :mod:`fetalscope.evaluate`), the brain sub-plane study,
-save the bundles with ONNX twins, ONNX-vs-PyTorch parity and latency (benchmarks/bench_inference.py).
+save the bundles with ONNX twins, ONNX-vs-PyTorch parity and latency (benchmarks/bench_inference.py),
+then the int8 ONNX twin of sononet-planes and its fidelity (scripts/quantize_bundle.py; ``--no-int8`` skips).
 """
 
 from __future__ import annotations
@@ -458,6 +459,8 @@ def latency(bundle_dir: Path, image_paths: list[Path], runs: int, cache: Path) -
             "8",
             "--batch-runs",
             "3",
+            "--int8",
+            "off",  # int8 is measured by scripts/quantize_bundle.py, after the fp32 model is final
             "--json",
             str(out),
         ]
@@ -986,6 +989,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--bench-runs", type=int, default=30, help="timed batch-1 calls per runtime")
+    parser.add_argument("--no-int8", action="store_true",
+                        help="skip the int8 step (scripts/quantize_bundle.py: model.int8.onnx + card 'int8')")
     args = parser.parse_args(argv)
     if args.shared is not None:
         os.environ["FETALSCOPE_SHARED"] = str(args.shared.resolve())
@@ -1006,6 +1011,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     planes = build_planes_bundle(args, images, outs, weights_sha)
     sub = build_subplane_bundle(args, images, outs[True], args.out / "sononet-planes")
+    if not args.no_int8:  # the card was rewritten above: quantise from the new model.onnx, re-measure
+        import quantize_bundle
+
+        quantize_bundle.run(args.out / "sononet-planes", bench_runs=args.bench_runs, threads=args.threads)
+    else:
+        for stale in ("model.int8.onnx", "int8_calibration.json"):  # they would describe the old model
+            (args.out / "sononet-planes" / stale).unlink(missing_ok=True)
     summary = {
         "sononet-planes": {
             "ece": (

@@ -145,7 +145,8 @@ def predict(
     paths: PathsArg,
     model: ModelOpt = "sononet-planes",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Results file (.csv or .json).")] = None,
-    runtime: Annotated[str, typer.Option(help="auto | torch | onnx")] = "auto",
+    runtime: Annotated[str, typer.Option(help="auto | torch | onnx | onnx-int8 (the bundle's model.int8.onnx)")
+                       ] = "auto",
     frame: Annotated[int | None, typer.Option(help="Frame of multi-frame DICOM/TIFF.")] = None,
 ) -> None:
     """Classify images: a row per image with the predicted plane and every class probability."""
@@ -198,8 +199,17 @@ def export(
     model: Annotated[str, typer.Argument(help="Bundle name or folder.")],
     output: Annotated[Path | None, typer.Option("--output", "-o",
                                                 help="ONNX path (default: bundle/model.onnx).")] = None,
+    int8: Annotated[bool, typer.Option(
+        "--int8", help="Also write model.int8.onnx (static int8; opt-in runtime 'onnx-int8'), calibrated on "
+        "--calibration. An existing model.onnx is kept as it is.")] = False,
+    calibration: Annotated[list[Path] | None, typer.Option(
+        "--calibration", help="Real images/folders like those the model will see, to calibrate int8 "
+        "(repeatable; keep them out of your test set).")] = None,
+    calibration_limit: Annotated[int, typer.Option(
+        help="At most this many calibration images (evenly thinned).")] = 200,
 ) -> None:
-    """Export a bundle to ONNX and check that ONNX Runtime matches PyTorch (max |dp| <= 1e-4)."""
+    """Export a bundle to ONNX and check that ONNX Runtime matches PyTorch (max |dp| <= 1e-4);
+    with --int8 also its static int8 twin."""
     import numpy as np
     import torch
 
@@ -207,17 +217,42 @@ def export(
     from fetalscope.models.onnx_export import export_onnx
     from fetalscope.models.runtime import OnnxPredictor, TorchPredictor
 
+    if int8 and not calibration:
+        raise BadInputError("--int8 needs --calibration IMAGES_OR_FOLDER: real images like those the model "
+                            "will see (not your test images) to set the int8 ranges")
+    if int8 and output is not None:
+        raise BadInputError("--int8 writes model.int8.onnx next to the bundle's model.onnx; drop --output")
     bundle = load_bundle(model)
-    path = export_onnx(bundle, output)
-    c = bundle.preprocess.channels
-    h, w = bundle.preprocess.input_size
-    x = torch.randn(4, c, h, w, generator=torch.Generator().manual_seed(0)).numpy()
-    p_torch = TorchPredictor(bundle.model, bundle.temperature).predict_proba(x)
-    p_onnx = OnnxPredictor(path, bundle.temperature).predict_proba(x)
-    diff = float(np.abs(p_torch - p_onnx).max())
-    console.print(f"wrote {path}; max |p_onnx - p_torch| = {diff:.2e} on 4 random inputs")
-    if diff > 1e-4:
-        raise typer.Exit(code=1)
+    if int8 and bundle.onnx_path is not None:
+        console.print(f"kept {bundle.onnx_path} (fp32, the parity path)")
+    else:
+        path = export_onnx(bundle, output)
+        c = bundle.preprocess.channels
+        h, w = bundle.preprocess.input_size
+        x = torch.randn(4, c, h, w, generator=torch.Generator().manual_seed(0)).numpy()
+        p_torch = TorchPredictor(bundle.model, bundle.temperature).predict_proba(x)
+        p_onnx = OnnxPredictor(path, bundle.temperature).predict_proba(x)
+        diff = float(np.abs(p_torch - p_onnx).max())
+        console.print(f"wrote {path}; max |p_onnx - p_torch| = {diff:.2e} on 4 random inputs")
+        if diff > 1e-4:
+            raise typer.Exit(code=1)
+    if int8:
+        from fetalscope.models.quantize import (
+            calibration_paths,
+            int8_agreement,
+            preprocess_images,
+            quantize_bundle,
+        )
+
+        files = calibration_paths(calibration or [], calibration_limit)
+        inputs = preprocess_images(files, bundle.preprocess)
+        record = quantize_bundle(bundle, files, calibration=inputs)
+        agree = int8_agreement(bundle, inputs)
+        console.print(f"wrote {bundle.path / record['file']} ({record['size_bytes'] / 1e6:.2f} MB), calibrated on "
+                      f"{len(files)} image(s); on them int8 vs fp32 ONNX: top-1 agreement "
+                      f"{agree['top1_agreement']:.3f}, max |dp| {agree['max_abs_prob_diff']:.3f}, mean |dp| "
+                      f"{agree['mean_abs_prob_diff']:.4f} (in-sample: measure held-out images with "
+                      "benchmarks/bench_inference.py --images)")
 
 
 @app.command("models")

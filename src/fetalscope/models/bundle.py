@@ -30,6 +30,7 @@ from fetalscope.models.registry import create_model
 CARD = "card.json"
 WEIGHTS = "model.safetensors"
 ONNX = "model.onnx"
+ONNX_INT8 = "model.int8.onnx"  # optional static int8 twin (fetalscope.models.quantize)
 CARD_MD = "card.md"
 REPORT = "report.json"
 
@@ -69,6 +70,12 @@ class Bundle:
     def onnx_path(self) -> Path | None:
         """``model.onnx`` when the bundle has one."""
         path = self.path / ONNX
+        return path if path.is_file() else None
+
+    @property
+    def int8_onnx_path(self) -> Path | None:
+        """``model.int8.onnx`` (the opt-in int8 ONNX Runtime model) when the bundle has one."""
+        path = self.path / ONNX_INT8
         return path if path.is_file() else None
 
     @property
@@ -310,6 +317,8 @@ def render_card_md(card: dict[str, Any]) -> str:
         lines.append("- not evaluated yet")
     lines.append("")
 
+    lines += _int8_lines(card.get("int8"))
+
     lines += ["## Known limitations and failure modes", ""]
     lines += _bullets(card.get("limitations"))
     lines.append("")
@@ -343,3 +352,36 @@ def _count_rows(counts: Any, prefix: str = "") -> list[str]:
             rows += _count_rows(value, f"{prefix}{key} / " if isinstance(value, dict) else f"{prefix}{key}")
         return rows
     return [f"| {prefix} | {counts} |"]
+
+
+def _int8_lines(int8: Any) -> list[str]:
+    """The card.md section for the optional int8 ONNX model (empty when the card has none)."""
+    if not isinstance(int8, dict):
+        return []
+
+    def num(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    lines = ["## Int8 ONNX Runtime model (opt-in)", "",
+             f"`{int8.get('file', ONNX_INT8)}` ({_fmt_number(int8.get('size_bytes', '?'))} bytes): static int8 "
+             "quantisation of `model.onnx`, used only with runtime `onnx-int8`. `model.onnx` (fp32) stays the "
+             "parity path (ONNX Runtime vs PyTorch within 1e-4).", ""]
+    cal = int8.get("calibration") or {}
+    if cal:
+        lines.append(f"- calibration: {cal.get('n_images', '?')} images "
+                     f"({', '.join(f'{k}: {v}' for k, v in (cal.get('per_source') or {}).items())}); "
+                     f"{cal.get('drawn_from', '')}")
+    fid = int8.get("fidelity_test_split") or {}
+    if fid:
+        lines.append(f"- against fp32 on {fid.get('n_images', '?')} held-out images: top-1 agreement "
+                     f"{num(fid.get('top1_agreement'))}, max |dp| {num(fid.get('max_abs_prob_diff'))}, "
+                     f"mean |dp| {num(fid.get('mean_abs_prob_diff'))}")
+        if "accuracy_fp32" in fid:
+            lines.append(f"- accuracy on those images: fp32 {num(fid['accuracy_fp32'])}, int8 "
+                         f"{num(fid.get('accuracy_int8'))}")
+    lat = int8.get("latency") or {}
+    if lat.get("speedup_batch1_p50_vs_eager"):
+        ratios = ", ".join(f"{k} {v:.2f}x" for k, v in lat["speedup_batch1_p50_vs_eager"].items())
+        lines.append(f"- batch-1 p50 speed-up over PyTorch eager ({lat.get('threads', '?')} thread(s), "
+                     f"shared machine): {ratios}")
+    return lines + [""]

@@ -1,4 +1,5 @@
-"""One inference face over two runtimes: PyTorch eager and ONNX Runtime (CPU).
+"""One inference face over PyTorch eager and ONNX Runtime (CPU): fp32 ``model.onnx`` and, opt-in,
+the static int8 ``model.int8.onnx`` (see :mod:`fetalscope.models.quantize`).
 
 ``Predictor.predict_logits(batch)`` takes an ``N x C x H x W`` float array or tensor (or one
 ``C x H x W`` image) already preprocessed with the bundle's :class:`PreprocessConfig` and returns
@@ -19,7 +20,8 @@ from torch import nn
 from fetalscope.errors import BadInputError, MissingWeightsError
 from fetalscope.models.bundle import Bundle
 
-Runtime = Literal["auto", "torch", "onnx"]
+Runtime = Literal["auto", "torch", "onnx", "onnx-int8"]
+RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx", "onnx-int8")
 Batch = np.ndarray | torch.Tensor
 
 
@@ -136,11 +138,38 @@ class OnnxPredictor(Predictor):
         return out
 
 
+class OnnxInt8Predictor(OnnxPredictor):
+    """ONNX Runtime on the bundle's statically quantised ``model.int8.onnx`` (opt-in; not the parity
+    path: its probabilities differ from fp32 by the amounts recorded in the card's ``int8`` field)."""
+
+    name = "onnx-int8"
+
+
+def available_runtimes(bundle: Bundle) -> list[str]:
+    """The runtimes :func:`make_predictor` can give for ``bundle`` (``auto`` and ``torch`` always)."""
+    out = ["auto", "torch"]
+    if bundle.onnx_path is not None:
+        out.append("onnx")
+    if bundle.int8_onnx_path is not None:
+        out.append("onnx-int8")
+    return out
+
+
 def make_predictor(bundle: Bundle, runtime: Runtime = "auto", intra_op_threads: int | None = None,
                    device: str | torch.device = "cpu") -> Predictor:
-    """A predictor for ``bundle``: ``auto`` uses ONNX Runtime when the bundle has ``model.onnx``."""
-    if runtime not in ("auto", "torch", "onnx"):
-        raise BadInputError(f"unknown runtime '{runtime}': use auto, torch or onnx")
+    """A predictor for ``bundle``: ``auto`` uses ONNX Runtime when the bundle has ``model.onnx``;
+    ``onnx-int8`` (never chosen by ``auto``) runs the bundle's ``model.int8.onnx``."""
+    if runtime not in RUNTIMES:
+        raise BadInputError(f"unknown runtime '{runtime}': use {', '.join(RUNTIMES)}")
+    if runtime == "onnx-int8":
+        int8_path = bundle.int8_onnx_path
+        if int8_path is None:
+            raise MissingWeightsError(
+                f"bundle {bundle.path} has no model.int8.onnx for runtime 'onnx-int8'; write it with "
+                "`fetalscope export MODEL --int8 --calibration IMAGES` (or fetalscope.models.quantize."
+                "quantize_bundle), or use runtime 'onnx' / 'torch'"
+            )
+        return OnnxInt8Predictor(int8_path, bundle.temperature, intra_op_threads=intra_op_threads)
     onnx_path = bundle.onnx_path
     if runtime == "onnx" and onnx_path is None:
         raise MissingWeightsError(

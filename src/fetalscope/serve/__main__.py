@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default=DEFAULT_HOST)
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--model", default=None, help="plane model bundle name or folder")
-    p.add_argument("--runtime", default=None, choices=["auto", "torch", "onnx"])
+    p.add_argument("--runtime", default=None, choices=["auto", "torch", "onnx", "onnx-int8"])
     p.add_argument("--detector", default=None, help="detector bundle name or folder ('none' for none)")
     p.add_argument("--token", default=None)
     p.add_argument("--save-uploads", type=Path, default=None)
