@@ -142,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--int8-format", choices=["qdq", "qoperator"], default="qdq",
                         help="quantisation format for --int8 fresh")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the results as a Markdown table here")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also put that table into this file between '<!-- bench:NAME -->' and "
+                             "'<!-- /bench:NAME -->' (NAME: the --markdown file's stem)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -222,7 +226,51 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.markdown:
+        table = markdown_table(report)
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table, encoding="utf-8")
+        if args.readme:
+            replace_block(args.readme, f"bench:{args.markdown.stem}", table)
     return 0
+
+
+NAMES = {EAGER: "PyTorch eager", ORT: "ONNX Runtime fp32", ORT_INT8: "ONNX Runtime int8"}
+
+
+def markdown_table(report: dict) -> str:
+    """The results of one run as a Markdown table with a line saying what was measured where."""
+    load = report.get("load_average_1min", ["?", "?"])
+    m = report.get("machine", {})
+    target = str(report["target"]).split(" (")[0]  # without the local path
+    lines = [f"{target}, input {'x'.join(map(str, report['input_size']))}, {report['threads']} thread(s), "
+             f"{report['runs']} batch-1 calls and batch {report['batch']} on {report['inputs']}; "
+             f"1-min load average {load[0]} -> {load[1]}; torch {m.get('torch')}, onnxruntime "
+             f"{m.get('onnxruntime')}. Written by `benchmarks/bench_inference.py`.", "",
+             f"| runtime | batch-1 p50 ms | batch-1 p95 ms | batch-{report['batch']} images/s | batch-1 speed-up "
+             f"over eager | largest prob. difference from eager | top-1 agreement with eager |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    throughput_key = f"batch{report['batch']}_images_per_s"
+    for key, r in report["results"].items():
+        speed = report.get("speedup_batch1_p50_vs_eager", {}).get(key, 1.0)
+        parity = report.get("parity", {}).get(key, {}).get("vs_eager", {})
+        diff = f"{parity['max_abs_prob_diff']:.2g}" if parity else "-"
+        agree = f"{parity['top1_agreement']:.3f}" if parity else "-"
+        lines.append(f"| {NAMES.get(key, key)} | {r['batch1_p50_ms']:.1f} | {r['batch1_p95_ms']:.1f} | "
+                     f"{r[throughput_key]:.1f} | "
+                     f"{speed:.2f}x | {diff} | {agree} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_block(path: Path, name: str, text: str) -> None:
+    """Replace what stands between ``<!-- NAME -->`` and ``<!-- /NAME -->`` in ``path`` by ``text``."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    doc = path.read_text(encoding="utf-8")
+    if start not in doc or end not in doc:
+        raise SystemExit(f"{path} has no '{start}' ... '{end}' block to fill")
+    head, rest = doc.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{text}{end}{tail}", encoding="utf-8")
 
 
 if __name__ == "__main__":
