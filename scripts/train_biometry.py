@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--patience", type=int, default=None)
     tr.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     tr.add_argument("--workers", type=int, default=0, help="DataLoader workers for augmentation")
+    tr.add_argument("--refit", action="store_true",
+                    help="train on train + early-stop for exactly --epochs epochs and keep the last")
     tr.add_argument("--no-onnx", action="store_true", help="skip the ONNX export (export later)")
     tr.add_argument("--prepare-only", action="store_true",
                     help="only resize the images into the cache folder (to carry them to a GPU machine)")
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                                    pretrained=not args.no_pretrained, seed=args.seed,
                                    init_from=args.init_from, lr=args.lr, patience=args.patience,
                                    device=args.device, num_workers=args.workers, prepare_only=args.prepare_only,
-                                   onnx=not args.no_onnx,
+                                   onnx=not args.no_onnx, refit=args.refit,
                                    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
         if args.prepare_only:
             print(f"resized arrays written to {folder}", flush=True)

@@ -117,3 +117,14 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(DataError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_keep_last_epoch_for_refits(synthetic_heads):
+    cfg = SegTrainConfig(structures=("head",), input_size=(48, 72), pretrained=False, epochs=2, batch_size=5,
+                         lr=3e-3, min_epochs=1, patience=1, threads=1, seed=0, keep="last")
+    result = train_segmenter(synthetic_heads[:10], synthetic_heads[10:], cfg, log=lambda _: None)
+    assert len(result.history) == 2 and result.best_epoch == 2
+    assert result.best_score == result.history[-1]["early_stop_dice"]
+    with pytest.raises(DataError, match="keep"):
+        train_segmenter(synthetic_heads[:10], synthetic_heads[10:],
+                        SegTrainConfig(structures=("head",), input_size=(48, 72), pretrained=False, keep="first"))

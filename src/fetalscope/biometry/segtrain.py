@@ -65,6 +65,7 @@ class SegTrainConfig:
     channels_last: bool = True
     decoder_channels: tuple[int, int, int, int] = (96, 64, 48, 32)
     init_from: str | None = None  # a segmentation bundle whose weights start the training (fine-tuning)
+    keep: str = "best"  # "best": the epoch with the best early-stop Dice; "last": the final epoch (refits)
     device: str = "auto"  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ...
     num_workers: int = 0  # DataLoader worker processes for augmentation (0: in the training process)
 
@@ -278,6 +279,8 @@ def train_segmenter(train: Sequence[SegSample], early_stop: Sequence[SegSample],
         raise DataError("no training images")
     if not early_stop:
         raise DataError("no early-stopping images: hold out a group-disjoint split for early stopping")
+    if cfg.keep not in ("best", "last"):
+        raise DataError(f"keep must be 'best' or 'last', got '{cfg.keep}'")
     torch.manual_seed(cfg.seed)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, cfg.threads))
@@ -368,13 +371,16 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
             f"({', '.join(f'{s} {v:.4f}' for s, v in zip(cfg.structures, per_channel, strict=True))}) "
             f"{row['seconds']:.0f}s{' *' if improved else ''}")
         elapsed_min = (time.perf_counter() - t_train) / 60
-        if epoch >= cfg.min_epochs and epoch - best_epoch >= cfg.patience:
+        if cfg.keep == "best" and epoch >= cfg.min_epochs and epoch - best_epoch >= cfg.patience:
             stopped = f"no early-stop Dice gain for {cfg.patience} epochs"
             break
         if cfg.max_minutes is not None and elapsed_min >= cfg.max_minutes:
             stopped = f"time budget of {cfg.max_minutes} min reached"
             break
-    model.load_state_dict(best_state)
+    if cfg.keep == "last":
+        best_epoch, best = len(result.history), result.history[-1]["early_stop_dice"]
+    else:
+        model.load_state_dict(best_state)
     model = model.to("cpu").to(memory_format=torch.contiguous_format)
     result.model = model
     model.eval()
