@@ -275,8 +275,14 @@ def render_report_md(report: dict[str, Any]) -> str:
         lines += [f"| {b['reference_hc']} | {b['n']} | {num(b['mean_absolute_difference_mm'])} | "
                   f"{num(b['mean_difference_mm'])} |" for b in s["by_reference_hc"]]
         lines += [""]
+        mad = s["hc_mm"]["mean_absolute_difference"]
+        where = ""
+        if mad.get("lower") is not None and mad.get("upper") is not None:
+            inside = mad["lower"] <= 2.0 <= mad["upper"]
+            where = (f" by the point estimate ({mad['estimate']:.2f} mm); its 95% interval "
+                     f"({mad['lower']:.2f} to {mad['upper']:.2f} mm) {'contains' if inside else 'excludes'} 2.0 mm")
         lines += [f"Target: mean absolute HC difference <= 2.0 mm: "
-                  f"{'met' if report['targets']['hc_mad_le_2mm'] else 'NOT met'}.", ""]
+                  f"{'met' if report['targets']['hc_mad_le_2mm'] else 'NOT met'}{where}.", ""]
     else:
         lines += ["## Segmentation (per structure)", "",
                   "| structure | ellipse IoU | ellipse Dice | mask IoU | mask Dice |",

@@ -165,5 +165,17 @@ def render_seg_card_md(card: dict[str, Any]) -> str:
     training = card.get("training") or {}
     if training:
         extra += ["", "## Training", ""]
-        extra += [f"- {k.replace('_', ' ')}: {v}" for k, v in training.items() if not isinstance(v, dict | list)]
+        extra += [f"- {k.replace('_', ' ')}: {v}" for k, v in training.items()
+                  if v is not None and not isinstance(v, dict | list)]
+    previous = card.get("previous_revision") or {}
+    if previous:
+        extra += ["", f"## Previous revision ({previous.get('revision', '?')})", ""]
+        extra += [f"- {k.replace('_', ' ')}: {v}" for k, v in previous.items()
+                  if k != "revision" and not isinstance(v, dict | list)]
+        metrics = previous.get("validation_metrics") or {}
+        for key, value in metrics.items():
+            if isinstance(value, dict) and "value" in value:
+                low, high = value.get("ci_low", float("nan")), value.get("ci_high", float("nan"))
+                extra.append(f"- validation {key.replace('_', ' ')}: {value['value']:.4g} "
+                             f"(95% CI {low:.4g} to {high:.4g})")
     return text.rstrip() + "\n\n" + "\n".join(extra) + "\n"

@@ -77,8 +77,9 @@ def recipe(what: str) -> Recipe:
             measurement="head", bundle_name="hc18-head", structures=("head",),
             load=_load_hc18, fractions={"validation": 0.15, "early_stop": 0.1},
             config={"input_size": (160, 240), "epochs": 24, "patience": 6},
-            inference={"flip_tta": False, "note": "flip averaging was worse on the early-stopping split "
-                       "(HC mean absolute difference 1.83 mm without, 1.98 mm with)"},
+            inference={"flip_tta": False, "note": "chosen with revision 1 (trained without the early-stopping "
+                       "split): flip averaging was worse there (HC mean absolute difference 1.83 mm without, "
+                       "1.98 mm with)"},
             card={
                 "description": "Fetal head segmentation (HC18 trans-thalamic plane) for HC, BPD, OFD and GA",
                 "data": {"source": "HC18 training set (872 unique images, 706 subjects)", "licence": hc18.LICENCE,
