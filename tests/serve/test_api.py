@@ -101,6 +101,26 @@ def test_explain_rejects_bad_method_and_targets(client, phantom_png):
     assert r.status_code == 400 and "out of range" in r.json()["detail"]
 
 
+def test_explain_findings_model_validates_its_fields(client, phantom_png):
+    from fetalscope.models.bundle import read_card
+
+    card = read_card("brain-normal-abnormal-demo")
+    r = _post(client, "/v1/explain", phantom_png, model="findings")
+    assert r.status_code == 400 and "plane, brain_findings" in r.json()["detail"]
+    r = _post(client, "/v1/explain", phantom_png, model="brain_findings", target="Fetal brain")  # a plane class
+    assert r.status_code == 400 and "abnormal, normal" in r.json()["detail"]
+    r = _post(client, "/v1/explain", phantom_png, model="brain_findings", target="2")
+    assert r.status_code == 400 and "out of range" in r.json()["detail"]
+    r = _post(client, "/v1/explain", phantom_png, model="brain_findings", target="abnormal", format="json")
+    assert r.status_code == 200, r.text
+    e = r.json()
+    assert e["explains"] == "brain_findings" and e["target_label"] == "abnormal" and e["target"] == 0
+    assert e["model"]["id"] == card["name"] and e["warning"] == card["warning"] and e["status"] == card["status"]
+    plane = _post(client, "/v1/predict", phantom_png).json()["plane"]  # the tiny model's call on the phantom
+    assert (e["note"] is None) == (plane == "Fetal brain")
+    assert e["note"] is None or f"'{plane}'" in e["note"]
+
+
 def test_detect_without_detector_is_503(client, phantom_png):
     r = _post(client, "/v1/detect", phantom_png)
     assert r.status_code == 503

@@ -83,3 +83,13 @@ def test_missing_model_bundle_is_a_clear_error(tmp_path):
 
     with pytest.raises(MissingWeightsError, match="no model bundle"):
         create_app(plane_model=tmp_path / "nope", ui=False)
+
+
+def test_explain_findings_without_the_bundle_is_503(tiny_bundle, phantom_png):
+    app = create_app(plane_model=tiny_bundle, detector=None, brain_findings_model="", ui=False)
+    client = TestClient(app)
+    r = _post(client, "/v1/explain", phantom_png, model="brain_findings")
+    assert r.status_code == 503
+    assert "brain findings" in r.json()["detail"] and "model=plane" in r.json()["detail"]
+    assert client.get("/v1/models").json()["loaded"]["brain_findings"]["available"] is False
+    assert _post(client, "/v1/explain", phantom_png).status_code == 200  # the plane model still explains

@@ -52,4 +52,21 @@ def test_real_brain_image_shows_findings_under_the_card_warning(page, real_serve
         assert f"{item['label']} {100 * item['probability']:.1f}%" in block
     assert verdict.inner_text().count(card["warning"]) == 1  # in the banner, not repeated as a plain warning
     page.screenshot(path=str(artifacts_dir / "ui-brain-findings.png"), full_page=True)
+
+    # the explanations follow the picked prediction: the plane model first, then the findings model
+    caption = page.locator("#explain-gradcam-info")
+    caption.filter(has_text="sononet-planes").wait_for()
+    assert "plane model" in caption.inner_text() and "for class Fetal brain" in caption.inner_text()
+    assert card["warning"] not in caption.inner_text()
+    plane_src = page.locator("#explain-gradcam img").get_attribute("src")
+    picker = page.locator("#explain-model")
+    assert picker.is_visible()
+    picker.get_by_text("Normal vs abnormal (demonstration)").click()
+    caption.filter(has_text=card["name"]).wait_for()
+    text = caption.inner_text()
+    assert f"for class {findings['label']}" in text and "normal-vs-abnormal model (demonstration)" in text
+    assert card["warning"] in text and f"Model status: {card['status']}." in text  # the card's caution, repeated
+    assert f"class {findings['label']}" in page.locator("#explain-gradcam").inner_text()  # the map's own label
+    assert page.locator("#explain-gradcam img").get_attribute("src") != plane_src  # another map
+    page.screenshot(path=str(artifacts_dir / "ui-brain-findings-explained.png"), full_page=True)
     assert page.external_requests == []  # type: ignore[attr-defined]

@@ -46,6 +46,16 @@ def uncertainty_of(probs: np.ndarray, policy: UncertaintyPolicy) -> tuple[bool, 
                            "normalised_entropy": round(norm, 4), "reasons": reasons}
 
 
+def findings_route_reason(plane: str, ood_flag: bool) -> str | None:
+    """Why the brain findings do not apply to an image with this ``plane`` and out-of-distribution flag,
+    or ``None`` when they do (an ultrasound image the plane model calls Fetal brain)."""
+    if ood_flag:
+        return "the image does not look like B-mode ultrasound"
+    if plane != BRAIN:
+        return f"the plane is '{plane}', not '{BRAIN}'"
+    return None
+
+
 class Analyser:
     """Loads the plane model once; ``analyse`` runs it (and any extra capabilities) on one image."""
 
@@ -149,13 +159,19 @@ class Analyser:
                               "anatomy (see its model card). Do not rely on it.")
         return result
 
+    def findings_skip_reason(self, image: UltrasoundImage, memo: dict | None = None) -> str | None:
+        """Why :meth:`analyse` would not run the findings model on ``image`` (not ultrasound, not a brain;
+        the same words as ``brain_findings_skipped``), or ``None`` when it would. The model itself being
+        absent is not checked here (see :attr:`findings_unavailable`)."""
+        probs, _ = self.predict_with_detail(image, memo)
+        return findings_route_reason(self.classes[int(np.argmax(probs))], ood_check(image).flag)
+
     def _add_brain_findings(self, analysis: Analysis, image: UltrasoundImage, memo: dict, ood_flag: bool) -> None:
         """Normal/abnormal findings for a brain image into ``analysis.brain_findings`` (with the card's
         warning added to ``warnings``), else ``None`` and the reason in ``brain_findings_skipped``."""
-        if ood_flag:
-            analysis.brain_findings_skipped = "the image does not look like B-mode ultrasound"
-        elif analysis.plane != BRAIN:
-            analysis.brain_findings_skipped = f"the plane is '{analysis.plane}', not '{BRAIN}'"
+        reason = findings_route_reason(analysis.plane, ood_flag)
+        if reason is not None:
+            analysis.brain_findings_skipped = reason
         elif self.findings_model is None:
             analysis.brain_findings_skipped = self.findings_unavailable
         else:

@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default=None, help="plane model bundle name or folder")
     p.add_argument("--runtime", default=None, choices=["auto", "torch", "onnx", "onnx-int8"])
     p.add_argument("--detector", default=None, help="detector bundle name or folder ('none' for none)")
+    p.add_argument("--brain-findings", default=None,
+                   help="brain findings bundle name or folder ('none' for none)")
     p.add_argument("--token", default=None)
     p.add_argument("--save-uploads", type=Path, default=None)
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2**20)
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     run_server(
         host=a.host, port=a.port, plane_model=a.model, token=a.token, save_uploads=a.save_uploads,
         runtime=a.runtime, detector=("" if a.detector == "none" else a.detector),
+        brain_findings_model=("" if a.brain_findings == "none" else a.brain_findings),
         max_upload_bytes=int(a.max_upload_mb * 2**20), max_pixels=a.max_pixels, request_timeout_s=a.timeout,
         max_concurrent=a.max_concurrent, examples_dir=a.examples, eval_dir=a.eval_dir,
         ablation_dir=a.ablation_dir, ui=False if a.no_ui else None,

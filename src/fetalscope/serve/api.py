@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exception_handlers import http_exception_handler
@@ -38,6 +39,7 @@ memory; DICOM patient fields never appear in responses or logs.
 """
 
 bearer = HTTPBearer(auto_error=False, description="Needed when the server was started with a token.")
+SAFE = " !#$&'()*+,/:;=?@[]-._~"  # header values: printable ASCII kept, anything else percent-encoded
 UploadField = Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP or DICOM.")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Unreadable, corrupt or malformed input"},
@@ -106,23 +108,34 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
         = None,
         format: Annotated[Literal["png", "json"], Form(description="png: overlay image; json: the raw map")] = "png",
         frame: Annotated[int | None, Form()] = None,
+        model: Annotated[str, Form(description="Which prediction to explain: plane (the plane classifier) or "
+                                               "brain_findings (the normal/abnormal demonstration model; its card's "
+                                               "status and warning come with the answer)")] = "plane",
     ) -> Response:
-        """Explains the model's output for `target` with `method`. `png` returns the heat map drawn on the
-        model's input image (headers `X-Explain-Method`, `X-Explain-Target`, `X-Explain-Seconds`); `json`
-        returns `map` (H x W floats at the model's input size) with the method's parameters and timing."""
+        """Explains the output of the prediction `model` (`plane`, the default, or `brain_findings`) for
+        `target` (default: that model's predicted class) with `method`. `png` returns the heat map drawn on
+        the model's input image (headers `X-Explain-Method`, `X-Explain-Target`, `X-Explain-Seconds`,
+        `X-Explain-Model`; for `brain_findings` also `X-Explain-Status`, `X-Explain-Warning` and, for an image
+        that is not a brain, `X-Explain-Note`, percent-encoded UTF-8); `json` returns `map` (H x W floats at
+        the model's input size) with the method's parameters and timing, `explains` (the prediction) and
+        `model` (id, version, task, runtime); for `brain_findings` also the card's `status` and `warning`,
+        and `note` (null for an ultrasound image the plane model calls Fetal brain, else why the findings
+        model is not meant for it). 503 when the findings model is not installed."""
         data, name = await _read(file)
 
         def work() -> Any:
-            return service.explain(service.load(data, name, frame), method, target)
+            return service.explain(service.load(data, name, frame), method, target, model=model)
 
         result = await gate.run(work)
         record = result.to_dict(include_map=(format == "json"))
         if format == "json":
             record["image"] = name
-            record["model"] = service.analyser.model_info
             return JSONResponse(record)
-        headers = {"X-Explain-Method": record["method"], "X-Explain-Target": record["target_label"],
-                   "X-Explain-Seconds": f"{record['seconds']:.4f}"}
+        headers = {"X-Explain-Method": record["method"], "X-Explain-Target": quote(record["target_label"], safe=SAFE),
+                   "X-Explain-Seconds": f"{record['seconds']:.4f}", "X-Explain-Model": str(result.model.get("id"))}
+        for key in ("status", "warning", "note"):
+            if record.get(key):
+                headers[f"X-Explain-{key.title()}"] = quote(str(record[key]), safe=SAFE)
         return Response(png_bytes(result.overlay), media_type="image/png", headers=headers)
 
     @app.post("/v1/detect", tags=["analysis"], summary="Brain structure boxes for one image",

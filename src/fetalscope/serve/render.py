@@ -50,3 +50,17 @@ def findings_html(findings: dict[str, Any]) -> str:
     return (f"<div class='fs-findings'>{banner}<div><b>Normal vs abnormal (brain):</b> {probs} "
             f"&mdash; model <code>{esc(str(model.get('id', '')))}</code> v{esc(str(model.get('version', '')))}"
             "</div></div>")
+
+
+def explanation_caution_html(record: dict[str, Any]) -> str:
+    """The caution under an explanation of the brain findings model: its card's status and warning (verbatim
+    from the explanation record) and the note when the image is not one the model is meant for."""
+    esc = html.escape
+    status, warning, note = record.get("status"), record.get("warning"), record.get("note")
+    text = f"&#9888; Model status: {esc(str(status or ''))}."
+    if warning:
+        text += f" {esc(str(warning))}"
+    out = f"<div class='fs-findings-warning fs-explain-warning'>{text}</div>"
+    if note:
+        out += f"<div class='fs-warning'>&#9888; {esc(str(note))}</div>"
+    return out

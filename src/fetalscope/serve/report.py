@@ -82,8 +82,11 @@ def report_html(record: dict[str, Any], image_rgb: np.ndarray,
     for e in record.get("explanations", []):
         img = (overlays or {}).get(e["method"])
         pic = f"<img src='{data_uri(img)}' alt='{_esc(e['method'])}'>" if img is not None else ""
-        maps.append(f"<figure>{pic}<figcaption>{_esc(e.get('title', e['method']))}: {_esc(e.get('target_label'))}, "
-                    f"{float(e.get('seconds', 0)):.2f} s</figcaption></figure>")
+        model_id = (e.get("model") or {}).get("id")
+        of_model = f" of {_esc(model_id)}" if model_id else ""
+        caution = f"<br><em>{_esc(e['warning'])}</em>" if e.get("warning") else ""
+        maps.append(f"<figure>{pic}<figcaption>{_esc(e.get('title', e['method']))}{of_model}: "
+                    f"{_esc(e.get('target_label'))}, {float(e.get('seconds', 0)):.2f} s{caution}</figcaption></figure>")
     det_html = ""
     det = record.get("detection")
     if det:

@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -38,6 +38,7 @@ METHOD_TITLES = {
     "occlusion": "Occlusion", "lime": "LIME", "saliency": "Saliency",
 }
 MEASURE_KINDS = ("head", "cardiothoracic")
+EXPLAIN_MODELS = ("plane", "brain_findings")  # the predictions /v1/explain and the app can explain
 OVERLAY_SIDE = 512  # longest side of explanation overlays
 
 
@@ -53,12 +54,21 @@ def safe_name(name: str | None, default: str = "upload") -> str:
 @dataclass
 class ExplainResult:
     """One explanation: the :class:`~fetalscope.explain.Explanation`, the class it explains, the image region
-    the model saw (the sector crop, at most ``OVERLAY_SIDE`` px; ``H x W x 3`` uint8) and the overlay on it."""
+    the model saw (the sector crop, at most ``OVERLAY_SIDE`` px; ``H x W x 3`` uint8) and the overlay on it.
+
+    ``explains`` names the prediction explained (one of :data:`EXPLAIN_MODELS`) and ``model`` its model
+    (``id``, ``version``, ``task``, ``runtime``). For the brain findings, ``status`` and ``warning`` are the
+    model card's own, and ``note`` says when the image is not one the findings model is meant for."""
 
     explanation: Any
     target_label: str
     input_rgb: np.ndarray
     overlay: np.ndarray
+    explains: str = "plane"
+    model: dict[str, Any] = field(default_factory=dict)
+    status: str | None = None
+    warning: str | None = None
+    note: str | None = None
 
     def to_dict(self, include_map: bool = False) -> dict[str, Any]:
         d = self.explanation.to_dict(include_map=include_map)
@@ -66,7 +76,27 @@ class ExplainResult:
             d["map"] = np.round(self.explanation.map.astype(np.float64), 5).tolist()
         d["target_label"] = self.target_label
         d["title"] = METHOD_TITLES.get(d["method"], d["method"])
+        d["explains"] = self.explains
+        d["model"] = dict(self.model)
+        if self.explains != "plane":  # the findings model's card caution travels with its maps
+            d.update(status=self.status, warning=self.warning, note=self.note)
         return d
+
+
+def _which(model: str | None) -> str:
+    """A ``model`` field as given (any case, ``-`` or ``_``) -> its :data:`EXPLAIN_MODELS` spelling."""
+    return str(model or "plane").strip().lower().replace("-", "_")
+
+
+@dataclass
+class _Explained:
+    """A model the service can explain: its bundle, classes, public info and card caution."""
+
+    bundle: Any
+    classes: list[str]
+    model_info: dict[str, Any]
+    status: str | None = None
+    warning: str | None = None
 
 
 class Service:
@@ -75,10 +105,11 @@ class Service:
 
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
-        self.analyser = Analyser(settings.plane_model, runtime=settings.runtime)
+        self.analyser = Analyser(settings.plane_model, runtime=settings.runtime,
+                                 brain_findings_model=settings.brain_findings_model or None)
         self.bundle = self.analyser.bundle
         self.classes = list(self.bundle.classes)
-        self._explain_model: Any = None
+        self._explain_models: dict[str, Any] = {}  # private eval copies, by EXPLAIN_MODELS name
         self._explain_lock = threading.Lock()
         self._detector: Any = None
         self._detector_error: str | None = None
@@ -119,49 +150,95 @@ class Service:
         return record
 
     # --------------------------------------------------------------------------------- explanations
-    def _model_for_explain(self) -> Any:
-        if self._explain_model is None:
-            self._explain_model = copy.deepcopy(self.bundle.model).eval()
-        return self._explain_model
+    def _explained(self, model: str = "plane") -> _Explained:
+        """The model behind prediction ``model`` (``plane`` or ``brain_findings``); 400 for another name,
+        503 when the findings bundle is not loaded."""
+        which = _which(model)
+        if which == "plane":
+            return _Explained(self.bundle, self.classes, dict(self.analyser.model_info))
+        if which == "brain_findings":
+            fm = self.analyser.findings_model
+            if fm is None:
+                raise MissingWeightsError(
+                    f"cannot explain the brain findings: {self.analyser.findings_unavailable}. Install the "
+                    "'brain-normal-abnormal-demo' bundle (or start the server with --brain-findings BUNDLE), "
+                    "or explain the plane model (model=plane)")
+            return _Explained(fm.bundle, list(fm.classes), dict(fm.model_info), fm.status, fm.warning)
+        raise BadInputError(f"unknown model '{model}' to explain; use one of {', '.join(EXPLAIN_MODELS)}")
 
-    def resolve_target(self, target: str | int | None, image: UltrasoundImage | None = None) -> int | None:
-        """Class index from a class name, an index (as int or digits) or None (the predicted class)."""
+    def explain_classes(self, model: str = "plane") -> list[str]:
+        """Class names of the model behind prediction ``model`` (see :meth:`explain`)."""
+        return list(self._explained(model).classes)
+
+    def _model_for_explain(self, which: str, bundle: Any) -> Any:
+        if which not in self._explain_models:
+            self._explain_models[which] = copy.deepcopy(bundle.model).eval()
+        return self._explain_models[which]
+
+    def resolve_target(self, target: str | int | None, image: UltrasoundImage | None = None,
+                       model: str = "plane") -> int | None:
+        """Class index of ``model``'s classes from a class name, an index (as int or digits) or None (the
+        predicted class)."""
         if target is None or (isinstance(target, str) and not target.strip()):
             return None
+        which = _which(model)
+        classes = self.explain_classes(which)
         if isinstance(target, int) or (isinstance(target, str) and target.strip().lstrip("-").isdigit()):
             index = int(target)
-            if not 0 <= index < len(self.classes):
-                raise BadInputError(f"target {index} is out of range: the model has classes 0..{len(self.classes) - 1} "
-                                    f"({', '.join(self.classes)})")
+            if not 0 <= index < len(classes):
+                raise BadInputError(f"target {index} is out of range: the model has classes 0..{len(classes) - 1} "
+                                    f"({', '.join(classes)})")
             return index
         wanted = str(target).strip().lower()
-        for i, c in enumerate(self.classes):
+        for i, c in enumerate(classes):
             if c.lower() == wanted:
                 return i
-        if str(target) in self.analyser.not_covered:
+        if which == "plane" and str(target) in self.analyser.not_covered:
             raise UnsupportedError(f"target '{target}' is a class this model does not cover; "
-                                   f"choose one of {', '.join(self.classes)}")
-        raise BadInputError(f"unknown target class '{target}'; choose one of {', '.join(self.classes)} "
+                                   f"choose one of {', '.join(classes)}")
+        raise BadInputError(f"unknown target class '{target}'; choose one of {', '.join(classes)} "
                             "(or its index)")
 
+    def findings_note(self, image: UltrasoundImage, analysis: dict[str, Any] | None = None) -> str | None:
+        """A note when ``image`` is not one the findings model is meant for (the pipeline's own routing
+        reason, from ``analysis`` when given, else computed), or ``None`` for an ultrasound brain image."""
+        if analysis is not None:
+            reason = analysis.get("brain_findings_skipped") if analysis.get("brain_findings") is None else None
+        else:
+            reason = self.analyser.findings_skip_reason(image)
+        if not reason:
+            return None
+        return (f"The normal/abnormal findings model is meant for fetal brain ultrasound images and the app does "
+                f"not run it on this one ({reason}); this map explains the model applied outside its intended "
+                "input.")
+
     def explain(self, image: UltrasoundImage, method: str, target: str | int | None = None,
-                **params: Any) -> ExplainResult:
-        """Attribution map of ``method`` for ``target`` (default: the predicted class), and its overlay."""
+                model: str = "plane", analysis: dict[str, Any] | None = None, **params: Any) -> ExplainResult:
+        """Attribution map of ``method`` for ``target`` (default: the predicted class) of the prediction
+        ``model`` (``plane``: the plane classifier; ``brain_findings``: the normal/abnormal model, with its
+        card's status and warning and a ``note`` when the image is not a brain), and its overlay.
+        ``analysis`` (the image's :meth:`analyse` record, when the caller has it) saves re-running the
+        plane model for that note."""
         from fetalscope.explain import explain as run_explain
         from fetalscope.explain import method_spec
         from fetalscope.explain.overlay import overlay as draw_overlay
 
         spec = method_spec(method)  # BadInputError with suggestions for a typo
-        index = self.resolve_target(target)
-        cfg = self.bundle.preprocess
+        which = _which(model)
+        chosen = self._explained(which)
+        index = self.resolve_target(target, model=which)
+        note = self.findings_note(image, analysis) if which == "brain_findings" else None
+        cfg = chosen.bundle.preprocess
         x = to_tensor(image, cfg).unsqueeze(0)
         with self._explain_lock:
-            result = run_explain(self._model_for_explain(), x, spec.name, index, preprocess=cfg, **params)
+            result = run_explain(self._model_for_explain(which, chosen.bundle), x, spec.name, index,
+                                 preprocess=cfg, **params)
         # draw on the region the model saw (the sector crop) at display resolution, not at input size
         region = crop_to_sector(image.pixels) if cfg.crop_sector else image.pixels
         region = thumbnail(region, OVERLAY_SIDE)
         overlay = draw_overlay(region, result.map, signed=bool(result.signed), alpha=0.45)
-        return ExplainResult(result, self.classes[int(result.target)], region, overlay)
+        return ExplainResult(result, chosen.classes[int(result.target)], region, overlay, explains=which,
+                             model=chosen.model_info, status=chosen.status, warning=chosen.warning, note=note)
 
     # ------------------------------------------------------------------------------------ detection
     def _load_detector(self) -> None:

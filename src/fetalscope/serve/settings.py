@@ -34,6 +34,9 @@ class ServeSettings:
 
     - ``plane_model``: bundle name or folder of the plane classifier (the bundled model by default).
     - ``runtime``: ``auto`` (ONNX Runtime when the bundle has ``model.onnx``), ``torch`` or ``onnx``.
+    - ``brain_findings_model``: bundle name/folder of the normal/abnormal brain findings model (the shipped
+      demonstration bundle by default), or ``""`` for none (brain images then get no findings and
+      ``/v1/explain`` with ``model=brain_findings`` answers 503).
     - ``detector``: bundle name/folder of the brain-structure detector, or None for none. A missing
       bundle is not an error: ``/v1/detect`` then answers 503 and the UI says so.
     - ``token``: when set, every request except ``/healthz`` and the API docs needs
@@ -51,6 +54,7 @@ class ServeSettings:
     plane_model: str | Path = "sononet-planes"
     runtime: str = "auto"
     detector: str | Path | None = "brain-structures"
+    brain_findings_model: str | Path | None = "brain-normal-abnormal-demo"
     token: str | None = None
     save_uploads: Path | None = None
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES

@@ -4,8 +4,10 @@ The Analyse tab takes an upload (drag-and-drop or click; PNG, JPEG, TIFF, BMP, D
 an example, and shows the predicted plane with a confidence bar for every class, the brain
 sub-plane, the normal/abnormal brain findings under a banner with their model card's warning,
 warnings (unsure model, not ultrasound, classes not covered), one tab per explanation method
-(fast ones at once, slow ones on demand, each with its time), detections when a detector is
-loaded, and a downloadable report (JSON + HTML).
+(fast ones at once, slow ones on demand, each with its time; when the image has brain findings, a
+picker chooses whether they explain the plane or the normal/abnormal prediction, and each map's label
+and caption name the model and class, repeating the findings model's warning), detections when a
+detector is loaded, and a downloadable report (JSON + HTML).
 
 Gradio's upload widget stores each file in its temporary folder before our code sees it; the
 server points that folder at a private in-memory location (see :mod:`fetalscope.serve.app`) and the
@@ -30,7 +32,7 @@ from fetalscope.errors import FetalscopeError
 from fetalscope.pipeline.analyser import FINDINGS_WARNING_PREFIX
 from fetalscope.serve.examples import Example, gallery_examples
 from fetalscope.serve.pages import ablation_page, overview_page, performance_page
-from fetalscope.serve.render import FINDINGS_CSS, findings_html, thumbnail
+from fetalscope.serve.render import FINDINGS_CSS, explanation_caution_html, findings_html, thumbnail
 from fetalscope.serve.report import report_html, report_json, report_record
 from fetalscope.serve.service import METHOD_TITLES, UI_METHODS, Service, safe_name
 from fetalscope.serve.settings import ServeSettings
@@ -38,6 +40,10 @@ from fetalscope.serve.settings import ServeSettings
 LOG = logging.getLogger("fetalscope.serve")
 FAST_METHODS = ("gradcam", "gradcam++", "guided_backprop")
 PREDICTED = "(predicted class)"
+PLANE_CHOICE = "Plane"
+FINDINGS_CHOICE = "Normal vs abnormal (demonstration)"
+EXPLAIN_CHOICES = {PLANE_CHOICE: "plane", FINDINGS_CHOICE: "brain_findings"}  # radio label -> service model
+MODEL_WORDS = {"plane": "plane model", "brain_findings": "normal-vs-abnormal model (demonstration)"}
 DISPLAY_SIDE = 1024
 SESSION_TTL_S = 1800
 FILE_TYPES = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"]
@@ -128,12 +134,31 @@ def _label_value(a: dict[str, Any]) -> dict[str, float]:
     return {c["label"]: float(c["probability"]) for c in a.get("probabilities", []) if c["probability"] is not None}
 
 
+def _explained_model(record: dict[str, Any]) -> str:
+    """Which model an explanation record explains, in words (``plane model `sononet-planes```)."""
+    words = MODEL_WORDS.get(str(record.get("explains", "plane")), "model")
+    return f"{words} `{(record.get('model') or {}).get('id', '')}`"
+
+
 def _explain_info(record: dict[str, Any]) -> str:
-    return (f"**{record['title']}** for class **{record['target_label']}** "
-            f"(p = {record['probability']:.2f}) &mdash; computed in **{record['seconds']:.2f} s**"
-            if record.get("probability") is not None else
-            f"**{record['title']}** for class **{record['target_label']}** &mdash; computed in "
-            f"**{record['seconds']:.2f} s**")
+    """Caption of an explanation: method, model and class explained, probability, time; for the brain
+    findings model also its card's status and warning (and a note for a non-brain image)."""
+    p = record.get("probability")
+    text = (f"**{record['title']}** of the {_explained_model(record)} for class **{record['target_label']}**"
+            + ("" if p is None else f" (p = {p:.2f})") + f" &mdash; computed in **{record['seconds']:.2f} s**")
+    if record.get("explains", "plane") != "plane":
+        text += "\n\n" + explanation_caution_html(record)
+    return text
+
+
+def _explain_image(record: dict[str, Any], overlay: np.ndarray) -> Any:
+    """The overlay with a label naming the method, the model and the class it explains."""
+    words = MODEL_WORDS.get(str(record.get("explains", "plane")), "model")
+    return gr.update(value=overlay, label=f"{record['title']} \u00b7 {words} \u00b7 class {record['target_label']}")
+
+
+def _blank_image(method: str) -> Any:
+    return gr.update(value=None, label=METHOD_TITLES[method])
 
 
 def _pending_info(method: str) -> str:
@@ -177,16 +202,38 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
     def empty_outputs(message: str) -> tuple:
         blanks: list[Any] = []
         for m in UI_METHODS:
-            blanks += [None, "" if m in FAST_METHODS else _pending_info(m)]
-        return (None, None, message, None, *blanks, None, "", None, None, "")
+            blanks += [_blank_image(m), "" if m in FAST_METHODS else _pending_info(m)]
+        return (None, None, message, None, *blanks, None, "", None, None, "",
+                gr.update(visible=False, value=PLANE_CHOICE), gr.update(choices=[PREDICTED, *classes], value=PREDICTED))
 
-    def explain_into(state: dict[str, Any], method: str, target: str | None) -> tuple[np.ndarray, str]:
-        result = service.explain(state["image"], method, None if target in (None, PREDICTED) else target)
+    def explained_model(state: dict[str, Any], choice: str | None) -> str:
+        """The service model the explanation picker asks for (the plane model unless findings are shown)."""
+        which = EXPLAIN_CHOICES.get(str(choice), "plane")
+        return which if which == "plane" or state["analysis"].get("brain_findings") else "plane"
+
+    def explain_into(state: dict[str, Any], method: str, target: str | None, which: str = "plane") -> tuple:
+        result = service.explain(state["image"], method, None if target in (None, PREDICTED) else target,
+                                 model=which, analysis=state["analysis"])
         record = result.to_dict()
         state["explanations"][method] = {"record": record, "overlay": result.overlay}
-        return result.overlay, _explain_info(record)
+        return _explain_image(record, result.overlay), _explain_info(record)
 
-    def analyse_bytes(data: bytes, name: str, target: str | None, upload: bool = True) -> tuple:
+    def fast_explanations(state: dict[str, Any], target: str | None, which: str) -> list[Any]:
+        """Fast methods computed now, slow ones left for their Compute button."""
+        state["explanations"] = {}
+        outputs: list[Any] = []
+        for m in UI_METHODS:
+            if m in FAST_METHODS:
+                try:
+                    outputs += list(explain_into(state, m, target, which))
+                except FetalscopeError as exc:
+                    outputs += [_blank_image(m), f"<div class='fs-error'>{exc}</div>"]
+            else:
+                outputs += [_blank_image(m), _pending_info(m)]
+        return outputs
+
+    def analyse_bytes(data: bytes, name: str, target: str | None, choice: str | None = PLANE_CHOICE,
+                      upload: bool = True) -> tuple:
         try:
             image = service.load(data, name, upload=upload)
             analysis = service.analyse(image, name)
@@ -194,15 +241,13 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
             return empty_outputs(f"<div class='fs-error'>Could not analyse this file: {exc}</div>")
         state: dict[str, Any] = {"image": image, "analysis": analysis, "explanations": {}, "detection": None,
                                  "created": time.time()}
-        outputs: list[Any] = []
-        for m in UI_METHODS:
-            if m in FAST_METHODS:
-                try:
-                    outputs += list(explain_into(state, m, target))
-                except FetalscopeError as exc:
-                    outputs += [None, f"<div class='fs-error'>{exc}</div>"]
-            else:
-                outputs += [None, _pending_info(m)]
+        which = explained_model(state, choice)  # keep the user's pick while findings are shown
+        choices = service.explain_classes(which)
+        target = target if target in choices else PREDICTED
+        outputs = fast_explanations(state, target, which)
+        picker = gr.update(visible=bool(analysis.get("brain_findings")),
+                           value=FINDINGS_CHOICE if which == "brain_findings" else PLANE_CHOICE)
+        target_update = gr.update(choices=[PREDICTED, *choices], value=target)
         det_img, det_md = None, ""
         if service.detector_available:
             if analysis.get("plane") == "Fetal brain":
@@ -216,7 +261,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
         if what is not None and not (analysis.get("ood") or {}).get("flag"):
             meas_img, meas_md = run_measurement(state, what, None)
         return (state, _display(image.pixels), _verdict_markdown(analysis, service), _label_value(analysis),
-                *outputs, det_img, det_md, None, meas_img, meas_md)
+                *outputs, det_img, det_md, None, meas_img, meas_md, picker, target_update)
 
     def run_measurement(state: dict[str, Any], what: str, pixel_size: float | None) -> tuple[Any, str]:
         try:
@@ -244,7 +289,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
             "No structure found above the operating threshold."
         return _display(overlay), f"Detector `{record.get('model')}`:\n\n{table}"
 
-    def on_upload(path: str | None, target: str | None) -> tuple:
+    def on_upload(path: str | None, target: str | None, choice: str | None) -> tuple:
         if not path:
             return empty_outputs("")
         file = Path(path)
@@ -252,30 +297,34 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
             data = file.read_bytes()
         finally:  # the upload widget's copy goes as soon as it is read
             _remove_upload(file)
-        return analyse_bytes(data, safe_name(file.name), target)
+        return analyse_bytes(data, safe_name(file.name), target, choice)
 
-    def on_example(evt: gr.SelectData, target: str | None) -> tuple:
+    def on_example(evt: gr.SelectData, target: str | None, choice: str | None) -> tuple:
         index = evt.index if isinstance(evt.index, int) else evt.index[0]
         ex = examples[int(index)]
-        return analyse_bytes(ex.path.read_bytes(), ex.path.name, target, upload=False)
+        return analyse_bytes(ex.path.read_bytes(), ex.path.name, target, choice, upload=False)
 
-    def on_target(state: dict[str, Any] | None, target: str | None) -> tuple:
+    def on_target(state: dict[str, Any] | None, target: str | None, choice: str | None) -> tuple:
         if not state:
             return (state, *[gr.skip()] * (2 * n_methods))
-        state["explanations"] = {}
-        outputs: list[Any] = []
-        for m in UI_METHODS:
-            outputs += list(explain_into(state, m, target)) if m in FAST_METHODS else [None, _pending_info(m)]
-        return (state, *outputs)
+        return (state, *fast_explanations(state, target, explained_model(state, choice)))
+
+    def on_explain_model(state: dict[str, Any] | None, choice: str | None) -> tuple:
+        """Another prediction to explain: its classes in the class picker, its fast maps now, slow ones lazily."""
+        if not state:
+            return (state, gr.skip(), *[gr.skip()] * (2 * n_methods))
+        which = explained_model(state, choice)
+        target_update = gr.update(choices=[PREDICTED, *service.explain_classes(which)], value=PREDICTED)
+        return (state, target_update, *fast_explanations(state, PREDICTED, which))
 
     def make_compute(method: str):
-        def compute(state: dict[str, Any] | None, target: str | None) -> tuple:
+        def compute(state: dict[str, Any] | None, target: str | None, choice: str | None) -> tuple:
             if not state:
                 return state, None, "Upload an image or pick an example first."
             try:
-                img, info = explain_into(state, method, target)
+                img, info = explain_into(state, method, target, explained_model(state, choice))
             except FetalscopeError as exc:
-                return state, None, f"<div class='fs-error'>{exc}</div>"
+                return state, _blank_image(method), f"<div class='fs-error'>{exc}</div>"
             return state, img, info
         return compute
 
@@ -327,6 +376,9 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                         probs = gr.Label(label="Confidence for every class", num_top_classes=len(classes),
                                          elem_id="probabilities")
                 gr.Markdown("### Explanations")
+                explain_model = gr.Radio(list(EXPLAIN_CHOICES), value=PLANE_CHOICE, label="Explain which prediction",
+                                         visible=False, elem_id="explain-model",
+                                         info="Normal vs abnormal is a demonstration model; see its warning.")
                 method_outputs: list[Any] = []
                 compute_buttons: dict[str, Any] = {}
                 with gr.Tabs():
@@ -367,13 +419,16 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                 gr.Markdown(overview.markdown, elem_id="overview-page")
 
         analysis_outputs = [state, shown, verdict, probs, *method_outputs, det_img, det_md, report_files,
-                            meas_img, meas_md]
-        upload.upload(on_upload, [upload, target], analysis_outputs)
-        gallery.select(on_example, [target], analysis_outputs)
-        target.change(on_target, [state, target], [state, *method_outputs])
+                            meas_img, meas_md, explain_model, target]
+        upload.upload(on_upload, [upload, target, explain_model], analysis_outputs)
+        gallery.select(on_example, [target, explain_model], analysis_outputs)
+        # .input (the user's pick), not .change: an analysis resetting these must not explain twice
+        target.input(on_target, [state, target, explain_model], [state, *method_outputs])
+        explain_model.input(on_explain_model, [state, explain_model], [state, target, *method_outputs])
         for m, button in compute_buttons.items():
             i = UI_METHODS.index(m)
-            button.click(make_compute(m), [state, target], [state, method_outputs[2 * i], method_outputs[2 * i + 1]])
+            button.click(make_compute(m), [state, target, explain_model],
+                         [state, method_outputs[2 * i], method_outputs[2 * i + 1]])
         detect_btn.click(on_detect, [state], [state, det_img, det_md])
         meas_btn.click(on_measure, [state, meas_what, meas_px], [state, meas_img, meas_md])
         report_btn.click(on_report, [state], [report_files])
