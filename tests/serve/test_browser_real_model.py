@@ -25,6 +25,7 @@ def test_real_thorax_image_shows_plane_ellipses_and_ctr(page, real_server, share
     info.filter(has_text="circumference").wait_for()
     # the number on the page is the one the API computes for the same file
     assert f"{api['ctr']['circumference']:.3f}" in info.inner_text()
+    assert page.locator("#measure-what input").input_value() == "cardiothoracic"  # the selector says what ran
     page.screenshot(path=str(artifacts_dir / "ui-thorax.png"), full_page=True)
     assert page.external_requests == []  # type: ignore[attr-defined]
 
@@ -51,6 +52,8 @@ def test_real_brain_image_shows_findings_under_the_card_warning(page, real_serve
     for item in findings["probabilities"]:  # both class probabilities, as the API gives them
         assert f"{item['label']} {100 * item['probability']:.1f}%" in block
     assert verdict.inner_text().count(card["warning"]) == 1  # in the banner, not repeated as a plain warning
+    page.locator("#measurement-info").filter(has_text="head").wait_for()
+    assert page.locator("#measure-what input").input_value() == "head"  # the selector says what ran
     page.screenshot(path=str(artifacts_dir / "ui-brain-findings.png"), full_page=True)
 
     # the explanations follow the picked prediction: the plane model first, then the findings model

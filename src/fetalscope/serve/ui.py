@@ -204,7 +204,8 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
         for m in UI_METHODS:
             blanks += [_blank_image(m), "" if m in FAST_METHODS else _pending_info(m)]
         return (None, None, message, None, *blanks, None, "", None, None, "",
-                gr.update(visible=False, value=PLANE_CHOICE), gr.update(choices=[PREDICTED, *classes], value=PREDICTED))
+                gr.update(visible=False, value=PLANE_CHOICE), gr.update(choices=[PREDICTED, *classes], value=PREDICTED),
+                gr.skip())
 
     def explained_model(state: dict[str, Any], choice: str | None) -> str:
         """The service model the explanation picker asks for (the plane model unless findings are shown)."""
@@ -260,8 +261,10 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
         what = MEASURE_BY_PLANE.get(str(analysis.get("plane")))
         if what is not None and not (analysis.get("ood") or {}).get("flag"):
             meas_img, meas_md = run_measurement(state, what, None)
+        # the measurement selector shows what was measured (the Measure button re-runs or switches it)
+        meas_choice = gr.update(value=what) if what is not None else gr.skip()
         return (state, _display(image.pixels), _verdict_markdown(analysis, service), _label_value(analysis),
-                *outputs, det_img, det_md, None, meas_img, meas_md, picker, target_update)
+                *outputs, det_img, det_md, None, meas_img, meas_md, picker, target_update, meas_choice)
 
     def run_measurement(state: dict[str, Any], what: str, pixel_size: float | None) -> tuple[Any, str]:
         try:
@@ -402,7 +405,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                                         elem_id="measurement", format="png")
                     meas_md = gr.Markdown(MEASURE_HINT, elem_id="measurement-info")
                     with gr.Row():
-                        meas_what = gr.Dropdown(list(MEASURE_BY_PLANE.values()), value="cardiothoracic",
+                        meas_what = gr.Dropdown(list(MEASURE_BY_PLANE.values()), value="head",
                                                 label="Measure", elem_id="measure-what")
                         meas_px = gr.Number(label="Pixel size (mm), for millimetres", value=None,
                                             elem_id="measure-pixel-size")
@@ -419,7 +422,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                 gr.Markdown(overview.markdown, elem_id="overview-page")
 
         analysis_outputs = [state, shown, verdict, probs, *method_outputs, det_img, det_md, report_files,
-                            meas_img, meas_md, explain_model, target]
+                            meas_img, meas_md, explain_model, target, meas_what]
         upload.upload(on_upload, [upload, target, explain_model], analysis_outputs)
         gallery.select(on_example, [target, explain_model], analysis_outputs)
         # .input (the user's pick), not .change: an analysis resetting these must not explain twice
