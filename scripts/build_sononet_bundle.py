@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
-import os
 import sys
 import time
 from collections import Counter, defaultdict
@@ -37,6 +35,7 @@ from scipy.special import softmax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from script_setup import add_shared_option, apply_shared_option, load_bench_module  # noqa: E402
 from sononet_real_sets import RealImage, all_real_images  # noqa: E402
 
 from fetalscope import config  # noqa: E402
@@ -61,7 +60,6 @@ from fetalscope.models.sononet import (  # noqa: E402
 from fetalscope.models.weights.common import file_sha256  # noqa: E402
 from fetalscope.models.weights.sononet_npz import sononet16_npz_path  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 SPLIT_SALT = "fetalscope/sononet-planes/v1"
 CALIBRATION_SOURCES = ("HC18", "FPDB-TV", "FPDB-brain-rf", "FOCUS")  # web-abnormal: evaluation only
 SUBPLANE_C = 0.01  # inverse L2 strength of the brain sub-plane logistic regression (features standardised)
@@ -112,16 +110,6 @@ def image_list_sha256(images: list[RealImage]) -> str:
             f"{im.source}|{im.path.name}|{im.path.stat().st_size}|{im.plane}|{im.brain_plane}\n".encode()
         )
     return h.hexdigest()
-
-
-def load_bench_module() -> Any:
-    path = REPO / "benchmarks" / "bench_inference.py"
-    spec = importlib.util.spec_from_file_location("bench_inference", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @torch.inference_mode()
@@ -977,12 +965,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--shared",
-        type=Path,
-        default=None,
-        help="shared folder with data/ and weights/ (default: FETALSCOPE_SHARED or ../shared)",
-    )
+    add_shared_option(parser, "data/ and weights/")
     parser.add_argument("--out", type=Path, default=config.bundled_models_dir(), help="where the bundles go")
     parser.add_argument(
         "--cache", type=Path, default=None, help="cache folder (default <cache>/sononet_build)"
@@ -992,8 +975,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-int8", action="store_true",
                         help="skip the int8 step (scripts/quantize_bundle.py: model.int8.onnx + card 'int8')")
     args = parser.parse_args(argv)
-    if args.shared is not None:
-        os.environ["FETALSCOPE_SHARED"] = str(args.shared.resolve())
+    apply_shared_option(args)
     args.cache = args.cache or (config.cache_dir() / "sononet_build")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -34,10 +32,24 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from script_setup import (  # noqa: E402
+    SCRIPTS,
+    add_shared_option,
+    apply_shared_option,
+    load_bench_module,
+    load_module,
+)
 from sononet_real_sets import RealImage, all_real_images  # noqa: E402
 
 from fetalscope import config  # noqa: E402
-from fetalscope.models.bundle import CARD, CARD_MD, load_bundle, render_card_md  # noqa: E402
+from fetalscope.models.bundle import (  # noqa: E402
+    CARD,
+    CARD_MD,
+    load_bundle,
+    read_card_file,
+    render_card_md,
+    write_card_files,
+)
 from fetalscope.models.quantize import (  # noqa: E402
     QuantizeSettings,
     compare_probabilities,
@@ -46,7 +58,6 @@ from fetalscope.models.quantize import (  # noqa: E402
 )
 from fetalscope.models.runtime import OnnxInt8Predictor, OnnxPredictor  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 CALIBRATION_LIST = "int8_calibration.json"
 # the recipe (QuantizeSettings' defaults, spelled out): QDQ, per-channel int8 weights, uint8 activations,
 # 99.999th-percentile activation ranges, first and last convolution float
@@ -56,13 +67,7 @@ CHUNK = 32
 
 
 def _build_module() -> Any:
-    path = Path(__file__).resolve().parent / "build_sononet_bundle.py"
-    spec = importlib.util.spec_from_file_location("build_sononet_bundle", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(SCRIPTS / "build_sononet_bundle.py", "build_sononet_bundle")
 
 
 def splits(images: list[RealImage]) -> tuple[list[RealImage], list[RealImage]]:
@@ -126,12 +131,7 @@ def fidelity(images: list[RealImage], classes: list[str], p32: np.ndarray, p8: n
 
 def latency(bundle_dir: Path, image_paths: list[Path], runs: int, threads: int) -> dict[str, Any]:
     """Batch-1 p50/p95 and batch-8 throughput of eager / ONNX fp32 / ONNX int8 (benchmarks/bench_inference.py)."""
-    path = REPO / "benchmarks" / "bench_inference.py"
-    spec = importlib.util.spec_from_file_location("bench_inference", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot load {path}")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench_module()
     out = config.cache_dir() / "quantize_bundle" / f"bench-{bundle_dir.name}.json"
     bench.main([str(bundle_dir), "--images", *map(str, image_paths), "--threads", str(threads),
                 "--runs", str(runs), "--batch", "8", "--batch-runs", "3", "--json", str(out)])
@@ -179,8 +179,7 @@ def run(bundle_path: Path, per_source: int = 40, seed: int = 0, bench_runs: int 
           f"{fid['mean_abs_prob_diff']:.5f}; accuracy fp32 {fid['accuracy_fp32']:.4f} int8 "
           f"{fid['accuracy_int8']:.4f}", flush=True)
 
-    card_path = bundle.path / CARD
-    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card = read_card_file(bundle.path)
     int8: dict[str, Any] = {
         "what": "static int8 ONNX Runtime model (opt-in runtime 'onnx-int8'); model.onnx stays the fp32 "
         "parity path",
@@ -206,17 +205,15 @@ def run(bundle_path: Path, per_source: int = 40, seed: int = 0, bench_runs: int 
         sample = [im for im in test if im.source != "web-abnormal-rf"][:: max(1, len(test) // 8)][:8]
         int8["latency"] = latency(bundle.path, [im.path for im in sample], bench_runs, threads)
     card["int8"] = int8
-    card_path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (bundle.path / CARD_MD).write_text(render_card_md(card), encoding="utf-8")
-    for path in (card_path, bundle.path / CARD_MD, bundle.path / CALIBRATION_LIST, bundle.int8_onnx_path):
+    write_card_files(bundle.path, card, render_card_md(card))
+    for path in (bundle.path / CARD, bundle.path / CARD_MD, bundle.path / CALIBRATION_LIST, bundle.int8_onnx_path):
         path.chmod(0o644)
     return int8
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shared", type=Path, default=None,
-                        help="shared folder with data/ (default: FETALSCOPE_SHARED or ../shared)")
+    add_shared_option(parser)
     parser.add_argument("--bundle", type=Path, default=config.bundled_models_dir() / "sononet-planes",
                         help="the sononet-planes bundle folder")
     parser.add_argument("--per-source", type=int, default=40, help="calibration images per source")
@@ -224,8 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench-runs", type=int, default=30, help="timed batch-1 calls (0: no latency)")
     parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads")
     args = parser.parse_args(argv)
-    if args.shared is not None:
-        os.environ["FETALSCOPE_SHARED"] = str(args.shared.resolve())
+    apply_shared_option(args)
     import torch
 
     torch.set_num_threads(args.threads)

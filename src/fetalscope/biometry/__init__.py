@@ -7,8 +7,7 @@ One trainer (:mod:`.segtrain`), one ellipse fitter (:mod:`.ellipse`), one measur
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from fetalscope._lazy import lazy_getattr
 
 _EXPORTS = {
     "Ellipse": "fetalscope.biometry.ellipse",
@@ -29,8 +28,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'fetalscope.biometry' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

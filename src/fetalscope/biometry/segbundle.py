@@ -13,37 +13,36 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_model
 
 from fetalscope.data.transforms import PreprocessConfig
 from fetalscope.errors import MissingWeightsError
 from fetalscope.models.bundle import (
-    CARD,
-    CARD_MD,
     INTENDED_USE_DEFAULT,
     ONNX,
-    REPORT,
     WEIGHTS,
+    BundleRecord,
+    load_bundle_weights,
+    read_card_file,
     render_card_md,
     resolve_bundle,
     software_versions,
+    write_card_files,
 )
 from fetalscope.models.segmentation import ARCHITECTURE, EllipseUNet, build_segmentation_model
 
 
 @dataclass
-class SegBundle:
-    """A loaded segmentation bundle: ``model`` (eval mode), ``card``, ``preprocess``, ``structures``."""
+class SegBundle(BundleRecord):
+    """A loaded segmentation bundle: ``model`` (eval mode), ``card``, ``preprocess``, ``structures``.
+
+    ``name``, ``onnx_path`` and ``report`` come from :class:`~fetalscope.models.bundle.BundleRecord`."""
 
     model: EllipseUNet
     card: dict[str, Any]
     preprocess: PreprocessConfig
     structures: list[str]
     path: Path
-
-    @property
-    def name(self) -> str:
-        return str(self.card.get("name", self.path.name))
 
     @property
     def temperature(self) -> float:
@@ -53,16 +52,6 @@ class SegBundle:
     @property
     def measurement(self) -> str:
         return str(self.card.get("measurement", ""))
-
-    @property
-    def onnx_path(self) -> Path | None:
-        p = self.path / ONNX
-        return p if p.is_file() else None
-
-    @property
-    def report(self) -> dict[str, Any] | None:
-        p = self.path / REPORT
-        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
 
 
 def build_seg_card(model: EllipseUNet, preprocess: PreprocessConfig, card: dict[str, Any]) -> dict[str, Any]:
@@ -96,8 +85,7 @@ def save_seg_bundle(model: EllipseUNet, folder: str | Path, preprocess: Preproce
     model.eval()
     model = model.to(memory_format=torch.contiguous_format)
     save_model(model, str(folder / WEIGHTS), metadata={"architecture": ARCHITECTURE}, force_contiguous=True)
-    (folder / CARD).write_text(json.dumps(full, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (folder / CARD_MD).write_text(render_seg_card_md(full), encoding="utf-8")
+    write_card_files(folder, full, render_seg_card_md(full))
     if onnx:
         export_seg_onnx(model, folder / ONNX, preprocess)
     model.train(was_training)
@@ -119,7 +107,7 @@ def export_seg_onnx(model: EllipseUNet, path: str | Path, preprocess: Preprocess
 def load_seg_bundle(name_or_path: str | Path) -> SegBundle:
     """Load a segmentation bundle by folder or bundled name (``hc18-head``, ``focus-ctr``)."""
     path = resolve_bundle(name_or_path)
-    card = json.loads((path / CARD).read_text(encoding="utf-8"))
+    card = read_card_file(path)
     if card.get("task") != "segmentation" or card.get("architecture") != ARCHITECTURE:
         raise MissingWeightsError(f"{path}: not a segmentation bundle (task {card.get('task')!r}, "
                                   f"architecture {card.get('architecture')!r})")
@@ -127,13 +115,7 @@ def load_seg_bundle(name_or_path: str | Path) -> SegBundle:
     if not weights.is_file():
         raise MissingWeightsError(f"bundle {path} has no {WEIGHTS}; retrain or re-save it")
     model = build_segmentation_model({"architecture": ARCHITECTURE, **card["arch_kwargs"]}, pretrained=False)
-    try:
-        missing, unexpected = load_model(model, str(weights), strict=False)
-    except RuntimeError as exc:
-        raise MissingWeightsError(f"{weights} does not match {card['arch_kwargs']}: {exc}") from exc
-    if missing or unexpected:
-        raise MissingWeightsError(f"{weights} does not match {card['arch_kwargs']}: missing "
-                                  f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+    load_bundle_weights(model, weights, str(card["arch_kwargs"]))
     model.eval()
     return SegBundle(model=model, card=card, preprocess=PreprocessConfig.from_dict(card["preprocess"]),
                      structures=list(card["classes"]), path=path)

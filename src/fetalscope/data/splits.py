@@ -110,6 +110,23 @@ def carve_validation(
     return train, val
 
 
+def _checked_split(train: list[Sample], val: list[Sample], test: list[Sample]) -> Split:
+    """``Split(train, val, test)`` once :func:`assert_patient_disjoint` has passed on the three parts."""
+    assert_patient_disjoint(train, val, test, names=["train", "val", "test"])
+    return Split(train, val, test)
+
+
+def _with_validation(
+    train: list[Sample], test: list[Sample], val_fraction: float, *, seed: int, stratify: bool
+) -> Split:
+    """A checked :class:`Split` of ``train`` (a validation part carved from it by patient when
+    ``val_fraction`` > 0) and ``test``."""
+    val: list[Sample] = []
+    if val_fraction > 0:
+        train, val = carve_validation(train, val_fraction, seed=seed, stratify=stratify)
+    return _checked_split(train, val, test)
+
+
 def official_split(
     samples: Sequence[Sample] | LabelledSet,
     *,
@@ -133,12 +150,7 @@ def official_split(
     if not train or not test:
         raise DataError(f"official split is one-sided: {len(train)} train and {len(test)} test sample(s)")
     assert_patient_disjoint(train, test, names=["train", "test"])
-    val: list[Sample] = []
-    if val_fraction > 0:
-        train, val = carve_validation(train, val_fraction, seed=seed, stratify=stratify)
-    split = Split(train, val, test)
-    assert_patient_disjoint(split.train, split.val, split.test, names=["train", "val", "test"])
-    return split
+    return _with_validation(train, test, val_fraction, seed=seed, stratify=stratify)
 
 
 def patient_split(
@@ -157,9 +169,7 @@ def patient_split(
         if val_fraction <= 0
         else carve_validation(rest, val_fraction / (1.0 - test_fraction), seed=seed + 1, stratify=stratify)
     )
-    split = Split(train, val, test)
-    assert_patient_disjoint(split.train, split.val, split.test, names=["train", "val", "test"])
-    return split
+    return _checked_split(train, val, test)
 
 
 def kfold_splits(
@@ -189,12 +199,7 @@ def kfold_splits(
     out: list[Split] = []
     for i, (train_idx, test_idx) in enumerate(folds):
         train, test = [items[j] for j in train_idx], [items[j] for j in test_idx]
-        val: list[Sample] = []
-        if val_fraction > 0:
-            train, val = carve_validation(train, val_fraction, seed=seed + i, stratify=stratify)
-        split = Split(train, val, test)
-        assert_patient_disjoint(split.train, split.val, split.test, names=["train", "val", "test"])
-        out.append(split)
+        out.append(_with_validation(train, test, val_fraction, seed=seed + i, stratify=stratify))
     return out
 
 

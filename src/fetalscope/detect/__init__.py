@@ -10,8 +10,7 @@ Public API (imported lazily, so ``import fetalscope.detect`` stays cheap):
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fetalscope._lazy import lazy_getattr
 
 _EXPORTS = {
     "Box": "fetalscope.detect.types",
@@ -28,8 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'fetalscope.detect' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

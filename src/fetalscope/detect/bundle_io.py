@@ -22,13 +22,14 @@ from fetalscope.detect.types import Box
 from fetalscope.errors import MissingWeightsError, UnsupportedError
 from fetalscope.imaging.loader import UltrasoundImage
 from fetalscope.models.bundle import (
-    CARD,
-    CARD_MD,
     REPORT,
     WEIGHTS,
+    BundleFolder,
+    read_card_file,
     render_card_md,
     resolve_bundle,
     software_versions,
+    write_card_files,
 )
 
 TASK = "detection"
@@ -36,16 +37,13 @@ DEFAULT_BUNDLE = "brain-structures"
 
 
 @dataclass
-class DetectorBundle:
-    """A loaded detector bundle: the detector, its card and folder."""
+class DetectorBundle(BundleFolder):
+    """A loaded detector bundle: the detector, its card and folder (``name`` and ``report`` come from
+    :class:`~fetalscope.models.bundle.BundleFolder`)."""
 
     detector: TorchvisionDetector
     card: dict[str, Any]
     path: Path
-
-    @property
-    def name(self) -> str:
-        return str(self.card.get("name", self.path.name))
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -54,11 +52,6 @@ class DetectorBundle:
     @property
     def score_threshold(self) -> float:
         return float(self.card.get("score_threshold", 0.5))
-
-    @property
-    def report(self) -> dict[str, Any] | None:
-        path = self.path / REPORT
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     def predict(self, image: UltrasoundImage) -> list[Box]:
         """Raw boxes (every box above the backend minimum score), as :class:`Detector` does."""
@@ -122,8 +115,7 @@ def save_detector_bundle(
         force_contiguous=True,
     )
     (folder / WEIGHTS).chmod(0o644)  # safetensors writes owner-only files; bundles are read by everyone
-    (folder / CARD).write_text(json.dumps(full, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (folder / CARD_MD).write_text(render_detector_card_md(full), encoding="utf-8")
+    write_card_files(folder, full, render_detector_card_md(full))
     if report is not None:
         (folder / REPORT).write_text(
             json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -134,7 +126,7 @@ def save_detector_bundle(
 def load_detector(name_or_path: str | Path = DEFAULT_BUNDLE) -> DetectorBundle:
     """Load a detector bundle by bundled name (``brain-structures``) or folder path."""
     path = resolve_bundle(name_or_path)
-    card = json.loads((path / CARD).read_text(encoding="utf-8"))
+    card = read_card_file(path)
     if card.get("task") != TASK:
         raise UnsupportedError(
             f"bundle {path} is a '{card.get('task', 'classification')}' model, not a detector; "

@@ -20,9 +20,11 @@ label caches are written beside the labels, and the source dataset must stay unt
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,14 @@ def _import_ultralytics() -> Any:
     return ultralytics
 
 
+def _yolo_class() -> Any:
+    """Ultralytics' ``YOLO`` model class, imported offline (see :func:`_import_ultralytics`)."""
+    _import_ultralytics()
+    from ultralytics import YOLO
+
+    return YOLO
+
+
 def is_available() -> bool:
     """Whether the optional Ultralytics package is installed (without importing it)."""
     import importlib.util
@@ -120,10 +130,7 @@ class UltralyticsDetector:
 
     @classmethod
     def load(cls, weights: str | Path, classes: Sequence[str], imgsz: int = 320) -> UltralyticsDetector:
-        _import_ultralytics()
-        from ultralytics import YOLO
-
-        return cls(YOLO(str(weights)), classes, imgsz)
+        return cls(_yolo_class()(str(weights)), classes, imgsz)
 
     def predict_batch(self, images: list[UltrasoundImage]) -> list[list[Box]]:
         if not images:
@@ -149,46 +156,50 @@ class UltralyticsDetector:
         return self.predict_batch([image])[0]
 
 
-def train_yolo(
-    data_yaml: str | Path,
-    out_dir: str | Path,
-    *,
-    model: str = "yolov8n.yaml",
-    epochs: int = 30,
-    imgsz: int = 320,
-    batch: int = 8,
-    seed: int = 0,
-    workers: int = 0,
-    fraction: float = 1.0,
-) -> Path:
-    """Train an Ultralytics detector from a model yaml (random init, offline, CPU); returns best weights."""
-    if not str(model).endswith((".yaml", ".yml")):
-        raise UnsupportedError(
-            f"model '{model}': the offline YOLO backend builds from a model yaml (e.g. yolov8n.yaml, yolo11n.yaml); "
-            "pretrained .pt files cannot be downloaded here"
-        )
-    _import_ultralytics()
-    from ultralytics import YOLO
+@dataclass(frozen=True)
+class YoloTrainSettings:
+    """How :func:`train_yolo` trains: the Ultralytics model yaml (random init), epochs, square input size
+    ``imgsz``, batch size, seed, data-loader workers and the fraction of the training images used."""
 
+    model: str = "yolov8n.yaml"
+    epochs: int = 30
+    imgsz: int = 320
+    batch: int = 8
+    seed: int = 0
+    workers: int = 0
+    fraction: float = 1.0
+
+
+def train_yolo(data_yaml: str | Path, out_dir: str | Path, **settings: Any) -> Path:
+    """Train an Ultralytics detector from a model yaml (random init, offline, CPU); returns best weights.
+
+    ``settings`` (keyword-only): the fields of :class:`YoloTrainSettings` (``model``, ``epochs``, ``imgsz``,
+    ``batch``, ``seed``, ``workers``, ``fraction``), with its defaults."""
+    opts = YoloTrainSettings(**settings)
+    if not str(opts.model).endswith((".yaml", ".yml")):
+        raise UnsupportedError(
+            f"model '{opts.model}': the offline YOLO backend builds from a model yaml (e.g. yolov8n.yaml, "
+            "yolo11n.yaml); pretrained .pt files cannot be downloaded here"
+        )
     out = Path(out_dir).resolve()
-    yolo = YOLO(model)
+    yolo = _yolo_class()(opts.model)
     yolo.train(
         data=str(data_yaml),
-        epochs=epochs,
-        imgsz=imgsz,
-        batch=batch,
+        epochs=opts.epochs,
+        imgsz=opts.imgsz,
+        batch=opts.batch,
         device="cpu",
-        workers=workers,
+        workers=opts.workers,
         project=str(out.parent),
         name=out.name,
         exist_ok=True,
         pretrained=False,
         amp=False,
         plots=False,
-        seed=seed,
+        seed=opts.seed,
         deterministic=True,
         verbose=False,
-        fraction=fraction,
+        fraction=opts.fraction,
     )
     best = out / "weights" / "best.pt"
     last = out / "weights" / "last.pt"
@@ -196,19 +207,14 @@ def train_yolo(
 
 
 def train_and_evaluate_yolo(
-    data: str | Path,
-    out_dir: str | Path,
-    *,
-    model: str = "yolov8n.yaml",
-    epochs: int = 30,
-    imgsz: int = 320,
-    batch: int = 8,
-    holdout_fraction: float = 0.2,
-    seed: int = 0,
+    data: str | Path, out_dir: str | Path, *, holdout_fraction: float = 0.2, **settings: Any
 ) -> dict[str, Any]:
     """The same protocol as :func:`fetalscope.detect.run.train_and_evaluate`, with an Ultralytics model:
     train on part of the training groups, validate (epoch choice, threshold) on the rest, test on
-    ``valid``/``test``. Writes ``report.json`` + ``report.md`` into ``out_dir``."""
+    ``valid``/``test``. Writes ``report.json`` + ``report.md`` into ``out_dir``.
+
+    ``settings`` (keyword-only): the :class:`YoloTrainSettings` fields given to :func:`train_yolo`; ``seed``
+    also draws the hold-out groups."""
     from fetalscope.detect.report import write_report
     from fetalscope.detect.run import (
         _split_summary,
@@ -217,6 +223,8 @@ def train_and_evaluate_yolo(
         measure_speed,
     )
 
+    opts = YoloTrainSettings(**settings)
+    model, imgsz, seed = opts.model, opts.imgsz, opts.seed
     out = Path(out_dir)
     dataset = read_yolo_dataset(data)
     train_items, holdout = group_split(dataset.items("train"), holdout_fraction, seed=seed)
@@ -224,7 +232,7 @@ def train_and_evaluate_yolo(
     test_items = dataset.items(test_name) if test_name else []
     assert_groups_disjoint(train_items, holdout, test_items)
     data_yaml = write_ultralytics_dataset(dataset.names, {"train": train_items, "val": holdout}, out / "data")
-    weights = train_yolo(data_yaml, out / "run", model=model, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed)
+    weights = train_yolo(data_yaml, out / "run", **dataclasses.asdict(opts))
     detector = UltralyticsDetector.load(weights, dataset.names, imgsz)
     choice = decide_threshold_and_filter(detector, holdout)
     threshold, drop = choice["threshold"], choice["drop_outside_skull"]

@@ -48,8 +48,44 @@ IMAGENET_NOTE = (
 )
 
 
+class BundleFolder:
+    """What every loaded bundle shares (classifier :class:`Bundle`, segmentation ``SegBundle``, detector
+    ``DetectorBundle``): the parsed ``card`` (``card.json``) and the bundle folder ``path``, and what is
+    read from them (``name``, ``report``).
+
+    Not a dataclass itself: subclasses are dataclasses that declare ``card`` and ``path`` among their
+    own fields (so their field order stays theirs)."""
+
+    card: dict[str, Any]
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name", self.path.name))
+
+    @property
+    def report(self) -> dict[str, Any] | None:
+        """The bundle's ``report.json`` (evaluation), or ``None`` when it has none."""
+        path = self.path / REPORT
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+class BundleRecord(BundleFolder):
+    """A bundle the runtime predictors (:mod:`fetalscope.models.runtime`) take: adds the softmax
+    ``temperature`` from the card and the optional ``model.onnx`` (:class:`Bundle`, ``SegBundle``)."""
+
+    @property
+    def temperature(self) -> float:
+        return float(self.card.get("temperature", 1.0) or 1.0)
+
+    @property
+    def onnx_path(self) -> Path | None:
+        """``model.onnx`` when the bundle has one."""
+        return _file_or_none(self.path / ONNX)
+
+
 @dataclass
-class Bundle:
+class Bundle(BundleRecord):
     """A loaded bundle: ``model`` (eval mode), ``card``, ``preprocess``, ``classes`` and folder ``path``."""
 
     model: FetalscopeClassifier
@@ -59,29 +95,37 @@ class Bundle:
     path: Path
 
     @property
-    def name(self) -> str:
-        return str(self.card.get("name", self.path.name))
-
-    @property
-    def temperature(self) -> float:
-        return float(self.card.get("temperature", 1.0) or 1.0)
-
-    @property
-    def onnx_path(self) -> Path | None:
-        """``model.onnx`` when the bundle has one."""
-        path = self.path / ONNX
-        return path if path.is_file() else None
-
-    @property
     def int8_onnx_path(self) -> Path | None:
         """``model.int8.onnx`` (the opt-in int8 ONNX Runtime model) when the bundle has one."""
-        path = self.path / ONNX_INT8
-        return path if path.is_file() else None
+        return _file_or_none(self.path / ONNX_INT8)
 
-    @property
-    def report(self) -> dict[str, Any] | None:
-        path = self.path / REPORT
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+def _file_or_none(path: Path) -> Path | None:
+    return path if path.is_file() else None
+
+
+def read_card_file(folder: Path) -> dict[str, Any]:
+    """The parsed ``card.json`` of the bundle folder ``folder``."""
+    return json.loads((folder / CARD).read_text(encoding="utf-8"))
+
+
+def write_card_files(folder: Path, card: dict[str, Any], card_md: str) -> None:
+    """Write ``card`` as ``card.json`` and the rendered ``card_md`` as ``card.md`` into ``folder``."""
+    (folder / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / CARD_MD).write_text(card_md, encoding="utf-8")
+
+
+def load_bundle_weights(model: torch.nn.Module, weights: Path, what: str) -> None:
+    """Load the safetensors file ``weights`` into ``model``; a file that does not fit (shapes, missing or
+    unexpected keys) raises :class:`MissingWeightsError` saying it does not match ``what``."""
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise MissingWeightsError(f"{weights} does not match {what}: {exc}") from exc
+    if missing or unexpected:
+        raise MissingWeightsError(
+            f"{weights} does not match {what}: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
 
 
 def software_versions() -> dict[str, str]:
@@ -154,8 +198,7 @@ def save_bundle(model: FetalscopeClassifier, folder: str | Path, card: dict[str,
     model.eval()
     save_model(model, str(folder / WEIGHTS), metadata={"architecture": full["architecture"]},
                force_contiguous=True)
-    (folder / CARD).write_text(json.dumps(full, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (folder / CARD_MD).write_text(render_card_md(full), encoding="utf-8")
+    write_card_files(folder, full, render_card_md(full))
     if onnx:
         from fetalscope.models.onnx_export import export_onnx
 
@@ -193,13 +236,13 @@ def resolve_bundle(name_or_path: str | Path) -> Path:
 
 def read_card(name_or_path: str | Path) -> dict[str, Any]:
     """The ``card.json`` of a bundle, without building its model."""
-    return json.loads((resolve_bundle(name_or_path) / CARD).read_text(encoding="utf-8"))
+    return read_card_file(resolve_bundle(name_or_path))
 
 
 def load_bundle(name_or_path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     """Load a bundle by folder path or bundled name; the model comes back in eval mode on ``device``."""
     path = resolve_bundle(name_or_path)
-    card = json.loads((path / CARD).read_text(encoding="utf-8"))
+    card = read_card_file(path)
     for key in ("architecture", "classes"):
         if key not in card:
             raise MissingWeightsError(f"{path / CARD} has no '{key}'; the bundle is incomplete: re-save it")
@@ -209,17 +252,7 @@ def load_bundle(name_or_path: str | Path, device: str | torch.device = "cpu") ->
     num_classes = int(card.get("num_classes", len(card["classes"])))
     kwargs = {k: v for k, v in (card.get("arch_kwargs") or {}).items() if k not in INIT_ONLY_KWARGS}
     model = create_model(card["architecture"], num_classes, pretrained=False, **kwargs)
-    try:
-        missing, unexpected = load_model(model, str(weights), strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise MissingWeightsError(
-            f"{weights} does not match architecture {card['architecture']} {kwargs}: {exc}"
-        ) from exc
-    if missing or unexpected:
-        raise MissingWeightsError(
-            f"{weights} does not match architecture {card['architecture']} {kwargs}: "
-            f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
-        )
+    load_bundle_weights(model, weights, f"architecture {card['architecture']} {kwargs}")
     preprocess = PreprocessConfig.from_dict(card.get("preprocess") or model.spec.preprocess.to_dict())
     model.spec = dataclasses.replace(model.spec, preprocess=preprocess)
     model.eval().to(device)
