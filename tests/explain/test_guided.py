@@ -70,6 +70,7 @@ def test_guided_backprop_on_registry_fetalnet():
     _check_guided(model, torch.randn(1, 3, 32, 32), (nn.ReLU6, nn.ReLU))
 
 
+@pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU activations")  # Captum's own notice
 def test_matches_captum_exactly_on_plain_relu_models():
     """On nn.ReLU networks Captum's GuidedBackprop is right; ours must agree with it."""
     torch.manual_seed(0)

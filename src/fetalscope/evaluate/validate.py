@@ -117,7 +117,10 @@ def check_probs(probs: object, *, name: str = "probs") -> np.ndarray:
             f"({int(off.sum())} of {len(sums)} rows are off). Pass softmax probabilities over all classes; "
             "a model that lacks a class should give it probability 0"
         )
-    return np.clip(arr, 0.0, 1.0)
+    arr = np.clip(arr, 0.0, 1.0)
+    # rows are within PROB_SUM_ATOL of 1: remove the rounding (float32 softmax) so that downstream
+    # metrics (log loss, Brier) see exact probability vectors
+    return arr / arr.sum(axis=1, keepdims=True)
 
 
 def check_same_length(n: int, other: object, *, name: str, against: str = "y_true") -> None:
