@@ -29,6 +29,16 @@ def shared_data_dir() -> Path:
     return shared_dir() / "data"
 
 
+def shared_data_relative(path: str | Path) -> str:
+    """``path`` relative to :func:`shared_data_dir` when it lies inside it (names that mean the same on
+    every machine, e.g. in split lists and cache keys), else its absolute path."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(shared_data_dir().resolve()))
+    except ValueError:
+        return str(resolved)
+
+
 def shared_weights_dir() -> Path:
     return shared_dir() / "weights"
 

@@ -30,7 +30,8 @@ from fetalscope.biometry.ellipse import Ellipse, ellipse_overlap, hausdorff_dist
 from fetalscope.biometry.measure import Measurer
 from fetalscope.biometry.segbundle import load_seg_bundle, render_seg_card_md
 from fetalscope.biometry.segtrain import load_mask_file
-from fetalscope.biometry.training import SPLITS_FILE, _rel, read_split, recipe
+from fetalscope.biometry.training import SPLITS_FILE, read_split, recipe
+from fetalscope.config import shared_data_relative
 from fetalscope.data.segsets import SegSample
 from fetalscope.errors import DataError
 from fetalscope.evaluate.bootstrap import bootstrap_ci
@@ -97,7 +98,7 @@ def validation_samples(folder: Path, what: str, split: str = "validation") -> li
     if not (folder / SPLITS_FILE).is_file():
         raise DataError(f"{folder}: no {SPLITS_FILE}; evaluate with explicit samples instead")
     wanted = read_split(folder, split)
-    by_rel = {_rel(s.path): s for s in recipe(what).load()}
+    by_rel = {shared_data_relative(s.path): s for s in recipe(what).load()}
     missing = [w for w in wanted if w not in by_rel]
     if missing:
         raise DataError(f"{len(missing)} {split} images of {folder} are not in the dataset, e.g. {missing[:3]}")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from fetalscope.biometry.ellipse import Ellipse
-from fetalscope.config import shared_data_dir
+from fetalscope.config import shared_data_relative
 from fetalscope.data.segsets import SegSample
 from fetalscope.data.transforms import PreprocessConfig, normalise, prepare_array
 from fetalscope.errors import DataError
@@ -222,12 +222,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _sample_key(sample: SegSample) -> dict[str, Any]:
-    def rel(path: Any) -> str:
-        try:
-            return str(Path(path).resolve().relative_to(shared_data_dir().resolve()))
-        except ValueError:
-            return str(Path(path).resolve())
-
+    rel = shared_data_relative
     return {"image": rel(sample.path), "masks": {k: rel(v) for k, v in sorted(sample.masks.items())},
             "ellipses": {k: sample.ellipses[k] for k in sorted(sample.ellipses)}}
 

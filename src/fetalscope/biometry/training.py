@@ -16,7 +16,7 @@ from typing import Any
 
 from fetalscope.biometry.segbundle import save_seg_bundle
 from fetalscope.biometry.segtrain import SegTrainConfig, prepare_arrays, prepared_cache_file, train_segmenter
-from fetalscope.config import bundled_models_dir, cache_dir, shared_data_dir
+from fetalscope.config import bundled_models_dir, cache_dir, shared_data_relative
 from fetalscope.data.segsets import SegSample, assert_groups_disjoint, group_split
 from fetalscope.errors import BadInputError
 
@@ -119,16 +119,10 @@ def recipe(what: str) -> Recipe:
     raise BadInputError(f"unknown measurement '{what}'; choose 'head' or 'cardiothoracic'")
 
 
-def _rel(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(shared_data_dir().resolve()))
-    except ValueError:
-        return str(path.resolve())
-
-
 def write_splits(folder: Path, splits: dict[str, Sequence[SegSample]]) -> None:
     """``splits.json``: per split the images (relative to the shared data folder when inside it)."""
-    data = {name: [{"image": _rel(s.path), "group": s.group} for s in items] for name, items in splits.items()}
+    data = {name: [{"image": shared_data_relative(s.path), "group": s.group} for s in items]
+            for name, items in splits.items()}
     (folder / SPLITS_FILE).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
@@ -188,7 +182,7 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     fit_on = [*splits["train"], *splits["early_stop"]] if refit else splits["train"]
     result = train_segmenter(fit_on, splits["early_stop"], cfg, log=log, cache=cache_folder)
     folder = Path(out) if out is not None else bundled_models_dir() / r.bundle_name
-    digest = hashlib.sha256("\n".join(sorted(_rel(s.path) for s in fit_on)).encode()).hexdigest()
+    digest = hashlib.sha256("\n".join(sorted(shared_data_relative(s.path) for s in fit_on)).encode()).hexdigest()
     card = dict(r.card)
     card["name"] = r.bundle_name if out is None else folder.name
     card["measurement"] = r.measurement
