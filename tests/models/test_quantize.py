@@ -28,6 +28,8 @@ from fetalscope.models.quantize import (
 )
 from fetalscope.models.runtime import OnnxInt8Predictor, OnnxPredictor, make_predictor
 
+from .test_runtime import make_realistic
+
 SIZE = 64
 
 
@@ -57,18 +59,7 @@ def tiny_bundle(tmp_path_factory, images) -> Path:
     torch.manual_seed(0)
     model = create_model("small_cnn", num_classes=6, input_size=SIZE)
     x = torch.from_numpy(preprocess_images(images["calibration"], model.spec.preprocess))
-    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-        bn.reset_running_stats()
-        bn.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(x)
-    model.eval()
-    linear = [m for m in model.head.modules() if isinstance(m, torch.nn.Linear)][-1]
-    with torch.no_grad():
-        scale = 3.0 / max(model(x).std().item(), 1e-6)
-        linear.weight.mul_(scale)
-        linear.bias.mul_(scale)
+    make_realistic(model, x, target_std=3.0)
     folder = save_bundle(model, tmp_path_factory.mktemp("q8_bundle") / "tiny",
                          {"name": "tiny-q8", "classes": list(PLANE_CLASSES)})
     export_onnx(load_bundle(folder))
