@@ -101,3 +101,16 @@ def normalise(rgb: np.ndarray | torch.Tensor, cfg: PreprocessConfig) -> torch.Te
 def to_tensor(image: UltrasoundImage | np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
     """The inference path: crop, resize, normalise. Returns ``C x H x W`` float32."""
     return normalise(prepare_array(image, cfg), cfg)
+
+
+def model_input(image: UltrasoundImage | np.ndarray, cfg: PreprocessConfig,
+                memo: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """The ``1 x C x H x W`` float32 input of one image for a model preprocessing with ``cfg``. ``memo``
+    (a dict kept for one image) lets every model with the same preprocessing reuse it."""
+    key = repr(cfg)
+    if memo is not None and key in memo:
+        return memo[key]
+    x = to_tensor(image, cfg).unsqueeze(0).numpy()
+    if memo is not None:
+        memo[key] = x
+    return x

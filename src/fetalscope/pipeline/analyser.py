@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 
 from fetalscope.data.labels import PLANE_CLASSES
-from fetalscope.data.transforms import to_tensor
+from fetalscope.data.transforms import model_input
 from fetalscope.imaging.loader import UltrasoundImage, load_image
 from fetalscope.imaging.quality import ood_check
-from fetalscope.pipeline.analysis import Analysis, ClassScore
+from fetalscope.pipeline.analysis import Analysis, ClassScore, top_and_scores
 from fetalscope.pipeline.brain_findings import DEFAULT_BRAIN_FINDINGS_MODEL, BrainFindingsModel
 
 DEFAULT_PLANE_MODEL = "sononet-planes"
@@ -104,23 +104,13 @@ class Analyser:
     def predict_probabilities(self, image: UltrasoundImage) -> np.ndarray:
         return self.predict_with_detail(image)[0]
 
-    def _input(self, image: UltrasoundImage, bundle: Any, memo: dict | None = None) -> np.ndarray:
-        """The model input for ``bundle``; ``memo`` reuses it across models with the same preprocessing."""
-        key = repr(bundle.preprocess)
-        if memo is not None and key in memo:
-            return memo[key]
-        x = to_tensor(image, bundle.preprocess).unsqueeze(0).numpy()
-        if memo is not None:
-            memo[key] = x
-        return x
-
     def predict_with_detail(self, image: UltrasoundImage,
                             memo: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Calibrated probabilities over the model's classes, and model-specific detail
         (SonoNet's own 14-plane probabilities when the model has them)."""
         from fetalscope.models.runtime import softmax
 
-        x = self._input(image, self.bundle, memo)
+        x = model_input(image, self.bundle.preprocess, memo)
         outputs = self.predictor.predict_outputs(x)
         probs = softmax(outputs["logits"], self.predictor.temperature)[0]
         detail: dict[str, Any] = {}
@@ -141,15 +131,10 @@ class Analyser:
         if self.brain_bundle is None or self.brain_predictor is None:
             return None
         card = self.brain_bundle.card
-        x = self._input(image, self.brain_bundle, memo)
+        x = model_input(image, self.brain_bundle.preprocess, memo)
         probs = np.asarray(self.brain_predictor.predict_proba(x))[0]
-        classes = list(self.brain_bundle.classes)
-        top = int(np.argmax(probs))
         result: dict[str, Any] = {
-            "label": classes[top],
-            "probability": round(float(probs[top]), 6),
-            "probabilities": [{"label": c, "probability": round(float(p), 6)} for c, p in zip(classes, probs,
-                                                                                              strict=True)],
+            **top_and_scores(probs, list(self.brain_bundle.classes)),
             "model": {"id": card.get("name", ""), "version": str(card.get("version", ""))},
             "status": card.get("status", ""),
             "source_confounded": bool(card.get("source_confounded", False)),

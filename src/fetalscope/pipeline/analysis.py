@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
+
+
+def top_and_scores(probs: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """``{label, probability, probabilities: [{label, probability}]}`` of a secondary model's output:
+    its top class and every class's probability (rounded to 6 digits)."""
+    top = int(np.argmax(probs))
+    return {
+        "label": classes[top],
+        "probability": round(float(probs[top]), 6),
+        "probabilities": [{"label": c, "probability": round(float(p), 6)}
+                          for c, p in zip(classes, probs, strict=True)],
+    }
 
 
 @dataclass

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from fetalscope.data.transforms import to_tensor
+from fetalscope.data.transforms import model_input
 from fetalscope.imaging.loader import UltrasoundImage
+from fetalscope.pipeline.analysis import top_and_scores
 
 DEFAULT_BRAIN_FINDINGS_MODEL = "brain-normal-abnormal-demo"
 NO_STATUS = "no status given in the model card"
@@ -50,19 +51,9 @@ class BrainFindingsModel:
             return None
         return cls(DEFAULT_BRAIN_FINDINGS_MODEL, runtime)
 
-    def input_for(self, image: UltrasoundImage, memo: dict | None = None) -> np.ndarray:
-        """The ``1 x C x H x W`` model input; ``memo`` shares it with models of the same preprocessing."""
-        key = repr(self.bundle.preprocess)
-        if memo is not None and key in memo:
-            return memo[key]
-        x = to_tensor(image, self.bundle.preprocess).unsqueeze(0).numpy()
-        if memo is not None:
-            memo[key] = x
-        return x
-
     def probabilities(self, image: UltrasoundImage, memo: dict | None = None) -> np.ndarray:
         """Calibrated probabilities over :attr:`classes` (the card's temperature applied)."""
-        return np.asarray(self.predictor.predict_proba(self.input_for(image, memo)))[0]
+        return np.asarray(self.predictor.predict_proba(model_input(image, self.bundle.preprocess, memo)))[0]
 
     def findings(self, image: UltrasoundImage, memo: dict | None = None) -> dict[str, Any]:
         """The findings record of one image (see :func:`findings_record`)."""
@@ -74,12 +65,8 @@ def findings_record(probs: np.ndarray, classes: list[str], model: dict[str, Any]
                     warning: str | None) -> dict[str, Any]:
     """``{label, probability, probabilities: [{label, probability}], model: {id, version, task, runtime},
     status, warning}``: every class's probability, the top one, and the card's status and warning."""
-    top = int(np.argmax(probs))
     return {
-        "label": classes[top],
-        "probability": round(float(probs[top]), 6),
-        "probabilities": [{"label": c, "probability": round(float(p), 6)} for c, p in zip(classes, probs,
-                                                                                          strict=True)],
+        **top_and_scores(probs, classes),
         "model": dict(model),
         "status": status,
         "warning": warning,
