@@ -177,27 +177,18 @@ class Service:
 
     def resolve_target(self, target: str | int | None, image: UltrasoundImage | None = None,
                        model: str = "plane") -> int | None:
-        """Class index of ``model``'s classes from a class name, an index (as int or digits) or None (the
-        predicted class)."""
+        """Class index of ``model``'s classes from a class name, an index (as int or digits) or None / blank
+        (the predicted class); a class the plane model does not cover is refused as such."""
+        from fetalscope.explain.runner import resolve_target
+
         if target is None or (isinstance(target, str) and not target.strip()):
             return None
         which = _which(model)
         classes = self.explain_classes(which)
-        if isinstance(target, int) or (isinstance(target, str) and target.strip().lstrip("-").isdigit()):
-            index = int(target)
-            if not 0 <= index < len(classes):
-                raise BadInputError(f"target {index} is out of range: the model has classes 0..{len(classes) - 1} "
-                                    f"({', '.join(classes)})")
-            return index
-        wanted = str(target).strip().lower()
-        for i, c in enumerate(classes):
-            if c.lower() == wanted:
-                return i
         if which == "plane" and str(target) in self.analyser.not_covered:
             raise UnsupportedError(f"target '{target}' is a class this model does not cover; "
                                    f"choose one of {', '.join(classes)}")
-        raise BadInputError(f"unknown target class '{target}'; choose one of {', '.join(classes)} "
-                            "(or its index)")
+        return resolve_target(target, classes)
 
     def findings_note(self, image: UltrasoundImage, analysis: dict[str, Any] | None = None) -> str | None:
         """A note when ``image`` is not one the findings model is meant for (the pipeline's own routing
