@@ -34,14 +34,19 @@ FINDINGS_CSS = """
 """
 
 
+def status_banner(status: Any, warning: Any, css: str = "fs-findings-warning") -> str:
+    """The banner of a model card's caution: "Model status: <status>. <warning>" (escaped)."""
+    text = f"&#9888; Model status: {html.escape(str(status or ''))}."
+    if warning:
+        text += f" {html.escape(str(warning))}"
+    return f"<div class='{css}'>{text}</div>"
+
+
 def findings_html(findings: dict[str, Any]) -> str:
     """The brain findings of an analysis as an HTML block: a banner with the model card's status and warning
     (verbatim from the record), then every class probability and the model. Every value is escaped."""
     esc = html.escape
-    status = esc(str(findings.get("status") or ""))
-    warning = findings.get("warning")
-    banner = (f"<div class='fs-findings-warning'>&#9888; Model status: {status}. {esc(str(warning))}</div>"
-              if warning else f"<div class='fs-findings-warning'>&#9888; Model status: {status}.</div>")
+    banner = status_banner(findings.get("status"), findings.get("warning"))
     probs = " &middot; ".join(
         f"{'<b>' if c['label'] == findings.get('label') else ''}{esc(str(c['label']))} "
         f"{100 * float(c['probability']):.1f}%{'</b>' if c['label'] == findings.get('label') else ''}"
@@ -55,12 +60,8 @@ def findings_html(findings: dict[str, Any]) -> str:
 def explanation_caution_html(record: dict[str, Any]) -> str:
     """The caution under an explanation of the brain findings model: its card's status and warning (verbatim
     from the explanation record) and the note when the image is not one the model is meant for."""
-    esc = html.escape
-    status, warning, note = record.get("status"), record.get("warning"), record.get("note")
-    text = f"&#9888; Model status: {esc(str(status or ''))}."
-    if warning:
-        text += f" {esc(str(warning))}"
-    out = f"<div class='fs-findings-warning fs-explain-warning'>{text}</div>"
+    out = status_banner(record.get("status"), record.get("warning"), "fs-findings-warning fs-explain-warning")
+    note = record.get("note")
     if note:
-        out += f"<div class='fs-warning'>&#9888; {esc(str(note))}</div>"
+        out += f"<div class='fs-warning'>&#9888; {html.escape(str(note))}</div>"
     return out

@@ -134,10 +134,14 @@ def _label_value(a: dict[str, Any]) -> dict[str, float]:
     return {c["label"]: float(c["probability"]) for c in a.get("probabilities", []) if c["probability"] is not None}
 
 
+def _model_words(record: dict[str, Any]) -> str:
+    """The kind of model an explanation record explains, in words (``plane model``)."""
+    return MODEL_WORDS.get(str(record.get("explains", "plane")), "model")
+
+
 def _explained_model(record: dict[str, Any]) -> str:
     """Which model an explanation record explains, in words (``plane model `sononet-planes```)."""
-    words = MODEL_WORDS.get(str(record.get("explains", "plane")), "model")
-    return f"{words} `{(record.get('model') or {}).get('id', '')}`"
+    return f"{_model_words(record)} `{(record.get('model') or {}).get('id', '')}`"
 
 
 def _explain_info(record: dict[str, Any]) -> str:
@@ -153,8 +157,8 @@ def _explain_info(record: dict[str, Any]) -> str:
 
 def _explain_image(record: dict[str, Any], overlay: np.ndarray) -> Any:
     """The overlay with a label naming the method, the model and the class it explains."""
-    words = MODEL_WORDS.get(str(record.get("explains", "plane")), "model")
-    return gr.update(value=overlay, label=f"{record['title']} \u00b7 {words} \u00b7 class {record['target_label']}")
+    label = f"{record['title']} \u00b7 {_model_words(record)} \u00b7 class {record['target_label']}"
+    return gr.update(value=overlay, label=label)
 
 
 def _blank_image(method: str) -> Any:
