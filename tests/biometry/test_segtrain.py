@@ -128,3 +128,12 @@ def test_keep_last_epoch_for_refits(synthetic_heads):
     with pytest.raises(DataError, match="keep"):
         train_segmenter(synthetic_heads[:10], synthetic_heads[10:],
                         SegTrainConfig(structures=("head",), input_size=(48, 72), pretrained=False, keep="first"))
+
+
+def test_refit_needs_its_epoch_count(tmp_path):
+    from fetalscope.biometry.training import train_measurement
+    from fetalscope.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="number of epochs"):
+        train_measurement("head", out=tmp_path / "never", refit=True)
+    assert not (tmp_path / "never").exists()

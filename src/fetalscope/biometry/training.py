@@ -150,6 +150,8 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     split stays held out, and the early-stop Dice in the history is then in-sample.
     ``samples`` replaces the default dataset (a user's own set,
     e.g. :func:`fetalscope.data.focus.load_mask_folders`). Returns the bundle folder."""
+    if refit and epochs is None:
+        raise BadInputError("a refit needs the number of epochs (e.g. the best epoch of a first run)")
     r = recipe(what)
     data = list(samples) if samples is not None else r.load()
     if limit:
@@ -168,11 +170,7 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
         cfg_kw["patience"] = patience
     cfg = SegTrainConfig(structures=r.structures, batch_size=batch_size, threads=threads, max_minutes=max_minutes,
                          pretrained=pretrained, seed=seed, init_from=str(init_from) if init_from else None,
-                         device=device, num_workers=num_workers, **cfg_kw)
-    if refit:
-        if epochs is None:
-            raise BadInputError("a refit needs the number of epochs (e.g. the best epoch of a first run)")
-        cfg.keep = "last"
+                         device=device, num_workers=num_workers, keep="last" if refit else "best", **cfg_kw)
     cache_folder = cache_dir() / "biometry" / "prepared" if cache or prepare_only else None
     if prepare_only:
         for name in ("train", "early_stop"):
@@ -198,7 +196,7 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
         "refit": ("trained on the train and early-stop splits together for a fixed number of epochs, keeping "
                   "the last; the early-stop Dice in the history is in-sample") if refit else None,
         "note": "CPU shared with other jobs; wall-clock times are upper bounds" if result.device == "cpu"
-        else "GPU run; the resized arrays were prepared beforehand (prepare_minutes covers reading them)",
+        else None,
     }
     save_seg_bundle(result.model, folder, cfg.preprocess(), card, onnx=False)
     write_splits(folder, splits)
