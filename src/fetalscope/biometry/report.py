@@ -36,6 +36,7 @@ from fetalscope.data.segsets import SegSample
 from fetalscope.errors import DataError
 from fetalscope.evaluate.bootstrap import bootstrap_ci
 from fetalscope.imaging.loader import load_image
+from fetalscope.models.bundle import read_card_file, write_card_files
 
 RATIOS = ("circumference", "area", "diameter")
 
@@ -459,11 +460,9 @@ def _headline(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _update_card(folder: Path, report: dict[str, Any]) -> None:
-    card_path = folder / "card.json"
-    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card = read_card_file(folder)
     card["metrics"] = _headline(report)
     card["speed"] = {k: report["timing"][k] for k in ("runtime", "threads", "median_ms")}
     if report.get("timing_onnx"):
         card["speed"]["onnx_median_ms"] = report["timing_onnx"]["median_ms"]
-    card_path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (folder / "card.md").write_text(render_seg_card_md(card), encoding="utf-8")
+    write_card_files(folder, card, render_seg_card_md(card))

@@ -141,7 +141,7 @@ def write_bundle(report: dict[str, Any], text: CardText, trained_card: dict[str,
                  dest: Path) -> None:
     """The bundle in ``dest``: the trainer's card extended with the status, warning and shortcut numbers,
     the weights, the trainer's evaluation report and the shortcut report."""
-    from fetalscope.models.bundle import render_card_md
+    from fetalscope.models.bundle import render_card_md, write_card_files
 
     dest.mkdir(parents=True, exist_ok=True)
     sc = report["shortcut"]
@@ -160,10 +160,8 @@ def write_bundle(report: dict[str, Any], text: CardText, trained_card: dict[str,
     })
     card["metrics"] = {**(card.get("metrics") or {}), "test_auc": sc["masking"]["plain_auc"],
                        "test_auc_head_blanked": sc["masking"].get("no_head_auc")}
-    (dest / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     shortcut_md = "## Shortcut check 1" + render_md(report).split("## Shortcut check 1", 1)[1]
-    (dest / "card.md").write_text(f"**{report['warning']}**\n\n" + render_card_md(card) + "\n" + shortcut_md,
-                                  encoding="utf-8")
+    write_card_files(dest, card, f"**{report['warning']}**\n\n" + render_card_md(card) + "\n" + shortcut_md)
     if (model_dir / "model.safetensors").resolve() != (dest / "model.safetensors").resolve():
         shutil.copyfile(model_dir / "model.safetensors", dest / "model.safetensors")
     if (model_dir / "report.json").is_file():
