@@ -11,7 +11,7 @@ import pytest
 from fetalscope.errors import BadInputError
 from fetalscope.explain.evaluation import explain_eval
 from fetalscope.explain.overlay import colorize, overlay, overlay_png, save_map, scale_map
-from fetalscope.explain.runner import explain_paths, file_slug, parse_param_options
+from fetalscope.explain.runner import explain_paths, file_slug, parse_method_param_options, parse_param_options
 from fetalscope.imaging import load_image
 
 from .conftest import speckle_image
@@ -57,6 +57,13 @@ def test_parse_param_options():
         "n_steps": 64, "baseline": "blur", "alpha": 0.5, "layer": None, "x": True}
     with pytest.raises(BadInputError, match="KEY=VALUE"):
         parse_param_options(["n_steps"])
+
+
+def test_parse_method_param_options():
+    flat, per = parse_method_param_options(["n_steps=64", "occlusion.window=24", "occlusion.stride=12", "lime.n=50"])
+    assert flat == {"n_steps": 64}
+    assert per == {"occlusion": {"window": 24, "stride": 12}, "lime": {"n": 50}}
+    assert parse_method_param_options(None) == ({}, {})
 
 
 def test_file_slug():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -288,18 +288,11 @@ def explain(
     batch_size: Annotated[int, typer.Option(help="Images explained per batch.")] = 8,
 ) -> None:
     """Attribution maps: overlays (.png), arrays (.npy) and index.json per image and method."""
-    from fetalscope.explain.runner import explain_paths, parse_param_options
+    from fetalscope.explain.runner import explain_paths, parse_method_param_options
     from fetalscope.imaging import iter_image_paths
     from fetalscope.models.bundle import load_bundle
 
-    flat: dict[str, Any] = {}
-    per_method: dict[str, dict[str, Any]] = {}
-    for key, value in parse_param_options(param).items():
-        method, dot, name = key.rpartition(".")
-        if dot:
-            per_method.setdefault(method, {})[name] = value
-        else:
-            flat[key] = value
+    flat, per_method = parse_method_param_options(param)
     files = list(iter_image_paths(paths))
     records = explain_paths(files, load_bundle(model), split_list(methods), output, target=target, params=flat,
                             method_params=per_method, batch_size=batch_size, cmap=cmap, alpha=alpha)

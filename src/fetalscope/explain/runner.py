@@ -144,6 +144,23 @@ def parse_param_options(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+def parse_method_param_options(items: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """CLI ``--param`` options where ``METHOD.KEY=VALUE`` addresses one method: -> (flat parameters for every
+    method that takes them, ``{method: {key: value}}``), ready for :func:`split_params` / :func:`explain_paths`.
+
+    ``["n_steps=64", "occlusion.window=24"]`` -> ``({"n_steps": 64}, {"occlusion": {"window": 24}})``.
+    """
+    flat: dict[str, Any] = {}
+    per_method: dict[str, dict[str, Any]] = {}
+    for key, value in parse_param_options(items).items():
+        method, dot, name = key.rpartition(".")
+        if dot:
+            per_method.setdefault(method, {})[name] = value
+        else:
+            flat[key] = value
+    return flat, per_method
+
+
 def file_slug(method: str) -> str:
     """File-name form of a method name (``gradcam++`` -> ``gradcam_pp``)."""
     return re.sub(r"[^a-z0-9_]+", "_", method.lower().replace("++", "_pp")).strip("_")
