@@ -192,3 +192,14 @@ def test_shipped_int8_agrees_with_fp32_on_real_images(sononet_planes, shared_dat
     agree = compare_probabilities(p32, p8)
     assert agree["top1_disagreements"] <= 1, agree
     assert agree["max_abs_prob_diff"] < 0.15 and agree["mean_abs_prob_diff"] < 0.02, agree
+
+
+def test_secondary_models_follow_the_main_runtime_only_when_they_can(tmp_path):
+    from fetalscope.models.runtime import secondary_runtime
+
+    bare = load_bundle(save_bundle(create_model("small_cnn", num_classes=2, input_size=SIZE), tmp_path / "bare",
+                                   {"name": "bare", "classes": ["a", "b"]}))
+    assert secondary_runtime(bare, "torch") == "torch"
+    assert secondary_runtime(bare, "onnx") == "auto" and secondary_runtime(bare, "onnx-int8") == "auto"
+    export_onnx(bare)
+    assert secondary_runtime(bare, "onnx") == "onnx" and secondary_runtime(bare, "onnx-int8") == "auto"

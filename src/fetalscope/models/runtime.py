@@ -155,6 +155,13 @@ def available_runtimes(bundle: Bundle) -> list[str]:
     return out
 
 
+def secondary_runtime(bundle: Bundle, runtime: str) -> str:
+    """The runtime for a model that runs beside the main one (brain sub-plane, findings): the main model's
+    ``runtime`` when ``bundle`` has the files for it, else ``auto`` (e.g. ``onnx-int8`` asked for the plane
+    model, and a secondary bundle without ``model.int8.onnx``)."""
+    return runtime if runtime in available_runtimes(bundle) else "auto"
+
+
 def make_predictor(bundle: Bundle, runtime: Runtime = "auto", intra_op_threads: int | None = None,
                    device: str | torch.device = "cpu") -> Predictor:
     """A predictor for ``bundle``: ``auto`` uses ONNX Runtime when the bundle has ``model.onnx``;

@@ -64,7 +64,7 @@ class Analyser:
                  brain_plane_model: str | Path | None = DEFAULT_BRAIN_PLANE_MODEL,
                  brain_findings_model: str | Path | None = DEFAULT_BRAIN_FINDINGS_MODEL) -> None:
         from fetalscope.models.bundle import available_bundles, load_bundle
-        from fetalscope.models.runtime import make_predictor
+        from fetalscope.models.runtime import make_predictor, secondary_runtime
 
         self.bundle = load_bundle(plane_model)
         self.predictor = make_predictor(self.bundle, runtime=runtime)
@@ -75,11 +75,8 @@ class Analyser:
             str(brain_plane_model) != DEFAULT_BRAIN_PLANE_MODEL or DEFAULT_BRAIN_PLANE_MODEL in available_bundles()
         ):
             self.brain_bundle = load_bundle(brain_plane_model)
-            # the opt-in int8 runtime applies to the plane model; a sub-plane model without its own
-            # model.int8.onnx runs on its default runtime instead of failing
-            brain_runtime = ("auto" if runtime == "onnx-int8" and self.brain_bundle.int8_onnx_path is None
-                             else runtime)
-            self.brain_predictor = make_predictor(self.brain_bundle, runtime=brain_runtime)
+            self.brain_predictor = make_predictor(self.brain_bundle,
+                                                  runtime=secondary_runtime(self.brain_bundle, runtime))
         # the normal/abnormal findings model runs on the same images (absent bundle: skipped, with a reason)
         self.findings_model: BrainFindingsModel | None = None
         self.findings_unavailable = "no brain findings model was asked for"

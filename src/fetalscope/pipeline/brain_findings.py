@@ -30,11 +30,10 @@ class BrainFindingsModel:
 
     def __init__(self, name_or_path: str | Path = DEFAULT_BRAIN_FINDINGS_MODEL, runtime: str = "auto") -> None:
         from fetalscope.models.bundle import load_bundle
-        from fetalscope.models.runtime import available_runtimes, make_predictor
+        from fetalscope.models.runtime import make_predictor, secondary_runtime
 
         self.bundle = load_bundle(name_or_path)
-        chosen = runtime if runtime in available_runtimes(self.bundle) else "auto"
-        self.predictor = make_predictor(self.bundle, runtime=chosen)
+        self.predictor = make_predictor(self.bundle, runtime=secondary_runtime(self.bundle, runtime))
         self.classes: list[str] = list(self.bundle.classes)
         card = self.bundle.card
         self.status: str = str(card.get("status") or NO_STATUS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fetalscope.models.runtime import RUNTIMES
 from fetalscope.serve.app import run_server
 from fetalscope.serve.settings import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT
 
@@ -14,7 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default=DEFAULT_HOST)
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--model", default=None, help="plane model bundle name or folder")
-    p.add_argument("--runtime", default=None, choices=["auto", "torch", "onnx", "onnx-int8"])
+    p.add_argument("--runtime", default=None, choices=RUNTIMES)
     p.add_argument("--detector", default=None, help="detector bundle name or folder ('none' for none)")
     p.add_argument("--brain-findings", default=None,
                    help="brain findings bundle name or folder ('none' for none)")
