@@ -1,4 +1,5 @@
-"""Overlays, arrays, the JSON index of ``explain_paths`` and the ``explain_eval`` report."""
+"""Overlays, arrays, the JSON index of ``fetalscope explain`` (a pipeline session explaining files) and the
+``explain_eval`` report."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import pytest
 
 from fetalscope.errors import BadInputError
 from fetalscope.explain.evaluation import explain_eval
-from fetalscope.explain.overlay import colorize, overlay, overlay_png, save_map, scale_map
-from fetalscope.explain.runner import explain_paths, file_slug, parse_method_param_options, parse_param_options
+from fetalscope.explain.overlay import colorize, model_region, overlay, overlay_png, save_map, scale_map
+from fetalscope.explain.runner import file_slug, parse_method_param_options, parse_param_options
 from fetalscope.imaging import load_image
+from fetalscope.pipeline.explain_files import explain_to_folder
 
 from .conftest import speckle_image
 
@@ -83,53 +85,65 @@ def image_folder(tmp_path):
     return folder
 
 
-def test_explain_paths_writes_overlays_arrays_and_index(trained, image_folder, tmp_path):
-    bundle = (trained.model, trained.preprocess, trained.classes)
+@pytest.fixture
+def session(trained, tmp_path):
+    """A pipeline session on the tiny model, saved as a bundle (no sub-plane, findings or detector models)."""
+    from fetalscope.models.bundle import save_bundle
+    from fetalscope.pipeline import Session
+
+    save_bundle(trained.model, tmp_path / "bundle", {"name": "tiny", "classes": trained.classes,
+                                                      "preprocess": trained.preprocess.to_dict()})
+    return Session(tmp_path / "bundle", brain_plane_model=None, brain_findings_model=None, detector=None)
+
+
+def test_explain_to_folder_writes_overlays_arrays_and_index(session, trained, image_folder, tmp_path):
     out = tmp_path / "out"
-    records = explain_paths(image_folder, bundle, "gradcam,gradcam++,ig,occlusion", out, n_steps=8, window=16,
-                            stride=8)
+    records = explain_to_folder(session, image_folder, "gradcam,gradcam++,ig,occlusion", out,
+                                params={"n_steps": 8, "window": 16, "stride": 8})
     assert [r["stem"] for r in records] == ["a_blob", "b_plain", "c_blob"]
     index = json.loads((out / "index.json").read_text())
     assert index["methods"] == ["gradcam", "gradcam++", "integrated_gradients", "occlusion"]
-    assert index["model"]["classes"] == ["plain", "blob"]
+    assert index["model"]["classes"] == ["plain", "blob"] and index["model"]["name"] == "tiny"
     assert len(index["errors"]) == 1 and "broken.png" in index["errors"][0]["image"]
     for rec in index["images"]:
         assert rec["original_size"] == [80, 80] and rec["input_size"] == [64, 64]
+        # one overlay rule everywhere: the map drawn on the region the model saw, not on the resized input
+        region = model_region(load_image(rec["image"]), trained.preprocess)
         for m, e in rec["explanations"].items():
             arr = np.load(out / e["array"])
             assert arr.shape == (64, 64) and arr.dtype == np.float32 and np.isfinite(arr).all()
-            assert load_image(out / e["overlay"]).pixels.shape == (64, 64, 3)
-            assert e["target"] == rec["predicted"] and e["target_class"] == rec["predicted_class"]
-            assert e["params"]
+            assert load_image(out / e["overlay"]).pixels.shape == region.shape
+            assert e["target"] == rec["predicted"] and e["target_label"] == rec["predicted_class"]
+            assert e["target_class"] == e["target_label"]  # the old name, kept as an alias
+            assert e["params"] and e["explains"] == "plane" and e["model"]["id"] == "tiny"
             assert f"_{file_slug(m)}." in e["array"]
     ig = index["images"][0]["explanations"]["integrated_gradients"]
     assert ig["params"]["n_steps"] == 8 and "completeness" in ig["extra"]
     assert index["images"][0]["predicted_class"] == "blob" and index["images"][1]["predicted_class"] == "plain"
 
 
-def test_explain_paths_target_by_name_and_bad_options(trained, image_folder, tmp_path):
-    bundle = (trained.model, trained.preprocess, trained.classes)
-    recs = explain_paths(image_folder / "b_plain.png", bundle, ["gradcam"], tmp_path / "o", target="Blob")
+def test_explain_to_folder_target_by_name_and_bad_options(session, image_folder, tmp_path):
+    recs = explain_to_folder(session, image_folder / "b_plain.png", ["gradcam"], tmp_path / "o", target="Blob")
     assert recs[0]["explanations"]["gradcam"]["target"] == 1
-    with pytest.raises(BadInputError, match="unknown target class 'blb'.*'blob'"):
-        explain_paths(image_folder, bundle, "gradcam", tmp_path / "o2", target="blb")
-    with pytest.raises(BadInputError, match="takes parameter 'n_steps'"):
-        explain_paths(image_folder, bundle, "gradcam", tmp_path / "o3", n_steps=4)
-    with pytest.raises(BadInputError, match="unknown explanation method"):
-        explain_paths(image_folder, bundle, "gradcam,limee", tmp_path / "o4")
-    with pytest.raises(BadInputError):
-        explain_paths(image_folder / "broken.png", bundle, "gradcam", tmp_path / "o5")
-
-
-def test_explain_paths_with_a_saved_bundle(trained, image_folder, tmp_path):
-    from fetalscope.models.bundle import load_bundle, save_bundle
-
-    save_bundle(trained.model, tmp_path / "bundle", {"name": "tiny", "classes": trained.classes,
-                                                      "preprocess": trained.preprocess.to_dict()})
-    bundle = load_bundle(tmp_path / "bundle")
-    recs = explain_paths(image_folder / "a_blob.png", bundle, "gradcam", tmp_path / "o")
     assert recs[0]["explanations"]["gradcam"]["params"]["layer"] == "backbone.block4"
-    assert json.loads((tmp_path / "o" / "index.json").read_text())["model"]["name"] == "tiny"
+    with pytest.raises(BadInputError, match="unknown target class 'blb'.*'blob'"):
+        explain_to_folder(session, image_folder, "gradcam", tmp_path / "o2", target="blb")
+    with pytest.raises(BadInputError, match="takes parameter 'n_steps'"):
+        explain_to_folder(session, image_folder, "gradcam", tmp_path / "o3", params={"n_steps": 4})
+    with pytest.raises(BadInputError, match="unknown explanation method"):
+        explain_to_folder(session, image_folder, "gradcam,limee", tmp_path / "o4")
+    with pytest.raises(BadInputError):
+        explain_to_folder(session, image_folder / "broken.png", "gradcam", tmp_path / "o5")
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o5").exists()  # nothing written on errors
+
+
+def test_session_explanation_matches_the_folder_files(session, image_folder, tmp_path):
+    """The API/app path (``Session.explain``) and the CLI path give the same map and the same record."""
+    recs = explain_to_folder(session, image_folder / "a_blob.png", "gradcam", tmp_path / "o")
+    one = session.explain(image_folder / "a_blob.png", "gradcam")
+    written = recs[0]["explanations"]["gradcam"]
+    np.testing.assert_allclose(one.explanation.map, np.load(tmp_path / "o" / written["array"]), atol=1e-5)
+    assert one.to_dict()["target_label"] == written["target_label"]
 
 
 def test_explain_eval_writes_report_with_computed_numbers(trained, tmp_path):
@@ -165,13 +179,3 @@ def test_explain_eval_on_a_labelled_set_of_files(trained, image_folder, tmp_path
     assert report["n_images"] == 2 and report["sanity"] is None and report["target"] == "label"
     assert all(im["target"] == im["label"] for im in report["images"])
     assert "Not run" in (tmp_path / "e" / "report.md").read_text()
-
-
-def test_runner_exposes_explain_eval_for_the_cli(trained, image_folder, tmp_path):
-    from fetalscope.explain.runner import explain_eval as runner_eval
-
-    files = sorted(p for p in image_folder.glob("*.png") if p.name != "broken.png")
-    report = runner_eval(files, (trained.model, trained.preprocess, trained.classes), ["gradcam"], tmp_path / "r",
-                         n_images=2, sanity_images=1, steps=5, n_random=1)
-    assert report["n_images"] == 2 and (tmp_path / "r" / "report.md").is_file()
-    assert report["images"][0]["label"] is None

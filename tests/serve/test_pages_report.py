@@ -1,16 +1,15 @@
-"""Pages render report files the code wrote; the downloadable report; the example gallery."""
+"""Pages render report files the code wrote; the example gallery. (The downloadable report is the analysis's
+own: tests/pipeline/test_results.py.)"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from fetalscope.serve.examples import BUNDLED_DIR, gallery_examples, write_bundled_examples
 from fetalscope.serve.pages import ablation_page, overview_page, performance_page
-from fetalscope.serve.report import report_html, report_json, report_record
 
 
 def test_performance_page_renders_the_evaluation_report(tiny_bundle: Path):
@@ -40,39 +39,6 @@ def test_overview_page_has_intended_use_and_model_cards(tiny_bundle: Path):
     text = page.markdown
     assert "not a medical device" in text and "CC BY 4.0" in text and "Baumgartner" in text
     assert "tiny-planes" in text and "a test fixture; not a real model" in text  # from card.md
-
-
-def test_report_json_and_html():
-    analysis = {"image": "<b>x</b>.png", "width": 10, "height": 8, "plane": "Fetal brain", "plane_probability": 0.9,
-                "probabilities": [{"label": "Fetal brain", "probability": 0.9},
-                                  {"label": "Maternal cervix", "probability": None},
-                                  {"label": "Other", "probability": 0.1}],
-                "model": {"id": "m", "version": "1"}, "warnings": ["careful"], "ood": {"flag": False, "score": 0.0}}
-    explanation = {"method": "gradcam", "title": "Grad-CAM", "target_label": "Fetal brain", "seconds": 0.1}
-    record = report_record(analysis, [explanation])
-    assert json.loads(report_json(record))["analysis"]["plane"] == "Fetal brain"
-    img = np.zeros((8, 10, 3), np.uint8)
-    html = report_html(record, img, {"gradcam": img})
-    assert "Predicted plane: Fetal brain (90.0%)" in html and "not covered by this model" in html
-    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html  # names are escaped
-    assert html.count("data:image/png;base64,") == 2 and "Not a medical device" in html
-
-
-def test_report_html_shows_brain_findings_under_the_card_warning():
-    from fetalscope.models.bundle import read_card
-
-    card = read_card("brain-normal-abnormal-demo")
-    findings = {"label": "abnormal", "probability": 0.8,
-                "probabilities": [{"label": "abnormal", "probability": 0.8},
-                                  {"label": "<i>normal</i>", "probability": 0.2}],
-                "model": {"id": card["name"], "version": card["version"]}, "status": card["status"],
-                "warning": card["warning"] + " <script>x</script>"}
-    analysis = {"image": "b.png", "width": 10, "height": 8, "plane": "Fetal brain", "plane_probability": 0.9,
-                "probabilities": [], "model": {"id": "m", "version": "1"}, "warnings": [], "brain_findings": findings}
-    html = report_html(report_record(analysis, []), np.zeros((8, 10, 3), np.uint8))
-    assert "fs-findings-warning" in html and card["warning"] in html and f"Model status: {card['status']}." in html
-    assert "abnormal 80.0%" in html and "&lt;i&gt;normal&lt;/i&gt; 20.0%" in html
-    assert "<script>x</script>" not in html  # card text is escaped like any other value
 
 
 def test_bundled_examples_are_synthetic_and_reproducible(tmp_path: Path):

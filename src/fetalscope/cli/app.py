@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from fetalscope import __version__
 from fetalscope.cli.common import console, friendly_errors, split_list, write_json
-from fetalscope.errors import BadInputError
+from fetalscope.errors import BadInputError, MissingWeightsError
 
 app = typer.Typer(
     name="fetalscope",
@@ -148,22 +148,32 @@ def predict(
     runtime: Annotated[str, typer.Option(help="auto | torch | onnx | onnx-int8 (the bundle's model.int8.onnx)")
                        ] = "auto",
     frame: Annotated[int | None, typer.Option(help="Frame of multi-frame DICOM/TIFF.")] = None,
+    detect: Annotated[bool, typer.Option("--detect", help="Also detect brain structures on brain images.")] = False,
+    measure: Annotated[str | None, typer.Option(help="Also measure: auto (head on brain, CTR on thorax images), "
+                                                     "head or cardiothoracic.")] = None,
+    pixel_size: Annotated[float | None, typer.Option("--pixel-size", help="Millimetres per pixel (measure).")]
+    = None,
 ) -> None:
     """Classify images: a row per image with the predicted plane and every class probability."""
-    from fetalscope.imaging import iter_image_paths, load_image
-    from fetalscope.pipeline.analyser import Analyser
+    from fetalscope.imaging import iter_image_paths
+    from fetalscope.pipeline.measure import check_pixel_size, measurement_choice
+    from fetalscope.pipeline.session import Session
 
+    pixel_size = check_pixel_size(pixel_size, "--pixel-size")
+    if measure is not None:
+        measure = measurement_choice(measure, "--measure")
     if output is not None and output.suffix.lower() not in (".csv", ".json"):
         raise BadInputError(f"--output must end in .csv or .json, got '{output.name}'")
     files = list(iter_image_paths(paths))
-    analyser = Analyser(model, runtime=runtime)
+    session = Session(model, runtime=runtime, detector="brain-structures" if detect else None)
     results, errors = [], []
     for f in files:
         try:
-            results.append(analyser.analyse(load_image(f, frame=frame), name=str(f)))
+            results.append(session.analyse(f, name=str(f), frame=frame, detect="auto" if detect else False,
+                                           measure=measure, pixel_size_mm=pixel_size))
         except BadInputError as exc:
             errors.append({"image": str(f), "error": str(exc)})
-            console.print(f"[yellow]skipped[/] {exc}", highlight=False)
+            console.print(f"[yellow]skipped[/] {escape(str(exc))}", highlight=False)
     if not results:
         raise BadInputError(f"none of the {len(files)} input(s) could be analysed; nothing written")
     if output is None:
@@ -277,7 +287,8 @@ def explain(
     methods: Annotated[str, typer.Option(help="Comma-separated: gradcam,gradcam++,guided_backprop,"
                                          "guided_gradcam,ig,occlusion,lime")] = "gradcam",
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("explanations"),
-    target: Annotated[int | None, typer.Option(help="Class index to explain (default: predicted).")] = None,
+    target: Annotated[str | None, typer.Option(help="Class name or index to explain (default: predicted).")]
+    = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="Method parameter KEY=VALUE (every chosen method that takes it) or "
                               "METHOD.KEY=VALUE (that method only), e.g. -p n_steps=64 -p occlusion.window=24. "
@@ -288,14 +299,14 @@ def explain(
     batch_size: Annotated[int, typer.Option(help="Images explained per batch.")] = 8,
 ) -> None:
     """Attribution maps: overlays (.png), arrays (.npy) and index.json per image and method."""
-    from fetalscope.explain.runner import explain_paths, parse_method_param_options
-    from fetalscope.imaging import iter_image_paths
-    from fetalscope.models.bundle import load_bundle
+    from fetalscope.explain.runner import parse_method_param_options
+    from fetalscope.pipeline.explain_files import explain_to_folder
+    from fetalscope.pipeline.session import Session
 
     flat, per_method = parse_method_param_options(param)
-    files = list(iter_image_paths(paths))
-    records = explain_paths(files, load_bundle(model), split_list(methods), output, target=target, params=flat,
-                            method_params=per_method, batch_size=batch_size, cmap=cmap, alpha=alpha)
+    session = Session(model, brain_plane_model=None, brain_findings_model=None, detector=None)
+    records = explain_to_folder(session, list(paths), split_list(methods), output, target=target, params=flat,
+                                method_params=per_method, batch_size=batch_size, cmap=cmap, alpha=alpha)
     console.print(f"wrote {len(records)} explanation(s) to {output}")
 
 
@@ -309,7 +320,7 @@ def explain_eval_cmd(
     n_images: Annotated[int, typer.Option(help="Images to use.")] = 20,
 ) -> None:
     """Faithfulness (deletion/insertion AUC vs random) and randomisation sanity checks, as a report."""
-    from fetalscope.explain.runner import explain_eval
+    from fetalscope.explain.evaluation import explain_eval
     from fetalscope.imaging import iter_image_paths
     from fetalscope.models.bundle import load_bundle
 
@@ -329,14 +340,31 @@ def detect(
     score_threshold: Annotated[float | None, typer.Option(help="Minimum score.")] = None,
 ) -> None:
     """Detect brain structures (midline falx, CSP, choroid plexus): boxes as JSON, optional drawings."""
-    from fetalscope.detect import detect_paths
+    from fetalscope.explain.overlay import png_bytes
     from fetalscope.imaging import iter_image_paths
+    from fetalscope.pipeline.analysis import draw_findings
+    from fetalscope.pipeline.session import Session
 
     files = list(iter_image_paths(paths))
-    records = detect_paths(files, bundle=model, out_json=output, draw_dir=draw, score_threshold=score_threshold)
+    session = Session(detector=model)
+    if not session.detector_available:
+        raise MissingWeightsError(session.detector_info()["reason"])
+    records = []
+    for path in files:
+        image = session.load(path)
+        record = session.detect(image, score_threshold)
+        record.pop("timings_ms", None)
+        if draw is not None:
+            overlay = draw_findings(image.pixels, detections=record)
+            target = draw / f"{path.stem}_boxes.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(png_bytes(overlay))
+            record["overlay"] = str(target)
+        records.append(record)
     if output is None:
         typer.echo(json.dumps(records, indent=2, default=str))
     else:
+        write_json(output, records)
         console.print(f"wrote {len(records)} record(s) to {output}")
 
 
@@ -389,9 +417,15 @@ def measure(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
 ) -> None:
     """Head biometry (HC, BPD, OFD, gestational age) or the cardiothoracic ratio, with ellipses."""
-    from fetalscope.pipeline.measure import measure_paths
+    from fetalscope.imaging import iter_image_paths
+    from fetalscope.pipeline.measure import check_pixel_size, measurement_choice
+    from fetalscope.pipeline.session import Session
 
-    records = measure_paths(list(paths), what=what, pixel_size_mm=pixel_size)
+    # the session's rules, with the inputs named as the user typed them, before any image is read
+    what = measurement_choice(what, "--what")
+    pixel_size = check_pixel_size(pixel_size, "--pixel-size")
+    session = Session(brain_plane_model=None, brain_findings_model=None, detector=None)
+    records = [session.measure(path, what, pixel_size) for path in iter_image_paths(list(paths))]
     if output is not None:
         write_json(output, records)
         console.print(f"wrote {len(records)} record(s) to {output}")

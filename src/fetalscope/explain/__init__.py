@@ -6,8 +6,8 @@
 - :mod:`~fetalscope.explain.overlay`: heatmap overlays (PNG) and raw ``.npy`` maps.
 - :mod:`~fetalscope.explain.faithfulness`: deletion/insertion curves and AUCs vs a random order.
 - :mod:`~fetalscope.explain.sanity`: cascading model-parameter randomisation (Adebayo et al. 2018).
-- :mod:`~fetalscope.explain.runner`: files in, overlays + arrays + ``index.json`` out, and the
-  ``explain-eval`` report.
+- :mod:`~fetalscope.explain.runner`: decoded images in, explanations out (batched, with targets by
+  name); :mod:`~fetalscope.explain.evaluation`: the ``explain-eval`` report.
 """
 
 from fetalscope.explain.evaluation import explain_eval
@@ -24,7 +24,7 @@ from fetalscope.explain.methods import (
     register_method,
 )
 from fetalscope.explain.overlay import overlay, overlay_png, save_map, save_overlay
-from fetalscope.explain.runner import explain_array, explain_paths, parse_param_options
+from fetalscope.explain.runner import explain_images, parse_param_options
 from fetalscope.explain.sanity import cascading_randomisation
 from fetalscope.explain.types import Explanation
 
@@ -36,10 +36,9 @@ __all__ = [
     "cascading_randomisation",
     "evaluate_maps",
     "explain",
-    "explain_array",
     "explain_batch",
     "explain_eval",
-    "explain_paths",
+    "explain_images",
     "list_methods",
     "method_spec",
     "overlay",

@@ -17,9 +17,14 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from fetalscope.data.transforms import PreprocessConfig
 from fetalscope.errors import BadInputError
+from fetalscope.imaging.display import OVERLAY_SIDE, thumbnail
+from fetalscope.imaging.loader import UltrasoundImage
+from fetalscope.imaging.sector import crop_to_sector
 
 DEFAULT_CMAP = "jet"
+DEFAULT_ALPHA = 0.5
 DEFAULT_SIGNED_CMAP = "RdBu_r"
 
 
@@ -64,7 +69,17 @@ def colorize(attr: np.ndarray, cmap: str | None = None, signed: bool = False,
     return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
 
 
-def overlay(image: np.ndarray, attr: np.ndarray, cmap: str | None = None, alpha: float = 0.5,
+def model_region(image: UltrasoundImage | np.ndarray, preprocess: PreprocessConfig,
+                 side: int = OVERLAY_SIDE) -> np.ndarray:
+    """The part of ``image`` the model saw (its ultrasound sector when ``preprocess`` crops to it), at most
+    ``side`` px on its longest side: what every explanation is drawn on, in the CLI, the API and the app."""
+    rgb = image.pixels if isinstance(image, UltrasoundImage) else np.asarray(image)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[..., None], 3, axis=2)
+    return thumbnail(crop_to_sector(rgb) if preprocess.crop_sector else rgb, side)
+
+
+def overlay(image: np.ndarray, attr: np.ndarray, cmap: str | None = None, alpha: float = DEFAULT_ALPHA,
             signed: bool = False, clip_percentile: float = 99.5) -> np.ndarray:
     """Blend a heatmap of ``attr`` over ``image`` (``H x W`` or ``H x W x 3`` uint8).
 

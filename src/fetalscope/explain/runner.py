@@ -1,19 +1,17 @@
-"""Files in, explanations out: overlays (PNG), raw maps (``.npy``) and a JSON index.
+"""Decoded images in, explanations out: the model view of a bundle, class targets by name or index,
+per-method parameters, and :func:`explain_images`, which prepares images with the model's own
+preprocessing (crop, resize, normalise) and explains them in small batches.
 
-``explain_paths`` is what ``fetalscope explain IMAGE_OR_FOLDER --methods ...`` runs. Images are
-read with the one loader (:func:`fetalscope.imaging.load_image`), prepared with the model's own
-preprocessing (crop, resize, normalise) and explained in small batches; each map is drawn over
-the prepared image it explains (same pixels, same size).
+Files, overlays and the JSON index are the pipeline's job (:mod:`fetalscope.pipeline.explanation`), so the
+CLI, the API and the app draw and name every explanation the same way.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,12 +19,11 @@ import torch
 from torch import nn
 
 from fetalscope.data.transforms import PreprocessConfig, normalise, prepare_array
-from fetalscope.errors import BadInputError, FetalscopeError
+from fetalscope.errors import BadInputError
 from fetalscope.explain.common import inference_setup, model_device, optimise_for_cpu, predict_probs
 from fetalscope.explain.methods import explain_batch, method_spec, parse_methods
-from fetalscope.explain.overlay import save_map, save_overlay
 from fetalscope.explain.types import Explanation
-from fetalscope.imaging import UltrasoundImage, iter_image_paths, load_image
+from fetalscope.imaging import UltrasoundImage
 
 
 @dataclass
@@ -172,114 +169,39 @@ def prepare(image: UltrasoundImage | np.ndarray, preprocess: PreprocessConfig) -
     return rgb, normalise(rgb, preprocess)
 
 
-def explain_array(image: UltrasoundImage | np.ndarray, bundle: Any, methods: str | Sequence[str] = "gradcam",
-                  target: int | str | None = None, params: dict[str, Any] | None = None,
-                  method_params: dict[str, dict[str, Any]] | None = None
-                  ) -> tuple[np.ndarray, dict[str, Explanation]]:
-    """Explain one decoded image (for the pipeline and the API): (display RGB, {method: Explanation})."""
-    view = as_model_view(bundle)
-    names = parse_methods(methods)
-    per = split_params(names, params, method_params)
-    t = resolve_target(target, view.classes)
-    rgb, x = prepare(image, view.preprocess)
-    return rgb, {m: explain_batch(view.model, x, m, t, preprocess=view.preprocess, **per[m])[0] for m in names}
+@dataclass
+class ImageExplanations:
+    """The explanations of one image: ``{method: Explanation}`` and the model's calibrated class
+    probabilities (the bundle's softmax temperature, as ``predict`` reports them)."""
+
+    explanations: dict[str, Explanation]
+    probabilities: np.ndarray
 
 
-def _unique_stems(paths: list[Path]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for p in paths:
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", p.stem) or "image"
-        n = seen.get(stem, 0)
-        seen[stem] = n + 1
-        out.append(stem if n == 0 else f"{stem}_{n + 1}")
-    return out
-
-
-def explain_paths(paths: str | Path | Sequence[str | Path], bundle: Any, methods: str | Sequence[str],
-                  out_dir: str | Path, target: int | str | None = None, *, params: dict[str, Any] | None = None,
-                  method_params: dict[str, dict[str, Any]] | None = None, batch_size: int = 8,
-                  cmap: str | None = None, alpha: float = 0.5, **flat_params: Any) -> list[dict[str, Any]]:
-    """Explain every image in ``paths`` (files and folders) with each method.
-
-    Writes, per image and method, ``<stem>_<method>.png`` (overlay on the prepared image) and
-    ``<stem>_<method>.npy`` (the raw ``H x W`` float32 map), plus ``index.json`` listing every
-    image, its prediction, target and files. Unreadable images are listed under ``errors`` in
-    the index and skipped; if none can be read the first error is raised. Returns the per-image
-    records of the index. A record's ``probabilities`` are calibrated with the bundle's softmax
-    temperature (as ``predict`` reports them); each explanation's ``probability`` is the plain
-    softmax of the logits it explains. ``cmap``/``alpha``: overlay colour map and opacity.
-    """
+def explain_images(images: Sequence[UltrasoundImage | np.ndarray], bundle: Any,
+                   methods: str | Sequence[str] = "gradcam", target: int | str | None = None, *,
+                   params: dict[str, Any] | None = None, method_params: dict[str, dict[str, Any]] | None = None,
+                   batch_size: int = 8) -> list[ImageExplanations]:
+    """Explain decoded images with each method, in batches of ``batch_size``; one
+    :class:`ImageExplanations` per image, in order. ``params`` go to every method that takes them,
+    ``method_params`` to the method named (see :func:`split_params`)."""
     view = as_model_view(bundle)
     optimise_for_cpu(view.model)
     names = parse_methods(methods)
-    per = split_params(names, {**(params or {}), **flat_params}, method_params)
+    per = split_params(names, params, method_params)
     t = resolve_target(target, view.classes)
     if batch_size < 1:
         raise BadInputError(f"batch_size must be >= 1, got {batch_size}")
-    files = list(iter_image_paths(paths))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stems = _unique_stems(files)
-    records: list[dict[str, Any]] = []
-    errors: list[dict[str, str]] = []
-    first_error: FetalscopeError | None = None
-    for start in range(0, len(files), batch_size):
-        chunk = []
-        for path, stem in zip(files[start:start + batch_size], stems[start:start + batch_size], strict=True):
-            try:
-                img = load_image(path)
-            except FetalscopeError as exc:
-                errors.append({"image": str(path), "error": str(exc)})
-                first_error = first_error or exc
-                continue
-            rgb, x = prepare(img, view.preprocess)
-            chunk.append((path, stem, img, rgb, x))
-        if not chunk:
-            continue
-        xb = torch.stack([c[4] for c in chunk])
+    out: list[ImageExplanations] = []
+    for start in range(0, len(images), batch_size):
+        xb = torch.stack([prepare(img, view.preprocess)[1] for img in images[start:start + batch_size]])
         results = {m: explain_batch(view.model, xb, m, t, preprocess=view.preprocess, **per[m]) for m in names}
-        preds = _predict(view.model, xb, view.temperature)
-        for i, (path, stem, img, rgb, _x) in enumerate(chunk):
-            rec: dict[str, Any] = {
-                "image": str(path), "stem": stem, "original_size": [img.height, img.width],
-                "input_size": list(view.preprocess.input_size),
-                "predicted": int(preds[i].argmax()), "predicted_class": _cls(view.classes, int(preds[i].argmax())),
-                "probabilities": {_cls(view.classes, k): float(v) for k, v in enumerate(preds[i].tolist())},
-                "explanations": {},
-            }
-            for m in names:
-                e = results[m][i]
-                base = f"{stem}_{file_slug(m)}"
-                save_overlay(out / f"{base}.png", rgb, e.map, cmap=cmap, alpha=alpha, signed=e.signed)
-                save_map(out / f"{base}.npy", e.map)
-                rec["explanations"][m] = {**e.to_dict(), "target_class": _cls(view.classes, e.target),
-                                          "overlay": f"{base}.png", "array": f"{base}.npy"}
-            records.append(rec)
-    if not records:
-        if first_error is not None:
-            raise first_error
-        raise BadInputError(f"no images found in {paths}")
-    index = {"model": view.to_dict(), "methods": names, "target": t, "images": records, "errors": errors,
-             "overlay": {"cmap": cmap or "jet (unsigned) / RdBu_r (signed)", "alpha": alpha}}
-    (out / "index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
-    return records
+        probs = _predict(view.model, xb, view.temperature).numpy()
+        out += [ImageExplanations({m: results[m][i] for m in names}, probs[i]) for i in range(len(xb))]
+    return out
 
 
 def _predict(model: nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
     """Calibrated class probabilities (the bundle's softmax temperature), as ``predict`` reports them."""
     with inference_setup(model):
         return predict_probs(model, x.to(model_device(model)), temperature=temperature).cpu()
-
-
-def _cls(classes: Sequence[str], i: int) -> str:
-    return classes[i] if 0 <= i < len(classes) else str(i)
-
-
-def explain_eval(data: Any, bundle: Any, methods: str | Sequence[str], out_dir: str | Path, **options: Any
-                 ) -> dict[str, Any]:
-    """The ``explain-eval`` report next to :func:`explain_paths`; see
-    :func:`fetalscope.explain.evaluation.explain_eval` for ``data`` and the options."""
-    from fetalscope.explain.evaluation import explain_eval as run_eval
-
-    return run_eval(data, bundle, methods, out_dir, **options)

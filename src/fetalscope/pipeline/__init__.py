@@ -1,5 +1,17 @@
-"""One image in, one :class:`Analysis` out: plane, sub-plane, findings, detections, measurement."""
+"""The one door: a :class:`Session` (the loaded models) turns an image into an :class:`Analysis` (plane,
+sub-plane, findings, detections, measurement, explanations) that serialises and draws itself. The CLI, the
+API, the app and batch runs all go through it."""
 
-from fetalscope.pipeline.analysis import Analysis, ClassScore
+from fetalscope._lazy import lazy_getattr
 
-__all__ = ["Analysis", "ClassScore"]
+_EXPORTS = {
+    "Analysis": "fetalscope.pipeline.analysis",
+    "ClassScore": "fetalscope.pipeline.analysis",
+    "ExplanationResult": "fetalscope.pipeline.explanation",
+    "ExplainedImage": "fetalscope.pipeline.explanation",
+    "Session": "fetalscope.pipeline.session",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -1,12 +1,23 @@
-"""The one result type. The CLI writes it, the API returns it, the UI renders it: same field names."""
+"""The one result type. The CLI writes it, the API returns it, the UI and the HTML report render it: same
+field names everywhere; it serialises (:meth:`Analysis.to_dict`, ``to_json``, ``to_row``) and draws
+(:meth:`Analysis.plot`, ``to_html``) itself."""
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import cv2
 import numpy as np
+
+from fetalscope import __version__
+from fetalscope.errors import BadInputError
+from fetalscope.imaging.display import DISPLAY_SIDE, thumbnail
+from fetalscope.imaging.loader import UltrasoundImage
+from fetalscope.pipeline.explanation import ExplanationResult
 
 
 def top_and_scores(probs: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
@@ -31,7 +42,7 @@ class ClassScore:
 
 @dataclass
 class Analysis:
-    """Everything fetalscope says about one image.
+    """Everything fetalscope says about one image, and what ran to say it.
 
     - ``plane`` / ``plane_probability``: top class of the plane model and its calibrated probability.
     - ``probabilities``: every class of the label space in order; not-covered classes have ``None``.
@@ -44,8 +55,15 @@ class Analysis:
       with the reason in ``brain_findings_skipped`` (not a brain image, not ultrasound, no model installed).
     - ``uncertain`` / ``uncertainty``: low top-1 or high entropy, with the numbers and reasons.
     - ``ood``: out-of-distribution check (``flag``, ``score``, ``reasons``).
-    - ``detections``, ``measurement``, ``findings``: filled when those capabilities ran.
-    - ``warnings``: human-readable cautions shown to the user.
+    - ``detections``: the brain-structure record (the one ``POST /v1/detect`` returns: ``boxes``,
+      ``plausibility``, ``model``...) when detection ran, else ``None`` (the reason in ``detections_skipped``).
+    - ``measurement``: the measurement record (the one ``POST /v1/measure`` returns) when a measurement ran,
+      else ``None`` (the reason in ``measurement_skipped``).
+    - ``explanations``: the :class:`~fetalscope.pipeline.explanation.ExplanationResult` s computed for this
+      image (serialised without their maps).
+    - ``warnings``: human-readable cautions shown to the user; ``timings_ms``: what took how long.
+
+    The decoded image (``loaded``) rides along for :meth:`plot` and :meth:`to_html`; it is never serialised.
     """
 
     image: str
@@ -63,14 +81,35 @@ class Analysis:
     uncertain: bool = False
     uncertainty: dict[str, Any] = field(default_factory=dict)
     ood: dict[str, Any] = field(default_factory=dict)
-    detections: list[dict[str, Any]] | None = None
+    detections: dict[str, Any] | None = None
+    detections_skipped: str | None = None
     measurement: dict[str, Any] | None = None
-    findings: dict[str, Any] | None = None
+    measurement_skipped: str | None = None
+    explanations: list[ExplanationResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    loaded: UltrasoundImage | None = field(default=None, repr=False, compare=False)
 
+    # ---------------------------------------------------------------------------------------- records
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON record (``predict --output F.json``, ``POST /v1/predict``, the report's ``analysis``)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "loaded":
+                continue
+            value = getattr(self, f.name)
+            if f.name == "probabilities":
+                value = [asdict(c) for c in value]
+            elif f.name == "explanations":
+                value = [e.to_dict() for e in value]
+            else:
+                value = copy.deepcopy(value)
+            out[f.name] = value
+        out["fetalscope_version"] = __version__
+        return out
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, default=str)
 
     def probability_map(self) -> dict[str, float | None]:
         return {c.label: c.probability for c in self.probabilities}
@@ -78,7 +117,9 @@ class Analysis:
     def to_row(self) -> dict[str, Any]:
         """Flat CSV row: image, predicted plane, its probability, one column per class, the brain sub-plane,
         flags and model, then the brain findings (label, status; ``brain_findings_p_<class>`` columns only
-        when findings ran, so a CSV writer takes the union of the rows' keys)."""
+        when findings ran), the detections (``detections``: boxes kept, ``detected``: their labels) and the
+        measurement's numbers (``measurement``, ``measurement_quality``, ``hc_mm``, ``bpd_mm``, ``ofd_mm``,
+        ``ga_weeks``, ``ctr``) only when they ran, so a CSV writer takes the union of the rows' keys."""
         row: dict[str, Any] = {
             "image": self.image,
             "plane": self.plane,
@@ -95,4 +136,89 @@ class Analysis:
         row["brain_findings_status"] = findings.get("status") or ""
         for c in findings.get("probabilities") or []:
             row[f"brain_findings_p_{c['label']}"] = c["probability"]
+        if self.detections is not None:
+            boxes = self.detections.get("boxes") or []
+            row["detections"] = len(boxes)
+            row["detected"] = ";".join(str(b["label"]) for b in boxes)
+        if self.measurement is not None:
+            m = self.measurement
+            row["measurement"] = m.get("measurement") or ""
+            row["measurement_quality"] = m.get("quality") or ""
+            if m.get("measurement") == "head":
+                for key in ("hc_mm", "bpd_mm", "ofd_mm", "ga_weeks"):
+                    row[key] = "" if m.get(key) is None else m[key]
+            elif m.get("measurement") == "cardiothoracic":
+                row["ctr"] = "" if not m.get("ctr") else m["ctr"].get("circumference")
         return row
+
+    # ------------------------------------------------------------------------------------- drawings
+    def explanation(self, method: str) -> ExplanationResult:
+        """The explanation computed with ``method`` (the last one, when it ran twice)."""
+        for e in reversed(self.explanations):
+            if e.method == method:
+                return e
+        ran = ", ".join(e.method for e in self.explanations) or "none"
+        raise BadInputError(f"no '{method}' explanation was computed for {self.image} (computed: {ran})")
+
+    def add_explanation(self, result: ExplanationResult) -> None:
+        """Keep ``result`` (replacing an earlier one of the same method, model and class)."""
+        key = (result.method, result.explains, result.target_label)
+        self.explanations = [e for e in self.explanations if (e.method, e.explains, e.target_label) != key]
+        self.explanations.append(result)
+
+    def plot(self, *, explanation: str | None = None, show: Sequence[str] = ("measurement", "detections"),
+             max_side: int | None = DISPLAY_SIDE, labels: bool = True) -> np.ndarray:
+        """The image with what was found drawn on it: measurement ellipses (with HC or CTR), detection boxes
+        (with the skull ellipse) (``show`` picks which of the two) and, with ``labels``, the plane and its
+        probability in the corner.
+        ``explanation="gradcam"`` gives that explanation's overlay instead. ``H x W x 3`` uint8 RGB, at most
+        ``max_side`` px on its longest side (``None``: the image's own size)."""
+        if explanation is not None:
+            return self.explanation(explanation).overlay
+        if self.loaded is None:
+            raise BadInputError(f"{self.image}: this analysis holds no image to draw on (it was read from a record)")
+        out = draw_findings(self.loaded.pixels, detections=self.detections if "detections" in show else None,
+                            measurement=self.measurement if "measurement" in show else None)
+        if max_side is not None:
+            out = thumbnail(out, max_side)
+        if labels and self.plane is not None:
+            text = self.plane + ("" if self.plane_probability is None else f" {self.plane_probability:.2f}")
+            out = _caption(out, text)
+        return out
+
+    def to_html(self) -> str:
+        """The self-contained HTML report of this analysis (see :mod:`fetalscope.pipeline.html_report`)."""
+        from fetalscope.pipeline.html_report import report_html
+
+        return report_html(self)
+
+
+def draw_findings(rgb: np.ndarray, *, detections: dict[str, Any] | None = None,
+                  measurement: dict[str, Any] | None = None) -> np.ndarray:
+    """A copy of ``rgb`` with a measurement record's ellipses and a detection record's boxes (and skull
+    ellipse) drawn on it: the drawing of :meth:`Analysis.plot`, for records made without an analysis."""
+    out = np.ascontiguousarray(rgb.copy())
+    if measurement is not None:
+        from fetalscope.biometry import draw_measurement
+
+        out = draw_measurement(out, measurement)
+    if detections is not None:
+        from fetalscope.detect import draw_boxes
+        from fetalscope.detect.skull import SkullEllipse
+
+        skull = (detections.get("plausibility") or {}).get("skull")
+        out = draw_boxes(out, detections.get("boxes") or [], skull=SkullEllipse(**skull) if skull else None)
+    return out
+
+
+def _caption(rgb: np.ndarray, text: str) -> np.ndarray:
+    """``rgb`` with ``text`` in white on a dark band in the bottom-left corner (labels of drawings sit above
+    their shapes, so the top is often taken)."""
+    out = np.ascontiguousarray(rgb.copy())
+    h, w = out.shape[:2]
+    scale = max(0.4, max(h, w) / 1400)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    top = max(0, h - th - base - 8)
+    cv2.rectangle(out, (0, top), (min(w - 1, tw + 8), h - 1), (0, 0, 0), -1)
+    cv2.putText(out, text, (4, h - base - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out

@@ -22,10 +22,10 @@ from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fetalscope import __version__
-from fetalscope.errors import FetalscopeError
+from fetalscope.errors import BadInputError, FetalscopeError
+from fetalscope.explain.overlay import png_bytes
 from fetalscope.serve.docs import add_offline_docs
 from fetalscope.serve.limits import InferenceGate, too_large_message
-from fetalscope.serve.render import png_bytes
 from fetalscope.serve.service import Service, safe_name
 
 LOG = logging.getLogger("fetalscope.serve")
@@ -57,6 +57,18 @@ async def _read(file: UploadFile) -> tuple[bytes, str]:
     return data, safe_name(file.filename)
 
 
+def _detect_mode(value: str | None) -> bool | str:
+    """The ``detect`` form field: no/false/0 -> False, auto -> "auto", yes/true/1 -> True."""
+    key = str(value or "no").strip().lower()
+    if key in ("no", "false", "0", "off"):
+        return False
+    if key == "auto":
+        return "auto"
+    if key in ("yes", "true", "1", "on"):
+        return True
+    raise BadInputError(f"detect must be no, auto or yes, got '{value}'")
+
+
 def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
     """Attach the API routes to ``app``."""
     secured = [Depends(bearer)]
@@ -67,7 +79,7 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
 
     @app.get("/healthz", tags=["service"], summary="Liveness")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "model": service.analyser.model_info.get("id"),
+        return {"status": "ok", "version": __version__, "model": service.session.analyser.model_info.get("id"),
                 "uptime_s": round(time.time() - service.started, 1)}
 
     @app.get("/v1/models", tags=["models"], summary="Loaded and bundled models with their cards",
@@ -81,6 +93,13 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
         file: UploadField,
         frame: Annotated[int | None, Form(description="Frame of a multi-frame DICOM/TIFF (default: middle/first)")]
         = None,
+        detect: Annotated[str, Form(description="Also detect brain structures: no (default), auto (on brain "
+                                                "images) or yes")] = "no",
+        measure: Annotated[str | None, Form(description="Also measure: auto (what the plane calls for), head or "
+                                                        "cardiothoracic (default: no measurement)")] = None,
+        pixel_size_mm: Annotated[float | None, Form(description="Pixel size in mm for the measurement")] = None,
+        explain: Annotated[str | None, Form(description="Also explain the plane with these methods, "
+                                                        "comma-separated (e.g. gradcam,gradcam++)")] = None,
     ) -> dict[str, Any]:
         """The `Analysis` record (same fields as `fetalscope predict --output F.json`): every class
         probability (`probabilities`, `null` for classes the model does not cover), the top class
@@ -88,11 +107,17 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
         (`brain_findings`: `label`, `probability`, `probabilities`, `model`, and the model card's `status` and
         `warning`; `null` for non-brain images, with the reason in `brain_findings_skipped`), the uncertainty warning
         (`uncertain`), the out-of-distribution check (`ood`: `flag`, `score`, `reasons`) and the model
-        id and version (`model`)."""
+        id and version (`model`). On request it also carries `detections` (`detect=auto|yes`), `measurement`
+        (`measure=auto|head|cardiothoracic`) and `explanations` (`explain=gradcam,...`: the records of
+        `/v1/explain` without maps); what did not run says why in `detections_skipped` / `measurement_skipped`."""
         data, name = await _read(file)
+        detect_mode = _detect_mode(detect)
+        methods = [m.strip() for m in (explain or "").split(",") if m.strip()]
 
         def work() -> dict[str, Any]:
-            return service.analyse(service.load(data, name, frame), name)
+            image = service.load(data, name, frame)
+            return service.session.analyse(image, name=name, detect=detect_mode, measure=measure,
+                                           pixel_size_mm=pixel_size_mm, explain=methods).to_dict()
 
         return await gate.run(work)
 
@@ -124,7 +149,7 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
         data, name = await _read(file)
 
         def work() -> Any:
-            return service.explain(service.load(data, name, frame), method, target, model=model)
+            return service.session.explain(service.load(data, name, frame), method, target, model=model)
 
         result = await gate.run(work)
         record = result.to_dict(include_map=(format == "json"))
@@ -153,7 +178,7 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
         data, name = await _read(file)
 
         def work() -> dict[str, Any]:
-            record = service.detect(service.load(data, name, frame), score_threshold)
+            record = service.session.detect(service.load(data, name, frame), score_threshold)
             record["image"] = name
             return record
 
@@ -163,17 +188,19 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
               dependencies=secured, responses=ERRORS)
     async def measure(
         file: UploadField,
-        what: Annotated[Literal["head", "cardiothoracic"], Form(description="head (HC/BPD/OFD, GA) or "
-                                                                           "cardiothoracic (CTR)")] = "head",
+        what: Annotated[Literal["head", "cardiothoracic", "auto"], Form(
+            description="head (HC/BPD/OFD, GA), cardiothoracic (CTR) or auto (what the plane model calls for)")]
+        = "head",
         pixel_size_mm: Annotated[float | None, Form(description="Pixel size in mm (DICOM spacing is used "
                                                                 "when absent)")] = None,
         frame: Annotated[int | None, Form()] = None,
     ) -> dict[str, Any]:
-        """Same record as `fetalscope measure`. 503 when the biometry model is not installed."""
+        """Same record as `fetalscope measure`. `pixel_size_mm` must lie in 0.005-5 mm. 503 when the biometry
+        model is not installed."""
         data, name = await _read(file)
 
         def work() -> dict[str, Any]:
-            record = service.measure(service.load(data, name, frame), what, pixel_size_mm)
+            record = service.session.measure(service.load(data, name, frame), what, pixel_size_mm)
             record["image"] = name
             return record
 

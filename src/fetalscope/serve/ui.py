@@ -29,22 +29,33 @@ import gradio as gr
 import numpy as np
 
 from fetalscope.errors import FetalscopeError
+from fetalscope.imaging.display import DISPLAY_SIDE, thumbnail
 from fetalscope.pipeline.analyser import FINDINGS_WARNING_PREFIX
+from fetalscope.pipeline.analysis import Analysis
+from fetalscope.pipeline.explanation import METHOD_TITLES, ExplanationResult
+from fetalscope.pipeline.html_report import (
+    FINDINGS_CSS,
+    explanation_caution_html,
+    findings_html,
+    measurement_rows,
+    report_json,
+    report_record,
+)
+from fetalscope.pipeline.measure import WHAT_BY_PLANE
 from fetalscope.serve.examples import Example, gallery_examples
 from fetalscope.serve.pages import ablation_page, overview_page, performance_page
-from fetalscope.serve.render import FINDINGS_CSS, explanation_caution_html, findings_html, thumbnail
-from fetalscope.serve.report import report_html, report_json, report_record
-from fetalscope.serve.service import METHOD_TITLES, UI_METHODS, Service, safe_name
+from fetalscope.serve.service import Service, safe_name
 from fetalscope.serve.settings import ServeSettings
 
 LOG = logging.getLogger("fetalscope.serve")
+UI_METHODS = ("gradcam", "gradcam++", "guided_backprop", "guided_gradcam", "integrated_gradients",
+              "occlusion", "lime")
 FAST_METHODS = ("gradcam", "gradcam++", "guided_backprop")
 PREDICTED = "(predicted class)"
 PLANE_CHOICE = "Plane"
 FINDINGS_CHOICE = "Normal vs abnormal (demonstration)"
 EXPLAIN_CHOICES = {PLANE_CHOICE: "plane", FINDINGS_CHOICE: "brain_findings"}  # radio label -> service model
 MODEL_WORDS = {"plane": "plane model", "brain_findings": "normal-vs-abnormal model (demonstration)"}
-DISPLAY_SIDE = 1024
 SESSION_TTL_S = 1800
 FILE_TYPES = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"]
 
@@ -57,34 +68,21 @@ CSS = """
 CSS += FINDINGS_CSS
 
 
-MEASURE_BY_PLANE = {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}
 MEASURE_HINT = ("Head biometry runs on brain (trans-thalamic) images, the cardiothoracic ratio on thorax "
                 "(four-chamber) images; choose one and press **Measure** to run it on any image.")
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    return "n/a" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
 
 
 def _measurement_markdown(record: dict[str, Any]) -> str:
     """The numbers of a measurement record as Markdown (all from the record; nothing typed in)."""
     lines = [f"**{record.get('measurement', '')}** measurement, quality: `{record.get('quality')}`, "
-             f"model `{(record.get('model') or {}).get('id', '')}`", ""]
-    ctr = record.get("ctr")
+             f"model `{(record.get('model') or {}).get('id', '')}`", "", "| quantity | value |", "|---|---|"]
+    lines += [f"| {label} | {value} |" for label, value in measurement_rows(record)]
     if record.get("measurement") == "cardiothoracic":
-        if ctr:
-            lines += ["| cardiothoracic ratio | value |", "|---|---|"]
-            lines += [f"| {k} | {_fmt(ctr.get(k))} |" for k in ("circumference", "area", "diameter")]
         for part in ("heart", "thorax"):
             e = record.get(part)
             if e:
                 lines.append(f"- {part}: centre ({e['cx']:.0f}, {e['cy']:.0f}) px, semi-axes {e['a']:.0f} x "
                              f"{e['b']:.0f} px, angle {e['angle_deg']:.0f} deg")
-    else:
-        lines += ["| quantity | value |", "|---|---|"]
-        for key, label in (("hc_mm", "HC (mm)"), ("bpd_mm", "BPD (mm)"), ("ofd_mm", "OFD (mm)"),
-                           ("ga_weeks", "gestational age (weeks, Hadlock)")):
-            lines.append(f"| {label} | {_fmt(record.get(key), 1)} |")
     for flag in record.get("flags") or []:
         lines.append(f"- note: {flag}")
     return "\n".join(lines)
@@ -98,7 +96,7 @@ def _display(rgb: np.ndarray) -> np.ndarray:
     return thumbnail(rgb, DISPLAY_SIDE)
 
 
-def _verdict_markdown(a: dict[str, Any], service: Service) -> str:
+def _verdict_markdown(a: dict[str, Any]) -> str:
     lines = []
     p = a.get("plane_probability")
     lines.append(f"## {a.get('plane')}" + ("" if p is None else f" &mdash; {100 * float(p):.1f}%"))
@@ -155,10 +153,20 @@ def _explain_info(record: dict[str, Any]) -> str:
     return text
 
 
-def _explain_image(record: dict[str, Any], overlay: np.ndarray) -> Any:
+def _explain_image(result: ExplanationResult) -> Any:
     """The overlay with a label naming the method, the model and the class it explains."""
+    record = result.to_dict()
     label = f"{record['title']} \u00b7 {_model_words(record)} \u00b7 class {record['target_label']}"
-    return gr.update(value=overlay, label=label)
+    return gr.update(value=result.overlay, label=label)
+
+
+def _detections_markdown(record: dict[str, Any]) -> str:
+    """The boxes of a detection record as a Markdown table (all from the record)."""
+    rows = "\n".join(f"| {d['label']} | {d['score']:.2f} | {', '.join(f'{v:.0f}' for v in d['xyxy'])} |"
+                     for d in record["boxes"])
+    table = ("| structure | score | box (x0, y0, x1, y1) |\n|---|---|---|\n" + rows) if rows else \
+        "No structure found above the operating threshold."
+    return f"Detector `{record.get('model')}`:\n\n{table}"
 
 
 def _blank_image(method: str) -> Any:
@@ -174,7 +182,7 @@ def model_folders(service: Service) -> list[Path]:
     """Bundle folders whose cards the Overview shows: the loaded plane model, then the other bundled models."""
     from fetalscope.models.bundle import available_bundles, resolve_bundle
 
-    folders = [Path(service.bundle.path)]
+    folders = [Path(service.session.bundle.path)]
     for name in available_bundles():
         folder = resolve_bundle(name)
         if folder.resolve() != folders[0].resolve():
@@ -196,9 +204,10 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                            ex.caption))
         except (OSError, FetalscopeError):
             thumbs.append((np.zeros((8, 8, 3), np.uint8), f"{ex.caption} (unreadable)"))
-    classes = list(service.classes)
-    perf = performance_page(service.bundle.path, settings.eval_dir)
-    ablation = ablation_page(settings.ablation_dir, service.bundle.path)
+    session = service.session
+    classes = list(session.classes)
+    perf = performance_page(session.bundle.path, settings.eval_dir)
+    ablation = ablation_page(settings.ablation_dir, session.bundle.path)
     overview = overview_page(model_folders(service))
 
     n_methods = len(UI_METHODS)
@@ -212,20 +221,21 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                 gr.skip())
 
     def explained_model(state: dict[str, Any], choice: str | None) -> str:
-        """The service model the explanation picker asks for (the plane model unless findings are shown)."""
+        """The session model the explanation picker asks for (the plane model unless findings are shown)."""
         which = EXPLAIN_CHOICES.get(str(choice), "plane")
-        return which if which == "plane" or state["analysis"].get("brain_findings") else "plane"
+        return which if which == "plane" or state["analysis"].brain_findings else "plane"
 
     def explain_into(state: dict[str, Any], method: str, target: str | None, which: str = "plane") -> tuple:
-        result = service.explain(state["image"], method, None if target in (None, PREDICTED) else target,
-                                 model=which, analysis=state["analysis"])
-        record = result.to_dict()
-        state["explanations"][method] = {"record": record, "overlay": result.overlay}
-        return _explain_image(record, result.overlay), _explain_info(record)
+        analysis: Analysis = state["analysis"]
+        result = session.explain(analysis.loaded, method, None if target in (None, PREDICTED) else target,
+                                 model=which, analysis=analysis)
+        analysis.add_explanation(result)
+        return _explain_image(result), _explain_info(result.to_dict())
 
     def fast_explanations(state: dict[str, Any], target: str | None, which: str) -> list[Any]:
-        """Fast methods computed now, slow ones left for their Compute button."""
-        state["explanations"] = {}
+        """Fast methods computed now, slow ones left for their Compute button (the analysis keeps only the
+        explanations of the current class and model)."""
+        state["analysis"].explanations = []
         outputs: list[Any] = []
         for m in UI_METHODS:
             if m in FAST_METHODS:
@@ -241,60 +251,46 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                       upload: bool = True) -> tuple:
         try:
             image = service.load(data, name, upload=upload)
-            analysis = service.analyse(image, name)
+            analysis = session.analyse(image, name=name, detect="auto", measure="auto")
         except FetalscopeError as exc:
             return empty_outputs(f"<div class='fs-error'>Could not analyse this file: {exc}</div>")
-        state: dict[str, Any] = {"image": image, "analysis": analysis, "explanations": {}, "detection": None,
-                                 "created": time.time()}
+        state: dict[str, Any] = {"analysis": analysis, "created": time.time()}
+        record = analysis.to_dict()
         which = explained_model(state, choice)  # keep the user's pick while findings are shown
-        choices = service.explain_classes(which)
+        choices = session.explain_classes(which)
         target = target if target in choices else PREDICTED
         outputs = fast_explanations(state, target, which)
-        picker = gr.update(visible=bool(analysis.get("brain_findings")),
+        picker = gr.update(visible=bool(analysis.brain_findings),
                            value=FINDINGS_CHOICE if which == "brain_findings" else PLANE_CHOICE)
         target_update = gr.update(choices=[PREDICTED, *choices], value=target)
         det_img, det_md = None, ""
-        if service.detector_available:
-            if analysis.get("plane") == "Fetal brain":
-                det_img, det_md = run_detection(state)
-            else:
-                det_md = "Brain-structure detection runs on brain images; press **Detect** to run it anyway."
+        if analysis.detections is not None:
+            det_img, det_md = _display(analysis.plot(show=("detections",), labels=False)), \
+                _detections_markdown(analysis.detections)
+        elif session.detector_available:
+            det_md = "Brain-structure detection runs on brain images; press **Detect** to run it anyway."
         else:
-            det_md = f"No brain-structure detector is loaded: {service.detector_info().get('reason')}"
+            det_md = f"No brain-structure detector is loaded: {session.detector_info().get('reason')}"
         meas_img, meas_md = None, MEASURE_HINT
-        what = MEASURE_BY_PLANE.get(str(analysis.get("plane")))
-        if what is not None and not (analysis.get("ood") or {}).get("flag"):
-            meas_img, meas_md = run_measurement(state, what, None)
+        if analysis.measurement is not None:
+            meas_img = _display(analysis.plot(show=("measurement",), labels=False))
+            meas_md = _measurement_markdown(analysis.measurement)
         # the measurement selector shows what was measured (the Measure button re-runs or switches it)
-        meas_choice = gr.update(value=what) if what is not None else gr.skip()
-        return (state, _display(image.pixels), _verdict_markdown(analysis, service), _label_value(analysis),
+        measured = (analysis.measurement or {}).get("measurement")
+        meas_choice = gr.update(value=measured) if measured else gr.skip()
+        return (state, _display(image.pixels), _verdict_markdown(record), _label_value(record),
                 *outputs, det_img, det_md, None, meas_img, meas_md, picker, target_update, meas_choice)
-
-    def run_measurement(state: dict[str, Any], what: str, pixel_size: float | None) -> tuple[Any, str]:
-        try:
-            record = service.measure(state["image"], what, pixel_size)
-        except FetalscopeError as exc:
-            return None, f"<div class='fs-error'>No {what} measurement: {exc}</div>"
-        from fetalscope.biometry.measure import draw_measurement
-
-        state["measurement"] = record
-        return _display(draw_measurement(state["image"], record)), _measurement_markdown(record)
 
     def on_measure(state: dict[str, Any] | None, what: str, pixel_size: float | None) -> tuple:
         if not state:
             return state, None, "Upload an image first."
-        img, md = run_measurement(state, what, pixel_size or None)
-        return state, img, md
-
-    def run_detection(state: dict[str, Any]) -> tuple[np.ndarray | None, str]:
-        record = service.detect(state["image"])
-        overlay = service.detection_overlay(state["image"], record)
-        state["detection"] = {"record": record, "overlay": overlay}
-        rows = "\n".join(f"| {d['label']} | {d['score']:.2f} | {', '.join(f'{v:.0f}' for v in d['xyxy'])} |"
-                         for d in record["boxes"])
-        table = ("| structure | score | box (x0, y0, x1, y1) |\n|---|---|---|\n" + rows) if rows else \
-            "No structure found above the operating threshold."
-        return _display(overlay), f"Detector `{record.get('model')}`:\n\n{table}"
+        analysis: Analysis = state["analysis"]
+        try:
+            analysis.measurement = session.measure(analysis.loaded, what, pixel_size or None, analysis=analysis)
+        except FetalscopeError as exc:
+            return state, None, f"<div class='fs-error'>No {what} measurement: {exc}</div>"
+        return (state, _display(analysis.plot(show=("measurement",), labels=False)),
+                _measurement_markdown(analysis.measurement))
 
     def on_upload(path: str | None, target: str | None, choice: str | None) -> tuple:
         if not path:
@@ -321,7 +317,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
         if not state:
             return (state, gr.skip(), *[gr.skip()] * (2 * n_methods))
         which = explained_model(state, choice)
-        target_update = gr.update(choices=[PREDICTED, *service.explain_classes(which)], value=PREDICTED)
+        target_update = gr.update(choices=[PREDICTED, *session.explain_classes(which)], value=PREDICTED)
         return (state, target_update, *fast_explanations(state, PREDICTED, which))
 
     def make_compute(method: str):
@@ -338,25 +334,23 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
     def on_detect(state: dict[str, Any] | None) -> tuple:
         if not state:
             return state, None, "Upload an image or pick an example first."
-        if not service.detector_available:
-            return state, None, f"No brain-structure detector is loaded: {service.detector_info().get('reason')}"
-        img, md = run_detection(state)
-        return state, img, md
+        if not session.detector_available:
+            return state, None, f"No brain-structure detector is loaded: {session.detector_info().get('reason')}"
+        analysis: Analysis = state["analysis"]
+        analysis.detections = session.detect(analysis.loaded)
+        return (state, _display(analysis.plot(show=("detections",), labels=False)),
+                _detections_markdown(analysis.detections))
 
     def on_report(state: dict[str, Any] | None) -> list[str] | None:
         if not state:
             return None
-        explanations = [e["record"] for e in state["explanations"].values()]
-        det = state.get("detection")
-        record = report_record(state["analysis"], explanations, det["record"] if det else None)
+        analysis: Analysis = state["analysis"]
         folder = _private_dir(os.environ.get("GRADIO_TEMP_DIR"))
-        stem = Path(safe_name(state["analysis"].get("image"), "image")).stem or "image"
+        stem = Path(safe_name(analysis.image, "image")).stem or "image"
         json_path = folder / f"fetalscope-report-{stem}.json"
         html_path = folder / f"fetalscope-report-{stem}.html"
-        json_path.write_text(report_json(record), encoding="utf-8")
-        overlays = {m: e["overlay"] for m, e in state["explanations"].items()}
-        html_path.write_text(report_html(record, _display(state["image"].pixels), overlays,
-                                         _display(det["overlay"]) if det else None), encoding="utf-8")
+        json_path.write_text(report_json(report_record(analysis)), encoding="utf-8")
+        html_path.write_text(analysis.to_html(), encoding="utf-8")
         return [str(json_path), str(html_path)]
 
     with gr.Blocks(title="fetalscope", analytics_enabled=False, delete_cache=(300, SESSION_TTL_S)) as demo:
@@ -399,7 +393,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                                 compute_buttons[m] = gr.Button(f"Compute {METHOD_TITLES[m]}",
                                                                elem_id=f"compute-{_slug(m)}")
                             method_outputs += [img, info]
-                with gr.Accordion("Brain structure detection", open=service.detector_available):
+                with gr.Accordion("Brain structure detection", open=session.detector_available):
                     det_img = gr.Image(label="Detections", interactive=False, height=320, elem_id="detections",
                                        format="png")
                     det_md = gr.Markdown(elem_id="detections-info")
@@ -409,7 +403,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                                         elem_id="measurement", format="png")
                     meas_md = gr.Markdown(MEASURE_HINT, elem_id="measurement-info")
                     with gr.Row():
-                        meas_what = gr.Dropdown(list(MEASURE_BY_PLANE.values()), value="head",
+                        meas_what = gr.Dropdown(list(WHAT_BY_PLANE.values()), value="head",
                                                 label="Measure", elem_id="measure-what")
                         meas_px = gr.Number(label="Pixel size (mm), for millimetres", value=None,
                                             elem_id="measure-pixel-size")

@@ -1,0 +1,105 @@
+"""The one explanation record: an attribution map, the class it explains, the model behind it and its overlay.
+
+Every face shows explanations through :class:`ExplanationResult`: ``POST /v1/explain`` returns its
+:meth:`~ExplanationResult.to_dict` (or its PNG), the app shows its overlay and caption, ``fetalscope explain``
+writes :meth:`~ExplanationResult.save` files and an index of the same records. One field name for the class
+(``target_label``; ``target_class`` is kept beside it as an alias for one release) and one overlay rule
+(:func:`fetalscope.explain.overlay.model_region`: the region the model saw, at most 512 px, opacity 0.5 unless
+the caller asks otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fetalscope.explain.overlay import png_bytes, save_map
+from fetalscope.explain.runner import file_slug
+from fetalscope.explain.types import Explanation
+from fetalscope.imaging.loader import UltrasoundImage
+
+METHOD_TITLES = {
+    "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "guided_backprop": "Guided Backprop",
+    "guided_gradcam": "Guided Grad-CAM", "integrated_gradients": "Integrated Gradients",
+    "occlusion": "Occlusion", "lime": "LIME", "saliency": "Saliency",
+}
+EXPLAIN_MODELS = ("plane", "brain_findings")  # the predictions a session can explain
+
+
+def explain_model_name(model: str | None) -> str:
+    """A ``model`` field as given (any case, ``-`` or ``_``) -> its :data:`EXPLAIN_MODELS` spelling."""
+    return str(model or "plane").strip().lower().replace("-", "_")
+
+
+@dataclass
+class ExplanationResult:
+    """One explanation of one image.
+
+    - ``explanation``: the :class:`~fetalscope.explain.Explanation` (map at the model's input size, method,
+      parameters, time);
+    - ``target_label``: the class explained, by name;
+    - ``region``: the image region the model saw (``H x W x 3`` uint8, at most 512 px) and ``overlay``: the
+      map drawn on it;
+    - ``explains``: the prediction explained (``plane`` or ``brain_findings``) and ``model`` its model
+      (``id``, ``version``, ``task``, ``runtime``); for the brain findings, ``status`` and ``warning`` are the
+      model card's own and ``note`` says when the image is not one the findings model is meant for.
+    """
+
+    explanation: Explanation
+    target_label: str
+    region: np.ndarray = field(repr=False)
+    overlay: np.ndarray = field(repr=False)
+    explains: str = "plane"
+    model: dict[str, Any] = field(default_factory=dict)
+    status: str | None = None
+    warning: str | None = None
+    note: str | None = None
+
+    @property
+    def method(self) -> str:
+        return self.explanation.method
+
+    @property
+    def title(self) -> str:
+        return METHOD_TITLES.get(self.method, self.method)
+
+    def to_dict(self, include_map: bool = False) -> dict[str, Any]:
+        """The JSON record (the map itself, rounded, only with ``include_map``)."""
+        d = self.explanation.to_dict()
+        if include_map:
+            d["map"] = np.round(self.explanation.map.astype(np.float64), 5).tolist()
+        d["target_label"] = self.target_label
+        d["target_class"] = self.target_label  # alias of target_label for one release (the CLI index's old name)
+        d["title"] = self.title
+        d["explains"] = self.explains
+        d["model"] = dict(self.model)
+        if self.explains != "plane":  # the findings model's card caution travels with its maps
+            d.update(status=self.status, warning=self.warning, note=self.note)
+        return d
+
+    def save(self, folder: str | Path, stem: str) -> dict[str, str]:
+        """Write ``<stem>_<method>.png`` (the overlay) and ``<stem>_<method>.npy`` (the raw ``H x W`` float32
+        map) into ``folder``; returns their file names as ``{"overlay": ..., "array": ...}``."""
+        folder = Path(folder)
+        base = f"{stem}_{file_slug(self.method)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{base}.png").write_bytes(png_bytes(self.overlay))
+        save_map(folder / f"{base}.npy", self.explanation.map)
+        return {"overlay": f"{base}.png", "array": f"{base}.npy"}
+
+
+@dataclass
+class ExplainedImage:
+    """The explanations of one image (:meth:`~fetalscope.pipeline.session.Session.explain_many`): the image,
+    one :class:`ExplanationResult` per method, and the explained model's calibrated probabilities by class."""
+
+    image: UltrasoundImage = field(repr=False)
+    results: list[ExplanationResult]
+    probabilities: dict[str, float]
+
+    @property
+    def predicted(self) -> str:
+        return max(self.probabilities, key=lambda c: self.probabilities[c])
