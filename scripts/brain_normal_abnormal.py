@@ -1,6 +1,6 @@
 """Normal vs abnormal fetal brain: transfer learning, explanations, and a measured shortcut check.
 
-A thin wrapper of :func:`fetalscope.pipeline.brain_study.run_brain_study` (also the CLI verb
+A thin wrapper of :func:`fetalscope.train.recipes.brain_findings.run_brain_study` (also the CLI verb
 ``fetalscope brain-findings DATA --out DIR``). Works on any binary image-level dataset:
 
 - a YOLO detection export whose boxes carry the image's class (the Roboflow layout; default:
@@ -13,7 +13,7 @@ bundle whose card carries the status and warning ("demonstration, confounded dat
 
 1. patient-grouped, class-stratified split; augmented copies stay with their source; validation and
    test keep one image per source;
-2. two-phase transfer learning with the project trainer (``fetalscope.train.trainer.train``);
+2. two-phase transfer learning with the project trainer (``fetalscope.train.classifier.trainer.train``);
 3. shortcut checks: logistic regressions on non-anatomical statistics only (image border, noise /
    JPEG statistics, pixels outside the head box, image size), out-of-fold AUC with patient folds;
    the trained model's test AUC with the head box blanked (anatomy removed) and with everything but
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from fetalscope.pipeline.brain_study import CARD_PRESETS, BrainStudyOptions, default_data, run_brain_study
+from fetalscope.train.recipes.brain_findings import CARD_PRESETS, BrainStudyOptions, default_data, run_brain_study
 
 
 def main(argv: list[str] | None = None) -> int:

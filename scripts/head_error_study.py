@@ -24,8 +24,8 @@ import numpy as np
 
 from fetalscope.biometry.ellipse import outline_points, ramanujan_circumference
 from fetalscope.biometry.measure import Measurer
-from fetalscope.biometry.report import validation_samples
 from fetalscope.imaging.loader import load_image
+from fetalscope.train.segmenter.measurement_report import validation_samples
 
 SHIFTS = [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5)]  # in model pixels
 SCALES = [1.0, 0.93, 1.07]

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     if args.command == "train":
-        from fetalscope.biometry.training import train_measurement
+        from fetalscope.train.segmenter.recipes import train_measurement
 
         folder = train_measurement(args.what, out=args.out, epochs=args.epochs, max_minutes=args.max_minutes,
                                    input_size=tuple(args.input_size) if args.input_size else None,
@@ -72,12 +72,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(f"bundle written to {folder}", flush=True)
         if not args.no_evaluate:
-            from fetalscope.biometry.report import evaluate_bundle
+            from fetalscope.train.segmenter.measurement_report import evaluate_bundle
 
             report = evaluate_bundle(folder, log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
             print(json.dumps(report.get("summary", {}), indent=2))
     else:
-        from fetalscope.biometry.report import evaluate_bundle
+        from fetalscope.train.segmenter.measurement_report import evaluate_bundle
 
         report = evaluate_bundle(args.bundle, n_boot=args.n_boot,
                                  log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))

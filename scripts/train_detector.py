@@ -21,7 +21,7 @@ import torch
 
 from fetalscope import config
 from fetalscope.detect.torchvision_backend import DetectorConfig
-from fetalscope.detect.training import DetectTrainConfig
+from fetalscope.train.detector.trainer import DetectTrainConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.backend == "yolo":
-        from fetalscope.detect.yolo_backend import train_and_evaluate_yolo
+        from fetalscope.train.detector.yolo import train_and_evaluate_yolo
 
         train_and_evaluate_yolo(
             args.data,
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
         )
         return 0
-    from fetalscope.detect.run import train_and_evaluate
+    from fetalscope.train.detector.protocol import train_and_evaluate
 
     train_and_evaluate(
         args.data,

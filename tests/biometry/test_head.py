@@ -89,8 +89,8 @@ def test_reference_ellipse_removes_annotation_margin():
 def test_hc18_reference_matches_published_hc(shared_data):
     """On real HC18 images: the filled mask's fit is ~1.4 px too big, the annotation line's fit matches
     the published HC, and the reference ellipse reproduces it exactly."""
-    from fetalscope.biometry.segtrain import load_mask_file
     from fetalscope.data.hc18 import load_hc18
+    from fetalscope.data.segsets import load_mask_file
     from fetalscope.imaging import load_image
 
     samples = [s for s in load_hc18(shared_data / "hc18") if s.name in ("000_HC.png", "010_HC.png", "500_HC.png")]

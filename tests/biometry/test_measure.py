@@ -161,8 +161,8 @@ def test_heart_outside_thorax_is_removed(bundles, monkeypatch):
 def test_shipped_ctr_bundle_on_a_real_image(shared_data):
     if not (bundled_models_dir() / "focus-ctr" / "card.json").is_file():
         pytest.skip("focus-ctr bundle not built")
-    from fetalscope.biometry.training import read_split
     from fetalscope.data.focus import load_focus
+    from fetalscope.train.segmenter.recipes import read_split
 
     first = read_split(bundled_models_dir() / "focus-ctr")[0]  # a held-out image
     s = next(x for x in load_focus(shared_data / "focus_fetal_thorax") if first.endswith(x.path.name))
@@ -179,8 +179,8 @@ def test_shipped_ctr_bundle_on_a_real_image(shared_data):
 def test_shipped_head_bundle_on_a_real_image(shared_data):
     if not (bundled_models_dir() / "hc18-head" / "card.json").is_file():
         pytest.skip("hc18-head bundle not built")
-    from fetalscope.biometry.training import read_split
     from fetalscope.data.hc18 import load_hc18
+    from fetalscope.train.segmenter.recipes import read_split
 
     first = read_split(bundled_models_dir() / "hc18-head")[0]  # a held-out image
     s = next(x for x in load_hc18(shared_data / "hc18") if first.endswith(x.name))

@@ -1,4 +1,5 @@
-"""The one trainer: a tiny real training run, bundle round trip, ONNX twin, augmentation, loss."""
+"""The one segmentation trainer (fetalscope.train.segmenter):
+a tiny real training run, bundle round trip, ONNX twin, augmentation, loss."""
 
 from __future__ import annotations
 
@@ -8,17 +9,17 @@ import torch
 
 from fetalscope.biometry.ellipse import Ellipse, fit_ellipse, mask_iou
 from fetalscope.biometry.segbundle import export_seg_onnx, load_seg_bundle, save_seg_bundle
-from fetalscope.biometry.segtrain import (
+from fetalscope.errors import DataError, MissingWeightsError
+from fetalscope.train.runtime_opts import resolve_device
+from fetalscope.train.segmenter.trainer import (
     SegTrainConfig,
     augment_pair,
     dice_bce_loss,
     prepare_arrays,
     prepare_sample,
     prepared_cache_file,
-    resolve_device,
     train_segmenter,
 )
-from fetalscope.errors import DataError, MissingWeightsError
 
 
 def test_loss_prefers_the_right_mask():
@@ -98,7 +99,7 @@ def test_prepared_arrays_cache_round_trip(synthetic_heads, tmp_path, monkeypatch
     file = prepared_cache_file(synthetic_heads[:4], cfg, tmp_path)
     assert file.is_file() and list(tmp_path.iterdir()) == [file]
     # a second read comes from the file alone: the images are no longer decoded
-    import fetalscope.biometry.segtrain as segtrain
+    import fetalscope.train.segmenter.trainer as segtrain
 
     monkeypatch.setattr(segtrain, "load_image", lambda path: (_ for _ in ()).throw(AssertionError("decoded")))
     again = prepare_arrays(synthetic_heads[:4], cfg, cache=tmp_path)
@@ -131,8 +132,8 @@ def test_keep_last_epoch_for_refits(synthetic_heads):
 
 
 def test_refit_needs_its_epoch_count(tmp_path):
-    from fetalscope.biometry.training import train_measurement
     from fetalscope.errors import BadInputError
+    from fetalscope.train.segmenter.recipes import train_measurement
 
     with pytest.raises(BadInputError, match="number of epochs"):
         train_measurement("head", out=tmp_path / "never", refit=True)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from fetalscope.detect import plausibility
-from fetalscope.detect.metrics import choose_threshold, mean_average_precision, precision_recall
 from fetalscope.detect.skull import SkullEllipse, ellipse_iou, estimate_skull
 from fetalscope.detect.types import Box
+from fetalscope.evaluate.detection import choose_threshold, mean_average_precision, precision_recall
 
 CLASSES = ("CHOROID_PLEXUS", "CSP", "MIDLINE_FALX")
 TRUTHS = [

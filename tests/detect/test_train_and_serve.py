@@ -12,11 +12,11 @@ import torch
 from fetalscope.data.yolo import read_yolo_dataset
 from fetalscope.detect.api import detect_paths, draw_boxes
 from fetalscope.detect.bundle_io import load_detector, save_detector_bundle
-from fetalscope.detect.evaluation import predict_items
 from fetalscope.detect.torchvision_backend import DetectorConfig, TorchvisionDetector, build_detector
-from fetalscope.detect.training import DetectTrainConfig, fit_detector
 from fetalscope.detect.types import Box, Detector
 from fetalscope.errors import MissingWeightsError, UnsupportedError
+from fetalscope.train.detector.evaluation import predict_items
+from fetalscope.train.detector.trainer import DetectTrainConfig, fit_detector
 
 TINY = DetectorConfig(min_size=64, max_size=96, width_mult=0.5, fpn_channels=32, representation_size=64,
                       anchor_sizes=(16, 32, 64, 128), min_score=0.0)

@@ -1,4 +1,5 @@
-"""Optional Ultralytics backend: offline, from a model yaml, one tiny epoch (skipped when not installed)."""
+"""Optional Ultralytics backend (detect.yolo_backend) and its training (train.detector.yolo): offline,
+from a model yaml, one tiny epoch (skipped when not installed)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from fetalscope.data.yolo import read_yolo_dataset
 from fetalscope.detect import yolo_backend
 from fetalscope.errors import UnsupportedError
+from fetalscope.train.detector import yolo as yolo_training
 
 pytestmark = pytest.mark.skipif(not yolo_backend.is_available(), reason="ultralytics (fetalscope[yolo]) not installed")
 
@@ -17,12 +19,12 @@ pytestmark = pytest.mark.skipif(not yolo_backend.is_available(), reason="ultraly
 @pytest.mark.slow
 def test_one_epoch_offline_from_yaml(tiny_yolo: Path, tmp_path: Path) -> None:
     ds = read_yolo_dataset(tiny_yolo)
-    data_yaml = yolo_backend.write_ultralytics_dataset(
+    data_yaml = yolo_training.write_ultralytics_dataset(
         ds.names, {"train": ds.items("train"), "val": ds.items("valid")}, tmp_path / "data"
     )
     # the source dataset stays untouched: Ultralytics sees symlinks and writes its caches beside them
     assert (tmp_path / "data" / "train" / "images").is_dir()
-    weights = yolo_backend.train_yolo(data_yaml, tmp_path / "run", model="yolov8n.yaml", epochs=1, imgsz=64,
+    weights = yolo_training.train_yolo(data_yaml, tmp_path / "run", model="yolov8n.yaml", epochs=1, imgsz=64,
                                       batch=6)
     assert weights.is_file()
     assert not list(tiny_yolo.rglob("*.cache"))
@@ -38,4 +40,4 @@ def test_one_epoch_offline_from_yaml(tiny_yolo: Path, tmp_path: Path) -> None:
 
 def test_refuses_pretrained_pt(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedError, match="model yaml"):
-        yolo_backend.train_yolo(tmp_path / "data.yaml", tmp_path / "run", model="yolov8n.pt")
+        yolo_training.train_yolo(tmp_path / "data.yaml", tmp_path / "run", model="yolov8n.pt")

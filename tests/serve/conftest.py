@@ -81,7 +81,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fetalscope.data.labels import PLANE_CLASSES
     from fetalscope.data.phantoms import make_phantom
     from fetalscope.data.transforms import to_tensor
-    from fetalscope.evaluate import report as eval_report
+    from fetalscope.evaluate import classification_report as eval_report
     from fetalscope.models import create_model
     from fetalscope.models.bundle import load_bundle, save_bundle
 
@@ -113,7 +113,7 @@ def ablation_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An ablation folder as ``fetalscope ablate`` writes it (table rendered by the product's renderer)."""
     import json
 
-    from fetalscope.train.ablate import render_ablation_md
+    from fetalscope.train.classifier.ablate import render_ablation_md
 
     folder = tmp_path_factory.mktemp("ablation")
     table = {"base_config": {"model": "small_cnn", "task": "planes", "data": "phantoms"},

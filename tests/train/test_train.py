@@ -11,8 +11,8 @@ import torch
 
 from fetalscope.errors import BadInputError, DataError
 from fetalscope.models.bundle import load_bundle
-from fetalscope.train.config import TrainConfig
-from fetalscope.train.trainer import train
+from fetalscope.train.classifier.config import TrainConfig
+from fetalscope.train.classifier.trainer import train
 
 CHANCE = 1 / 6
 
@@ -83,8 +83,8 @@ def test_scratch_training_runs_and_writes_history(phantom_fpdb, tmp_path):
 
 def test_resume_continues_from_saved_epoch(phantom_fpdb, tmp_path):
     from fetalscope.models import create_model
-    from fetalscope.train.data_setup import prepare_data
-    from fetalscope.train.loop import finetune
+    from fetalscope.train.classifier.data_setup import prepare_data
+    from fetalscope.train.classifier.loop import finetune
 
     cfg = _cfg(phantom_fpdb, tmp_path, max_images=40)
     data = prepare_data(cfg)
@@ -104,7 +104,7 @@ def test_resume_continues_from_saved_epoch(phantom_fpdb, tmp_path):
 
 
 def test_ablation_writes_one_table(phantom_fpdb, tmp_path):
-    from fetalscope.train.ablate import run_ablation
+    from fetalscope.train.classifier.ablate import run_ablation
 
     base = _cfg(phantom_fpdb, tmp_path, phase1_epochs=1, phase2_epochs=1, max_images=36)
     table = run_ablation(base, ["baseline", "frozen_only", "no_augment"], tmp_path / "abl")
@@ -122,7 +122,7 @@ def test_ablation_writes_one_table(phantom_fpdb, tmp_path):
 
 
 def test_ablation_rejects_unknown_variant_before_training(phantom_fpdb, tmp_path):
-    from fetalscope.train.ablate import run_ablation
+    from fetalscope.train.classifier.ablate import run_ablation
 
     with pytest.raises(BadInputError, match="unknown ablation variant 'no_sse'"):
         run_ablation(_cfg(phantom_fpdb, tmp_path), ["baseline", "no_sse"], tmp_path / "abl")

@@ -1,8 +1,10 @@
-"""Biometry: segmentation to ellipses, head HC/BPD/OFD/GA and the cardiothoracic ratio.
+"""Biometry, inference only: segmentation bundles -> ellipses -> head HC/BPD/OFD/GA and the cardiothoracic ratio.
 
-One trainer (:mod:`.segtrain`), one ellipse fitter (:mod:`.ellipse`), one measurement function
-(:func:`.measure.measure_image`) serve every measurement; a new one costs a dataset and a recipe
-(:mod:`.training`). Heavy modules (torch) load on first use of the names below.
+One ellipse fitter (:mod:`.ellipse`), one measurement function (:func:`.measure.measure_image`) and one
+bundle format (:mod:`.segbundle`) serve every measurement. Training and validating a segmentation bundle
+(the one trainer, the recipes per measurement, the validation report) live in
+:mod:`fetalscope.train.segmenter`; a new measurement costs a dataset and a recipe there.
+Heavy modules (torch) load on first use of the names below.
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ _EXPORTS = {
     "measure_paths": "fetalscope.biometry.measure",
     "draw_measurement": "fetalscope.biometry.measure",
     "Measurer": "fetalscope.biometry.measure",
+    "get_measurer": "fetalscope.biometry.measure",
     "load_seg_bundle": "fetalscope.biometry.segbundle",
-    "train_measurement": "fetalscope.biometry.training",
-    "evaluate_bundle": "fetalscope.biometry.report",
 }
 
 __all__ = sorted(_EXPORTS)

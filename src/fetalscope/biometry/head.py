@@ -12,17 +12,13 @@
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from fetalscope.biometry.ellipse import Ellipse, fit_ellipse, ramanujan_circumference
-from fetalscope.config import cache_dir
-from fetalscope.data.segsets import SegSample
 from fetalscope.errors import BadInputError, DataError
 
 HADLOCK_CITATION = ("Hadlock FP, Deter RL, Harrist RB, Park SK. Estimating fetal age: computer-assisted analysis "
@@ -100,28 +96,3 @@ def hc18_reference_ellipse(mask: np.ndarray, hc_px: float) -> Ellipse:
         c = ramanujan_circumference(fitted.a - delta, fitted.b - delta)
         delta += (c - hc_px) / (2 * math.pi)
     return replace(fitted, a=fitted.a - delta, b=fitted.b - delta)
-
-
-def with_hc18_references(samples: Sequence[SegSample], use_cache: bool = True) -> list[SegSample]:
-    """HC18 samples with ``ellipses["head"]`` set to their reference ellipse (cached on disk)."""
-    from fetalscope.biometry.segtrain import load_mask_file
-
-    cache_file = cache_dir() / "biometry" / "hc18_reference_ellipses.json"
-    cache: dict[str, dict[str, float]] = {}
-    if use_cache and cache_file.is_file():
-        cache = json.loads(cache_file.read_text(encoding="utf-8"))
-    out, changed = [], False
-    for s in samples:
-        mask_path = s.masks.get("head")
-        if mask_path is None:
-            raise DataError(f"{s.path}: HC18 sample without a head mask")
-        key = f"{mask_path}|{s.meta['hc_mm']}|{s.meta['pixel_size_mm']}"
-        if key not in cache:
-            e = hc18_reference_ellipse(load_mask_file(mask_path), s.meta["hc_mm"] / s.meta["pixel_size_mm"])
-            cache[key] = e.to_dict(ndigits=None)
-            changed = True
-        out.append(replace(s, ellipses={**s.ellipses, "head": cache[key]}))
-    if use_cache and changed:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(json.dumps(cache), encoding="utf-8")
-    return out

@@ -58,8 +58,8 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
 ) -> None:
     """Two-phase transfer learning; writes a model bundle with card.json and an evaluation report."""
-    from fetalscope.train.config import TrainConfig
-    from fetalscope.train.trainer import train as run_train
+    from fetalscope.train.classifier.config import TrainConfig
+    from fetalscope.train.classifier.trainer import train as run_train
 
     options = _collect(locals(), config)
     cfg = TrainConfig.from_dict(options)
@@ -73,7 +73,7 @@ def train(
 def _collect(params: dict, config: Path | None) -> dict:
     from dataclasses import fields
 
-    from fetalscope.train.config import TrainConfig, read_config_file
+    from fetalscope.train.classifier.config import TrainConfig, read_config_file
 
     known = {f.name for f in fields(TrainConfig)}
     base: dict = {}
@@ -107,8 +107,8 @@ def ablate(
     max_images: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Run named variants on the same split and write ablation.json + ablation.md."""
-    from fetalscope.train.ablate import run_ablation
-    from fetalscope.train.config import TrainConfig
+    from fetalscope.train.classifier.ablate import run_ablation
+    from fetalscope.train.classifier.config import TrainConfig
 
     params = dict(locals())
     params.pop("variants")
@@ -394,7 +394,7 @@ def brain_findings(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle in --bundle.")] = False,
 ) -> None:
     """Normal vs abnormal brain: train a classifier, measure the source shortcut, write report.json + report.md."""
-    from fetalscope.pipeline.brain_study import BrainStudyOptions, run_brain_study
+    from fetalscope.train.recipes.brain_findings import BrainStudyOptions, run_brain_study
 
     opts = BrainStudyOptions(data=data, out=out, bundle=bundle, name=name, model=model, image_size=image_size,
                              phase1_epochs=head_epochs, phase2_epochs=epochs, batch_size=batch_size,

@@ -2,7 +2,8 @@
 
 A :class:`SegSample` names its image and, per structure, either a mask file or an ellipse given as
 numbers (``{"cx", "cy", "a", "b", "angle_deg"}``, pixels, angle from +x towards +y, y down). The
-data layer only reads files and numbers; turning ellipses into masks is the biometry trainer's job.
+data layer only reads files and numbers; turning ellipses into masks is the segmentation trainer's job
+(:mod:`fetalscope.train.segmenter.trainer`).
 ``group`` is what must never be split: an HC18 subject, a FOCUS ``duplicate_group``.
 """
 
@@ -15,7 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fetalscope.errors import DataError
+from fetalscope.imaging.loader import load_image
+
+
+def load_mask_file(path: Any) -> np.ndarray:
+    """A mask image file as an ``H x W`` boolean array (non-zero/bright = inside)."""
+    return load_image(path).gray > 127
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,14 @@
-"""Brain structure detection (MIDLINE_FALX, CSP, CHOROID_PLEXUS): backends, training, evaluation,
-plausibility checks, bundles and the entry points the faces call.
+"""Brain structure detection (MIDLINE_FALX, CSP, CHOROID_PLEXUS), inference only: detector backends,
+detector bundles, the skull estimate and plausibility rules, drawing, and the entry points the faces call.
 
 Public API (imported lazily, so ``import fetalscope.detect`` stays cheap):
 
 - :func:`detect_paths` (files/folders -> records, JSON, overlays), :func:`detect_image`, :func:`draw_boxes`
-- :func:`load_detector` / :func:`save_detector_bundle`; :class:`Box`, :class:`Detector`
-- :func:`train_and_evaluate` (train + report + bundle from a YOLO dataset)
+- :func:`get_bundle`, :func:`load_detector` / :func:`save_detector_bundle`, :class:`DetectorBundle`;
+  :class:`Box`, :class:`Detector`
+
+Training, evaluation and bundling a detector from a YOLO dataset live in :mod:`fetalscope.train.detector`
+(``train_and_evaluate``); the detection metrics in :mod:`fetalscope.evaluate.detection`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 from fetalscope._lazy import lazy_getattr
 
 _EXPORTS = {
-    "Box": "fetalscope.detect.types",
+    "Box": "fetalscope.data.boxes",
     "Detector": "fetalscope.detect.types",
     "detect_paths": "fetalscope.detect.api",
     "detect_image": "fetalscope.detect.api",
@@ -22,7 +25,6 @@ _EXPORTS = {
     "load_detector": "fetalscope.detect.bundle_io",
     "save_detector_bundle": "fetalscope.detect.bundle_io",
     "DetectorBundle": "fetalscope.detect.bundle_io",
-    "train_and_evaluate": "fetalscope.detect.run",
 }
 
 __all__ = sorted(_EXPORTS)

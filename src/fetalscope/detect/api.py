@@ -1,5 +1,6 @@
-"""Entry points for the faces (CLI ``fetalscope detect``, the API and the app): detect brain structures
-in images, apply the operating threshold and the plausibility rules, draw boxes, write JSON."""
+"""Entry points for the faces (CLI ``fetalscope detect``, the API and the app): load a detector bundle once,
+detect brain structures in images (the bundle applies its operating threshold and plausibility rules, see
+:meth:`~fetalscope.detect.bundle_io.DetectorBundle.detect`), draw boxes, write JSON."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fetalscope.detect import plausibility
 from fetalscope.detect.bundle_io import DEFAULT_BUNDLE, DetectorBundle, load_detector
-from fetalscope.detect.skull import SkullEllipse, estimate_skull
+from fetalscope.detect.skull import SkullEllipse
 from fetalscope.detect.types import Box
 from fetalscope.errors import BadInputError
 from fetalscope.imaging.loader import UltrasoundImage, iter_image_paths, load_image
@@ -52,25 +52,7 @@ def detect_image(
     - ``plausibility``: rule outcome of the *raw* boxes at the threshold (``plausible``,
       ``violations``, ``counts``, ``skull_found``, ``skull``) and ``removed``: boxes the filter dropped.
     """
-    b = get_bundle(bundle)
-    threshold = b.score_threshold if score_threshold is None else float(score_threshold)
-    if not 0.0 <= threshold <= 1.0:
-        raise BadInputError(f"score threshold must lie in [0, 1], got {threshold}")
-    raw = [box for box in b.detector.predict(image) if box.score >= threshold]
-    skull = estimate_skull(image.pixels)
-    rules = b.card.get("plausibility", {})
-    kept = plausibility.enforce(raw, skull, drop_outside_skull=bool(rules.get("drop_outside_skull", False)))
-    report = plausibility.check(raw, skull)
-    removed = [box for box in raw if box not in kept]
-    return {
-        "image": image.source,
-        "width": image.width,
-        "height": image.height,
-        "model": b.name,
-        "score_threshold": threshold,
-        "boxes": [box.to_dict() for box in kept],
-        "plausibility": report.to_dict() | {"removed": [box.to_dict() for box in removed]},
-    }
+    return get_bundle(bundle).detect(image, score_threshold)
 
 
 def draw_boxes(

@@ -17,9 +17,11 @@ from typing import Any
 
 from safetensors.torch import load_model, save_model
 
+from fetalscope.detect import plausibility
+from fetalscope.detect.skull import estimate_skull
 from fetalscope.detect.torchvision_backend import ARCH, DetectorConfig, TorchvisionDetector, build_detector
 from fetalscope.detect.types import Box
-from fetalscope.errors import MissingWeightsError, UnsupportedError
+from fetalscope.errors import BadInputError, MissingWeightsError, UnsupportedError
 from fetalscope.imaging.loader import UltrasoundImage
 from fetalscope.models.bundle import (
     REPORT,
@@ -58,11 +60,32 @@ class DetectorBundle(BundleFolder):
         return self.detector.predict(image)
 
     def detect(self, image: UltrasoundImage, score_threshold: float | None = None) -> dict[str, Any]:
-        """The record ``fetalscope detect`` writes for one image: plausible boxes at the operating threshold
-        (or ``score_threshold``) plus the plausibility outcome (see :func:`fetalscope.detect.api.detect_image`)."""
-        from fetalscope.detect.api import detect_image
+        """The record ``fetalscope detect`` writes for one image (:func:`fetalscope.detect.api.detect_image`):
 
-        return detect_image(image, self, score_threshold)
+        - ``image``, ``width``, ``height``, ``model``, ``score_threshold``;
+        - ``boxes``: plausible boxes at the operating threshold (or ``score_threshold``),
+          ``[{label, score, xyxy}]`` in original pixels;
+        - ``plausibility``: rule outcome of the *raw* boxes at the threshold (``plausible``,
+          ``violations``, ``counts``, ``skull_found``, ``skull``) and ``removed``: boxes the filter dropped.
+        """
+        threshold = self.score_threshold if score_threshold is None else float(score_threshold)
+        if not 0.0 <= threshold <= 1.0:
+            raise BadInputError(f"score threshold must lie in [0, 1], got {threshold}")
+        raw = [box for box in self.predict(image) if box.score >= threshold]
+        skull = estimate_skull(image.pixels)
+        rules = self.card.get("plausibility", {})
+        kept = plausibility.enforce(raw, skull, drop_outside_skull=bool(rules.get("drop_outside_skull", False)))
+        report = plausibility.check(raw, skull)
+        removed = [box for box in raw if box not in kept]
+        return {
+            "image": image.source,
+            "width": image.width,
+            "height": image.height,
+            "model": self.name,
+            "score_threshold": threshold,
+            "boxes": [box.to_dict() for box in kept],
+            "plausibility": report.to_dict() | {"removed": [box.to_dict() for box in removed]},
+        }
 
 
 def render_detector_card_md(card: dict[str, Any]) -> str:

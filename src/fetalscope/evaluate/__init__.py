@@ -1,7 +1,17 @@
-"""Honest evaluation of a classifier from its predictions: metrics, calibration, bootstrap CIs,
-breakdowns by acquisition metadata, plots and the report files (report.json, report.md, PNGs).
+"""The shared statistics and reporting engine every task uses; pure numbers in, numbers and files out.
 
-Entry point: :func:`evaluate_predictions`. ``collect_logits`` runs a model over a data loader.
+- classification: :mod:`.metrics`, :mod:`.calibration`, :mod:`.breakdown` (by acquisition metadata),
+  :mod:`.plots`, :mod:`.markdown`, and :mod:`.classification_report` (``report.json`` + ``report.md`` +
+  PNGs; entry point :func:`evaluate_predictions`); :mod:`.bundle_eval` evaluates a classifier bundle on a
+  labelled set, ``collect_logits`` (:mod:`.inference`) runs a model over a data loader;
+- every task: :mod:`.bootstrap` (percentile intervals resampling whole groups), :mod:`.validate`;
+- detection: :mod:`.detection` (mAP, precision/recall, threshold choice, group-bootstrap mAP on boxes);
+- measurements: :mod:`.agreement` (MAE, bias, Bland-Altman limits, Pearson r with intervals);
+- shortcuts: :mod:`.shortcut` (does a nuisance variable predict the label?).
+
+It imports only :mod:`fetalscope.models`, :mod:`fetalscope.data` and below, never ``train`` or a capability.
+The names below load eagerly except ``collect_logits`` (torch); import :mod:`.detection` (torch,
+torchmetrics) and :mod:`.agreement` directly.
 """
 
 from fetalscope.evaluate.bootstrap import (
@@ -21,10 +31,10 @@ from fetalscope.evaluate.calibration import (
     reliability_bins,
     temperature_report,
 )
+from fetalscope.evaluate.classification_report import evaluate_predictions, summarise, write_report
 from fetalscope.evaluate.markdown import render_markdown
 from fetalscope.evaluate.metrics import classification_metrics, confusion_scores, roc_auc_per_class
 from fetalscope.evaluate.plots import plot_confusion_matrix, plot_reliability, plot_roc_curves
-from fetalscope.evaluate.report import evaluate_predictions, summarise, write_report
 
 __all__ = [
     "apply_temperature",

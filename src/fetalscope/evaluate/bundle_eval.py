@@ -33,8 +33,8 @@ from fetalscope.data.samples import Sample
 from fetalscope.data.splits import official_split, patient_split
 from fetalscope.errors import BadInputError, DataError
 from fetalscope.evaluate.bootstrap import N_BOOT
+from fetalscope.evaluate.classification_report import evaluate_predictions
 from fetalscope.evaluate.inference import collect_logits
-from fetalscope.evaluate.report import evaluate_predictions
 
 FPDB_CSV = "FETAL_PLANES_DB_data.csv"
 SPLITS = ("test", "val", "all")

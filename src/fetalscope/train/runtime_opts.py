@@ -1,4 +1,4 @@
-"""Device, mixed precision and memory-format choices for training and inference on CPU or GPU."""
+"""Shared by every trainer (classifier, detector, segmenter): device choice, mixed precision and seeding."""
 
 from __future__ import annotations
 
@@ -10,9 +10,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fetalscope.errors import DataError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as given (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"device '{name}' asked for, but PyTorch sees no CUDA GPU; use device='cpu' or 'auto'")
+    return device
+
 
 def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA when PyTorch sees a GPU, else CPU (``resolve_device("auto")``)."""
+    return resolve_device("auto")
 
 
 @lru_cache(maxsize=1)

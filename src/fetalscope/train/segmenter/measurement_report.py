@@ -11,7 +11,7 @@ absolute error, bias, Pearson r and Bland-Altman limits, next to the constant pr
 the training-mean CTR for every image.
 
 Every aggregate carries a percentile bootstrap 95% interval that resamples whole groups (HC18
-subjects, FOCUS duplicate groups) via :func:`fetalscope.evaluate.bootstrap.bootstrap_ci`.
+subjects, FOCUS duplicate groups) via :mod:`fetalscope.evaluate.agreement`.
 """
 
 from __future__ import annotations
@@ -29,68 +29,15 @@ from fetalscope.biometry.cardiothoracic import ctr_ratios
 from fetalscope.biometry.ellipse import Ellipse, ellipse_overlap, hausdorff_distance, mask_dice, mask_iou
 from fetalscope.biometry.measure import Measurer
 from fetalscope.biometry.segbundle import load_seg_bundle, render_seg_card_md
-from fetalscope.biometry.segtrain import load_mask_file
-from fetalscope.biometry.training import SPLITS_FILE, read_split, recipe
 from fetalscope.config import shared_data_relative
-from fetalscope.data.segsets import SegSample
+from fetalscope.data.segsets import SegSample, load_mask_file
 from fetalscope.errors import DataError
-from fetalscope.evaluate.bootstrap import bootstrap_ci
+from fetalscope.evaluate.agreement import agreement, mean_ci
 from fetalscope.imaging.loader import load_image
 from fetalscope.models.bundle import read_card_file, write_card_files
+from fetalscope.train.segmenter.recipes import SPLITS_FILE, read_split, recipe
 
 RATIOS = ("circumference", "area", "diameter")
-
-
-# ---- statistics ----------------------------------------------------------------------------------
-def _mean(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean(y))
-
-
-def _mae(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean(np.abs(p - y)))
-
-
-def _bias(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean(p - y))
-
-
-def _loa_low(y: np.ndarray, p: np.ndarray) -> float:
-    d = p - y
-    return float(d.mean() - 1.96 * d.std(ddof=1)) if len(d) > 1 else float("nan")
-
-
-def _loa_high(y: np.ndarray, p: np.ndarray) -> float:
-    d = p - y
-    return float(d.mean() + 1.96 * d.std(ddof=1)) if len(d) > 1 else float("nan")
-
-
-def _pearson(y: np.ndarray, p: np.ndarray) -> float:
-    if len(y) < 3 or np.std(y) == 0 or np.std(p) == 0:
-        return float("nan")
-    return float(np.corrcoef(y, p)[0, 1])
-
-
-def ci(metric: Callable[[np.ndarray, np.ndarray], float], y: Sequence[float], p: Sequence[float],
-       groups: Sequence[str], n_boot: int) -> dict[str, Any]:
-    """Point estimate + group-bootstrap 95% interval; ``estimate`` None when undefined."""
-    y_arr, p_arr = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
-    if len(y_arr) == 0:
-        return {"estimate": None, "lower": None, "upper": None, "n": 0}
-    out = bootstrap_ci(metric, y_arr, p_arr, groups=list(groups), n_boot=n_boot)
-    out["n"] = int(len(y_arr))
-    return out
-
-
-def agreement(y: Sequence[float], p: Sequence[float], groups: Sequence[str], n_boot: int) -> dict[str, Any]:
-    """MAE, bias, Bland-Altman limits and Pearson r of predictions ``p`` against references ``y``."""
-    return {"mae": ci(_mae, y, p, groups, n_boot), "bias": ci(_bias, y, p, groups, n_boot),
-            "loa_low": ci(_loa_low, y, p, groups, n_boot), "loa_high": ci(_loa_high, y, p, groups, n_boot),
-            "pearson_r": ci(_pearson, y, p, groups, n_boot)}
-
-
-def mean_ci(values: Sequence[float], groups: Sequence[str], n_boot: int) -> dict[str, Any]:
-    v = np.asarray(values, dtype=np.float64)
-    return ci(_mean, v, v, groups, n_boot)
 
 
 # ---- per-image evaluation --------------------------------------------------------------------------
@@ -255,7 +202,7 @@ def render_report_md(report: dict[str, Any]) -> str:
     lines = [f"# Validation report: {report['bundle']}", "",
              f"Measurement: {report['measurement']}; split: {report['split']} ({s['n_images']} images, "
              f"{s['n_groups']} groups); 95% intervals by bootstrap over groups ({report['n_boot']} replicates). "
-             f"Generated {report['created']} by `fetalscope.biometry.report`.", ""]
+             f"Generated {report['created']} by `fetalscope.train.segmenter.measurement_report`.", ""]
     if report["measurement"] == "head":
         hc = s["hc_mm"]
         lines += ["| metric | value (95% CI) |", "| --- | --- |",

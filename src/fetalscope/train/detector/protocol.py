@@ -26,10 +26,7 @@ import torch
 from fetalscope import config
 from fetalscope.data.yolo import YoloDataset, YoloItem, assert_groups_disjoint, group_split, read_yolo_dataset
 from fetalscope.detect import plausibility
-from fetalscope.detect.bundle_io import save_detector_bundle
-from fetalscope.detect.evaluation import evaluate_detector, predict_items, skulls_for, truth_boxes
-from fetalscope.detect.metrics import choose_threshold, mean_average_precision, precision_recall
-from fetalscope.detect.report import plot_examples, plot_threshold_curve, write_report
+from fetalscope.detect.bundle_io import load_detector, save_detector_bundle
 from fetalscope.detect.skull import METHOD as SKULL_METHOD
 from fetalscope.detect.skull import ellipse_iou, estimate_skull
 from fetalscope.detect.torchvision_backend import (
@@ -39,10 +36,13 @@ from fetalscope.detect.torchvision_backend import (
     TorchvisionDetector,
     build_detector,
 )
-from fetalscope.detect.training import DetectTrainConfig, fit_detector
 from fetalscope.detect.types import Detector
 from fetalscope.errors import DataError
+from fetalscope.evaluate.detection import bootstrap_map, choose_threshold, precision_recall
 from fetalscope.imaging.loader import load_image
+from fetalscope.train.detector.detection_report import plot_examples, plot_threshold_curve, write_report
+from fetalscope.train.detector.evaluation import evaluate_detector, predict_items, skulls_for, truth_boxes
+from fetalscope.train.detector.trainer import DetectTrainConfig, fit_detector
 
 BRAIN_DATA_CARD = {
     "source": "Roboflow Universe project 'ultrasound-fetal-brain-image-detection' v2 "
@@ -60,39 +60,12 @@ BRAIN_CITATIONS = [
 ]
 
 
-def _split_summary(items: Sequence[YoloItem], classes: Sequence[str]) -> dict[str, Any]:
+def split_summary(items: Sequence[YoloItem], classes: Sequence[str]) -> dict[str, Any]:
     counts = {c: 0 for c in classes}
     for it in items:
         for b in it.boxes:
             counts[classes[b.cls]] += 1
     return {"images": len(items), "groups": len({it.group for it in items}), "boxes": counts}
-
-
-def bootstrap_map(
-    predictions: Sequence,
-    truths: Sequence,
-    classes: Sequence[str],
-    groups: Sequence[str],
-    n_boot: int = 200,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Percentile 95% intervals of mAP@0.5 and mAP@0.5:0.95, resampling whole groups."""
-    from fetalscope.evaluate.bootstrap import resample_indices
-
-    vals: dict[str, list[float]] = {"map_50": [], "map_50_95": []}
-    for idx in resample_indices(len(truths), list(groups), n_boot=n_boot, seed=seed):
-        m = mean_average_precision([predictions[i] for i in idx], [truths[i] for i in idx], classes)
-        for k in vals:
-            if m[k] is not None:
-                vals[k].append(m[k])
-    out: dict[str, Any] = {"n_boot": n_boot, "unit": "group", "n_units": len(set(groups))}
-    for k, v in vals.items():
-        arr = np.asarray(v)
-        out[k] = {
-            "ci_low": round(float(np.percentile(arr, 2.5)), 4),
-            "ci_high": round(float(np.percentile(arr, 97.5)), 4),
-        }
-    return out
 
 
 def validate_skull_estimator(hc18_dir: Path, n: int = 150, seed: int = 0) -> dict[str, Any] | None:
@@ -247,7 +220,7 @@ def build_report(
         "dataset": {
             "yaml": str(dataset.yaml_path),
             "classes": list(classes),
-            "splits": {s: _split_summary(dataset.splits[s], classes) for s in dataset.splits},
+            "splits": {s: split_summary(dataset.splits[s], classes) for s in dataset.splits},
         },
         "protocol": {
             "description": (
@@ -386,7 +359,6 @@ def evaluate_bundle(
     report. The hold-out curve is recomputed for the plot; the training section comes from the bundle's
     ``report.json``. ``update_bundle=True`` rewrites the bundle's card and report (only meaningful on the
     dataset and split the bundle was trained with)."""
-    from fetalscope.detect.bundle_io import load_detector
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,11 +14,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from fetalscope.data.yolo import YoloItem
-from fetalscope.detect.dataset import DetectionDataset, collate
-from fetalscope.detect.evaluation import predict_items, truth_boxes
-from fetalscope.detect.metrics import mean_average_precision
 from fetalscope.detect.torchvision_backend import TorchvisionDetector
 from fetalscope.errors import DataError
+from fetalscope.evaluate.detection import mean_average_precision
+from fetalscope.train.detector.dataset import DetectionDataset, collate
+from fetalscope.train.detector.evaluation import predict_items, truth_boxes
 
 
 @dataclass

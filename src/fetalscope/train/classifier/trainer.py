@@ -19,10 +19,10 @@ from fetalscope import __version__
 from fetalscope.errors import DataError
 from fetalscope.models import create_model
 from fetalscope.models.classifier import FetalscopeClassifier
-from fetalscope.train.config import TrainConfig
-from fetalscope.train.data_setup import PreparedData, prepare_data
-from fetalscope.train.features import cache_key, cached_features
-from fetalscope.train.loop import class_weight_tensor, finetune, fit_head, predict_logits
+from fetalscope.train.classifier.config import TrainConfig
+from fetalscope.train.classifier.data_setup import PreparedData, prepare_data
+from fetalscope.train.classifier.features import cache_key, cached_features
+from fetalscope.train.classifier.loop import class_weight_tensor, finetune, fit_head, predict_logits
 from fetalscope.train.runtime_opts import autocast_context, cpu_supports_bf16, pick_device, seed_everything
 
 
@@ -165,7 +165,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 def evaluate_trained(model: FetalscopeClassifier, data: PreparedData, cfg: TrainConfig, out: Path) -> dict[str, Any]:
     """Temperature on validation, then the full report on the held-out test split."""
-    from fetalscope.evaluate.report import evaluate_predictions
+    from fetalscope.evaluate.classification_report import evaluate_predictions
 
     device = torch.device("cpu")
     val_logits, val_labels = predict_logits(model, _loader(data.dataset(data.split.val, augment=False), cfg, False),

@@ -32,11 +32,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from fetalscope.biometry.ellipse import Ellipse
 from fetalscope.config import shared_data_relative
-from fetalscope.data.segsets import SegSample
+from fetalscope.data.segsets import SegSample, load_mask_file
 from fetalscope.data.transforms import PreprocessConfig, normalise, prepare_array
 from fetalscope.errors import DataError
 from fetalscope.imaging.loader import load_image
 from fetalscope.models.segmentation import EllipseUNet, segmentation_preprocess
+from fetalscope.train.runtime_opts import resolve_device
 
 
 @dataclass
@@ -98,11 +99,6 @@ class SegTrainResult:
 
 
 # ---- data -----------------------------------------------------------------------------------------
-def load_mask_file(path: Any) -> np.ndarray:
-    """A mask image file as an ``H x W`` boolean array (non-zero/bright = inside)."""
-    return load_image(path).gray > 127
-
-
 def target_masks(sample: SegSample, structures: Sequence[str], shape: tuple[int, int],
                  prefer: str = "ellipse") -> np.ndarray:
     """``C x H x W`` boolean full-resolution targets of ``sample`` (one channel per structure)."""
@@ -211,16 +207,6 @@ def dice_scores(model: torch.nn.Module, loader: DataLoader, channels_last: bool 
 
 
 # ---- the trainer -----------------------------------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"device '{name}' asked for, but PyTorch sees no CUDA GPU; use device='cpu' or 'auto'")
-    return device
-
-
 def _sample_key(sample: SegSample) -> dict[str, Any]:
     rel = shared_data_relative
     return {"image": rel(sample.path), "masks": {k: rel(v) for k, v in sorted(sample.masks.items())},

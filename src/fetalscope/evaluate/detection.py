@@ -1,5 +1,6 @@
-"""Detection metrics: COCO-style mAP per class (torchmetrics + pycocotools) and precision/recall at a
-score threshold (greedy one-to-one matching at IoU 0.5, as in the PASCAL VOC protocol)."""
+"""Detection metrics, pure numbers on boxes: COCO-style mAP per class (torchmetrics + pycocotools),
+precision/recall at a score threshold (greedy one-to-one matching at IoU 0.5, as in the PASCAL VOC
+protocol), the threshold with the best F1, and group-bootstrap intervals of mAP."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import torch
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_iou
 
-from fetalscope.detect.types import Box
+from fetalscope.data.boxes import Box
 from fetalscope.errors import BadInputError
+from fetalscope.evaluate.bootstrap import resample_indices
 
 
 def _to_target(boxes: Sequence[Box], classes: Sequence[str], with_scores: bool) -> dict[str, torch.Tensor]:
@@ -163,3 +165,28 @@ def choose_threshold(
         )
     best = max(curve, key=lambda row: (row["f1"], -row["threshold"]))
     return best["threshold"], curve
+
+
+def bootstrap_map(
+    predictions: Sequence,
+    truths: Sequence,
+    classes: Sequence[str],
+    groups: Sequence[str],
+    n_boot: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Percentile 95% intervals of mAP@0.5 and mAP@0.5:0.95, resampling whole groups."""
+    vals: dict[str, list[float]] = {"map_50": [], "map_50_95": []}
+    for idx in resample_indices(len(truths), list(groups), n_boot=n_boot, seed=seed):
+        m = mean_average_precision([predictions[i] for i in idx], [truths[i] for i in idx], classes)
+        for k in vals:
+            if m[k] is not None:
+                vals[k].append(m[k])
+    out: dict[str, Any] = {"n_boot": n_boot, "unit": "group", "n_units": len(set(groups))}
+    for k, v in vals.items():
+        arr = np.asarray(v)
+        out[k] = {
+            "ci_low": round(float(np.percentile(arr, 2.5)), 4),
+            "ci_high": round(float(np.percentile(arr, 97.5)), 4),
+        }
+    return out

@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from fetalscope.models.classifier import FetalscopeClassifier
+from fetalscope.train.classifier.schedule import warmup_cosine
 from fetalscope.train.runtime_opts import autocast_context
-from fetalscope.train.schedule import warmup_cosine
 
 Logger = Callable[[str, float, int], None]
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from fetalscope.errors import BadInputError, DataError
-from fetalscope.pipeline.brain_study import checks
-from fetalscope.pipeline.brain_study.data import (
+from fetalscope.train.recipes.brain_findings import checks
+from fetalscope.train.recipes.brain_findings.data import (
     check_binary,
     load_binary_set,
     make_split,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fetalscope.errors import BadInputError
-from fetalscope.train.config import TrainConfig
+from fetalscope.train.classifier.config import TrainConfig
 
 Variant = Callable[[TrainConfig], TrainConfig]
 
@@ -45,7 +45,7 @@ def resolve_variant(name: str) -> tuple[str, Variant]:
 
 def run_ablation(base: TrainConfig, variants: list[str], out: str | Path) -> dict[str, Any]:
     """Train every variant into ``out/<variant>/`` and write ``ablation.json`` + ``ablation.md``."""
-    from fetalscope.train.trainer import train
+    from fetalscope.train.classifier.trainer import train
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

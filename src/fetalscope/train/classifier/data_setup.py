@@ -23,7 +23,7 @@ from fetalscope.data.splits import (
 from fetalscope.data.transforms import PreprocessConfig
 from fetalscope.errors import DataError
 from fetalscope.models import get_spec
-from fetalscope.train.config import TrainConfig
+from fetalscope.train.classifier.config import TrainConfig
 
 FPDB_CSV = "FETAL_PLANES_DB_data.csv"
 

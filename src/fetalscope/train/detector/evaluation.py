@@ -11,9 +11,9 @@ from typing import Any
 
 from fetalscope.data.yolo import YoloItem
 from fetalscope.detect import plausibility
-from fetalscope.detect.metrics import mean_average_precision, precision_recall
 from fetalscope.detect.skull import SkullEllipse, estimate_skull
 from fetalscope.detect.types import Box, Detector
+from fetalscope.evaluate.detection import mean_average_precision, precision_recall
 from fetalscope.imaging.loader import load_image
 
 

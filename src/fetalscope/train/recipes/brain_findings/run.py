@@ -13,8 +13,8 @@ import numpy as np
 from fetalscope import config
 from fetalscope.data.samples import Sample
 from fetalscope.errors import BadInputError, DataError
-from fetalscope.pipeline.brain_study import checks
-from fetalscope.pipeline.brain_study.data import (
+from fetalscope.train.recipes.brain_findings import checks
+from fetalscope.train.recipes.brain_findings.data import (
     SPLIT_DESCRIPTION,
     check_binary,
     load_binary_set,
@@ -25,7 +25,13 @@ from fetalscope.pipeline.brain_study.data import (
     positive_class,
     source_by_class,
 )
-from fetalscope.pipeline.brain_study.report import CARD_PRESETS, CardText, conclusions, write_bundle, write_report
+from fetalscope.train.recipes.brain_findings.study_report import (
+    CARD_PRESETS,
+    CardText,
+    conclusions,
+    write_bundle,
+    write_report,
+)
 
 ROBOFLOW_SET = "brain_normal_abnormal_roboflow"
 TASK = "brain-normal-abnormal"
@@ -40,7 +46,7 @@ def default_data() -> Path:
 class BrainStudyOptions:
     """A study run.
 
-    - ``data``: YOLO export, split folders or class folders (see :mod:`~fetalscope.pipeline.brain_study.data`).
+    - ``data``: YOLO export, split folders or class folders (see :mod:`~fetalscope.train.recipes.brain_findings.data`).
     - ``out``: report folder (also holds ``data/``, the symlinked split, and ``model/``, the trained bundle).
     - ``bundle``: also write a bundle there (an existing bundle is replaced only with ``overwrite``).
     - ``preset``: card words, ``roboflow-demo`` | ``own-data`` | ``auto`` (``roboflow-demo`` for the shared
@@ -93,8 +99,8 @@ def _check_destination(opts: BrainStudyOptions) -> None:
 def run_brain_study(opts: BrainStudyOptions) -> dict[str, Any]:
     """Run the study; returns the report (also written to ``opts.out``)."""
     from fetalscope.models.bundle import load_bundle
-    from fetalscope.train.config import TrainConfig
-    from fetalscope.train.trainer import train
+    from fetalscope.train.classifier.config import TrainConfig
+    from fetalscope.train.classifier.trainer import train
 
     text = opts.card_text()
     _check_destination(opts)

@@ -1,7 +1,7 @@
 """Recipes: what each measurement trains on (dataset, split, structures, config) -> a bundle.
 
 ``train_measurement("cardiothoracic")`` trains heart + thorax on FOCUS, ``train_measurement("head")``
-the head on HC18; both go through the same trainer (:mod:`fetalscope.biometry.segtrain`) and write
+the head on HC18; both go through the same trainer (:mod:`fetalscope.train.segmenter.trainer`) and write
 the same bundle layout, with ``splits.json`` listing the held-out images.
 """
 
@@ -10,15 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fetalscope.biometry.head import hc18_reference_ellipse
 from fetalscope.biometry.segbundle import save_seg_bundle
-from fetalscope.biometry.segtrain import SegTrainConfig, prepare_arrays, prepared_cache_file, train_segmenter
 from fetalscope.config import bundled_models_dir, cache_dir, shared_data_relative
-from fetalscope.data.segsets import SegSample, assert_groups_disjoint, group_split
-from fetalscope.errors import BadInputError
+from fetalscope.data.segsets import SegSample, assert_groups_disjoint, group_split, load_mask_file
+from fetalscope.errors import BadInputError, DataError
+from fetalscope.train.segmenter.trainer import SegTrainConfig, prepare_arrays, prepared_cache_file, train_segmenter
 
 SPLITS_FILE = "splits.json"
 IMAGENET_BASE = {
@@ -49,10 +50,33 @@ def _load_focus() -> list[SegSample]:
 
 
 def _load_hc18() -> list[SegSample]:
-    from fetalscope.biometry.head import with_hc18_references
     from fetalscope.data.hc18 import load_hc18
 
     return with_hc18_references(load_hc18())
+
+
+def with_hc18_references(samples: Sequence[SegSample], use_cache: bool = True) -> list[SegSample]:
+    """HC18 samples with ``ellipses["head"]`` set to their reference ellipse
+    (:func:`fetalscope.biometry.head.hc18_reference_ellipse`, cached on disk)."""
+    cache_file = cache_dir() / "biometry" / "hc18_reference_ellipses.json"
+    cache: dict[str, dict[str, float]] = {}
+    if use_cache and cache_file.is_file():
+        cache = json.loads(cache_file.read_text(encoding="utf-8"))
+    out, changed = [], False
+    for s in samples:
+        mask_path = s.masks.get("head")
+        if mask_path is None:
+            raise DataError(f"{s.path}: HC18 sample without a head mask")
+        key = f"{mask_path}|{s.meta['hc_mm']}|{s.meta['pixel_size_mm']}"
+        if key not in cache:
+            e = hc18_reference_ellipse(load_mask_file(mask_path), s.meta["hc_mm"] / s.meta["pixel_size_mm"])
+            cache[key] = e.to_dict(ndigits=None)
+            changed = True
+        out.append(replace(s, ellipses={**s.ellipses, "head": cache[key]}))
+    if use_cache and changed:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps(cache), encoding="utf-8")
+    return out
 
 
 def recipe(what: str) -> Recipe:
