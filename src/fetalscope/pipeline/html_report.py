@@ -13,7 +13,7 @@ import base64
 import datetime as _dt
 import html
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
