@@ -10,9 +10,10 @@ import torch
 
 from fetalscope import config
 from fetalscope.data.yolo import read_yolo_dataset
-from fetalscope.detect.api import detect_paths
 from fetalscope.detect.bundle_io import load_detector
 from fetalscope.imaging.loader import load_image
+from fetalscope.pipeline import Session
+from fetalscope.pipeline.outputs import detect_to_folder
 
 BUNDLE = config.bundled_models_dir() / "brain-structures"
 
@@ -44,7 +45,8 @@ def test_bundle_loads_without_shared_weights(monkeypatch: pytest.MonkeyPatch, tm
 def test_bundled_detector_finds_structures_on_real_images(shared_data: Path, tmp_path: Path) -> None:
     ds = read_yolo_dataset(shared_data / "yolo_brain_structures")
     items = ds.items("valid")[:2]
-    records = detect_paths([it.image for it in items], out_json=tmp_path / "boxes.json", draw_dir=tmp_path / "draw")
+    records = detect_to_folder(Session(), [it.image for it in items], out_json=tmp_path / "boxes.json",
+                               draw_dir=tmp_path / "draw")
     for item, record in zip(items, records, strict=True):
         image = load_image(item.image)
         truth = {ds.names[b.cls]: b.xyxy(image.width, image.height) for b in item.boxes}

@@ -1,4 +1,4 @@
-"""A tiny detector learns bright rectangles; bundles round-trip; detect_paths writes JSON and overlays."""
+"""A tiny detector learns bright rectangles; bundles round-trip; detect_to_folder writes JSON and overlays."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from fetalscope.data.yolo import read_yolo_dataset
-from fetalscope.detect.api import detect_paths, draw_boxes
+from fetalscope.detect.api import draw_boxes
 from fetalscope.detect.bundle_io import load_detector, save_detector_bundle
 from fetalscope.detect.torchvision_backend import DetectorConfig, TorchvisionDetector, build_detector
 from fetalscope.detect.types import Box, Detector
 from fetalscope.errors import MissingWeightsError, UnsupportedError
+from fetalscope.pipeline import Session
+from fetalscope.pipeline.outputs import detect_to_folder
 from fetalscope.train.detector.evaluation import predict_items
 from fetalscope.train.detector.trainer import DetectTrainConfig, fit_detector
 
@@ -42,7 +44,7 @@ def test_tiny_detector_loss_decreases(tiny_yolo: Path) -> None:
     assert len(preds) == 2 and all(isinstance(b, Box) for p in preds for b in p)
 
 
-def test_bundle_round_trip_and_detect_paths(yolo_factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_bundle_round_trip_and_detect_to_folder(yolo_factory, tmp_path: Path) -> None:  # noqa: ANN001
     ds = read_yolo_dataset(yolo_factory(tmp_path / "ds", n_train=2, n_valid=1, copies=3))
     det = tiny_detector(ds.names)
     folder = save_detector_bundle(det, tmp_path / "bundle", {"score_threshold": 0.0,
@@ -59,8 +61,8 @@ def test_bundle_round_trip_and_detect_paths(yolo_factory, tmp_path: Path) -> Non
     assert [x.label for x in a] == [x.label for x in b]
     assert np.allclose([x.xyxy for x in a], [x.xyxy for x in b], atol=1e-3)
 
-    records = detect_paths([image_path.parent], bundle=folder, out_json=tmp_path / "out.json",
-                           draw_dir=tmp_path / "draw", score_threshold=0.0)
+    records = detect_to_folder(Session(detector=folder), [image_path.parent], out_json=tmp_path / "out.json",
+                               draw_dir=tmp_path / "draw", score_threshold=0.0)
     assert len(records) == 3
     saved = json.loads((tmp_path / "out.json").read_text())
     assert saved[0]["image"] == records[0]["image"] and saved[0]["width"] == 96
@@ -68,7 +70,7 @@ def test_bundle_round_trip_and_detect_paths(yolo_factory, tmp_path: Path) -> Non
     for box in saved[0]["boxes"]:
         assert box["label"] in ("BAR", "SQUARE") and len(box["xyxy"]) == 4
     assert len(list((tmp_path / "draw").glob("*_boxes.png"))) == 3
-    # the bundle object itself answers like a Detector and gives the same record as detect_paths
+    # the bundle object itself answers like a Detector and gives the same record as detect_to_folder
     first = sorted(image_path.parent.glob("*.jpg"))[0]
     record = loaded.detect(load_image(first), score_threshold=0.0)
     assert record["boxes"] == next(r for r in records if r["image"] == str(first))["boxes"]

@@ -14,7 +14,7 @@ from fetalscope.explain.evaluation import explain_eval
 from fetalscope.explain.overlay import colorize, model_region, overlay, overlay_png, save_map, scale_map
 from fetalscope.explain.runner import file_slug, parse_method_param_options, parse_param_options
 from fetalscope.imaging import load_image
-from fetalscope.pipeline.explain_files import explain_to_folder
+from fetalscope.pipeline.outputs import explain_to_folder
 
 from .conftest import speckle_image
 

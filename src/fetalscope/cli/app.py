@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from fetalscope import __version__
 from fetalscope.cli.common import console, friendly_errors, split_list, write_json
-from fetalscope.errors import BadInputError, MissingWeightsError
+from fetalscope.errors import BadInputError
 
 app = typer.Typer(
     name="fetalscope",
@@ -300,7 +300,7 @@ def explain(
 ) -> None:
     """Attribution maps: overlays (.png), arrays (.npy) and index.json per image and method."""
     from fetalscope.explain.runner import parse_method_param_options
-    from fetalscope.pipeline.explain_files import explain_to_folder
+    from fetalscope.pipeline.outputs import explain_to_folder
     from fetalscope.pipeline.session import Session
 
     flat, per_method = parse_method_param_options(param)
@@ -340,27 +340,11 @@ def detect(
     score_threshold: Annotated[float | None, typer.Option(help="Minimum score.")] = None,
 ) -> None:
     """Detect brain structures (midline falx, CSP, choroid plexus): boxes as JSON, optional drawings."""
-    from fetalscope.explain.overlay import png_bytes
-    from fetalscope.imaging import iter_image_paths
-    from fetalscope.pipeline.analysis import draw_findings
+    from fetalscope.pipeline.outputs import detect_to_folder
     from fetalscope.pipeline.session import Session
 
-    files = list(iter_image_paths(paths))
     session = Session(detector=model)
-    if not session.detector_available:
-        raise MissingWeightsError(session.detector_info()["reason"])
-    records = []
-    for path in files:
-        image = session.load(path)
-        record = session.detect(image, score_threshold)
-        record.pop("timings_ms", None)
-        if draw is not None:
-            overlay = draw_findings(image.pixels, detections=record)
-            target = draw / f"{path.stem}_boxes.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(png_bytes(overlay))
-            record["overlay"] = str(target)
-        records.append(record)
+    records = detect_to_folder(session, list(paths), draw_dir=draw, score_threshold=score_threshold)
     if output is None:
         typer.echo(json.dumps(records, indent=2, default=str))
     else:

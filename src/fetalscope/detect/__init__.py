@@ -3,7 +3,7 @@ detector bundles, the skull estimate and plausibility rules, drawing, and the en
 
 Public API (imported lazily, so ``import fetalscope.detect`` stays cheap):
 
-- :func:`detect_paths` (files/folders -> records, JSON, overlays), :func:`detect_image`, :func:`draw_boxes`
+- :func:`detect_image`, :func:`draw_boxes` (files and folders: :func:`fetalscope.pipeline.outputs.detect_to_folder`)
 - :func:`get_bundle`, :func:`load_detector` / :func:`save_detector_bundle`, :class:`DetectorBundle`;
   :class:`Box`, :class:`Detector`
 
@@ -18,7 +18,6 @@ from fetalscope._lazy import lazy_getattr
 _EXPORTS = {
     "Box": "fetalscope.data.boxes",
     "Detector": "fetalscope.detect.types",
-    "detect_paths": "fetalscope.detect.api",
     "detect_image": "fetalscope.detect.api",
     "draw_boxes": "fetalscope.detect.api",
     "get_bundle": "fetalscope.detect.api",

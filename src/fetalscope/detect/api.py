@@ -4,7 +4,6 @@ detect brain structures in images (the bundle applies its operating threshold an
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +16,7 @@ from fetalscope.detect.bundle_io import DEFAULT_BUNDLE, DetectorBundle, load_det
 from fetalscope.detect.skull import SkullEllipse
 from fetalscope.detect.types import Box
 from fetalscope.errors import BadInputError
-from fetalscope.imaging.loader import UltrasoundImage, iter_image_paths, load_image
+from fetalscope.imaging.loader import UltrasoundImage
 
 # BGR-free: colours are RGB because images are RGB throughout fetalscope
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -85,38 +84,3 @@ def draw_boxes(
             out, text, (p0[0] + 1, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA
         )
     return out
-
-
-def detect_paths(
-    paths: Sequence[str | Path] | str | Path,
-    bundle: str | Path | DetectorBundle = DEFAULT_BUNDLE,
-    out_json: str | Path | None = None,
-    draw_dir: str | Path | None = None,
-    score_threshold: float | None = None,
-) -> list[dict[str, Any]]:
-    """Detect structures in files and folders (any format :func:`load_image` reads).
-
-    Returns one :func:`detect_image` record per image; writes them as a JSON list to ``out_json`` and
-    PNG overlays (``<stem>_boxes.png``) into ``draw_dir`` when given.
-    """
-    b = get_bundle(bundle)
-    records = []
-    draw_folder = Path(draw_dir) if draw_dir is not None else None
-    if draw_folder is not None:
-        draw_folder.mkdir(parents=True, exist_ok=True)
-    for path in iter_image_paths(paths if not isinstance(paths, (str, Path)) else [paths]):
-        image = load_image(path)
-        record = detect_image(image, b, score_threshold)
-        if draw_folder is not None:
-            skull = record["plausibility"]["skull"]
-            ellipse = SkullEllipse(**skull) if skull else None
-            overlay = draw_boxes(image.pixels, record["boxes"], skull=ellipse)
-            target = draw_folder / f"{Path(path).stem}_boxes.png"
-            cv2.imwrite(str(target), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-            record["overlay"] = str(target)
-        records.append(record)
-    if out_json is not None:
-        out = Path(out_json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
-    return records

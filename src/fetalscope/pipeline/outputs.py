@@ -1,6 +1,11 @@
-"""Files in, explanation files out (``fetalscope explain``): per image and method an overlay PNG and the raw
-map (``.npy``), and ``index.json`` listing every image, its prediction and the explanation records (the same
-records ``POST /v1/explain`` returns)."""
+"""Files in, files out: what the batch verbs write, through a :class:`~fetalscope.pipeline.session.Session`.
+
+- :func:`explain_to_folder` (``fetalscope explain``): per image and method an overlay PNG and the raw map
+  (``.npy``), and ``index.json`` listing every image, its prediction and the explanation records (the same
+  records ``POST /v1/explain`` returns).
+- :func:`detect_to_folder` (``fetalscope detect``): one detection record per image (the record of
+  ``POST /v1/detect``) as a JSON list, and optionally the boxes drawn on each image.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fetalscope.errors import BadInputError, FetalscopeError
+from fetalscope.errors import BadInputError, FetalscopeError, MissingWeightsError
 from fetalscope.explain.methods import parse_methods
-from fetalscope.explain.overlay import DEFAULT_ALPHA
+from fetalscope.explain.overlay import DEFAULT_ALPHA, png_bytes
 from fetalscope.imaging.loader import UltrasoundImage, iter_image_paths
+from fetalscope.pipeline.analysis import draw_findings
 from fetalscope.pipeline.session import Session
 
 
@@ -85,4 +91,33 @@ def explain_to_folder(session: Session, paths: str | Path | Sequence[str | Path]
                          "drawn_on": "the region the model saw (sector crop when the model crops), at most 512 px"}}
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
+    return records
+
+
+def detect_to_folder(session: Session, paths: str | Path | Sequence[str | Path], *,
+                     out_json: str | Path | None = None, draw_dir: str | Path | None = None,
+                     score_threshold: float | None = None) -> list[dict[str, Any]]:
+    """Detect structures in every image of ``paths`` (files and folders) with the session's detector.
+
+    Returns one detection record per image; writes them as a JSON list to ``out_json`` and the boxes (and the
+    skull ellipse) drawn on each image as ``<stem>_boxes.png`` into ``draw_dir`` when given (the record then
+    names its drawing in ``overlay``). A missing detector raises before any image is read."""
+    if not session.detector_available:
+        raise MissingWeightsError(session.detector_info()["reason"])
+    files = list(iter_image_paths(paths if not isinstance(paths, (str, Path)) else [paths]))
+    records = []
+    for path, stem in zip(files, unique_stems(files), strict=True):
+        image = session.load(path)
+        record = session.detect(image, score_threshold)
+        record.pop("timings_ms", None)
+        if draw_dir is not None:
+            target = Path(draw_dir) / f"{stem}_boxes.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(png_bytes(draw_findings(image.pixels, detections=record)))
+            record["overlay"] = str(target)
+        records.append(record)
+    if out_json is not None:
+        out = Path(out_json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
     return records
