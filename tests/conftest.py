@@ -52,3 +52,12 @@ def phantom_fpdb(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("phantom_fpdb")
     return write_phantom_dataset(root, n_patients=36, images_per_patient=6, size=(96, 96), seed=0)
+
+
+@pytest.fixture(scope="session")
+def fuzz_seeds() -> dict[str, bytes]:
+    """The fuzzer's seed files (``tests/fuzzing.py``), every format, made from one real image when
+    ../shared is present (else a synthetic phantom)."""
+    import fuzzing
+
+    return fuzzing.make_seeds(fuzzing.source_image()[0])

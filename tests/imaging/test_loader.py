@@ -378,6 +378,14 @@ def test_missing_path_and_folder(tmp_path: Path) -> None:
         load_image(tmp_path)
 
 
+def test_unreadable_path_names_are_bad_input(tmp_path: Path) -> None:
+    too_long = tmp_path / ("a" * 300 + ".png")  # the OS refuses the name itself (ENAMETOOLONG)
+    with pytest.raises(BadInputError, match="aaaa.png: cannot be read"):
+        list(iter_image_paths([too_long]))
+    with pytest.raises(BadInputError, match="aaaa.png: cannot be read"):
+        load_image(too_long)
+
+
 def test_iter_image_paths(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("x")
@@ -406,3 +414,114 @@ def test_garbage_named_dcm(tmp_path: Path) -> None:
     p.write_bytes(b"\x00\x01garbage" * 50)
     with pytest.raises(BadInputError, match="bad.dcm: not a readable DICOM"):
         load_image(p)
+
+
+# ---------------------------------------------------------------- decoder errors, lazy and degenerate
+
+
+def test_dicom_corrupt_vr_pixel_spacing_is_bad_input(tmp_path: Path) -> None:
+    """pydicom reads the file and raises NotImplementedError only when PixelSpacing is first read: the
+    loader reads it and says which element of which file is broken."""
+    from fuzzing import corrupt_vr_pixel_spacing_dicom
+
+    p = tmp_path / "scan.dcm"
+    p.write_bytes(corrupt_vr_pixel_spacing_dicom(ramp8()))
+    pydicom.dcmread(p)  # the file itself parses
+    with pytest.raises(BadInputError) as err:
+        load_image(p)
+    message = str(err.value)
+    assert type(err.value) is BadInputError
+    assert message.startswith(f"{p}: DICOM element PixelSpacing (0028,0030) is corrupt")
+    assert "Unknown Value Representation 'ZZ'" in message and "\n" not in message
+    with pytest.raises(BadInputError, match="upload.dcm: DICOM element PixelSpacing"):
+        load_image(p.read_bytes(), name="upload.dcm")
+
+
+def _with_element(path: Path, tag: int, vr: bytes, value: bytes) -> bytes:
+    """The DICOM file at ``path`` with one element set to raw ``vr`` and ``value`` bytes, as pydicom would
+    never write it."""
+    from fuzzing import dicom_parse, dicom_write, set_element
+
+    elements = dicom_parse(path.read_bytes())
+    set_element(elements, tag, vr, value)
+    return dicom_write(elements)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the decoders warn about what they read
+def test_dicom_other_lazily_read_elements_are_bad_input(tmp_path: Path) -> None:
+    p = write_dicom(tmp_path / "rows.dcm", ramp8(), spacing=(0.1, 0.1))
+    with pytest.raises(BadInputError, match=r"rows.dcm: DICOM element Rows \(0028,0010\) is corrupt"):
+        load_image(_with_element(p, 0x00280010, b"Q!", struct.pack("<H", H)), name="rows.dcm")
+    with pytest.raises(BadInputError, match=r"rows.dcm: DICOM element NumberOfFrames \(0028,0008\) is not a whole"):
+        load_image(_with_element(p, 0x00280008, b"IS", b"abc "), name="rows.dcm")
+    with pytest.raises(BadInputError, match="rows.dcm: DICOM NumberOfFrames is -4"):
+        load_image(_with_element(p, 0x00280008, b"IS", b"-4"), name="rows.dcm")
+    # frames the pixel data does not have: an error, not a hang or a huge allocation
+    with pytest.raises(BadInputError, match="rows.dcm: DICOM pixel data cannot be decoded"):
+        load_image(_with_element(p, 0x00280008, b"IS", b"2000000000"), name="rows.dcm")
+    assert load_image(_with_element(p, 0x00080060, b"ZZ", b"US"), name="rows.dcm").meta == {"modality": ""}
+
+
+@pytest.mark.parametrize(("vr", "value", "expected"), [
+    (b"DS", b"0.25\\0.25", 0.25), (b"DS", b"abc\\def", None), (b"DS", b"nan\\nan", None),
+    (b"DS", b"-1\\-1", None), (b"DS", b"0\\0", None), (b"DS", b"inf\\1", None), (b"DS", b"", None),
+    (b"FD", struct.pack("<d", 0.3), "value representation is 'FD'"), (b"DS", b"\xff\xfe", None),
+    (b"ZZ", b"0.1\\0.1 ", "Unknown Value Representation 'ZZ'"), (b"FD", b"0.1\\0.1\\9", "corrupt"),
+])
+def test_dicom_pixel_spacing_values(tmp_path: Path, vr: bytes, value: bytes, expected: object) -> None:
+    """An element that cannot be read as a DS is an error (a measurement must neither lose its scale silently
+    nor use a made-up one); a readable value that is not a positive finite size means "unknown"."""
+    p = write_dicom(tmp_path / "sp.dcm", ramp8(), spacing=(0.1, 0.1))
+    data = _with_element(p, 0x00280030, vr, value + b" " * (len(value) % 2))
+    if isinstance(expected, str):
+        with pytest.raises(BadInputError, match="sp.dcm: DICOM element PixelSpacing") as err:
+            load_image(data, name="sp.dcm")
+        assert expected in str(err.value)
+    else:
+        assert load_image(data, name="sp.dcm").pixel_spacing_mm == expected
+
+
+def test_float_tiff_without_finite_values_is_bad_input(tmp_path: Path) -> None:
+    for fill in (np.nan, np.inf):
+        p = tmp_path / "nan.tif"
+        tifffile.imwrite(p, np.full((H, W), fill, np.float32))
+        with pytest.raises(BadInputError, match="nan.tif: image has no finite pixel values"):
+            load_image(p)
+    partly = ramp8().astype(np.float32)
+    partly[:4] = np.nan
+    tifffile.imwrite(p, partly)
+    px = load_image(p).pixels
+    assert_rgb(px)
+    assert np.all(px[:4] == 0) and px[4:].max() == 255
+
+
+def test_tiff_page_sizes_are_checked_per_page(tmp_path: Path) -> None:
+    p = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(p) as tif:
+        tif.write(ramp8())
+        tif.write(np.zeros((2, W), np.uint8))  # a 1-px-ish second page
+    assert_rgb(load_image(p).pixels)
+    with pytest.raises(BadInputError, match="pages.tif: image is 32x2"):
+        load_image(p, frame=1)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the decoders warn about what they read
+def test_tiff_with_a_cut_ifd_is_bad_input(tmp_path: Path) -> None:
+    """Found by the fuzzer: an IFD entry count cut short makes Pillow raise TypeError ("Missing dimensions")."""
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, (ramp8().astype(np.uint16) * 200), rowsperstrip=8, metadata=None)
+    data = bytearray(buf.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    struct.pack_into("<H", data, ifd, struct.unpack_from("<H", data, ifd)[0] - 4)
+    with pytest.raises(BadInputError, match="cut.tif"):
+        load_image(bytes(data), name="cut.tif")
+
+
+def test_pixels_are_plain_owned_arrays(tmp_path: Path) -> None:
+    """Nothing of a decoder escapes: Pillow's arrays are read-only views, so the loader copies them."""
+    p = tmp_path / "rgb.png"
+    Image.fromarray(rgb8(), mode="RGB").save(p)
+    for img in (load_image(p), load_image(write_dicom(tmp_path / "m.dcm", ramp8(), spacing=(0.2, 0.2)))):
+        assert type(img.pixels) is np.ndarray and img.pixels.flags.owndata and img.pixels.flags.writeable
+        img.pixels[0, 0] = 1  # downstream code may draw on it
+    assert type(img.pixel_spacing_mm) is float and img.meta == {"modality": "US"} and type(img.meta["modality"]) is str

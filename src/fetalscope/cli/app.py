@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from fetalscope import __version__
-from fetalscope.cli.common import console, friendly_errors, split_list, write_json
+from fetalscope.cli.common import console, friendly_errors, one_line, split_list, write_json
 from fetalscope.errors import BadInputError
 
 app = typer.Typer(
@@ -173,7 +173,7 @@ def predict(
                                            measure=measure, pixel_size_mm=pixel_size))
         except BadInputError as exc:
             errors.append({"image": str(f), "error": str(exc)})
-            console.print(f"[yellow]skipped[/] {escape(str(exc))}", highlight=False)
+            console.print(f"[yellow]skipped[/] {one_line(exc)}", highlight=False)
     if not results:
         raise BadInputError(f"none of the {len(files)} input(s) could be analysed; nothing written")
     if output is None:

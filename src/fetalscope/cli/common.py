@@ -10,11 +10,20 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fetalscope.errors import FetalscopeError
 
 F = TypeVar("F", bound=Callable[..., Any])
-console = Console(stderr=True)
+# soft_wrap: a message is printed whole on one line whatever the terminal width (Rich would otherwise break
+# it at the width of the terminal, or at 80 columns / $COLUMNS when stderr is not a terminal)
+console = Console(stderr=True, soft_wrap=True)
+
+
+def one_line(message: object) -> str:
+    """``message`` as one line of console markup: line breaks become spaces and square brackets are
+    escaped (a file name such as ``scan[/x].png`` is text, not a Rich tag)."""
+    return escape(" ".join(str(message).splitlines()))
 
 
 def friendly_errors(fn: F) -> F:
@@ -25,7 +34,7 @@ def friendly_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except FetalscopeError as exc:
-            console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            console.print(f"[bold red]error:[/] {one_line(exc)}", markup=True, highlight=False)
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -7,11 +7,19 @@ actual range, alpha is composited on black (the background of a B-mode display),
 modality/VOI transforms and MONOCHROME1 inversion. Limits on bytes and pixel count are checked
 before pixels are decoded, and every failure is a :class:`~fetalscope.errors.BadInputError` that
 names the input and says what is wrong.
+
+:func:`load_image` is the one place where that is guaranteed: whatever a decoder (Pillow, tifffile,
+pydicom, numpy) raises while reading, even lazily (pydicom decodes an element only when it is first
+read), comes out as a :class:`~fetalscope.errors.BadInputError` (or a
+:class:`~fetalscope.errors.PayloadTooLargeError` when memory runs out), and what comes back holds only
+a plain ``numpy`` array and plain Python values checked against the limits, never a decoder object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +28,14 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from fetalscope.errors import BadInputError, PayloadTooLargeError
+from fetalscope.errors import BadInputError, FetalscopeError, PayloadTooLargeError
 
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024  # files on disk; the API sets its own, lower limit
 DEFAULT_MAX_PIXELS = 40_000_000  # e.g. 8000 x 5000
 MIN_SIDE = 8
 SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
 DICOM_MAGIC_OFFSET = 128
+MAX_CAUSE_CHARS = 200  # a decoder's own message, quoted in ours, is cut to this
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -76,7 +85,11 @@ def iter_image_paths(paths: list[Path] | list[str] | Path | str, *, recursive: b
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     for item in items:
         p = Path(item)
-        if p.is_dir():
+        try:
+            is_dir = p.is_dir()
+        except OSError as exc:  # e.g. a name too long for the file system
+            raise BadInputError(f"{p}: cannot be read ({_cause(exc)})") from exc
+        if is_dir:
             pattern = "**/*" if recursive else "*"
             found = sorted(f for f in p.glob(pattern) if f.is_file() and is_image_path(f))
             if not found:
@@ -129,6 +142,29 @@ def _check_dims(name: str, height: int, width: int, max_pixels: int) -> None:
         raise BadInputError(f"{name}: image is {width}x{height}; both sides must be at least {MIN_SIDE} px")
 
 
+def _cause(exc: BaseException) -> str:
+    """A decoder's exception as one short line: its message (or its type when it has none)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= MAX_CAUSE_CHARS else text[: MAX_CAUSE_CHARS - 3] + "..."
+
+
+@contextlib.contextmanager
+def _decoding(name: str, what: str = "corrupt or unreadable image") -> Iterator[None]:
+    """Turn anything a decoder raises into a fetalscope error naming the input and the cause.
+
+    Fetalscope's own errors pass as they are; running out of memory is a
+    :class:`PayloadTooLargeError` (413); any other exception is a :class:`BadInputError`.
+    """
+    try:
+        yield
+    except FetalscopeError:
+        raise
+    except MemoryError as exc:
+        raise PayloadTooLargeError(f"{name}: not enough memory to decode this image; it is too large") from exc
+    except Exception as exc:
+        raise BadInputError(f"{name}: {what} ({_cause(exc)})") from exc
+
+
 def stretch_to_uint8(arr: np.ndarray) -> np.ndarray:
     """Map any numeric array to uint8: uint8 as is, everything else linearly by its min..max."""
     if arr.dtype == np.uint8:
@@ -175,9 +211,11 @@ def _load_pil(data: bytes, name: str, frame: int | None, max_pixels: int) -> Ult
             f"{name}: not a readable image (supported: PNG, JPEG, TIFF, BMP, DICOM)"
         ) from exc
     except Image.DecompressionBombError as exc:
-        raise PayloadTooLargeError(f"{name}: image dimensions are too large ({exc})") from exc
+        raise PayloadTooLargeError(f"{name}: image dimensions are too large ({_cause(exc)})") from exc
+    except MemoryError:
+        raise
     except Exception as exc:  # PIL raises many types for corrupt headers
-        raise BadInputError(f"{name}: corrupt or unreadable image ({exc})") from exc
+        raise BadInputError(f"{name}: corrupt or unreadable image ({_cause(exc)})") from exc
     fmt = (img.format or "unknown").upper()
     width, height = img.size
     _check_dims(name, height, width, max_pixels)
@@ -188,42 +226,48 @@ def _load_pil(data: bytes, name: str, frame: int | None, max_pixels: int) -> Ult
     try:
         if n_frames > 1:
             img.seek(index)
+            width, height = img.size  # pages of a TIFF need not share one size
+            _check_dims(name, height, width, max_pixels)
         img.load()
+    except (FetalscopeError, MemoryError):
+        raise
     except Exception as exc:
-        raise BadInputError(f"{name}: corrupt or truncated image data ({exc})") from exc
+        raise BadInputError(f"{name}: corrupt or truncated image data ({_cause(exc)})") from exc
     mode = img.mode
     bit_depth = 8
-    if mode == "P" or mode == "PA":
-        img = img.convert("RGBA")
-    elif mode == "1":
-        img = img.convert("L")
-    elif mode == "CMYK" or mode == "YCbCr" or mode == "LAB" or mode == "HSV":
-        img = img.convert("RGB")
-    elif mode.startswith("I;16") or mode == "I":
-        bit_depth = 16
-    elif mode == "F":
-        bit_depth = 32
     if fmt == "TIFF" and (mode not in ("L", "RGB", "RGBA", "P", "LA", "1") or _tiff_bits(img) > 8):
         # PIL cannot represent every TIFF (16-bit RGB comes back cut to its high byte); tifffile
         # reads them exactly
-        arr = _read_tiff(data, name, index)
+        arr = _read_tiff(data, name, index, max_pixels)
         bit_depth = int(arr.dtype.itemsize * 8)
     else:
+        if mode in ("P", "PA", "RGBa"):
+            img = img.convert("RGBA")
+        elif mode == "La":
+            img = img.convert("LA")
+        elif mode == "1":
+            img = img.convert("L")
+        elif mode not in ("L", "LA", "RGB", "RGBA", "I", "F") and not mode.startswith("I;16"):
+            img = img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+        if mode.startswith("I;16") or mode == "I":
+            bit_depth = 16
+        elif mode == "F":
+            bit_depth = 32
         arr = np.asarray(img)
     if arr.dtype == np.uint16 or arr.dtype == np.int32:
         bit_depth = 16 if arr.max(initial=0) <= 65535 else 32
-    spacing = None
     dpi = img.info.get("dpi") if hasattr(img, "info") else None
     meta: dict[str, Any] = {}
-    if dpi:
-        meta["dpi"] = tuple(float(d) for d in dpi)
+    if isinstance(dpi, tuple) and len(dpi) == 2:
+        with contextlib.suppress(TypeError, ValueError):
+            meta["dpi"] = (float(dpi[0]), float(dpi[1]))
     return UltrasoundImage(
-        pixels=_to_rgb(arr, name),
+        pixels=_pixels_to_rgb(arr, name),
         source=name,
         format=fmt,
         original_mode=mode,
         bit_depth=bit_depth,
-        pixel_spacing_mm=spacing,
+        pixel_spacing_mm=None,
         frame=index,
         n_frames=n_frames,
         meta=meta,
@@ -240,24 +284,117 @@ def _tiff_bits(img: Image.Image) -> int:
     return max((int(b) for b in values), default=8)
 
 
-def _read_tiff(data: bytes, name: str, index: int) -> np.ndarray:
+def _read_tiff(data: bytes, name: str, index: int, max_pixels: int) -> np.ndarray:
     import tifffile
 
+    with _decoding(name, "corrupt or unsupported TIFF"), tifffile.TiffFile(io.BytesIO(data)) as tif:
+        page = tif.pages[index]
+        height, width = int(page.imagelength), int(page.imagewidth)  # type: ignore[union-attr]
+        _check_dims(name, height, width, max_pixels)
+        values = math.prod(int(n) for n in page.shape)  # samples and depth too
+        if values > 4 * max_pixels:
+            raise PayloadTooLargeError(f"{name}: TIFF page holds {values} values ({page.shape}), over the limit "
+                                       f"of {4 * max_pixels}")
+        return np.asarray(page.asarray())
+
+
+def _pixels_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
+    """A decoder's pixel array to ``H x W x 3`` uint8, refusing pixel types that are not numbers and
+    images without a single finite value."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "biuf":
+        raise BadInputError(f"{name}: unsupported pixel type {arr.dtype}")
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).any():
+        raise BadInputError(f"{name}: image has no finite pixel values (all NaN or infinite)")
+    return _to_rgb(arr, name)
+
+
+def _tag_label(keyword: str) -> str:
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    return keyword if tag is None else f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _dicom_element(ds: Any, keyword: str, name: str) -> Any:
+    """A DICOM data element, ``None`` when absent. pydicom decodes an element only when it is first read;
+    one that cannot be decoded (an unknown value representation, bytes that do not fit it) is a
+    :class:`BadInputError` naming the element."""
+    if keyword not in ds:
+        return None
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            return tif.pages[index].asarray()
+        return ds[keyword]
+    except MemoryError:
+        raise
     except Exception as exc:
-        raise BadInputError(f"{name}: corrupt or unsupported TIFF ({exc})") from exc
+        raise BadInputError(f"{name}: DICOM element {_tag_label(keyword)} is corrupt and cannot be read "
+                            f"({_cause(exc)})") from exc
+
+
+def _dicom_value(ds: Any, keyword: str, name: str) -> Any:
+    """The value of a DICOM element, ``None`` when absent (errors as :func:`_dicom_element`)."""
+    elem = _dicom_element(ds, keyword, name)
+    return None if elem is None else elem.value
+
+
+def _dicom_int(ds: Any, keyword: str, name: str, default: int) -> int:
+    value = _dicom_value(ds, keyword, name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BadInputError(f"{name}: DICOM element {_tag_label(keyword)} is not a whole number "
+                            f"({_cause(exc)})") from exc
+
+
+def _dicom_spacing(ds: Any, name: str) -> float | None:
+    """Pixel size in mm from PixelSpacing / ImagerPixelSpacing / the first ultrasound region, or ``None``.
+
+    An element that cannot be decoded or has another value representation than DS is a
+    :class:`BadInputError` (a measurement must neither lose its scale silently nor use a made-up one); a
+    decoded value that is not a positive finite size (0, empty, NaN, text) means "unknown".
+    """
+    for key in ("PixelSpacing", "ImagerPixelSpacing"):
+        elem = _dicom_element(ds, key, name)
+        if elem is None:
+            continue
+        if elem.VR != "DS":  # e.g. FD: eight bytes of text read as a double would be a made-up size
+            raise BadInputError(f"{name}: DICOM element {_tag_label(key)} is corrupt: its value representation "
+                                f"is {elem.VR!r}, not 'DS' (decimal string)")
+        value = elem.value
+        try:
+            spacing = _positive(float(value if isinstance(value, (int, float, str, bytes)) else value[0]))
+        except (TypeError, ValueError, IndexError, OverflowError):
+            spacing = None
+        if spacing is not None:
+            return spacing
+    if "SequenceOfUltrasoundRegions" in ds:
+        # ultrasound DICOMs give physical deltas in cm per pixel per region; an unreadable region is no scale
+        try:
+            region = ds.SequenceOfUltrasoundRegions[0]
+            if int(region.get("PhysicalUnitsXDirection", 0)) == 3:  # cm
+                return _positive(float(region.PhysicalDeltaX) * 10.0)
+        except MemoryError:
+            raise
+        except Exception:
+            return None
+    return None
+
+
+def _positive(value: float) -> float | None:
+    return value if math.isfinite(value) and value > 0 else None
 
 
 def _load_dicom(data: bytes, name: str, frame: int | None, max_pixels: int) -> UltrasoundImage:
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
-    except (InvalidDicomError, Exception) as exc:
-        raise BadInputError(f"{name}: unreadable DICOM ({exc})") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise BadInputError(f"{name}: unreadable DICOM ({_cause(exc)})") from exc
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         if not _looks_like_dicom(data):
             raise BadInputError(
@@ -265,52 +402,55 @@ def _load_dicom(data: bytes, name: str, frame: int | None, max_pixels: int) -> U
                 "PNG, JPEG, TIFF, BMP, DICOM)"
             )
         raise BadInputError(f"{name}: DICOM file has no pixel data (e.g. a structured report or dose sheet)")
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    rows, cols = _dicom_int(ds, "Rows", name, 0), _dicom_int(ds, "Columns", name, 0)
     _check_dims(name, rows, cols, max_pixels)
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = _dicom_int(ds, "SamplesPerPixel", name, 1)
+    if samples not in (1, 3):
+        raise BadInputError(f"{name}: unsupported DICOM SamplesPerPixel {samples} (1 or 3 are supported)")
+    bits_allocated = _dicom_int(ds, "BitsAllocated", name, 8)
+    if bits_allocated not in (1, 8, 16, 32, 64):
+        raise BadInputError(f"{name}: unsupported DICOM BitsAllocated {bits_allocated}")
+    n_frames = _dicom_int(ds, "NumberOfFrames", name, 1) or 1
+    if n_frames < 1:
+        raise BadInputError(f"{name}: DICOM NumberOfFrames is {n_frames}; it must be at least 1")
     index = (n_frames // 2 if n_frames > 1 else 0) if frame is None else frame
     if not 0 <= index < n_frames:
         raise BadInputError(f"{name}: frame {index} requested, the DICOM has {n_frames} frame(s)")
+    photometric = str(_dicom_value(ds, "PhotometricInterpretation", name) or "MONOCHROME2").strip().upper()
+    bits = _dicom_int(ds, "BitsStored", name, 8) or 8
+    spacing = _dicom_spacing(ds, name)
     try:
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-        arr = ds.pixel_array
+        if n_frames > 1:
+            ds.pixel_array_options(index=index)  # decode the one frame asked for, not the whole cine loop
+        arr = np.asarray(ds.pixel_array)
+    except (FetalscopeError, MemoryError):
+        raise
     except Exception as exc:
-        raise BadInputError(f"{name}: DICOM pixel data cannot be decoded ({exc})") from exc
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    if n_frames > 1:
-        arr = arr[index]
+        raise BadInputError(f"{name}: DICOM pixel data cannot be decoded ({_cause(exc)})") from exc
     if samples == 1:
         try:
             arr = apply_modality_lut(arr, ds)
             arr = apply_voi_lut(arr, ds)
+        except MemoryError:
+            raise
         except Exception:
             arr = np.asarray(arr)
-        arr = stretch_to_uint8(np.asarray(arr))
+        arr = np.asarray(arr)
+        if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).any():
+            raise BadInputError(f"{name}: image has no finite pixel values (all NaN or infinite)")
+        arr = stretch_to_uint8(arr)
         if photometric == "MONOCHROME1":
             arr = 255 - arr
-    spacing = None
-    for key in ("PixelSpacing", "ImagerPixelSpacing"):
-        if key in ds and ds.get(key):
-            try:
-                spacing = float(ds.get(key)[0])
-            except (TypeError, ValueError, IndexError):
-                spacing = None
-            if spacing:
-                break
-    if spacing is None and "SequenceOfUltrasoundRegions" in ds:
-        # ultrasound DICOMs give physical deltas in cm per pixel per region
-        try:
-            region = ds.SequenceOfUltrasoundRegions[0]
-            units = int(region.get("PhysicalUnitsXDirection", 0))
-            if units == 3:  # cm
-                spacing = float(region.PhysicalDeltaX) * 10.0
-        except Exception:
-            spacing = None
-    bits = int(ds.get("BitsStored", 8) or 8)
+    try:
+        modality = str(ds.get("Modality", "") or "")  # information only: unreadable is unknown
+    except MemoryError:
+        raise
+    except Exception:
+        modality = ""
     return UltrasoundImage(
-        pixels=_to_rgb(np.asarray(arr), name),
+        pixels=_pixels_to_rgb(arr, name),
         source=name,
         format="DICOM",
         original_mode=photometric,
@@ -318,8 +458,55 @@ def _load_dicom(data: bytes, name: str, frame: int | None, max_pixels: int) -> U
         pixel_spacing_mm=spacing,
         frame=index,
         n_frames=n_frames,
-        meta={"modality": str(ds.get("Modality", ""))},  # never patient fields
+        meta={"modality": modality},  # never patient fields
     )
+
+
+def _checked(image: UltrasoundImage, name: str, max_pixels: int) -> UltrasoundImage:
+    """The loader's promise, checked on what a decoder gave: a plain, writable, C-contiguous
+    ``H x W x 3`` uint8 array within the limits, and plain Python values beside it."""
+    px = image.pixels
+    if not isinstance(px, np.ndarray) or px.ndim != 3 or px.shape[2] != 3 or px.dtype != np.uint8:
+        shape = getattr(px, "shape", None)
+        raise BadInputError(f"{name}: decoded to an unsupported pixel array (shape {shape}); not an image")
+    _check_dims(name, int(px.shape[0]), int(px.shape[1]), max_pixels)
+    if type(px) is not np.ndarray or px.base is not None or not px.flags.c_contiguous or not px.flags.writeable:
+        px = np.array(px, dtype=np.uint8, order="C", copy=True)  # owns its memory: no view into a decoder
+    spacing = image.pixel_spacing_mm
+    return UltrasoundImage(
+        pixels=px,
+        source=str(image.source),
+        format=str(image.format),
+        original_mode=str(image.original_mode),
+        bit_depth=int(image.bit_depth),
+        pixel_spacing_mm=None if spacing is None else _positive(float(spacing)),
+        frame=int(image.frame),
+        n_frames=int(image.n_frames),
+        meta=dict(image.meta),
+    )
+
+
+def _decode(data: bytes, label: str, frame: int | None, max_pixels: int) -> UltrasoundImage:
+    if _looks_like_dicom(data):
+        with _decoding(label, "corrupt or unsupported DICOM"):
+            return _load_dicom(data, label, frame, max_pixels)
+    if label.lower().endswith((".dcm", ".dicom")):
+        # a preamble-less (ACR-NEMA style) DICOM, or an ordinary image given a .dcm name
+        try:
+            with _decoding(label, "corrupt or unsupported DICOM"):
+                return _load_dicom(data, label, frame, max_pixels)
+        except PayloadTooLargeError:
+            raise
+        except BadInputError as dicom_error:
+            try:
+                with _decoding(label):
+                    return _load_pil(data, label, frame, max_pixels)
+            except PayloadTooLargeError:
+                raise
+            except BadInputError:
+                raise dicom_error from None
+    with _decoding(label):
+        return _load_pil(data, label, frame, max_pixels)
 
 
 def load_image(
@@ -334,20 +521,18 @@ def load_image(
 
     ``frame`` picks a frame of a multi-frame DICOM/TIFF (default: the middle frame of a DICOM
     cine loop, the first page of a TIFF). ``name`` labels in-memory inputs in error messages.
+
+    Raises :class:`BadInputError` for anything that cannot be read as an image within the limits
+    (:class:`PayloadTooLargeError` for the byte and pixel limits), whatever the decoder raised; never
+    another exception type for a bad input.
     """
-    data, src_name = _read_bytes(src, max_bytes)
+    if isinstance(src, (bytes, bytearray)):
+        label = name or "<upload>"
+    else:
+        label = name or str(src if isinstance(src, (str, Path)) else getattr(src, "name", "<stream>"))
+    with _decoding(label, "cannot be read"):
+        data, src_name = _read_bytes(src, max_bytes)
     label = name or src_name
-    if _looks_like_dicom(data):
-        return _load_dicom(data, label, frame, max_pixels)
-    if label.lower().endswith((".dcm", ".dicom")):
-        # a preamble-less (ACR-NEMA style) DICOM, or an ordinary image given a .dcm name
-        try:
-            return _load_dicom(data, label, frame, max_pixels)
-        except PayloadTooLargeError:
-            raise
-        except BadInputError as dicom_error:
-            try:
-                return _load_pil(data, label, frame, max_pixels)
-            except BadInputError:
-                raise dicom_error from None
-    return _load_pil(data, label, frame, max_pixels)
+    image = _decode(data, label, frame, max_pixels)
+    with _decoding(label):
+        return _checked(image, label, max_pixels)
