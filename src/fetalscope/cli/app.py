@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from fetalscope import __version__
-from fetalscope.cli.common import console, friendly_errors, one_line, split_list, write_json
+from fetalscope.cli.common import console, friendly_errors, one_line, say, split_list, write_json
 from fetalscope.errors import BadInputError
 
 app = typer.Typer(
@@ -65,8 +65,8 @@ def train(
     cfg = TrainConfig.from_dict(options)
     result = run_train(cfg)
     s = result.report.get("summary", {})
-    console.print(f"bundle: {result.bundle}")
-    console.print(f"test accuracy {s.get('accuracy')}, weighted F1 {s.get('weighted_f1')} "
+    say(f"bundle: {result.bundle}")
+    say(f"test accuracy {s.get('accuracy')}, weighted F1 {s.get('weighted_f1')} "
                   f"({result.seconds:.0f} s)")
 
 
@@ -115,7 +115,7 @@ def ablate(
     params.pop("out")
     cfg = TrainConfig.from_dict(_collect(params, config))
     table = run_ablation(cfg, split_list(variants), out)
-    console.print(f"ablation table: {Path(out) / 'ablation.md'} ({len(table['variants'])} variants)")
+    say(f"ablation table: {Path(out) / 'ablation.md'} ({len(table['variants'])} variants)")
 
 
 # ------------------------------------------------------------------------------------------ evaluate
@@ -134,7 +134,7 @@ def evaluate(
 
     report = evaluate_bundle_on_data(model, data, task=task, split=split, out_dir=Path(out), max_images=max_images)
     s = report.get("summary", {})
-    console.print(f"report: {Path(out) / 'report.md'}  accuracy {s.get('accuracy')}  "
+    say(f"report: {Path(out) / 'report.md'}  accuracy {s.get('accuracy')}  "
                   f"weighted F1 {s.get('weighted_f1')}")
 
 
@@ -199,7 +199,7 @@ def predict(
             writer.writerows(rows)
             for e in errors:
                 writer.writerow({"image": e["image"], "error": e["error"]})
-    console.print(f"wrote {len(results)} result(s) to {output}" + (f", {len(errors)} skipped" if errors else ""))
+    say(f"wrote {len(results)} result(s) to {output}" + (f", {len(errors)} skipped" if errors else ""))
 
 
 # -------------------------------------------------------------------------------------------- export
@@ -307,7 +307,7 @@ def explain(
     session = Session(model, brain_plane_model=None, brain_findings_model=None, detector=None)
     records = explain_to_folder(session, list(paths), split_list(methods), output, target=target, params=flat,
                                 method_params=per_method, batch_size=batch_size, cmap=cmap, alpha=alpha)
-    console.print(f"wrote {len(records)} explanation(s) to {output}")
+    say(f"wrote {len(records)} explanation(s) to {output}")
 
 
 @app.command("explain-eval")
@@ -326,7 +326,7 @@ def explain_eval_cmd(
 
     files = list(iter_image_paths([data]))
     explain_eval(files, load_bundle(model), split_list(methods), output, n_images=n_images)
-    console.print(f"report: {output / 'report.md'}")
+    say(f"report: {output / 'report.md'}")
 
 
 # -------------------------------------------------------------------------------------------- detect
@@ -349,7 +349,7 @@ def detect(
         typer.echo(json.dumps(records, indent=2, default=str))
     else:
         write_json(output, records)
-        console.print(f"wrote {len(records)} record(s) to {output}")
+        say(f"wrote {len(records)} record(s) to {output}")
 
 
 # ------------------------------------------------------------------------------------ brain findings
@@ -386,7 +386,7 @@ def brain_findings(
                              overwrite=overwrite)
     report = run_brain_study(opts)
     best = max(report["shortcut"]["nuisance_auc"].items(), key=lambda kv: kv[1]["auc"])
-    console.print(f"report: {out / 'report.md'}  test AUC {report['model']['test_auc']}  "
+    say(f"report: {out / 'report.md'}  test AUC {report['model']['test_auc']}  "
                   f"non-anatomical AUC {best[1]['auc']} ({best[0]})  status: {report['status']}", highlight=False)
 
 
@@ -412,7 +412,7 @@ def measure(
     records = [session.measure(path, what, pixel_size) for path in iter_image_paths(list(paths))]
     if output is not None:
         write_json(output, records)
-        console.print(f"wrote {len(records)} record(s) to {output}")
+        say(f"wrote {len(records)} record(s) to {output}")
     if as_json or output is None:
         payload = records[0] if len(records) == 1 else records
         typer.echo(json.dumps(payload, indent=2, default=str))

@@ -26,6 +26,14 @@ def one_line(message: object) -> str:
     return escape(" ".join(str(message).splitlines()))
 
 
+def say(text: str, **kwargs: Any) -> None:
+    """Print a plain message on stderr as it is: no Rich markup (file names may hold brackets), no
+    highlighting, never wrapped."""
+    kwargs.setdefault("markup", False)
+    kwargs.setdefault("highlight", False)
+    console.print(text, **kwargs)
+
+
 def friendly_errors(fn: F) -> F:
     """Print a FetalscopeError as one red line and exit with status 2 (no traceback)."""
 
