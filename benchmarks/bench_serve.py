@@ -29,8 +29,11 @@ import httpx
 import numpy as np
 
 from fetalscope import config
-from fetalscope.serve.loadtest import run_load
 from fetalscope.serve.service import UI_METHODS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: benchmarks.loadtest
+
+from benchmarks.loadtest import run_load  # noqa: E402
 
 
 def _free_port() -> int:

@@ -14,61 +14,29 @@ full download uses, e.g.::
 
 Caveat: the Trans-ventricular images come mostly from the Alzubaidi PNGs and the other sub-planes
 only from Roboflow JPGs, so image source and class are partly confounded (see the model card).
+The work is :func:`fetalscope.data.real_sets.write_real_fpdb_subset`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import re
 from pathlib import Path
 
-CSV_NAME = "FETAL_PLANES_DB_data.csv"
+from fetalscope.data.real_sets import write_real_fpdb_subset
+from fetalscope.errors import DataError
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
-    data = args.shared / "data"
-    csv_path = data / "fetal_planes_db" / CSV_NAME
-    if not csv_path.is_file():
-        raise SystemExit(f"{csv_path} not found: pass --shared pointing at the shared folder")
-    with csv_path.open(newline="", encoding="utf-8") as fh:
-        lines = fh.read().splitlines()
-    header = lines[0]
-    by_name = {line.split(";")[0].strip(): line for line in lines[1:] if line.strip()}
-
-    found: dict[str, Path] = {}
-    for png in sorted((data / "fetal_planes_db_tv_alzubaidi" / "images").glob("*.png")):
-        found.setdefault(png.stem, png)
-    rf = data / "brain_normal_abnormal_roboflow"
-    # prefer the un-augmented valid/test copy of a Roboflow image, else its first train copy
-    for split in ("valid", "test", "train"):
-        for jpg in sorted((rf / split / "images").glob("Patient*.jpg")):
-            name = re.sub(r"_png\.rf\..*$", "", jpg.name)
-            found.setdefault(name, jpg)
-    names = sorted(n for n in found if n in by_name)
-    images = args.out / "Images"
-    images.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        link = images / f"{name}.png"
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(found[name].resolve())
-    with (args.out / CSV_NAME).open("w", newline="", encoding="utf-8") as fh:
-        fh.write(header + "\n")
-        for name in names:
-            fh.write(by_name[name] + "\n")
-    counts: dict[str, int] = {}
-    for name in names:
-        keys = [h.strip() for h in header.split(";")]
-        row = dict(zip(keys, [v.strip() for v in by_name[name].split(";")], strict=False))
-        counts[row["Brain_plane"]] = counts.get(row["Brain_plane"], 0) + 1
-    print(f"wrote {len(names)} real FETAL_PLANES_DB images to {args.out}: {counts}")
+    args = ap.parse_args(argv)
+    try:
+        counts = write_real_fpdb_subset(args.shared / "data", args.out)
+    except DataError as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"wrote {sum(counts.values())} real FETAL_PLANES_DB images to {args.out}: {counts}")
 
 
 if __name__ == "__main__":
-    csv.field_size_limit(1 << 20)
     main()

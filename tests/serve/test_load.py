@@ -1,13 +1,21 @@
-"""A bounded load test over loopback: 50 concurrent /v1/predict requests complete with 0 errors."""
+"""A bounded load test over loopback: 50 concurrent /v1/predict requests complete with 0 errors.
+
+The load generator is benchmark tooling (``benchmarks/loadtest.py``, also used by ``benchmarks/bench_serve.py``);
+it is imported as ``benchmarks.loadtest`` with the repository root on the path."""
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
 from fetalscope.errors import BadInputError
-from fetalscope.serve.loadtest import run_load
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+
+from benchmarks.loadtest import run_load  # noqa: E402
 
 
 def test_fifty_concurrent_predicts_without_errors(server, phantom_png, artifacts_dir):

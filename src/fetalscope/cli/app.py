@@ -220,12 +220,8 @@ def export(
 ) -> None:
     """Export a bundle to ONNX and check that ONNX Runtime matches PyTorch (max |dp| <= 1e-4);
     with --int8 also its static int8 twin."""
-    import numpy as np
-    import torch
-
     from fetalscope.models.bundle import load_bundle
-    from fetalscope.models.onnx_export import export_onnx
-    from fetalscope.models.runtime import OnnxPredictor, TorchPredictor
+    from fetalscope.models.onnx_export import check_parity, export_onnx
 
     if int8 and not calibration:
         raise BadInputError("--int8 needs --calibration IMAGES_OR_FOLDER: real images like those the model "
@@ -237,14 +233,10 @@ def export(
         console.print(f"kept {bundle.onnx_path} (fp32, the parity path)")
     else:
         path = export_onnx(bundle, output)
-        c = bundle.preprocess.channels
-        h, w = bundle.preprocess.input_size
-        x = torch.randn(4, c, h, w, generator=torch.Generator().manual_seed(0)).numpy()
-        p_torch = TorchPredictor(bundle.model, bundle.temperature).predict_proba(x)
-        p_onnx = OnnxPredictor(path, bundle.temperature).predict_proba(x)
-        diff = float(np.abs(p_torch - p_onnx).max())
-        console.print(f"wrote {path}; max |p_onnx - p_torch| = {diff:.2e} on 4 random inputs")
-        if diff > 1e-4:
+        parity = check_parity(bundle, onnx_path=path)
+        console.print(f"wrote {path}; max |p_onnx - p_torch| = {parity.max_abs_prob_diff:.2e} on "
+                      f"{parity.n_images} random inputs")
+        if not parity.passed:
             raise typer.Exit(code=1)
     if int8:
         from fetalscope.models.quantize import (

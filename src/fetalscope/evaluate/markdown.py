@@ -11,7 +11,7 @@ from typing import Any
 DASH = "–"
 
 
-def _pct(x: float | None) -> str:
+def percent(x: float | None) -> str:
     return DASH if x is None else f"{100 * x:.1f}%"
 
 
@@ -23,7 +23,7 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[object]]) -> list[str]:
     lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
              "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
@@ -49,20 +49,20 @@ def _headline(report: dict[str, Any]) -> list[str]:
     ci_head = (f"{conf}% CI (bootstrap, {any_ci['n_boot']} resamples of {any_ci['n_units']} {unit}s)"
                if any_ci else "CI")
     few = m["too_few"]
-    acc = f"{m['correct']}/{m['n']} correct" + ("" if few else f" = {_pct(m['accuracy'])}")
+    acc = f"{m['correct']}/{m['n']} correct" + ("" if few else f" = {percent(m['accuracy'])}")
     rows: list[list[object]] = [["Accuracy", acc, DASH if few else _ci(cis.get("accuracy"), percent=True)]]
     if m["accuracy_on_covered"] is not None and m["n_on_covered"] != m["n"]:
         rows.append([f"Accuracy on covered classes ({m['n_on_covered']} images)",
-                     _pct(m["accuracy_on_covered"]), DASH])
+                     percent(m["accuracy_on_covered"]), DASH])
     for key, label, percent in (("balanced_accuracy", "Balanced accuracy", True),
                                 ("macro_f1", "Macro F1", False), ("weighted_f1", "Weighted F1", False)):
         value = m[key]
-        shown = (_pct(value) if percent else _num(value)) if not few else DASH
+        shown = (percent(value) if percent else _num(value)) if not few else DASH
         rows.append([label, shown, DASH if few else _ci(cis.get(key), percent=percent)])
     rows.append(["ROC AUC (one-vs-rest, macro)",
                  _num(m["roc_auc"]["macro"]) + f" over {m['roc_auc']['n_classes_averaged']} classes", DASH])
     rows.append(["Log loss", _num(m["log_loss"]), DASH])
-    lines = _table(["Metric", "Value", ci_head], rows)
+    lines = markdown_table(["Metric", "Value", ci_head], rows)
     if few:
         lines.insert(0, f"**Only {m['n']} test images (< {m['min_support']}): too few for percentages; "
                         "counts are shown instead.**\n")
@@ -88,16 +88,16 @@ def _per_class(report: dict[str, Any]) -> list[str]:
             rows.append([c["class"], c["support"], prec, f"{c['correct']} of {c['support']} found",
                          "too few images", "too few images", notes])
         else:
-            prec = "never predicted" if c["precision"] is None else _pct(c["precision"])
-            rows.append([c["class"], c["support"], prec, _pct(c["recall"]), _num(c["f1"]),
+            prec = "never predicted" if c["precision"] is None else percent(c["precision"])
+            rows.append([c["class"], c["support"], prec, percent(c["recall"]), _num(c["f1"]),
                          _num(c["roc_auc"]), notes])
-    return _table(["Class", "Test images", "Precision", "Recall", "F1", "ROC AUC", "Notes"], rows)
+    return markdown_table(["Class", "Test images", "Precision", "Recall", "F1", "ROC AUC", "Notes"], rows)
 
 
 def _confusion(report: dict[str, Any]) -> list[str]:
     cm = report["metrics"]["confusion_matrix"]
     rows = [[name, *row] for name, row in zip(cm["labels"], cm["counts"], strict=True)]
-    return _table(["true \\ predicted", *cm["labels"]], rows)
+    return markdown_table(["true \\ predicted", *cm["labels"]], rows)
 
 
 def _calibration(report: dict[str, Any]) -> list[str]:
@@ -111,7 +111,7 @@ def _calibration(report: dict[str, Any]) -> list[str]:
     if cal["after"] is not None:
         rows.append([f"after (T = {cal['temperature']:.3f}, fitted on {cal['n_val']} validation images)",
                      _num(cal["after"]["ece"]), _num(cal["after"]["mce"]), _num(cal["after"]["nll"])])
-    lines += _table(["", "ECE", "MCE", "NLL"], rows)
+    lines += markdown_table(["", "ECE", "MCE", "NLL"], rows)
     if cal["note"]:
         lines += [f"Note: {cal['note']}.", ""]
     if cal["n_images"] < report["min_support"] * 3:
@@ -134,9 +134,9 @@ def _breakdowns(report: dict[str, Any]) -> list[str]:
                 table.append([r["value"], r["n"], patients, f"{r['correct']} of {r['n']} correct",
                               DASH, DASH, f"too few images (< {b['min_count']})"])
             else:
-                table.append([r["value"], r["n"], patients, _pct(r["accuracy"]), _num(r["macro_f1"]),
+                table.append([r["value"], r["n"], patients, percent(r["accuracy"]), _num(r["macro_f1"]),
                               _num(r["weighted_f1"]), ""])
-        lines += _table([col, "Images", "Patients", "Accuracy", "Macro F1", "Weighted F1", "Flag"], table)
+        lines += markdown_table([col, "Images", "Patients", "Accuracy", "Macro F1", "Weighted F1", "Flag"], table)
     if b["missing_columns"]:
         lines += [f"Columns not in the metadata: {', '.join(b['missing_columns'])}.", ""]
     return lines

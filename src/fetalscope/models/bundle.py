@@ -25,6 +25,7 @@ from fetalscope import config
 from fetalscope.data.transforms import PreprocessConfig
 from fetalscope.errors import BadInputError, MissingWeightsError
 from fetalscope.models.classifier import FetalscopeClassifier
+from fetalscope.models.onnx_graph import write_onnx
 from fetalscope.models.registry import create_model
 
 CARD = "card.json"
@@ -200,10 +201,8 @@ def save_bundle(model: FetalscopeClassifier, folder: str | Path, card: dict[str,
                force_contiguous=True)
     write_card_files(folder, full, render_card_md(full))
     if onnx:
-        from fetalscope.models.onnx_export import export_onnx
-
-        export_onnx(model, folder / ONNX, input_size=tuple(full["preprocess"]["input_size"]),
-                    channels=int(full["preprocess"].get("channels", 3)))
+        write_onnx(model, folder / ONNX, input_size=tuple(full["preprocess"]["input_size"]),
+                   channels=int(full["preprocess"].get("channels", 3)))
     model.train(was_training)
     return folder
 

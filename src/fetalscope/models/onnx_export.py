@@ -1,81 +1,32 @@
-"""Export a classifier (or a bundle's model) to ONNX with a dynamic batch axis, checked by ``onnx.checker``.
+"""Export a classifier (or a bundle's model) to ONNX with a dynamic batch axis, and check that ONNX Runtime
+gives the same probabilities as PyTorch: the one parity check (:func:`check_parity`, tolerance
+:data:`PARITY_TOLERANCE`) that ``fetalscope export`` and the bundle recipes run.
 
-Uses the TorchScript-based exporter (``dynamo=False``): it needs no extra packages and gives a static
-graph that ONNX Runtime optimises well. Input name ``input`` (N x C x H x W float32), output ``logits``.
-TF-style "SAME" convolutions (timm ``Conv2dSame``, in EfficientNet-Lite) compute their padding from the
-input shape at run time; for export they are frozen to the static padding of the export input size, so
-the graph holds plain Pad + Conv (which ONNX Runtime fuses) instead of shape arithmetic.
+The graph itself is written by :func:`fetalscope.models.onnx_graph.write_onnx` (input ``input``,
+N x C x H x W float32; output ``logits``), which :func:`fetalscope.models.bundle.save_bundle` uses too.
 """
 
 from __future__ import annotations
 
-import copy
-import math
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fetalscope.errors import BadInputError
+from fetalscope.models.bundle import ONNX, Bundle, load_bundle
+from fetalscope.models.onnx_graph import INPUT_NAME, OUTPUT_NAME, freeze_same_padding, write_onnx
+from fetalscope.models.runtime import Batch, OnnxPredictor, TorchPredictor
 
-if TYPE_CHECKING:
-    from fetalscope.models.bundle import Bundle
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "PARITY_TOLERANCE", "ParityResult", "check_parity", "export_onnx",
+           "freeze_same_padding"]
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
-
-
-def _same_pad(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-def freeze_same_padding(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """A copy of ``model`` whose timm ``Conv2dSame`` layers use the fixed padding of ``example``'s size
-    (the model itself is untouched; returns ``model`` when it has no such layers)."""
-    try:
-        from timm.layers.conv2d_same import Conv2dSame
-    except ImportError:  # pragma: no cover - timm is a dependency
-        return model
-    if not any(isinstance(m, Conv2dSame) for m in model.modules()):
-        return model
-    frozen = copy.deepcopy(model)
-    sizes: dict[nn.Module, tuple[int, int]] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, args: sizes.__setitem__(mod, tuple(args[0].shape[-2:])))
-             for m in frozen.modules() if isinstance(m, Conv2dSame)]
-    with torch.no_grad():
-        frozen(example)
-    for h in hooks:
-        h.remove()
-    for conv, (ih, iw) in sizes.items():
-        kh, kw = conv.weight.shape[-2:]
-        top, bottom = _same_pad(ih, kh, conv.stride[0], conv.dilation[0])
-        left, right = _same_pad(iw, kw, conv.stride[1], conv.dilation[1])
-
-        def forward(x: torch.Tensor, conv: nn.Conv2d = conv, pad=(left, right, top, bottom)) -> torch.Tensor:
-            if pad[0] == pad[1] and pad[2] == pad[3]:
-                return F.conv2d(x, conv.weight, conv.bias, conv.stride, (pad[2], pad[0]), conv.dilation,
-                                conv.groups)
-            return F.conv2d(F.pad(x, pad), conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
-
-        conv.forward = forward  # type: ignore[method-assign]
-    return frozen
-
-
-class _WithExtras(nn.Module):
-    """Exports ``logits`` followed by the model's named extra outputs (e.g. SonoNet's 14 planes)."""
-
-    def __init__(self, model: nn.Module, names: tuple[str, ...]) -> None:
-        super().__init__()
-        self.model = model
-        self.names = names
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        logits, extras = self.model.forward_with_extras(x)
-        return (logits, *(extras[n] for n in self.names))
+# largest |p_onnx - p_torch| (any class, any image) that counts as the same model: the fp32 parity path
+PARITY_TOLERANCE = 1e-4
+PARITY_RANDOM_INPUTS = 4  # inputs drawn by check_parity when none are given (seeded normal noise)
 
 
 def export_onnx(bundle_or_model: Bundle | nn.Module, path: str | Path | None = None,
@@ -85,8 +36,6 @@ def export_onnx(bundle_or_model: Bundle | nn.Module, path: str | Path | None = N
 
     ``input_size``/``channels`` default to the model's preprocessing config.
     """
-    from fetalscope.models.bundle import ONNX, Bundle
-
     if isinstance(bundle_or_model, Bundle):
         model: nn.Module = bundle_or_model.model
         preprocess = bundle_or_model.preprocess
@@ -106,24 +55,66 @@ def export_onnx(bundle_or_model: Bundle | nn.Module, path: str | Path | None = N
         input_size = (input_size, input_size)
     if channels is None:
         channels = preprocess.channels if preprocess is not None else 3
-    path.parent.mkdir(parents=True, exist_ok=True)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    dummy = torch.zeros(1, channels, *input_size, device=device)
-    extras = tuple(model.extra_output_names()) if hasattr(model, "extra_output_names") else ()
-    output_names = [OUTPUT_NAME, *extras]
-    dynamic_axes = {name: {0: "batch"} for name in [INPUT_NAME, *output_names]} if dynamic_batch else None
-    exported: nn.Module = _WithExtras(model, extras) if extras else model
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # TorchScript tracer / deprecation chatter
-            torch.onnx.export(freeze_same_padding(exported, dummy), (dummy,), str(path), dynamo=False,
-                              opset_version=opset, input_names=[INPUT_NAME], output_names=output_names,
-                              dynamic_axes=dynamic_axes, do_constant_folding=True)
-    finally:
-        model.train(was_training)
-    import onnx
+    return write_onnx(model, path, input_size=input_size, channels=channels, opset=opset,
+                      dynamic_batch=dynamic_batch)
 
-    onnx.checker.check_model(str(path))
-    return path
+
+@dataclass(frozen=True)
+class ParityResult:
+    """What :func:`check_parity` measured. ``passed``: the largest absolute probability difference is at
+    most ``tolerance`` (and the outputs could be compared at all; else ``problem`` says why not)."""
+
+    max_abs_prob_diff: float
+    n_images: int
+    tolerance: float
+    same_top1: bool
+    onnx_path: Path
+    problem: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.problem is None and bool(self.max_abs_prob_diff <= self.tolerance)  # NaN fails
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record a bundle card keeps under ``onnx.parity`` (``problem`` only when there is one)."""
+        out: dict[str, Any] = {"max_abs_prob_diff": self.max_abs_prob_diff, "n_images": self.n_images,
+                               "tolerance": self.tolerance, "same_top1": self.same_top1}
+        if self.problem is not None:
+            out["problem"] = self.problem
+        return out
+
+    def describe(self) -> str:
+        """One line: the difference, on how many inputs, against which tolerance, and the verdict."""
+        verdict = "ok" if self.passed else f"FAILED ({self.problem or 'difference above the tolerance'})"
+        return (f"{self.onnx_path}: max |p_onnx - p_torch| = {self.max_abs_prob_diff:.2e} on {self.n_images} "
+                f"input(s), tolerance {self.tolerance:.0e}: {verdict}")
+
+
+def parity_inputs(bundle: Bundle, n: int = PARITY_RANDOM_INPUTS, seed: int = 0) -> np.ndarray:
+    """``n`` seeded standard-normal inputs of the bundle's shape (``n x C x H x W`` float32)."""
+    c = bundle.preprocess.channels
+    h, w = bundle.preprocess.input_size
+    return torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed)).numpy()
+
+
+def check_parity(bundle_or_path: Bundle | str | Path, inputs: Batch | None = None, *,
+                 onnx_path: str | Path | None = None, tolerance: float = PARITY_TOLERANCE,
+                 intra_op_threads: int | None = None) -> ParityResult:
+    """Probabilities of the bundle's PyTorch model and of its ONNX twin (``onnx_path``, default the bundle's
+    ``model.onnx``) on ``inputs`` (preprocessed ``N x C x H x W``; default :func:`parity_inputs`), both at
+    the card's temperature. Never raises on a mismatch: read :attr:`ParityResult.passed`."""
+    bundle = bundle_or_path if isinstance(bundle_or_path, Bundle) else load_bundle(bundle_or_path)
+    path = Path(onnx_path) if onnx_path is not None else bundle.path / ONNX
+    x = parity_inputs(bundle) if inputs is None else inputs
+    p_torch = TorchPredictor(bundle.model, bundle.temperature).predict_proba(x)
+    p_onnx = OnnxPredictor(path, bundle.temperature, intra_op_threads=intra_op_threads).predict_proba(x)
+    if p_torch.shape != p_onnx.shape:
+        return ParityResult(float("inf"), int(len(p_torch)), float(tolerance), False, path,
+                            problem=f"output shapes differ: PyTorch {p_torch.shape}, ONNX {p_onnx.shape}")
+    return ParityResult(
+        max_abs_prob_diff=float(np.abs(p_torch - p_onnx).max()),
+        n_images=int(len(p_torch)),
+        tolerance=float(tolerance),
+        same_top1=bool((p_torch.argmax(1) == p_onnx.argmax(1)).all()),
+        onnx_path=path,
+    )

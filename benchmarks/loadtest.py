@@ -1,7 +1,8 @@
 """A bounded load test of a running server on this machine: N concurrent requests, latency and errors.
 
-Used by ``benchmarks/bench_serve.py`` and the test suite. It refuses non-loopback URLs: it is for
-measuring your own server, not anyone else's.
+Benchmark tooling, not part of the server: used by ``benchmarks/bench_serve.py`` and by
+``tests/serve/test_load.py``, both as ``benchmarks.loadtest`` with the repository root on the import path.
+It refuses non-loopback URLs: it is for measuring your own server, not anyone else's.
 """
 
 from __future__ import annotations

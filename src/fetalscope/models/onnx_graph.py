@@ -1,0 +1,104 @@
+"""Write a classifier's ONNX graph: the one tracing step under :func:`fetalscope.models.bundle.save_bundle`
+(``onnx=True``) and :func:`fetalscope.models.onnx_export.export_onnx`.
+
+Uses the TorchScript-based exporter (``dynamo=False``): it needs no extra packages and gives a static
+graph that ONNX Runtime optimises well. Input name ``input`` (N x C x H x W float32), output ``logits``
+(then the model's named extra outputs, e.g. SonoNet's 14 planes). TF-style "SAME" convolutions (timm
+``Conv2dSame``, in EfficientNet-Lite) compute their padding from the input shape at run time; for export
+they are frozen to the static padding of the export input size, so the graph holds plain Pad + Conv (which
+ONNX Runtime fuses) instead of shape arithmetic.
+
+This module knows nothing of bundles (``bundle.py`` imports it, never the other way round).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+
+def _same_pad(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def freeze_same_padding(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` whose timm ``Conv2dSame`` layers use the fixed padding of ``example``'s size
+    (the model itself is untouched; returns ``model`` when it has no such layers)."""
+    try:
+        from timm.layers.conv2d_same import Conv2dSame
+    except ImportError:  # pragma: no cover - timm is a dependency
+        return model
+    if not any(isinstance(m, Conv2dSame) for m in model.modules()):
+        return model
+    frozen = copy.deepcopy(model)
+    sizes: dict[nn.Module, tuple[int, int]] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args: sizes.__setitem__(mod, tuple(args[0].shape[-2:])))
+             for m in frozen.modules() if isinstance(m, Conv2dSame)]
+    with torch.no_grad():
+        frozen(example)
+    for h in hooks:
+        h.remove()
+    for conv, (ih, iw) in sizes.items():
+        kh, kw = conv.weight.shape[-2:]
+        top, bottom = _same_pad(ih, kh, conv.stride[0], conv.dilation[0])
+        left, right = _same_pad(iw, kw, conv.stride[1], conv.dilation[1])
+
+        def forward(x: torch.Tensor, conv: nn.Conv2d = conv, pad=(left, right, top, bottom)) -> torch.Tensor:
+            if pad[0] == pad[1] and pad[2] == pad[3]:
+                return F.conv2d(x, conv.weight, conv.bias, conv.stride, (pad[2], pad[0]), conv.dilation,
+                                conv.groups)
+            return F.conv2d(F.pad(x, pad), conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+
+        conv.forward = forward  # type: ignore[method-assign]
+    return frozen
+
+
+class _WithExtras(nn.Module):
+    """Exports ``logits`` followed by the model's named extra outputs (e.g. SonoNet's 14 planes)."""
+
+    def __init__(self, model: nn.Module, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = names
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, extras = self.model.forward_with_extras(x)
+        return (logits, *(extras[n] for n in self.names))
+
+
+def write_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, int], channels: int,
+               opset: int = 17, dynamic_batch: bool = True) -> Path:
+    """Trace ``model`` (in eval mode; its train/eval state is restored) on a ``1 x channels x H x W``
+    input into ``path``, check it with ``onnx.checker`` and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    dummy = torch.zeros(1, channels, *input_size, device=device)
+    extras = tuple(model.extra_output_names()) if hasattr(model, "extra_output_names") else ()
+    output_names = [OUTPUT_NAME, *extras]
+    dynamic_axes = {name: {0: "batch"} for name in [INPUT_NAME, *output_names]} if dynamic_batch else None
+    exported: nn.Module = _WithExtras(model, extras) if extras else model
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # TorchScript tracer / deprecation chatter
+            torch.onnx.export(freeze_same_padding(exported, dummy), (dummy,), str(path), dynamo=False,
+                              opset_version=opset, input_names=[INPUT_NAME], output_names=output_names,
+                              dynamic_axes=dynamic_axes, do_constant_folding=True)
+    finally:
+        model.train(was_training)
+    import onnx
+
+    onnx.checker.check_model(str(path))
+    return path
