@@ -11,7 +11,7 @@ from typing import Any
 DASH = "–"
 
 
-def percent(x: float | None) -> str:
+def format_percent(x: float | None) -> str:
     return DASH if x is None else f"{100 * x:.1f}%"
 
 
@@ -33,7 +33,7 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> list[str]:
 def _ci(ci: dict[str, Any] | None, *, percent: bool) -> str:
     if not ci or ci.get("lower") is None:
         return DASH
-    fmt = _pct if percent else _num
+    fmt = format_percent if percent else _num
     text = f"{fmt(ci['lower'])} to {fmt(ci['upper'])}"
     if ci.get("too_few_units"):
         unit = "patients" if ci["unit"] == "group" else "images"
@@ -49,15 +49,15 @@ def _headline(report: dict[str, Any]) -> list[str]:
     ci_head = (f"{conf}% CI (bootstrap, {any_ci['n_boot']} resamples of {any_ci['n_units']} {unit}s)"
                if any_ci else "CI")
     few = m["too_few"]
-    acc = f"{m['correct']}/{m['n']} correct" + ("" if few else f" = {percent(m['accuracy'])}")
+    acc = f"{m['correct']}/{m['n']} correct" + ("" if few else f" = {format_percent(m['accuracy'])}")
     rows: list[list[object]] = [["Accuracy", acc, DASH if few else _ci(cis.get("accuracy"), percent=True)]]
     if m["accuracy_on_covered"] is not None and m["n_on_covered"] != m["n"]:
         rows.append([f"Accuracy on covered classes ({m['n_on_covered']} images)",
-                     percent(m["accuracy_on_covered"]), DASH])
+                     format_percent(m["accuracy_on_covered"]), DASH])
     for key, label, percent in (("balanced_accuracy", "Balanced accuracy", True),
                                 ("macro_f1", "Macro F1", False), ("weighted_f1", "Weighted F1", False)):
         value = m[key]
-        shown = (percent(value) if percent else _num(value)) if not few else DASH
+        shown = (format_percent(value) if percent else _num(value)) if not few else DASH
         rows.append([label, shown, DASH if few else _ci(cis.get(key), percent=percent)])
     rows.append(["ROC AUC (one-vs-rest, macro)",
                  _num(m["roc_auc"]["macro"]) + f" over {m['roc_auc']['n_classes_averaged']} classes", DASH])
@@ -88,8 +88,8 @@ def _per_class(report: dict[str, Any]) -> list[str]:
             rows.append([c["class"], c["support"], prec, f"{c['correct']} of {c['support']} found",
                          "too few images", "too few images", notes])
         else:
-            prec = "never predicted" if c["precision"] is None else percent(c["precision"])
-            rows.append([c["class"], c["support"], prec, percent(c["recall"]), _num(c["f1"]),
+            prec = "never predicted" if c["precision"] is None else format_percent(c["precision"])
+            rows.append([c["class"], c["support"], prec, format_percent(c["recall"]), _num(c["f1"]),
                          _num(c["roc_auc"]), notes])
     return markdown_table(["Class", "Test images", "Precision", "Recall", "F1", "ROC AUC", "Notes"], rows)
 
@@ -134,7 +134,7 @@ def _breakdowns(report: dict[str, Any]) -> list[str]:
                 table.append([r["value"], r["n"], patients, f"{r['correct']} of {r['n']} correct",
                               DASH, DASH, f"too few images (< {b['min_count']})"])
             else:
-                table.append([r["value"], r["n"], patients, percent(r["accuracy"]), _num(r["macro_f1"]),
+                table.append([r["value"], r["n"], patients, format_percent(r["accuracy"]), _num(r["macro_f1"]),
                               _num(r["weighted_f1"]), ""])
         lines += markdown_table([col, "Images", "Patients", "Accuracy", "Macro F1", "Weighted F1", "Flag"], table)
     if b["missing_columns"]:

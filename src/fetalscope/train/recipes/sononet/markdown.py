@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fetalscope.evaluate.markdown import percent as pct
+from fetalscope.evaluate.markdown import format_percent as pct
 from fetalscope.evaluate.markdown import markdown_table as table
 
 
