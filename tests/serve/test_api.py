@@ -196,3 +196,52 @@ def test_real_brain_image_gets_findings_over_http(real_server, real_brain_image)
     b = httpx.post(real_server + "/v1/predict", files={"file": (thorax.name, thorax.read_bytes())}, timeout=120).json()
     assert b["plane"] == "Fetal thorax" and b["brain_findings"] is None
     assert "not 'Fetal brain'" in b["brain_findings_skipped"]
+
+
+def test_predict_on_request_carries_detections_measurement_and_explanations(client, phantom_png):
+    """One door: /v1/predict fills the Analysis's detections, measurement and explanations when asked,
+    says why when they did not run, and applies the same input rules as /v1/measure."""
+    r = _post(client, "/v1/predict", phantom_png, "brain.png", detect="auto", measure="auto",
+              explain="gradcam,gradcam++")
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert "findings" not in a and a["fetalscope_version"]
+    assert a["detections"] is None  # this server loads no detector
+    if a["plane"] == "Fetal brain" and not a["ood"]["flag"]:
+        assert "detector" in a["detections_skipped"]
+    else:
+        assert a["detections_skipped"]  # not a brain, or not ultrasound
+    wants = {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}.get(a["plane"])
+    if wants and not a["ood"]["flag"]:
+        assert a["measurement"]["measurement"] == wants and a["measurement_skipped"] is None
+    else:
+        assert a["measurement"] is None and a["measurement_skipped"]
+    assert [e["method"] for e in a["explanations"]] == ["gradcam", "gradcam++"]
+    for e in a["explanations"]:
+        assert e["target_label"] == e["target_class"] == a["plane"] and e["model"]["id"] == "tiny-planes"
+        assert "map" not in e  # records, not maps
+    plain = _post(client, "/v1/predict", phantom_png, "brain.png").json()
+    assert plain["detections"] is None and plain["measurement"] is None and plain["explanations"] == []
+    assert plain["probabilities"] == a["probabilities"]  # asking for more does not change the plane
+    # the same rules as the other routes
+    assert _post(client, "/v1/predict", phantom_png, detect="yes").status_code == 503  # no detector loaded
+    r = _post(client, "/v1/predict", phantom_png, detect="maybe")
+    assert r.status_code == 400 and "detect must be" in r.json()["detail"]
+    r = _post(client, "/v1/predict", phantom_png, measure="head", pixel_size_mm="50")
+    assert r.status_code == 400 and "pixel_size_mm" in r.json()["detail"]
+    r = _post(client, "/v1/measure", phantom_png, what="head", pixel_size_mm="50")
+    assert r.status_code == 400 and "pixel_size_mm" in r.json()["detail"]  # one rule, both routes
+    r = _post(client, "/v1/predict", phantom_png, explain="gradcam,limee")
+    assert r.status_code == 400 and "limee" in r.json()["detail"]
+
+
+def test_measure_auto_routes_by_plane(client, phantom_png):
+    a = _post(client, "/v1/predict", phantom_png).json()
+    r = _post(client, "/v1/measure", phantom_png, what="auto", pixel_size_mm="0.1")
+    assert r.status_code == 200, r.text
+    m = r.json()
+    assert m["plane"] == a["plane"] and m["plane_probability"] == pytest.approx(a["plane_probability"], abs=1e-6)
+    wants = {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}.get(a["plane"])
+    assert m["measurement"] == wants
+    if wants is None:
+        assert m["quality"] == "not_measured" and a["plane"] in m["flags"][0]

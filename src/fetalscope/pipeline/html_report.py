@@ -101,6 +101,17 @@ def _prob_rows(analysis: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def subplane_html(sub: dict[str, Any]) -> str:
+    """The brain sub-plane of an analysis in one line of HTML: label, probability and the model's caveat
+    (escaped), for the report and the app."""
+    text = f"<b>Brain sub-plane:</b> {_esc(sub.get('label', ''))}"
+    if sub.get("probability") is not None:
+        text += f" ({100 * float(sub['probability']):.1f}%)"
+    if sub.get("note"):
+        text += f" &mdash; <em>{_esc(sub['note'])}</em>"
+    return text
+
+
 def measurement_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
     """The numbers of a measurement record as (quantity, value) rows: HC/BPD/OFD/GA for the head, the three
     cardiothoracic ratios for the heart (all from the record; nothing typed in)."""
@@ -122,15 +133,7 @@ def report_html(analysis: Any) -> str:
     a = record["analysis"]
     model = a.get("model", {})
     warnings = "".join(f"<li>{_esc(w)}</li>" for w in a.get("warnings", []))
-    sub = a.get("brain_plane") or {}
-    sub_html = ""
-    if sub:
-        sub_html = f"<p><b>Brain sub-plane:</b> {_esc(sub.get('label', ''))}"
-        if sub.get("probability") is not None:
-            sub_html += f" ({100 * float(sub['probability']):.1f}%)"
-        if sub.get("note"):
-            sub_html += f" <em>{_esc(sub['note'])}</em>"
-        sub_html += "</p>"
+    sub_html = f"<p>{subplane_html(a['brain_plane'])}</p>" if a.get("brain_plane") else ""
     findings_block = findings_html(a["brain_findings"]) if a.get("brain_findings") else ""
     ood = a.get("ood") or {}
     ood_html = ""

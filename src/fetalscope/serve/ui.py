@@ -40,6 +40,7 @@ from fetalscope.pipeline.html_report import (
     measurement_rows,
     report_json,
     report_record,
+    subplane_html,
 )
 from fetalscope.pipeline.measure import WHAT_BY_PLANE
 from fetalscope.serve.examples import Example, gallery_examples
@@ -102,12 +103,7 @@ def _verdict_markdown(a: dict[str, Any]) -> str:
     lines.append(f"## {a.get('plane')}" + ("" if p is None else f" &mdash; {100 * float(p):.1f}%"))
     sub = a.get("brain_plane")
     if sub:
-        text = f"**Brain sub-plane:** {sub.get('label')}"
-        if sub.get("probability") is not None:
-            text += f" ({100 * float(sub['probability']):.1f}%)"
-        if sub.get("note"):
-            text += f" &mdash; {sub['note']}"
-        lines.append(text)
+        lines.append(subplane_html(sub))
     elif a.get("plane") == "Fetal brain":
         lines.append("**Brain sub-plane:** no sub-plane model is installed, so none is given.")
     findings = a.get("brain_findings")
