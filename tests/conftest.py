@@ -61,3 +61,14 @@ def fuzz_seeds() -> dict[str, bytes]:
     import fuzzing
 
     return fuzzing.make_seeds(fuzzing.source_image()[0])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the ``nightly`` tests (the long fuzz runs) out unless the ``-m`` expression names them
+    (``-m nightly``), whatever else ``-m`` selects (``-m "not browser"`` still skips them)."""
+    if "nightly" in (config.getoption("markexpr") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("nightly") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
