@@ -122,3 +122,41 @@ def test_api_docs_render_offline(page, server):
     page.locator(".opblock-summary-path").filter(has_text="/v1/predict").first.wait_for()
     assert page.locator(".opblock").count() >= 6
     assert page.external_requests == []  # type: ignore[attr-defined]
+
+
+CONTRAST_JS = """
+els => els.map(e => {
+  const parse = c => (c.match(/[\\d.]+/g) || []).slice(0, 3).map(Number);
+  const lin = x => { x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; };
+  const lum = rgb => { const v = rgb.map(lin); return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+  const s = getComputedStyle(e);
+  const a = lum(parse(s.color)), b = lum(parse(s.backgroundColor));
+  return [(Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05), s.color, s.backgroundColor, e.innerText.slice(0, 60)];
+})
+"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_warning_boxes_are_readable_in_both_colour_schemes(browser, server, tmp_path, artifacts_dir, scheme):
+    """Warnings and errors keep a readable contrast (WCAG AA, >= 4.5:1) in light and dark mode."""
+    from PIL import Image
+    from skimage import data
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(data.astronaut()).save(photo)  # not ultrasound: an error box and warnings
+    context = browser.new_context(viewport={"width": 1400, "height": 1800}, color_scheme=scheme)
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    try:
+        pg.goto(server.url + f"/?__theme={scheme}")
+        pg.wait_for_selector("#upload")
+        pg.set_input_files("#upload input[type=file]", str(photo))
+        boxes = pg.locator("#verdict .fs-error, #verdict .fs-warning")
+        pg.locator("#verdict .fs-error").first.wait_for(state="visible")
+        results = boxes.evaluate_all(CONTRAST_JS)
+        pg.screenshot(path=str(artifacts_dir / f"ui-warnings-{scheme}.png"), full_page=False)
+    finally:
+        context.close()
+    assert results
+    for ratio, colour, background, text in results:
+        assert ratio >= 4.5, f"{scheme}: '{text}' is {colour} on {background} (contrast {ratio:.2f})"

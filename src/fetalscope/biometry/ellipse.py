@@ -277,7 +277,26 @@ def draw_ellipse(rgb: np.ndarray, ellipse: Ellipse, colour: tuple[int, int, int]
             cv2.line(out, (round(x0 * 16), round(y0 * 16)), (round(x1 * 16), round(y1 * 16)), colour,
                      max(1, t - 1), cv2.LINE_AA, shift=4)
     if label:
-        x = int(np.clip(ellipse.cx - ellipse.major, 0, out.shape[1] - 1))
-        y = int(np.clip(ellipse.cy - ellipse.major - 6, 12, out.shape[0] - 1))
-        cv2.putText(out, label, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * t + 0.1, colour, t, cv2.LINE_AA)
+        _put_label(out, label, ellipse, colour, t)
     return out
+
+
+def _put_label(out: np.ndarray, label: str, ellipse: Ellipse, colour: tuple[int, int, int], t: int) -> None:
+    """Write ``label`` on a dark band just above the ellipse, or below it when there is no room above, or
+    inside its top when it fills the image; always wholly inside the image."""
+    h, w = out.shape[:2]
+    scale = 0.4 * t + 0.1
+    (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, t)
+    pts = ellipse.points(180)
+    top, bottom = float(pts[:, 1].min()), float(pts[:, 1].max())
+    pad = 3
+    if top - pad - base >= th + pad:  # above the ellipse
+        y = int(top - pad - base)
+    elif bottom + pad + th + base < h:  # below it
+        y = int(bottom + pad + th)
+    else:  # inside, near its top
+        y = int(np.clip(top + pad + th, th + pad, h - base - 1))
+    x = int(np.clip(ellipse.cx - tw / 2, 0, max(0, w - tw - 1)))
+    cv2.rectangle(out, (max(0, x - 2), max(0, y - th - 2)), (min(w - 1, x + tw + 2), min(h - 1, y + base)),
+                  (0, 0, 0), -1)
+    cv2.putText(out, label, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, t, cv2.LINE_AA)

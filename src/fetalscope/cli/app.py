@@ -179,6 +179,8 @@ def predict(
     if output is None:
         for a in results:
             line = f"{a.image}\t{a.plane}\t{a.plane_probability:.3f}" + ("\t(unsure)" if a.uncertain else "")
+            if a.ood.get("flag"):  # the plane of a photo or a page means nothing: say so on its line
+                line += "\t(NOT ULTRASOUND: " + "; ".join(a.ood.get("reasons") or []) + ")"
             if a.brain_findings:
                 f = a.brain_findings
                 line += f"\tbrain findings: {f['label']} {f['probability']:.3f} [{f['status']}]"
@@ -299,7 +301,8 @@ def explain(
     session = Session(model, brain_plane_model=None, brain_findings_model=None, detector=None)
     records = explain_to_folder(session, list(paths), split_list(methods), output, target=target, params=flat,
                                 method_params=per_method, batch_size=batch_size, cmap=cmap, alpha=alpha)
-    say(f"wrote {len(records)} explanation(s) to {output}")
+    maps = sum(len(r["explanations"]) for r in records)
+    say(f"wrote {maps} explanation map(s) of {len(records)} image(s) to {output}")
 
 
 @app.command("explain-eval")
@@ -390,11 +393,13 @@ def measure(
     what: Annotated[str, typer.Option(help="auto | head | cardiothoracic (auto: chosen by the plane model).")] = "auto",
     pixel_size: Annotated[float | None, typer.Option("--pixel-size", help="Millimetres per pixel.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON results file.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON to stdout (default: one "
+                                                         "line per image; --output writes the JSON file).")]
+    = False,
 ) -> None:
     """Head biometry (HC, BPD, OFD, gestational age) or the cardiothoracic ratio, with ellipses."""
     from fetalscope.imaging import iter_image_paths
-    from fetalscope.pipeline.measure import check_pixel_size, measurement_choice
+    from fetalscope.pipeline.measure import check_pixel_size, measurement_choice, measurement_line
     from fetalscope.pipeline.session import Session
 
     # the session's rules, with the inputs named as the user typed them, before any image is read
@@ -405,9 +410,12 @@ def measure(
     if output is not None:
         write_json(output, records)
         say(f"wrote {len(records)} record(s) to {output}")
-    if as_json or output is None:
+    if as_json:
         payload = records[0] if len(records) == 1 else records
         typer.echo(json.dumps(payload, indent=2, default=str))
+    elif output is None:  # people read a line per image; --json (or --output) gives the records
+        for record in records:
+            typer.echo(measurement_line(record))
 
 
 # --------------------------------------------------------------------------------------------- serve
@@ -419,7 +427,8 @@ def serve(
     model: ModelOpt = "sononet-planes",
     token: Annotated[str | None, typer.Option(envvar="FETALSCOPE_TOKEN", help="Require this bearer token.")] = None,
     save_uploads: Annotated[Path | None, typer.Option(help="Opt-in: folder to save uploads to.")] = None,
-    runtime: Annotated[str, typer.Option(help="auto | torch | onnx")] = "auto",
+    runtime: Annotated[str, typer.Option(help="auto | torch | onnx | onnx-int8 (the plane bundle's "
+                                              "model.int8.onnx)")] = "auto",
     detector: Annotated[str, typer.Option(help="Detector bundle for brain images.")] = "brain-structures",
     examples: Annotated[Path | None, typer.Option(help="Folder of example images for the gallery.")] = None,
     eval_dir: Annotated[Path | None, typer.Option(help="Evaluation report folder for the performance page.")] = None,

@@ -16,11 +16,12 @@ from fetalscope.imaging.loader import UltrasoundImage, load_image
 from fetalscope.imaging.quality import ood_check
 from fetalscope.pipeline.analysis import Analysis, ClassScore, top_and_scores
 from fetalscope.pipeline.brain_findings import DEFAULT_BRAIN_FINDINGS_MODEL, BrainFindingsModel
+from fetalscope.pipeline.cautions import FINDINGS_WARNING_PREFIX, SUBPLANE_WARNING_PREFIX
 
 DEFAULT_PLANE_MODEL = "sononet-planes"
 DEFAULT_BRAIN_PLANE_MODEL = "sononet-brain-planes"
 BRAIN = "Fetal brain"
-FINDINGS_WARNING_PREFIX = "Normal/abnormal finding"
+OTHER = "Other"
 
 
 @dataclass(frozen=True)
@@ -186,8 +187,10 @@ class Analyser:
                             + ". The prediction is meaningless for it.")
         if uncertain:
             warnings.append("The model is unsure about this image: " + "; ".join(unc["reasons"]) + ".")
-        if self.not_covered:
-            warnings.append(f"This model does not cover: {', '.join(self.not_covered)}.")
+        if self.not_covered and not ood.flag and (uncertain or self.classes[top] == OTHER):
+            # only where it may matter: an image of an uncovered plane lands in Other or leaves the model unsure
+            warnings.append(f"This model does not cover: {', '.join(self.not_covered)}; an image of that plane "
+                            "would be called Other or leave the model unsure.")
         analysis = Analysis(
             image=name or image.source,
             width=image.width,
@@ -209,7 +212,7 @@ class Analyser:
             analysis.brain_plane = self.brain_plane(image, memo)
             timings["brain_plane"] = (time.perf_counter() - t3) * 1000
             if analysis.brain_plane and analysis.brain_plane.get("note"):
-                analysis.warnings.append("Brain sub-plane: " + analysis.brain_plane["note"])
+                analysis.warnings.append(SUBPLANE_WARNING_PREFIX + analysis.brain_plane["note"])
         t4 = time.perf_counter()
         self._add_brain_findings(analysis, image, memo, ood.flag)
         if analysis.brain_findings is not None:

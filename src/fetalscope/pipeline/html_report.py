@@ -20,6 +20,7 @@ import numpy as np
 from fetalscope import __version__
 from fetalscope.explain.overlay import png_bytes
 from fetalscope.imaging.display import DISPLAY_SIDE, thumbnail
+from fetalscope.pipeline.cautions import listed_warnings
 
 DISCLAIMER = "Research and education use only. Not a medical device; not for diagnosis or clinical decisions."
 FINDINGS_CSS = """
@@ -121,9 +122,13 @@ def measurement_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
     if record.get("measurement") == "cardiothoracic":
         ctr = record.get("ctr") or {}
         return [(f"cardiothoracic ratio ({k})", fmt(ctr.get(k), 3)) for k in ("circumference", "area", "diameter")]
-    return [(label, fmt(record.get(key), 1)) for key, label in (
-        ("hc_mm", "HC (mm)"), ("bpd_mm", "BPD (mm)"), ("ofd_mm", "OFD (mm)"),
-        ("ga_weeks", "gestational age (weeks, Hadlock)"))]
+    rows = [(label, fmt(record.get(key), 1)) for key, label in (
+        ("hc_mm", "HC (mm)"), ("bpd_mm", "BPD (mm)"), ("ofd_mm", "OFD (mm)"))]
+    ga = record.get("ga")  # weeks and days, e.g. 20w3d, as obstetrics writes it
+    weeks = record.get("ga_weeks")
+    rows.append(("gestational age (Hadlock, from HC)",
+                 "n/a" if ga is None else f"{ga} ({fmt(weeks, 1)} weeks)" if weeks is not None else str(ga)))
+    return rows
 
 
 def report_html(analysis: Any) -> str:
@@ -132,7 +137,7 @@ def report_html(analysis: Any) -> str:
     record = report_record(analysis)
     a = record["analysis"]
     model = a.get("model", {})
-    warnings = "".join(f"<li>{_esc(w)}</li>" for w in a.get("warnings", []))
+    warnings = "".join(f"<li>{_esc(w)}</li>" for w in listed_warnings(a))
     sub_html = f"<p>{subplane_html(a['brain_plane'])}</p>" if a.get("brain_plane") else ""
     findings_block = findings_html(a["brain_findings"]) if a.get("brain_findings") else ""
     ood = a.get("ood") or {}
@@ -181,6 +186,7 @@ body {{ font-family: sans-serif; max-width: 980px; margin: 2em auto; color: #222
 table {{ border-collapse: collapse; }} td, th {{ padding: 2px 8px; text-align: left; }}
 tr.top td {{ font-weight: bold; }} .bar {{ background: #3b82f6; height: 12px; min-width: 2px; }}
 td:last-child {{ width: 320px; }} img {{ max-width: 100%; }}
+pre {{ white-space: pre-wrap; overflow-wrap: anywhere; max-width: 100%; }}
 figure {{ display: inline-block; width: 300px; margin: 6px; vertical-align: top; }} figure img {{ width: 300px; }}
 {FINDINGS_CSS}</style></head><body>
 <h1>fetalscope report</h1>

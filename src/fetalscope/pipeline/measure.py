@@ -12,7 +12,7 @@ from fetalscope.biometry.head import check_pixel_size
 from fetalscope.errors import BadInputError
 
 __all__ = ["CHOICES", "WHAT_BY_PLANE", "check_pixel_size", "measurement_choice", "measurement_for_plane",
-           "not_measured_record"]
+           "measurement_line", "not_measured_record"]
 
 WHAT_BY_PLANE = {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}
 CHOICES = ("auto", "head", "cardiothoracic")
@@ -43,3 +43,22 @@ def not_measured_record(image: str, plane: str | None, probability: float | None
     """The record of an image ``auto`` routing gives no measurement (``quality`` ``not_measured``)."""
     return {"image": image, "measurement": None, "quality": "not_measured", "plane": plane,
             "plane_probability": probability, "flags": [not_measured_reason(plane)]}
+
+
+def measurement_line(record: dict[str, Any]) -> str:
+    """One line for people about a measurement record: image, what, quality and the numbers (HC, BPD, OFD and
+    GA, or the cardiothoracic ratios), then its flags."""
+    what = record.get("measurement")
+    parts = [str(record.get("image", "")), str(what or "no measurement"), f"quality {record.get('quality')}"]
+    if what == "head":
+        for key, label in (("hc_mm", "HC"), ("bpd_mm", "BPD"), ("ofd_mm", "OFD")):
+            if record.get(key) is not None:
+                parts.append(f"{label} {record[key]:.1f} mm")
+        if record.get("ga"):
+            parts.append(f"GA {record['ga']}")
+    elif what == "cardiothoracic" and record.get("ctr"):
+        parts += [f"CTR ({k}) {record['ctr'][k]:.3f}" for k in ("circumference", "area", "diameter")
+                  if record["ctr"].get(k) is not None]
+    line = "\t".join(parts)
+    flags = record.get("flags") or []
+    return line + ("\t[" + "; ".join(flags) + "]" if flags else "")

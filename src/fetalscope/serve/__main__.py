@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from fetalscope.errors import FetalscopeError
 from fetalscope.models.runtime import RUNTIMES
 from fetalscope.serve.app import run_server
 from fetalscope.serve.settings import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT
@@ -30,6 +32,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ablation-dir", type=Path, default=None)
     p.add_argument("--no-ui", action="store_true")
     a = p.parse_args(argv)
+    try:
+        _run(a)
+    except FetalscopeError as exc:  # a taken port, a missing bundle: one line, no traceback
+        print(f"error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _run(a: argparse.Namespace) -> None:
     run_server(
         host=a.host, port=a.port, plane_model=a.model, token=a.token, save_uploads=a.save_uploads,
         runtime=a.runtime, detector=("" if a.detector == "none" else a.detector),

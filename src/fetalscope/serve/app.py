@@ -11,6 +11,7 @@ rendering, no run history, local fonts only. Its upload folder is a private dire
 from __future__ import annotations
 
 import atexit
+import errno
 import logging
 import os
 import shutil
@@ -21,6 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from fetalscope.errors import BadInputError
 from fetalscope.serve.api import build_api
 from fetalscope.serve.limits import MULTIPART_OVERHEAD, BodySizeLimitMiddleware, keep_multipart_in_memory
 from fetalscope.serve.security import AccessLogMiddleware, TokenAuthMiddleware, is_loopback
@@ -117,6 +119,27 @@ def configure_logging(level: int = logging.INFO) -> None:
         log.propagate = False
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`~fetalscope.errors.BadInputError` when ``host:port`` cannot be bound (taken, or not an
+    address of this machine), so ``fetalscope serve`` says so at once."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise BadInputError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            taken = exc.errno == errno.EADDRINUSE
+            why = "is already in use" if taken else f"cannot be bound ({exc.strerror})"
+            raise BadInputError(f"port {port} on {host} {why}; choose another with --port"
+                                + (" or stop the program using it" if taken else "")) from None
+
+
 def run_server(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, plane_model: str | Path | None = None,
                token: str | None = None, save_uploads: str | Path | None = None, **settings: Any) -> None:
     """Serve the app with uvicorn on ``host:port`` (loopback by default) until interrupted.
@@ -126,6 +149,7 @@ def run_server(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, plane_model: 
     """
     import uvicorn
 
+    check_port_free(host, port)  # before the models load: a taken port is a one-line error, not Errno 98 later
     configure_logging()
     app = create_app(plane_model=plane_model, token=token, save_uploads=save_uploads, **settings)
     cfg: ServeSettings = app.state.settings

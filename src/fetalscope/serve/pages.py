@@ -21,6 +21,8 @@ from fetalscope import config
 
 OVERVIEW_MD = Path(__file__).resolve().parent / "overview.md"
 IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+LIST_AFTER_TEXT = re.compile(r"^(?![ \t]*(?:[-*+] |\d+\. )|[ \t]*$)([^\n]+)\n([ \t]*(?:[-*+] |\d+\. ))",
+                             flags=re.MULTILINE)
 FILE_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(([^)\s:#/][^)\s:#]*)\)")  # [text](relative/file), not images or URLs
 
 
@@ -127,6 +129,7 @@ def overview_page(card_folders: list[Path]) -> Page:
             body = card_md.read_text(encoding="utf-8")
             body = re.sub(r"^# ", "### ", body, flags=re.MULTILINE)
             body = re.sub(r"^## ", "#### ", body, flags=re.MULTILINE)
+            body = LIST_AFTER_TEXT.sub("\\1\n\n\\2", body)  # a list right under a paragraph is its own block
             parts.append(f"---\n\n*Model card rendered from `{card_md}`:*\n\n{_inline_images(body, folder)}")
             sources.append(card_md)
     return Page("\n\n".join(parts), sources)

@@ -30,8 +30,8 @@ import numpy as np
 
 from fetalscope.errors import FetalscopeError
 from fetalscope.imaging.display import DISPLAY_SIDE, thumbnail
-from fetalscope.pipeline.analyser import FINDINGS_WARNING_PREFIX
 from fetalscope.pipeline.analysis import Analysis
+from fetalscope.pipeline.cautions import listed_warnings
 from fetalscope.pipeline.explanation import METHOD_TITLES, ExplanationResult
 from fetalscope.pipeline.html_report import (
     FINDINGS_CSS,
@@ -61,8 +61,10 @@ SESSION_TTL_S = 1800
 FILE_TYPES = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"]
 
 CSS = """
-.fs-warning { background: #fff4e5; border-left: 4px solid #f59e0b; padding: 6px 12px; margin: 6px 0; }
-.fs-error { background: #fdecea; border-left: 4px solid #dc2626; padding: 6px 12px; margin: 6px 0; }
+.fs-warning { background: #fff4e5; color: #1f1300; border-left: 4px solid #f59e0b; padding: 6px 12px;
+              margin: 6px 0; }
+.fs-error { background: #fdecea; color: #2a0505; border-left: 4px solid #dc2626; padding: 6px 12px; margin: 6px 0; }
+.fs-warning *, .fs-error * { color: inherit; }
 .fs-disclaimer { font-size: 0.9em; opacity: 0.85; }
 #performance-page img, #ablation-page img, #overview-page img { max-width: 760px; width: 100%; }
 """
@@ -111,9 +113,7 @@ def _verdict_markdown(a: dict[str, Any]) -> str:
         lines.append(findings_html(findings))
     elif a.get("plane") == "Fetal brain" and a.get("brain_findings_skipped"):
         lines.append(f"**Normal vs abnormal:** not run: {a['brain_findings_skipped']}.")
-    for w in a.get("warnings", []):
-        if findings and w.startswith(FINDINGS_WARNING_PREFIX):
-            continue  # shown in the findings banner above
+    for w in listed_warnings(a):  # the findings and sub-plane cautions are shown above
         cls = "fs-error" if "does not look like" in w else "fs-warning"
         lines.append(f"<div class='{cls}'>&#9888; {w}</div>")
     model = a.get("model", {})
