@@ -60,6 +60,14 @@ def test_no_pixel_size_means_no_millimetres():
     assert any(f.startswith("no_pixel_size") for f in out["flags"])
 
 
+def test_no_pixel_size_flag_names_every_way_to_give_one():
+    # the flag reaches CLI, API and app users alike: it names each way, not only the CLI option
+    flag = next(f for f in head_measurements(Ellipse(300, 200, 100, 80, 0), None)["flags"]
+                if f.startswith("no_pixel_size: "))
+    for way in ("mm per pixel", "--pixel-size", "pixel_size_mm", "Pixel size field", "PixelSpacing"):
+        assert way in flag, (way, flag)
+
+
 def test_small_head_is_flagged_as_extrapolated():
     out = head_measurements(Ellipse(100, 100, 40, 30, 0), 0.1)  # HC ~22 mm
     assert any(f.startswith("ga_extrapolated") for f in out["flags"])

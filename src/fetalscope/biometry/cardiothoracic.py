@@ -8,6 +8,24 @@ a heart not inside the thorax, an extreme axis ratio, a structure of implausible
 that the plane classifier does not call a thorax plane. Limits of the gate are plausibility limits
 set below/above everything seen in the FOCUS expert annotations (heart minor/major >= 0.58, thorax
 >= 0.73; heart 2-17% and thorax 9-53% of the image area), never a clinical normal range.
+
+Range flags use only what a named source measured, on the ratio it measured. The AHA statement
+(Donofrio et al. 2014) gives a normal cardiothoracic area ratio of 0.25-0.35 and a circumference ratio
+below 0.5. For ellipses the area ratio is about the circumference ratio squared (0.90-1.02 times it on
+the FOCUS expert annotations), so a circumference ratio below 0.5 means an area ratio below about
+0.25: the area ratio's lower limit and the circumference limit contradict each other and cannot both
+describe one method. Neither is flagged. Measured on the 247 FOCUS expert annotations they would call
+60% (area ratio below 0.25) and 51% (circumference ratio >= 0.5) of them abnormal; with both, every
+annotation was flagged. The area ratio's upper limit (0.35, about a circumference ratio of 0.59)
+agrees with both statements and stays: it flags 1 of 247 expert annotations. The statement's numbers
+were checked against quotations of it, not its full text (not reachable offline). The diameter ratio
+here (major axes) is not the transverse-diameter ratio of the literature and is never flagged.
+
+Not used: the MRI reference of Gao D et al. (MRI reference ranges for fetal cardiothoracic ratio of
+diameter, area, and circumference from 21 to 38 weeks gestational age, J Magn Reson Imaging 2024;
+1024 low-risk singletons; 5th-95th percentile area ratio 0.15-0.27, circumference ratio 0.40-0.52)
+is consistent with area ~ circumference squared, but it is another modality: its circumference
+95th percentile is exceeded by 69 of the 247 FOCUS expert annotations (28%).
 """
 
 from __future__ import annotations
@@ -22,14 +40,17 @@ MIN_AXIS_RATIO = {"heart": 0.45, "thorax": 0.55}
 AREA_FRACTION = {"heart": (0.005, 0.35), "thorax": (0.03, 0.9)}
 MIN_HEART_INSIDE = 0.9  # fraction of the heart outline inside the thorax ellipse
 
-# Published ranges the flags use. Each states its source; a ratio without an entry is never flagged.
+# Published ranges the flags use. Each entry names its source in full (the flag text quotes it); a
+# ratio or a limit without an entry is never flagged. See the module docstring for what was left out.
+DONOFRIO_2014 = ("Donofrio MT, Moon-Grady AJ, Hornberger LK, et al. Diagnosis and treatment of fetal cardiac "
+                 "disease: a scientific statement from the American Heart Association. Circulation "
+                 "2014;129:2183-2242")
 NORMAL_RANGES: list[dict[str, Any]] = [
-    {"ratio": "area", "low": 0.25, "high": 0.35,
-     "source": "cardiothoracic area ratio 0.25-0.35 in normal fetuses, as quoted from the AHA scientific "
-               "statement (Donofrio MT et al., Circulation 2014;129:2183-2242) and Paladini D, Chita SK, "
-               "Allan LD, Arch Dis Child 1990;65:20-23; primary texts not checked offline"},
-    {"ratio": "circumference", "low": None, "high": 0.5,
-     "source": "cardiothoracic circumference ratio below 0.5 in normal fetuses, same sources as above"},
+    {"ratio": "area", "low": None, "high": 0.35,
+     "source": f"{DONOFRIO_2014}: cardiothoracic area ratio (heart area in diastole over thoracic area, "
+               "four-chamber view) 0.25-0.35 in normal fetuses; a consensus statement with no study population "
+               "of its own, its numbers checked against quotations of it; only the upper limit is used, as its "
+               "lower limit contradicts its circumference limit (below 0.5) for ellipses"},
 ]
 
 CTR_CARD: dict[str, Any] = {
@@ -48,17 +69,22 @@ CTR_CARD: dict[str, Any] = {
         "Burgos-Artizzu XP et al. Evaluation of deep convolutional neural networks for automatic classification "
         "of common maternal fetal ultrasound planes. Sci Rep 10:10200 (2020). CC BY 4.0 (images)",
         "FOCUS heart/thorax ellipse annotations as redistributed in github.com/lukaznj/fetal-ctr-detection (MIT)",
+        f"{DONOFRIO_2014} (the cardiothoracic area ratio limit used for flags)",
         "Paladini D, Chita SK, Allan LD. Prenatal measurement of cardiothoracic ratio in evaluation of heart "
-        "disease. Arch Dis Child 1990;65:20-23",
+        "disease. Arch Dis Child 1990;65:20-23 (cardiothoracic ratio fairly constant in 410 normal fetuses; "
+        "no limit is taken from it)",
     ],
     "limitations": [
         "FOCUS CTR varies little (circumference ratio 0.50 +- 0.035): a constant prediction of the training "
         "mean already has a mean absolute error of 0.02-0.03 (see the constant baseline in the metrics and "
         "report); judge the model by the ellipse IoU as well.",
         "Images come from FETAL_PLANES_DB (two Barcelona hospitals); other scanners are untested.",
-        "The published ranges were measured by other methods (e.g. thorax at the skin or the ribs, diastole); "
-        "about half of FOCUS's own expert circumference ratios are >= 0.5, so range flags are a prompt to "
-        "look, not a finding.",
+        "Only the published upper limit of the cardiothoracic area ratio (0.35, AHA statement 2014) is "
+        "flagged; it flags 1 of the 247 FOCUS expert annotations. The same statement's lower area limit "
+        "(0.25) and circumference limit (< 0.5) contradict each other for ellipses (area ratio ~ "
+        "circumference ratio squared) and would have flagged 60% and 51% of the expert annotations; they are "
+        "not used. Published ranges were measured by other methods (e.g. thorax at the skin or the ribs, "
+        "diastole), so a flag is a prompt to look, not a finding.",
         "The gate relies on the plane label or probability passed in; without one it cannot tell that an "
         "image is not a four-chamber view.",
     ],

@@ -68,7 +68,8 @@ def head_measurements(ellipse: Ellipse, pixel_size_mm: float | None) -> dict[str
     }
     if pixel_size_mm is None:
         out["flags"].append("no_pixel_size: millimetres and gestational age are not reported; give the pixel "
-                            "size (e.g. --pixel-size 0.1) or use a DICOM with PixelSpacing")
+                            "size in mm per pixel (CLI --pixel-size, API pixel_size_mm, the app's Pixel size "
+                            "field) or use a DICOM with PixelSpacing")
         return out
     hc = e.circumference() * pixel_size_mm
     out.update(hc_mm=round(hc, 2), bpd_mm=round(2 * e.b * pixel_size_mm, 2), ofd_mm=round(2 * e.a * pixel_size_mm, 2))
