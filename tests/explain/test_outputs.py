@@ -144,6 +144,12 @@ def test_session_explanation_matches_the_folder_files(session, image_folder, tmp
     written = recs[0]["explanations"]["gradcam"]
     np.testing.assert_allclose(one.explanation.map, np.load(tmp_path / "o" / written["array"]), atol=1e-5)
     assert one.to_dict()["target_label"] == written["target_label"]
+    # the record says how the map lies on the original image: the crop the model saw, in original pixels
+    back = one.to_dict()["to_original"]
+    x0, y0, x1, y1 = back["crop_xyxy"]
+    assert 0 <= x0 < x1 <= 80 and 0 <= y0 < y1 <= 80 and back["map_size"] == list(one.explanation.shape)
+    assert one.region.shape[:2] == (y1 - y0, x1 - x0)  # the overlay is that crop (small: not resized)
+    assert written["to_original"] == back
 
 
 def test_explain_eval_writes_report_with_computed_numbers(trained, tmp_path):

@@ -69,6 +69,9 @@ def test_upload_predict_explain_offline(page, server, client, phantom_png, artif
     assert expected in verdict.inner_text()
     for cls in ("Fetal brain", "Fetal femur", "Other"):  # a confidence bar for every covered class
         page.locator("#probabilities").filter(has_text=cls).wait_for()
+    # no pixel size is known for a PNG: the field is empty with a hint, not a misleading 0
+    px = page.locator("#measure-pixel-size textarea, #measure-pixel-size input").first
+    assert px.input_value() == "" and "0.1" in (px.get_attribute("placeholder") or "")
     gradcam = page.locator("#explain-gradcam img")
     gradcam.wait_for(state="visible")
     assert gradcam.get_attribute("src")

@@ -45,7 +45,9 @@ class ExplanationResult:
       map drawn on it;
     - ``explains``: the prediction explained (``plane`` or ``brain_findings``) and ``model`` its model
       (``id``, ``version``, ``task``, ``runtime``); for the brain findings, ``status`` and ``warning`` are the
-      model card's own and ``note`` says when the image is not one the findings model is meant for.
+      model card's own and ``note`` says when the image is not one the findings model is meant for;
+    - ``crop_xyxy``: the box of the original image the model saw (its record's ``to_original`` says how a map
+      pixel maps back to the original pixels).
     """
 
     explanation: Explanation
@@ -57,6 +59,7 @@ class ExplanationResult:
     status: str | None = None
     warning: str | None = None
     note: str | None = None
+    crop_xyxy: tuple[int, int, int, int] | None = None
 
     @property
     def method(self) -> str:
@@ -76,6 +79,13 @@ class ExplanationResult:
         d["title"] = self.title
         d["explains"] = self.explains
         d["model"] = dict(self.model)
+        if self.crop_xyxy is not None:  # how the map (at the model's input size) lies on the original image
+            h, w = self.explanation.shape
+            d["to_original"] = {
+                "crop_xyxy": [int(v) for v in self.crop_xyxy], "map_size": [h, w],
+                "rule": "map pixel (row i, column j) covers the original pixel x = x0 + (j + 0.5) * (x1 - x0) / W "
+                        "- 0.5, y = y0 + (i + 0.5) * (y1 - y0) / H - 0.5 (crop_xyxy = [x0, y0, x1, y1], "
+                        "map_size = [H, W])"}
         if self.explains != "plane":  # the findings model's card caution travels with its maps
             d.update(status=self.status, warning=self.warning, note=self.note)
         return d

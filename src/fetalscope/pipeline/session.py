@@ -30,8 +30,9 @@ import numpy as np
 
 from fetalscope.errors import BadInputError, MissingWeightsError, UnsupportedError
 from fetalscope.explain.methods import parse_methods
-from fetalscope.explain.overlay import DEFAULT_ALPHA, model_region, overlay
+from fetalscope.explain.overlay import DEFAULT_ALPHA, model_crop, overlay
 from fetalscope.explain.runner import ModelView, explain_images, resolve_target
+from fetalscope.imaging.display import OVERLAY_SIDE, thumbnail
 from fetalscope.imaging.loader import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, UltrasoundImage, load_image
 from fetalscope.pipeline.analyser import (
     BRAIN,
@@ -292,11 +293,12 @@ class Session:
         for i, (img, item) in enumerate(zip(decoded, computed, strict=True)):
             analysis = analyses[i] if analyses is not None and i < len(analyses) else None
             note = self.findings_note(img, analysis) if which == "brain_findings" else None
-            region = model_region(img, cfg)
+            crop, box = model_crop(img, cfg)
+            region = thumbnail(crop, OVERLAY_SIDE)
             results = [ExplanationResult(e, chosen.classes[int(e.target)], region,
                                          overlay(region, e.map, cmap=cmap, alpha=alpha, signed=bool(e.signed)),
                                          explains=which, model=chosen.model_info, status=chosen.status,
-                                         warning=chosen.warning, note=note)
+                                         warning=chosen.warning, note=note, crop_xyxy=box)
                        for e in item.explanations.values()]
             probs = {c: float(p) for c, p in zip(chosen.classes, item.probabilities.tolist(), strict=True)}
             out.append(ExplainedImage(img, results, probs))

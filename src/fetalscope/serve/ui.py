@@ -277,12 +277,13 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
         return (state, _display(image.pixels), _verdict_markdown(record), _label_value(record),
                 *outputs, det_img, det_md, None, meas_img, meas_md, picker, target_update, meas_choice)
 
-    def on_measure(state: dict[str, Any] | None, what: str, pixel_size: float | None) -> tuple:
+    def on_measure(state: dict[str, Any] | None, what: str, pixel_size: str | None) -> tuple:
         if not state:
             return state, None, "Upload an image first."
         analysis: Analysis = state["analysis"]
+        given = str(pixel_size or "").strip().replace(",", ".") or None  # the session's rule checks the number
         try:
-            analysis.measurement = session.measure(analysis.loaded, what, pixel_size or None, analysis=analysis)
+            analysis.measurement = session.measure(analysis.loaded, what, given, analysis=analysis)
         except FetalscopeError as exc:
             return state, None, f"<div class='fs-error'>No {what} measurement: {exc}</div>"
         return (state, _display(analysis.plot(show=("measurement",), labels=False)),
@@ -401,8 +402,10 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                     with gr.Row():
                         meas_what = gr.Dropdown(list(WHAT_BY_PLANE.values()), value="head",
                                                 label="Measure", elem_id="measure-what")
-                        meas_px = gr.Number(label="Pixel size (mm), for millimetres", value=None,
-                                            elem_id="measure-pixel-size")
+                        # a text box: a number field shows 0 when empty, which reads as a pixel size
+                        meas_px = gr.Textbox(label="Pixel size (mm per pixel), for millimetres", value="",
+                                             placeholder="e.g. 0.1 (a DICOM's own spacing is used when empty)",
+                                             max_lines=1, elem_id="measure-pixel-size")
                         meas_btn = gr.Button("Measure", elem_id="measure")
                 with gr.Row():
                     report_btn = gr.Button("Build report (JSON + HTML)", variant="primary", elem_id="report")
