@@ -459,7 +459,9 @@ def test_dicom_other_lazily_read_elements_are_bad_input(tmp_path: Path) -> None:
     # frames the pixel data does not have: an error, not a hang or a huge allocation
     with pytest.raises(BadInputError, match="rows.dcm: DICOM pixel data cannot be decoded"):
         load_image(_with_element(p, 0x00280008, b"IS", b"2000000000"), name="rows.dcm")
-    assert load_image(_with_element(p, 0x00080060, b"ZZ", b"US"), name="rows.dcm").meta == {"modality": ""}
+    # the Modality decides whether the image is taken for ultrasound: unreadable is an error, not "unknown"
+    with pytest.raises(BadInputError, match=r"rows.dcm: DICOM element Modality \(0008,0060\) is corrupt"):
+        load_image(_with_element(p, 0x00080060, b"ZZ", b"US"), name="rows.dcm")
 
 
 @pytest.mark.parametrize(("vr", "value", "expected"), [
@@ -524,4 +526,6 @@ def test_pixels_are_plain_owned_arrays(tmp_path: Path) -> None:
     for img in (load_image(p), load_image(write_dicom(tmp_path / "m.dcm", ramp8(), spacing=(0.2, 0.2)))):
         assert type(img.pixels) is np.ndarray and img.pixels.flags.owndata and img.pixels.flags.writeable
         img.pixels[0, 0] = 1  # downstream code may draw on it
-    assert type(img.pixel_spacing_mm) is float and img.meta == {"modality": "US"} and type(img.meta["modality"]) is str
+    assert type(img.pixel_spacing_mm) is float and img.meta == {
+        "modality": "US", "sop_class_uid": SecondaryCaptureImageStorage, "transfer_syntax_uid": ExplicitVRLittleEndian}
+    assert all(type(v) is str for v in img.meta.values())

@@ -4,7 +4,10 @@ Whatever comes in (PNG, JPEG, TIFF 8/16-bit, BMP, DICOM monochrome/RGB/multi-fra
 RGBA, palette), what comes out is the same: an :class:`UltrasoundImage` whose ``pixels`` are an
 ``H x W x 3`` ``uint8`` RGB array. Higher bit depths are stretched linearly to 0..255 by their
 actual range, alpha is composited on black (the background of a B-mode display), DICOM gets its
-modality/VOI transforms and MONOCHROME1 inversion. Limits on bytes and pixel count are checked
+modality/VOI transforms and MONOCHROME1 inversion, in any transfer syntax pydicom 3 decodes with the installed
+plugins (uncompressed, deflated, RLE, JPEG baseline/extended 12-bit/lossless, JPEG-LS, JPEG 2000, HTJ2K), and
+its ``meta`` holds what the file says it is (``modality``, ``sop_class_uid``, ``transfer_syntax_uid``; never
+patient fields). Limits on bytes and pixel count are checked
 before pixels are decoded, and every failure is a :class:`~fetalscope.errors.BadInputError` that
 names the input and says what is wrong.
 
@@ -386,6 +389,61 @@ def _positive(value: float) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
+def _dicom_text(ds: Any, keyword: str, name: str, max_chars: int = 64) -> str:
+    """A short DICOM code or UID as plain text ('' when absent or empty; the first of several values),
+    errors as :func:`_dicom_element`. Only printable characters are kept, at most ``max_chars``."""
+    value = _dicom_value(ds, keyword, name)
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else ""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    text = "".join(c for c in str(value if value is not None else "") if c.isprintable()).strip()
+    return text[:max_chars]
+
+
+def _dicom_identity(ds: Any, name: str) -> dict[str, str]:
+    """What the file says it is: Modality (0008,0060), SOP Class UID (0008,0016, else the file meta's media
+    storage SOP class) and the transfer syntax. Never patient fields. A present but unreadable Modality or
+    SOP Class UID is a :class:`BadInputError`: they decide whether the image is taken for ultrasound."""
+    modality = _dicom_text(ds, "Modality", name, 16).upper()
+    sop_class = _dicom_text(ds, "SOPClassUID", name)
+    file_meta = getattr(ds, "file_meta", None)
+    if not sop_class and file_meta is not None:
+        sop_class = _dicom_text(file_meta, "MediaStorageSOPClassUID", name)
+    transfer_syntax = "" if file_meta is None else _dicom_text(file_meta, "TransferSyntaxUID", name)
+    return {"modality": modality, "sop_class_uid": sop_class, "transfer_syntax_uid": transfer_syntax}
+
+
+def _transfer_syntax_label(transfer_syntax: str) -> str:
+    from pydicom.uid import UID
+
+    uid = UID(transfer_syntax)
+    return f"'{uid.name}' ({transfer_syntax})" if uid.name != transfer_syntax else f"'{transfer_syntax}'"
+
+
+def _check_decodable(transfer_syntax: str, name: str) -> None:
+    """Refuse, with the transfer syntax named, pixel data that no installed decoder can read: a syntax
+    pydicom does not decode (e.g. MPEG-4 or HEVC video, JPEG XL) or one whose decoder plugins are missing."""
+    from pydicom.pixels import get_decoder
+
+    from fetalscope.imaging import jpeg12
+
+    if not transfer_syntax:
+        raise BadInputError(f"{name}: DICOM file has no Transfer Syntax UID (0002,0010); its pixel data cannot "
+                            "be interpreted")
+    jpeg12.register()
+    try:
+        decoder = get_decoder(transfer_syntax)
+    except NotImplementedError as exc:
+        raise BadInputError(f"{name}: DICOM pixel data is in the unsupported transfer syntax "
+                            f"{_transfer_syntax_label(transfer_syntax)} (supported: uncompressed, deflated, RLE, "
+                            "JPEG, JPEG-LS, JPEG 2000, HTJ2K)") from exc
+    if not decoder.is_available:
+        raise BadInputError(f"{name}: DICOM pixel data is in the transfer syntax "
+                            f"{_transfer_syntax_label(transfer_syntax)} and no decoder for it is installed "
+                            f"({_cause(ValueError('; '.join(decoder.missing_dependencies)))})")
+
+
 def _load_dicom(data: bytes, name: str, frame: int | None, max_pixels: int) -> UltrasoundImage:
     import pydicom
 
@@ -402,7 +460,11 @@ def _load_dicom(data: bytes, name: str, frame: int | None, max_pixels: int) -> U
                 "PNG, JPEG, TIFF, BMP, DICOM)"
             )
         raise BadInputError(f"{name}: DICOM file has no pixel data (e.g. a structured report or dose sheet)")
+    identity = _dicom_identity(ds, name)
     rows, cols = _dicom_int(ds, "Rows", name, 0), _dicom_int(ds, "Columns", name, 0)
+    if "Rows" not in ds or "Columns" not in ds:
+        raise BadInputError(f"{name}: DICOM file has pixel data but no Rows (0028,0010) or Columns (0028,0011); "
+                            "the image size is unknown")
     _check_dims(name, rows, cols, max_pixels)
     samples = _dicom_int(ds, "SamplesPerPixel", name, 1)
     if samples not in (1, 3):
@@ -419,6 +481,7 @@ def _load_dicom(data: bytes, name: str, frame: int | None, max_pixels: int) -> U
     photometric = str(_dicom_value(ds, "PhotometricInterpretation", name) or "MONOCHROME2").strip().upper()
     bits = _dicom_int(ds, "BitsStored", name, 8) or 8
     spacing = _dicom_spacing(ds, name)
+    _check_decodable(identity["transfer_syntax_uid"], name)
     try:
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
@@ -443,12 +506,6 @@ def _load_dicom(data: bytes, name: str, frame: int | None, max_pixels: int) -> U
         arr = stretch_to_uint8(arr)
         if photometric == "MONOCHROME1":
             arr = 255 - arr
-    try:
-        modality = str(ds.get("Modality", "") or "")  # information only: unreadable is unknown
-    except MemoryError:
-        raise
-    except Exception:
-        modality = ""
     return UltrasoundImage(
         pixels=_pixels_to_rgb(arr, name),
         source=name,
@@ -458,7 +515,7 @@ def _load_dicom(data: bytes, name: str, frame: int | None, max_pixels: int) -> U
         pixel_spacing_mm=spacing,
         frame=index,
         n_frames=n_frames,
-        meta={"modality": modality},  # never patient fields
+        meta=identity,  # never patient fields
     )
 
 

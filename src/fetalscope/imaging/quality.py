@@ -17,6 +17,12 @@ ultrasound images (HC18, FOCUS, FETAL_PLANES_DB trans-ventricular, both Roboflow
 flagged) against photos, rendered text documents and uniform/Gaussian noise (every one flagged); see
 ``tests/serve/test_ood.py``. Greyscale photos with dark regions (e.g. the moon) are not reliably
 caught: this is a guard against wrong inputs, not a proof that an image is a fetal scan.
+
+A DICOM file also says what it is: a Modality (0008,0060) of another imaging technique (CT, MR, X-ray,
+PET, ...) flags the image whatever its pixels look like (a CT slice can pass every pixel cue). Modality
+``US`` (or ``IVUS``, or a retired ultrasound code), and an unknown one (empty, ``OT``, a secondary capture,
+a code not listed here) leave the decision to the pixels; with an unknown modality, an SOP class of another
+technique (e.g. CT Image Storage) flags it too.
 """
 
 from __future__ import annotations
@@ -39,6 +45,43 @@ WHITE_KNOTS = ((0.10, 0.0), (0.25, 0.5), (0.50, 1.0))  # real ultrasound: at mos
 MEDIAN_KNOTS = ((135.0, 0.0), (150.0, 0.5), (200.0, 1.0))  # real ultrasound: at most 129
 CORRELATION_KNOTS = ((0.20, 1.0), (0.45, 0.5), (0.70, 0.0))  # real ultrasound: at least 0.80
 BLANK_STD = 3.0  # grey-level standard deviation below which an image is blank
+
+#: DICOM Modality (0008,0060) codes of other techniques than ultrasound (PS3.3 C.7.3.1.1.1, retired ones too)
+NON_ULTRASOUND_MODALITIES = {
+    "CT": "computed tomography", "MR": "magnetic resonance", "CR": "computed radiography",
+    "DX": "digital radiography", "MG": "mammography", "PT": "positron emission tomography",
+    "NM": "nuclear medicine", "XA": "X-ray angiography", "RF": "radio fluoroscopy",
+    "RG": "radiographic imaging", "IO": "intra-oral radiography", "PX": "panoramic X-ray",
+    "BMD": "bone densitometry (X-ray)", "DG": "diaphanography", "ES": "endoscopy",
+    "XC": "external-camera photography", "OP": "ophthalmic photography", "OPT": "ophthalmic tomography",
+    "OCT": "optical coherence tomography", "IVOCT": "intravascular optical coherence tomography",
+    "SM": "slide microscopy", "GM": "general microscopy", "DMS": "dermoscopy", "TG": "thermography",
+    "SEG": "segmentation", "RTIMAGE": "radiotherapy image", "RTDOSE": "radiotherapy dose",
+    "RTSTRUCT": "radiotherapy structure set", "RTPLAN": "radiotherapy plan", "REG": "registration",
+    "SR": "structured report", "DOC": "document", "KO": "key object selection", "PR": "presentation state",
+    "ECG": "electrocardiography", "LS": "laser surface scan", "OSS": "optical surface scan",
+    "ST": "single-photon emission computed tomography", "DS": "digital subtraction angiography",
+    "DF": "digital fluoroscopy", "CF": "cinefluorography", "VF": "videofluorography",
+    "MA": "magnetic resonance angiography", "MS": "magnetic resonance spectroscopy", "AS": "angioscopy",
+    "LP": "laparoscopy", "CS": "cystoscopy", "CP": "colposcopy", "FA": "fluorescein angiography",
+    "FS": "fundoscopy", "DM": "digital microscopy",
+}
+#: Modality codes of ultrasound (US, intravascular US; CD, DD, EC: retired colour flow, duplex, echo)
+ULTRASOUND_MODALITIES = frozenset({"US", "IVUS", "CD", "DD", "EC"})
+_STORAGE = "1.2.840.10008.5.1.4.1.1."
+#: Storage SOP classes of other techniques, by the modality they belong to (used when the Modality is unknown)
+NON_ULTRASOUND_SOP_CLASSES = {
+    _STORAGE + suffix: code
+    for code, suffixes in {
+        "CR": ("1",), "DX": ("1.1", "1.1.1"), "MG": ("1.2", "1.2.1", "13.1.3", "13.1.4", "13.1.5"),
+        "IO": ("1.3", "1.3.1"), "CT": ("2", "2.1", "2.2"), "MR": ("4", "4.1", "4.3", "4.4"),
+        "XA": ("12.1", "12.1.1", "13.1.1"), "RF": ("12.2", "12.2.1"), "NM": ("20",),
+        "PT": ("128", "128.1", "130"), "RTIMAGE": ("481.1",), "RTDOSE": ("481.2",), "SEG": ("66.4",),
+        "ES": ("77.1.1",), "GM": ("77.1.2",), "XC": ("77.1.4",), "OP": ("77.1.5.1", "77.1.5.2"),
+        "OPT": ("77.1.5.4",), "SM": ("77.1.6",),
+    }.items()
+    for suffix in suffixes
+}
 
 
 @dataclass
@@ -107,9 +150,28 @@ def image_statistics(rgb: np.ndarray) -> dict[str, float]:
     }
 
 
+def modality_reason(meta: dict[str, Any]) -> str | None:
+    """Why an image's DICOM header says it is not ultrasound (from :attr:`UltrasoundImage.meta`'s ``modality``
+    and ``sop_class_uid``), or ``None`` when it says ultrasound, says nothing, or is not a DICOM."""
+    modality = str(meta.get("modality") or "").strip().upper()
+    if modality in NON_ULTRASOUND_MODALITIES:
+        return f"the DICOM says Modality {modality} ({NON_ULTRASOUND_MODALITIES[modality]}), not ultrasound"
+    if modality in ULTRASOUND_MODALITIES:
+        return None
+    sop_class = str(meta.get("sop_class_uid") or "").strip()
+    code = NON_ULTRASOUND_SOP_CLASSES.get(sop_class)
+    if code is None:
+        return None  # empty, OT, secondary capture, unknown: the pixels decide
+    from pydicom.uid import UID
+
+    return (f"the DICOM's SOP class is {UID(sop_class).name} ({NON_ULTRASOUND_MODALITIES[code]}), "
+            "not ultrasound")
+
+
 def ood_check(image: UltrasoundImage | np.ndarray, *, threshold: float = 0.5) -> OODResult:
     """Check whether ``image`` (an :class:`UltrasoundImage` or ``H x W [x 3]`` uint8 array) looks like
-    B-mode ultrasound. Returns an :class:`OODResult`; ``flag`` True means it does not."""
+    B-mode ultrasound. Returns an :class:`OODResult`; ``flag`` True means it does not. A DICOM whose header
+    names another technique (:func:`modality_reason`) is flagged whatever its pixels look like."""
     rgb = image.pixels if isinstance(image, UltrasoundImage) else np.asarray(image)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
@@ -123,6 +185,8 @@ def ood_check(image: UltrasoundImage | np.ndarray, *, threshold: float = 0.5) ->
         "no_structure": _ramp(f["neighbour_correlation"], CORRELATION_KNOTS),
         "blank": 1.0 if f["grey_std"] < BLANK_STD else 0.0,
     }
+    header = modality_reason(image.meta) if isinstance(image, UltrasoundImage) else None
+    evidence["modality"] = 1.0 if header else 0.0
     sentences = {
         "colour": f"{f['colour_fraction']:.0%} of pixels are strongly coloured; B-mode ultrasound is grey "
                   "(is this a photo or a colour Doppler image?)",
@@ -133,9 +197,12 @@ def ood_check(image: UltrasoundImage | np.ndarray, *, threshold: float = 0.5) ->
                         f"{f['neighbour_correlation']:.2f}); the image looks like random noise, not speckle "
                         "and anatomy",
         "blank": f"the image is blank (grey-level standard deviation {f['grey_std']:.1f})",
+        "modality": header or "",
     }
     score = max(evidence.values())
-    reasons = [sentences[k] for k, v in evidence.items() if v >= threshold]
+    # the header first: when the file says CT, that is the reason that matters
+    reasons = [sentences[k] for k in sorted(evidence, key=lambda k: k != "modality")
+               if evidence[k] >= threshold and sentences[k]]
     return OODResult(
         flag=bool(score >= threshold),
         score=round(float(score), 4),
