@@ -152,3 +152,24 @@ def test_interval_from_few_patients_is_flagged_unreliable():
 
     row = next(line for line in render_markdown(report).splitlines() if line.startswith("| Accuracy |"))
     assert "only 3 patients: unreliable" in row
+
+
+def test_headline_names_the_classes_the_numbers_cover(tmp_path):
+    """A test set without some covered classes says so above the summary (and per class: no test images)."""
+    z, y = synthetic_model_outputs(200, seed=3)
+    keep = np.isin(y, [1, 3])  # brain and thorax only, as the shipped SonoNet bundle's test split
+    report = evaluate_predictions(y[keep], softmax(z[keep], axis=1), PLANE_CLASSES,
+                                  classes_not_covered=["Maternal cervix"], out_dir=tmp_path, n_boot=50)
+    md = (tmp_path / "report.md").read_text()
+    support = {c["class"]: c["support"] for c in report["metrics"]["per_class"]}
+    line = next(x for x in md.splitlines() if x.startswith("**Measured on test images"))
+    assert f"Fetal brain ({support['Fetal brain']})" in line and f"Fetal thorax ({support['Fetal thorax']})" in line
+    assert "of the 5 classes the model covers" in line
+    assert "No test images of Fetal abdomen, Fetal femur, Other" in line
+    assert md.index(line) < md.index("## Summary")
+    assert "| Fetal femur | 0 |" in md and "no test images" in md
+
+
+def test_no_coverage_line_when_every_covered_class_is_tested(written):
+    out, _, _, _ = written
+    assert "**Measured on test images" not in (out / "report.md").read_text()

@@ -153,6 +153,20 @@ def _plots(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _coverage(report: dict[str, Any]) -> list[str]:
+    """A bold line before the summary when some covered classes have no test images: which classes the
+    numbers were measured on, and which they say nothing about."""
+    per_class = report["metrics"]["per_class"]
+    measured = [c for c in per_class if c["status"] != "not_covered" and c["support"] > 0]
+    missing = [c["class"] for c in per_class if c["status"] == "no_support"]
+    if not missing:
+        return []
+    covered = len([c for c in per_class if c["status"] != "not_covered"])
+    on = ", ".join(f"{c['class']} ({c['support']})" for c in measured) or "none"
+    return [f"**Measured on test images of {len(measured)} of the {covered} classes the model covers: {on}. "
+            f"No test images of {', '.join(missing)}: these numbers say nothing about those planes.**", ""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: headline with CIs, per-class table, confusion matrix, calibration,
     breakdowns and the plots as relative image links."""
@@ -169,6 +183,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("Classes the model does not cover (no scores shown for them): " + "; ".join(
             f"{c['class']} ({c['support']} test images; {c['reason']})" for c in m["not_covered"]))
         lines.append("")
+    lines += _coverage(report)
     lines += ["## Summary", "", *_headline(report)]
     lines += ["## Per class", "", *_per_class(report)]
     lines += [f"Classes with fewer than {m['min_support']} test images show counts, not percentages.", ""]
