@@ -109,3 +109,22 @@ def test_corrupt_vr_pixel_spacing_dicom_exits_2_with_whole_lines(tiny_bundle: Pa
         "Representation 'ZZ' in tag (0028,0030))",
         "error: none of the 1 input(s) could be analysed; nothing written",
     ]
+
+
+def test_long_runs_show_a_progress_bar_on_a_terminal_only(tiny_bundle: Path, tmp_path: Path) -> None:
+    """On a terminal, predict shows a progress bar with the count, the rate and the time left; through a pipe
+    (logs, CI) it prints none of that."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (64, 80), dtype=np.uint8)).save(folder / f"im{i}.png")
+    code, output = _run_in_pty(["predict", str(folder), "--model", str(tiny_bundle)], columns=120)
+    assert code == 0, output
+    assert "predict" in output and "3/3" in output and "images/s" in output
+    piped = _run(["predict", str(folder), "--model", str(tiny_bundle)])
+    assert piped.returncode == 0 and "3/3" not in piped.stderr and "images/s" not in piped.stderr
+    assert len([line for line in piped.stdout.splitlines() if line.strip()]) == 3  # one line per image

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from fetalscope import __version__
-from fetalscope.cli.common import console, friendly_errors, one_line, say, split_list, write_json
+from fetalscope.cli.common import console, friendly_errors, one_line, progress_bar, say, split_list, write_json
 from fetalscope.errors import BadInputError
 
 app = typer.Typer(
@@ -167,13 +167,15 @@ def predict(
     files = list(iter_image_paths(paths))
     session = Session(model, runtime=runtime, detector="brain-structures" if detect else None)
     results, errors = [], []
-    for f in files:
-        try:
-            results.append(session.analyse(f, name=str(f), frame=frame, detect="auto" if detect else False,
-                                           measure=measure, pixel_size_mm=pixel_size))
-        except BadInputError as exc:
-            errors.append({"image": str(f), "error": str(exc)})
-            console.print(f"[yellow]skipped[/] {one_line(exc)}", highlight=False)
+    with progress_bar(len(files), "predict") as advance:
+        for f in files:
+            try:
+                results.append(session.analyse(f, name=str(f), frame=frame, detect="auto" if detect else False,
+                                               measure=measure, pixel_size_mm=pixel_size))
+            except BadInputError as exc:
+                errors.append({"image": str(f), "error": str(exc)})
+                console.print(f"[yellow]skipped[/] {one_line(exc)}", highlight=False)
+            advance(1)
     if not results:
         raise BadInputError(f"none of the {len(files)} input(s) could be analysed; nothing written")
     if output is None:
@@ -294,13 +296,17 @@ def explain(
 ) -> None:
     """Attribution maps: overlays (.png), arrays (.npy) and index.json per image and method."""
     from fetalscope.explain.runner import parse_method_param_options
+    from fetalscope.imaging import iter_image_paths
     from fetalscope.pipeline.outputs import explain_to_folder
     from fetalscope.pipeline.session import Session
 
     flat, per_method = parse_method_param_options(param)
     session = Session(model, brain_plane_model=None, brain_findings_model=None, detector=None)
-    records = explain_to_folder(session, list(paths), split_list(methods), output, target=target, params=flat,
-                                method_params=per_method, batch_size=batch_size, cmap=cmap, alpha=alpha)
+    files = list(iter_image_paths(paths))
+    with progress_bar(len(files), "explain") as advance:
+        records = explain_to_folder(session, files, split_list(methods), output, target=target, params=flat,
+                                    method_params=per_method, batch_size=batch_size, cmap=cmap, alpha=alpha,
+                                    on_images_done=advance)
     maps = sum(len(r["explanations"]) for r in records)
     say(f"wrote {maps} explanation map(s) of {len(records)} image(s) to {output}")
 
@@ -335,11 +341,15 @@ def detect(
     score_threshold: Annotated[float | None, typer.Option(help="Minimum score.")] = None,
 ) -> None:
     """Detect brain structures (midline falx, CSP, choroid plexus): boxes as JSON, optional drawings."""
+    from fetalscope.imaging import iter_image_paths
     from fetalscope.pipeline.outputs import detect_to_folder
     from fetalscope.pipeline.session import Session
 
     session = Session(detector=model)
-    records = detect_to_folder(session, list(paths), draw_dir=draw, score_threshold=score_threshold)
+    files = list(iter_image_paths(paths))
+    with progress_bar(len(files), "detect") as advance:
+        records = detect_to_folder(session, files, draw_dir=draw, score_threshold=score_threshold,
+                                   on_images_done=advance)
     if output is None:
         typer.echo(json.dumps(records, indent=2, default=str))
     else:
@@ -406,7 +416,12 @@ def measure(
     what = measurement_choice(what, "--what")
     pixel_size = check_pixel_size(pixel_size, "--pixel-size")
     session = Session(brain_plane_model=None, brain_findings_model=None, detector=None)
-    records = [session.measure(path, what, pixel_size) for path in iter_image_paths(list(paths))]
+    files = list(iter_image_paths(list(paths)))
+    records = []
+    with progress_bar(len(files), "measure") as advance:
+        for path in files:
+            records.append(session.measure(path, what, pixel_size))
+            advance(1)
     if output is not None:
         write_json(output, records)
         say(f"wrote {len(records)} record(s) to {output}")

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from fetalscope.errors import FetalscopeError
 
@@ -32,6 +44,29 @@ def say(text: str, **kwargs: Any) -> None:
     kwargs.setdefault("markup", False)
     kwargs.setdefault("highlight", False)
     console.print(text, **kwargs)
+
+
+class _RateColumn(ProgressColumn):
+    """Images per second of a task (its finished rate once done)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-- images/s" if not speed else f"{speed:.1f} images/s", style="progress.data.speed")
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr with count, rate and time left, for ``total`` images: yields ``advance(n)``.
+    Shown only on a terminal and for more than one image; elsewhere ``advance`` does nothing (logs and pipes
+    get no control codes)."""
+    if total < 2 or not console.is_terminal:
+        yield lambda n=1: None
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
 
 
 def friendly_errors(fn: F) -> F:

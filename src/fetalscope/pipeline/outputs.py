@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,14 @@ def unique_stems(paths: Sequence[Path]) -> list[str]:
 def explain_to_folder(session: Session, paths: str | Path | Sequence[str | Path], methods: str | Sequence[str],
                       out_dir: str | Path, target: int | str | None = None, *, model: str = "plane",
                       params: dict[str, Any] | None = None, method_params: dict[str, dict[str, Any]] | None = None,
-                      batch_size: int = 8, cmap: str | None = None,
-                      alpha: float = DEFAULT_ALPHA) -> list[dict[str, Any]]:
+                      batch_size: int = 8, cmap: str | None = None, alpha: float = DEFAULT_ALPHA,
+                      on_images_done: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Explain every image in ``paths`` (files and folders) with each method through ``session``.
 
     Writes ``<stem>_<method>.png`` (the overlay on the region the model saw) and ``<stem>_<method>.npy`` (the raw
     ``H x W`` float32 map at the model's input size) per image and method, and ``index.json``. Unreadable
-    images are listed under ``errors`` and skipped; if none can be read the first error is raised. Returns the
+    images are listed under ``errors`` and skipped; if none can be read the first error is raised.
+    ``on_images_done(n)`` is called after each batch of ``n`` images (a progress bar's advance). Returns the
     per-image records of the index; a record's ``probabilities`` are the explained model's calibrated ones
     (as ``predict`` reports them)."""
     names = parse_methods(methods)
@@ -66,6 +67,8 @@ def explain_to_folder(session: Session, paths: str | Path | Sequence[str | Path]
                 errors.append({"image": str(path), "error": str(exc)})
                 first_error = first_error or exc
         if not chunk:
+            if on_images_done is not None:
+                on_images_done(len(files[start:start + batch_size]))
             continue
         explained = session.explain_many([c[2] for c in chunk], names, chosen_index, model=model, params=params,
                                          method_params=method_params, batch_size=batch_size, alpha=alpha, cmap=cmap)
@@ -80,6 +83,8 @@ def explain_to_folder(session: Session, paths: str | Path | Sequence[str | Path]
                 rec["input_size"] = list(result.explanation.shape)
                 rec["explanations"][result.method] = {**result.to_dict(), **result.save(out, stem)}
             records.append(rec)
+        if on_images_done is not None:  # e.g. a progress bar's advance
+            on_images_done(len(files[start:start + batch_size]))
     if not records:
         if first_error is not None:
             raise first_error
@@ -96,7 +101,8 @@ def explain_to_folder(session: Session, paths: str | Path | Sequence[str | Path]
 
 def detect_to_folder(session: Session, paths: str | Path | Sequence[str | Path], *,
                      out_json: str | Path | None = None, draw_dir: str | Path | None = None,
-                     score_threshold: float | None = None) -> list[dict[str, Any]]:
+                     score_threshold: float | None = None,
+                     on_images_done: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Detect structures in every image of ``paths`` (files and folders) with the session's detector.
 
     Returns one detection record per image; writes them as a JSON list to ``out_json`` and the boxes (and the
@@ -116,6 +122,8 @@ def detect_to_folder(session: Session, paths: str | Path | Sequence[str | Path],
             target.write_bytes(png_bytes(draw_findings(image.pixels, detections=record)))
             record["overlay"] = str(target)
         records.append(record)
+        if on_images_done is not None:
+            on_images_done(1)
     if out_json is not None:
         out = Path(out_json)
         out.parent.mkdir(parents=True, exist_ok=True)
