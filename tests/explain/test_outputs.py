@@ -185,3 +185,19 @@ def test_explain_eval_on_a_labelled_set_of_files(trained, image_folder, tmp_path
     assert report["n_images"] == 2 and report["sanity"] is None and report["target"] == "label"
     assert all(im["target"] == im["label"] for im in report["images"])
     assert "Not run" in (tmp_path / "e" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_overlays_shown_to_people_carry_their_colour_scale(signed):
+    from fetalscope.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, with_colour_scale
+
+    rgb = np.full((120, 160, 3), 90, np.uint8)
+    shown = with_colour_scale(rgb, signed=signed)
+    assert shown.shape[0] == 120 and shown.shape[1] > 160
+    np.testing.assert_array_equal(shown[:, :160], rgb)  # the overlay itself is untouched
+    ramp = colorize(np.array([[1.0, 0.0]], np.float32) if not signed else np.array([[1.0, -1.0]], np.float32),
+                    DEFAULT_SIGNED_CMAP if signed else DEFAULT_CMAP, signed=signed, clip_percentile=100)
+    np.testing.assert_allclose(shown[0, 161].astype(int), ramp[0, 0].astype(int), atol=3)  # top: most evidence
+    np.testing.assert_allclose(shown[-1, 161].astype(int), ramp[0, 1].astype(int), atol=3)  # bottom: least / against
+    text = shown[:, 160 + max(8, 120 // 40):]
+    assert (text < 100).any()  # the words of the scale are written beside the bar

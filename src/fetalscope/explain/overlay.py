@@ -69,6 +69,26 @@ def colorize(attr: np.ndarray, cmap: str | None = None, signed: bool = False,
     return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
 
 
+def with_colour_scale(overlay_rgb: np.ndarray, signed: bool = False, cmap: str | None = None) -> np.ndarray:
+    """``overlay_rgb`` with its colour scale on the right: a bar of the colour map with its meaning written
+    beside it (unsigned maps: *high* evidence at the top, *low* at the bottom; signed maps: evidence *for* the
+    class at the top, *0* in the middle, *against* at the bottom), so every map reads the same way."""
+    h, w = overlay_rgb.shape[:2]
+    bar_w, text_w = max(8, h // 40), max(44, h // 6)
+    ramp = np.linspace(1.0, 0.0, h, dtype=np.float32)[:, None].repeat(bar_w, axis=1)
+    name = cmap or (DEFAULT_SIGNED_CMAP if signed else DEFAULT_CMAP)
+    bar = (_colormap(name)(ramp)[..., :3] * 255.0 + 0.5).astype(np.uint8)
+    panel = np.full((h, bar_w + text_w, 3), 255, np.uint8)
+    panel[:, :bar_w] = bar
+    scale = max(0.3, h / 900)
+    marks = [("for", 0.0), ("0", 0.5), ("against", 1.0)] if signed else [("high", 0.0), ("low", 1.0)]
+    for text, where in marks:
+        (_, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        y = int(np.clip(where * (h - 1) + th / 2, th + 1, h - base - 1))
+        cv2.putText(panel, text, (bar_w + 3, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([np.ascontiguousarray(overlay_rgb[..., :3]), panel], axis=1)
+
+
 def model_crop(image: UltrasoundImage | np.ndarray, preprocess: PreprocessConfig
                ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The part of ``image`` the model saw (its ultrasound sector when ``preprocess`` crops to it) and that

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fetalscope.explain.overlay import png_bytes, save_map
+from fetalscope.explain.overlay import png_bytes, save_map, with_colour_scale
 from fetalscope.explain.runner import file_slug
 from fetalscope.explain.types import Explanation
 from fetalscope.imaging.loader import UltrasoundImage
@@ -60,6 +60,11 @@ class ExplanationResult:
     warning: str | None = None
     note: str | None = None
     crop_xyxy: tuple[int, int, int, int] | None = None
+    cmap: str | None = None
+
+    def with_scale(self) -> np.ndarray:
+        """The overlay with its colour scale beside it (what the app and the report show)."""
+        return with_colour_scale(self.overlay, bool(self.explanation.signed), self.cmap)
 
     @property
     def method(self) -> str:

@@ -151,7 +151,7 @@ def report_html(analysis: Any) -> str:
         model_id = (e.get("model") or {}).get("id")
         of_model = f" of {_esc(model_id)}" if model_id else ""
         caution = f"<br><em>{_esc(e['warning'])}</em>" if e.get("warning") else ""
-        maps.append(f"<figure><img src='{data_uri(result.overlay)}' alt='{_esc(e['method'])}'>"
+        maps.append(f"<figure><img src='{data_uri(result.with_scale())}' alt='{_esc(e['method'])}'>"
                     f"<figcaption>{_esc(e['title'])}{of_model}: {_esc(e['target_label'])}, "
                     f"{float(e.get('seconds', 0)):.2f} s{caution}</figcaption></figure>")
     drawn = analysis.loaded is not None and (a.get("detections") is not None or a.get("measurement") is not None)

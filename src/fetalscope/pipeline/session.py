@@ -298,7 +298,7 @@ class Session:
             results = [ExplanationResult(e, chosen.classes[int(e.target)], region,
                                          overlay(region, e.map, cmap=cmap, alpha=alpha, signed=bool(e.signed)),
                                          explains=which, model=chosen.model_info, status=chosen.status,
-                                         warning=chosen.warning, note=note, crop_xyxy=box)
+                                         warning=chosen.warning, note=note, crop_xyxy=box, cmap=cmap)
                        for e in item.explanations.values()]
             probs = {c: float(p) for c, p in zip(chosen.classes, item.probabilities.tolist(), strict=True)}
             out.append(ExplainedImage(img, results, probs))

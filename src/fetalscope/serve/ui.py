@@ -153,7 +153,7 @@ def _explain_image(result: ExplanationResult) -> Any:
     """The overlay with a label naming the method, the model and the class it explains."""
     record = result.to_dict()
     label = f"{record['title']} \u00b7 {_model_words(record)} \u00b7 class {record['target_label']}"
-    return gr.update(value=result.overlay, label=label)
+    return gr.update(value=result.with_scale(), label=label)
 
 
 def _detections_markdown(record: dict[str, Any]) -> str:
