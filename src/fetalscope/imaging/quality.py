@@ -4,7 +4,10 @@ A plane classifier always answers with one of its classes, even for a cat photo 
 letter. This check looks at simple image statistics that separate B-mode ultrasound from the
 usual wrong inputs, so the product can warn before anyone reads the prediction:
 
-- **colour**: B-mode is grey; photos are colourful. Fraction of strongly saturated pixels.
+- **colour**: B-mode is grey; photos are colourful. Fraction of strongly saturated pixels. Scanners also
+  show B-mode through a colour map (bluish-grey, sepia: each grey level has one colour): in a dark image of
+  one hue only colour that departs from the image's own colour for its grey level counts (a photo, colour
+  Doppler), so tinted scans pass.
 - **white page**: documents are mostly white. Fraction of near-white pixels.
 - **bright overall**: B-mode is mostly dark (black background, dark fluid, grey tissue). Median grey level.
 - **no spatial structure**: speckle and anatomy make neighbouring pixels alike; random noise does not.
@@ -32,6 +35,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from scipy.ndimage import median_filter
 
 from fetalscope.imaging.loader import UltrasoundImage
 
@@ -45,6 +49,11 @@ WHITE_KNOTS = ((0.10, 0.0), (0.25, 0.5), (0.50, 1.0))  # real ultrasound: at mos
 MEDIAN_KNOTS = ((135.0, 0.0), (150.0, 0.5), (200.0, 1.0))  # real ultrasound: at most 129
 CORRELATION_KNOTS = ((0.20, 1.0), (0.45, 0.5), (0.70, 0.0))  # real ultrasound: at least 0.80
 BLANK_STD = 3.0  # grey-level standard deviation below which an image is blank
+TINT_TOLERANCE = 40.0  # RGB distance from the image's own colour for a grey level that counts as colour
+TINT_SMOOTH_LEVELS = 25  # grey levels over which the image's colour map is smoothed (median)
+TINT_MAX_MEDIAN = 90.0  # a tinted image is read as a scanner display only this dark overall (real: <= 78) ...
+TINT_MAX_HUE_SPREAD = 0.2  # ... and in one hue (circular std of the saturated pixels' hue, radians; tinted
+#                            real scans 0.06-0.12; photos of several colours 0.5-0.6)
 
 #: DICOM Modality (0008,0060) codes of other techniques than ultrasound (PS3.3 C.7.3.1.1.1, retired ones too)
 NON_ULTRASOUND_MODALITIES = {
@@ -135,16 +144,55 @@ def _neighbour_correlation(grey: np.ndarray) -> float:
     return min(values) if values else 1.0
 
 
+def _hue_spread(hsv: np.ndarray, mask: np.ndarray) -> float:
+    """Circular standard deviation (radians) of the hue of the ``mask`` pixels (0 for fewer than 16)."""
+    if int(mask.sum()) < 16:
+        return 0.0
+    angle = hsv[..., 0][mask].astype(np.float32) * (np.pi / 90.0)  # OpenCV hue is 0..179
+    length = float(np.hypot(np.cos(angle).mean(), np.sin(angle).mean()))
+    return float(np.sqrt(-2.0 * np.log(max(length, 1e-9))))
+
+
+def _off_tint(rgb: np.ndarray, grey: np.ndarray) -> np.ndarray:
+    """Pixels whose colour is not the image's own colour for their grey level.
+
+    Scanners show B-mode through a colour map (grey, bluish-grey, sepia, ...): every grey level has one
+    colour, so colour follows brightness. The image's map is estimated as the median colour of each grey
+    level; a pixel more than ``TINT_TOLERANCE`` from it carries colour of its own (a photo, colour Doppler)."""
+    levels = np.clip(grey, 0, 255).astype(np.int32).ravel()
+    flat = rgb.reshape(-1, 3).astype(np.float32)
+    order = np.argsort(levels, kind="stable")
+    bounds = np.searchsorted(levels[order], np.arange(257))
+    present = np.flatnonzero(np.diff(bounds))
+    lut = np.zeros((256, 3), np.float32)
+    for level in present:
+        lut[level] = np.median(flat[order[bounds[level]:bounds[level + 1]]], axis=0)
+    for c in range(3):  # levels no pixel has: between their neighbours
+        lut[:, c] = np.interp(np.arange(256), present, lut[present, c])
+    # a colour map changes smoothly with grey level: a colour patch that owns a few levels (a Doppler box, a
+    # logo) is not part of it
+    lut = median_filter(lut, size=(TINT_SMOOTH_LEVELS, 1), mode="nearest")
+    departure = np.linalg.norm(flat - lut[levels], axis=1)
+    return (departure > TINT_TOLERANCE).reshape(grey.shape)
+
+
 def image_statistics(rgb: np.ndarray) -> dict[str, float]:
     """The statistics the check uses, from an ``H x W x 3`` uint8 RGB array."""
     work = _working_copy(rgb)
     hsv = cv2.cvtColor(work, cv2.COLOR_RGB2HSV)
     grey = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    saturated = (hsv[..., 1] > 60) & (hsv[..., 2] > 50)
+    background = float((grey <= BACKGROUND_LEVEL).mean())
+    median = float(np.median(grey))
+    # a dark image in one hue: colour that follows brightness is the scanner's colour map, not a photo's
+    display = median <= TINT_MAX_MEDIAN and _hue_spread(hsv, saturated) <= TINT_MAX_HUE_SPREAD
+    colour = saturated & _off_tint(work, grey) if display else saturated
     return {
-        "colour_fraction": float(((hsv[..., 1] > 60) & (hsv[..., 2] > 50)).mean()),
+        "colour_fraction": float(colour.mean()),
+        "saturated_fraction": float(saturated.mean()),
         "white_fraction": float((grey >= WHITE_LEVEL).mean()),
-        "background_fraction": float((grey <= BACKGROUND_LEVEL).mean()),
-        "median_grey": float(np.median(grey)),
+        "background_fraction": background,
+        "median_grey": median,
         "grey_std": float(grey.std()),
         "neighbour_correlation": _neighbour_correlation(grey),
     }
