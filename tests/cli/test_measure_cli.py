@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -42,3 +43,38 @@ def test_bad_pixel_size_is_refused(tmp_path):
     assert result.exit_code == 2 and "--pixel-size" in result.output
     result = runner.invoke(app, ["measure", str(tmp_path), "--what", "femur"])
     assert result.exit_code == 2 and "--what must be one of" in result.output
+
+
+def test_measure_a_folder_with_per_image_pixel_sizes_and_drawings(tmp_path):
+    """A CSV gives each image its own pixel size (by path or file name); --draw writes the ellipses."""
+    import shutil
+
+    from fetalscope.serve.examples import BUNDLED_DIR
+
+    folder = tmp_path / "heads"
+    folder.mkdir()
+    for name in ("phantom_fetal_brain.png", "phantom_fetal_thorax.png"):
+        shutil.copy(BUNDLED_DIR / name, folder / name)
+    sizes = tmp_path / "sizes.csv"
+    thorax = folder / "phantom_fetal_thorax.png"
+    sizes.write_text(f"filename,pixel_size_mm\nphantom_fetal_brain.png,0.12\n{thorax},0.2\n")
+    out, drawn = tmp_path / "m.json", tmp_path / "drawn"
+    result = runner.invoke(app, ["measure", str(folder), "--what", "head", "--pixel-sizes", str(sizes),
+                                 "--draw", str(drawn), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    records = {Path(r["image"]).name: r for r in json.loads(out.read_text())}
+    assert records["phantom_fetal_brain.png"]["pixel_size_mm"] == 0.12
+    assert records["phantom_fetal_thorax.png"]["pixel_size_mm"] == 0.2
+    assert all(r["pixel_size_source"] == "argument" for r in records.values())
+    assert sorted(p.name for p in drawn.glob("*.png")) == ["phantom_fetal_brain_measure.png",
+                                                            "phantom_fetal_thorax_measure.png"]
+    assert all(Path(r["overlay"]).is_file() for r in records.values())
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,size\na.png,0.1\n")
+    result = runner.invoke(app, ["measure", str(folder), "--pixel-sizes", str(bad)])
+    assert result.exit_code == 2 and "pixel_size_mm" in result.output
+    bad.write_text("path,pixel_size_mm\nphantom_fetal_brain.png,0.1\nphantom_fetal_thorax.png,metres\n")
+    result = runner.invoke(app, ["measure", str(folder), "--pixel-sizes", str(bad), "--output",
+                                 str(tmp_path / "x.json")])
+    assert result.exit_code == 2 and "line 3" in result.output and not (tmp_path / "x.json").exists()

@@ -24,7 +24,7 @@ def test_healthz_and_models(client):
     models = client.get("/v1/models").json()
     plane = models["loaded"]["plane"]
     assert plane["id"] == "tiny-planes" and plane["version"] == "0.0.1"
-    assert plane["runtime"] == "OnnxPredictor"  # the bundle has model.onnx, so ONNX Runtime serves it
+    assert plane["runtime"] == "onnx"  # the bundle has model.onnx, so ONNX Runtime serves it (the --runtime name)
     assert plane["card"]["classes_not_covered"] == ["Maternal cervix"]
     assert models["loaded"]["detector"]["available"] is False
 

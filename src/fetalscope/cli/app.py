@@ -403,24 +403,45 @@ def measure(
     what: Annotated[str, typer.Option(help="auto | head | cardiothoracic (auto: chosen by the plane model).")] = "auto",
     pixel_size: Annotated[float | None, typer.Option("--pixel-size", help="Millimetres per pixel.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON results file.")] = None,
+    pixel_sizes: Annotated[Path | None, typer.Option(
+        "--pixel-sizes", help="CSV of per-image pixel sizes: columns path (or image/filename) and pixel_size_mm; "
+        "matched by path or file name. Images not listed use --pixel-size or their DICOM spacing.")] = None,
+    draw: Annotated[Path | None, typer.Option(help="Folder for the images with the fitted ellipses drawn.")]
+    = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON to stdout (default: one "
                                                          "line per image; --output writes the JSON file).")]
     = False,
 ) -> None:
     """Head biometry (HC, BPD, OFD, gestational age) or the cardiothoracic ratio, with ellipses."""
+    from fetalscope.explain.overlay import png_bytes
     from fetalscope.imaging import iter_image_paths
-    from fetalscope.pipeline.measure import check_pixel_size, measurement_choice, measurement_line
+    from fetalscope.pipeline.analysis import draw_findings
+    from fetalscope.pipeline.measure import (
+        check_pixel_size,
+        measurement_choice,
+        measurement_line,
+        pixel_size_for,
+        read_pixel_sizes,
+    )
     from fetalscope.pipeline.session import Session
 
     # the session's rules, with the inputs named as the user typed them, before any image is read
     what = measurement_choice(what, "--what")
     pixel_size = check_pixel_size(pixel_size, "--pixel-size")
     session = Session(brain_plane_model=None, brain_findings_model=None, detector=None)
+    table = read_pixel_sizes(pixel_sizes) if pixel_sizes is not None else None
     files = list(iter_image_paths(list(paths)))
     records = []
     with progress_bar(len(files), "measure") as advance:
         for path in files:
-            records.append(session.measure(path, what, pixel_size))
+            image = session.load(path)
+            record = session.measure(image, what, pixel_size_for(path, table, pixel_size))
+            if draw is not None:
+                target = draw / f"{path.stem}_measure.png"
+                draw.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(png_bytes(draw_findings(image.pixels, measurement=record)))
+                record["overlay"] = str(target)
+            records.append(record)
             advance(1)
     if output is not None:
         write_json(output, records)

@@ -97,7 +97,7 @@ class Analyser:
             space = list(PLANE_CLASSES) if set(self.classes) <= set(PLANE_CLASSES) else list(self.classes)
         self.label_space = space
         self.model_info = {"id": card.get("name", str(plane_model)), "version": str(card.get("version", "")),
-                           "task": card.get("task", ""), "runtime": type(self.predictor).__name__}
+                           "task": card.get("task", ""), "runtime": self.predictor.name}
 
     def predict_probabilities(self, image: UltrasoundImage) -> np.ndarray:
         return self.predict_with_detail(image)[0]

@@ -39,7 +39,7 @@ class BrainFindingsModel:
         self.status: str = str(card.get("status") or NO_STATUS)
         self.warning: str | None = card.get("warning") or None
         self.model_info = {"id": self.bundle.name, "version": str(card.get("version", "")),
-                           "task": card.get("task", ""), "runtime": type(self.predictor).__name__}
+                           "task": card.get("task", ""), "runtime": self.predictor.name}
 
     @classmethod
     def default(cls, runtime: str = "auto") -> BrainFindingsModel | None:

@@ -6,13 +6,15 @@ of a measurement (``check_pixel_size``: millimetres per pixel, 0.005-5), in one 
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
 from typing import Any
 
 from fetalscope.biometry.head import check_pixel_size
 from fetalscope.errors import BadInputError
 
 __all__ = ["CHOICES", "WHAT_BY_PLANE", "check_pixel_size", "measurement_choice", "measurement_for_plane",
-           "measurement_line", "not_measured_record"]
+           "measurement_line", "not_measured_record", "pixel_size_for", "read_pixel_sizes"]
 
 WHAT_BY_PLANE = {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}
 CHOICES = ("auto", "head", "cardiothoracic")
@@ -62,3 +64,52 @@ def measurement_line(record: dict[str, Any]) -> str:
     line = "\t".join(parts)
     flags = record.get("flags") or []
     return line + ("\t[" + "; ".join(flags) + "]" if flags else "")
+
+
+PATH_COLUMNS = ("path", "image", "filename", "file")
+
+
+def read_pixel_sizes(csv_path: str | Path) -> dict[str, float]:
+    """A CSV of per-image pixel sizes -> ``{path or file name: mm per pixel}``.
+
+    Columns: one of ``path`` / ``image`` / ``filename`` / ``file`` and ``pixel_size_mm`` (HC18's
+    ``pixel size(mm)`` is accepted too). Every value passes :func:`check_pixel_size`; a missing column, an empty
+    file, a bad value or a name given twice with two sizes is a :class:`BadInputError` naming the row."""
+    path = Path(csv_path)
+    if not path.is_file():
+        raise BadInputError(f"{path}: no such pixel-size file")
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        name_col = next((h for h in header if h.lower() in PATH_COLUMNS), None)
+        size_col = next((h for h in header if h.lower().replace(" ", "") in ("pixel_size_mm", "pixelsize(mm)")),
+                        None)
+        if name_col is None or size_col is None:
+            raise BadInputError(f"{path}: needs a column for the image ({' / '.join(PATH_COLUMNS)}) and one named "
+                                f"pixel_size_mm; found {', '.join(header) or 'no header'}")
+        table: dict[str, float] = {}
+        for i, row in enumerate(reader, start=2):
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+            name = row.get(name_col, "")
+            if not name:
+                raise BadInputError(f"{path}, line {i}: no image name in column '{name_col}'")
+            value = check_pixel_size(row.get(size_col) or None, f"{path}, line {i}: {size_col}")
+            if value is None:
+                raise BadInputError(f"{path}, line {i}: no pixel size for {name}")
+            if name in table and table[name] != value:
+                raise BadInputError(f"{path}, line {i}: {name} is listed twice with different pixel sizes")
+            table[name] = value
+    if not table:
+        raise BadInputError(f"{path}: no rows")
+    return table
+
+
+def pixel_size_for(image_path: str | Path, table: dict[str, float] | None, default: float | None) -> float | None:
+    """The pixel size of ``image_path`` from ``table`` (matched by the path as given, then by file name),
+    else ``default``."""
+    if table:
+        p = Path(image_path)
+        for key in (str(image_path), str(p.resolve()), p.name):
+            if key in table:
+                return table[key]
+    return default
