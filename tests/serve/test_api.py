@@ -142,6 +142,14 @@ def test_openapi_schema_and_offline_docs(client):
         assert route in schema["paths"], route
     body = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in body
+    # the answers are documented as schemas (the record of each route, and the errors)
+    answers = {route: schema["paths"][route]["post"]["responses"] for route in
+               ("/v1/predict", "/v1/explain", "/v1/detect", "/v1/measure")}
+    for route, name in (("/v1/predict", "AnalysisRecord"), ("/v1/explain", "ExplanationRecord"),
+                        ("/v1/detect", "DetectionRecord"), ("/v1/measure", "MeasurementRecord")):
+        assert answers[route]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(name), route
+        for status in ("400", "413", "503"):
+            assert answers[route][status]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorRecord")
     docs = client.get("/docs")
     assert docs.status_code == 200
     assert "cdn" not in docs.text.lower() and "https://" not in docs.text
@@ -245,3 +253,18 @@ def test_measure_auto_routes_by_plane(client, phantom_png):
     assert m["measurement"] == wants
     if wants is None:
         assert m["quality"] == "not_measured" and a["plane"] in m["flags"][0]
+
+
+def test_documented_records_are_the_records_the_routes_return(client, phantom_png):
+    """The OpenAPI schemas name exactly the fields the routes return (so /docs cannot drift from the code)."""
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    analysis = _post(client, "/v1/predict", phantom_png, explain="gradcam").json()
+    assert set(schemas["AnalysisRecord"]["properties"]) == set(analysis)
+    assert set(schemas["AnalysisRecord"]["required"]) <= set(analysis)
+    explanation = analysis["explanations"][0]
+    documented = set(schemas["ExplanationRecord"]["properties"])
+    assert documented <= set(explanation) | {"to_original"} and "target_label" in documented
+    error = _post(client, "/v1/predict", b"not an image").json()
+    assert set(error) == set(schemas["ErrorRecord"]["properties"]) == {"detail"}
+    measured = _post(client, "/v1/measure", phantom_png, what="auto").json()
+    assert set(schemas["MeasurementRecord"]["required"]) <= set(measured)

@@ -26,6 +26,7 @@ from fetalscope.errors import BadInputError, FetalscopeError
 from fetalscope.explain.overlay import png_bytes
 from fetalscope.serve.docs import add_offline_docs
 from fetalscope.serve.limits import InferenceGate, too_large_message
+from fetalscope.serve.schemas import AnalysisRecord, DetectionRecord, ErrorRecord, ExplanationRecord, MeasurementRecord
 from fetalscope.serve.service import Service, safe_name
 
 LOG = logging.getLogger("fetalscope.serve")
@@ -42,13 +43,18 @@ bearer = HTTPBearer(auto_error=False, description="Needed when the server was st
 SAFE = " !#$&'()*+,/:;=?@[]-._~"  # header values: printable ASCII kept, anything else percent-encoded
 UploadField = Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP or DICOM.")]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Unreadable, corrupt or malformed input"},
-    401: {"description": "Missing or wrong bearer token"},
-    413: {"description": "Upload over the size or pixel limit"},
-    422: {"description": "Unsupported request or missing field"},
-    503: {"description": "The model this route needs is not installed"},
-    504: {"description": "Took longer than the server's time limit"},
+    400: {"description": "Unreadable, corrupt or malformed input", "model": ErrorRecord},
+    401: {"description": "Missing or wrong bearer token", "model": ErrorRecord},
+    413: {"description": "Upload over the size or pixel limit", "model": ErrorRecord},
+    422: {"description": "Unsupported request or missing field", "model": ErrorRecord},
+    503: {"description": "The model this route needs is not installed", "model": ErrorRecord},
+    504: {"description": "Took longer than the server's time limit", "model": ErrorRecord},
 }
+
+
+def _answers(model: type, description: str) -> dict[int | str, dict[str, Any]]:
+    """The documented answers of a route: ``model`` with status 200, and the errors."""
+    return {**ERRORS, 200: {"description": description, "model": model}}
 
 
 async def _read(file: UploadFile) -> tuple[bytes, str]:
@@ -88,7 +94,8 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
         return service.models()
 
     @app.post("/v1/predict", tags=["analysis"], summary="Plane probabilities for one image",
-              dependencies=secured, responses=ERRORS)
+              dependencies=secured, response_model=None,
+              responses=_answers(AnalysisRecord, "The Analysis record of the image"))
     async def predict(
         file: UploadField,
         frame: Annotated[int | None, Form(description="Frame of a multi-frame DICOM/TIFF (default: middle/first)")]
@@ -124,7 +131,7 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
     @app.post("/v1/explain", tags=["analysis"], summary="Attribution map for one image",
               dependencies=secured, responses={**ERRORS, 200: {
                   "description": "PNG overlay (`format=png`) or the map as JSON (`format=json`)",
-                  "content": {"image/png": {}, "application/json": {}}}})
+                  "model": ExplanationRecord, "content": {"image/png": {}}}})
     async def explain(
         file: UploadField,
         method: Annotated[str, Form(description="gradcam, gradcam++, guided_backprop, guided_gradcam, "
@@ -164,7 +171,8 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
         return Response(png_bytes(result.overlay), media_type="image/png", headers=headers)
 
     @app.post("/v1/detect", tags=["analysis"], summary="Brain structure boxes for one image",
-              dependencies=secured, responses=ERRORS)
+              dependencies=secured, response_model=None,
+              responses=_answers(DetectionRecord, "The detection record of the image"))
     async def detect(
         file: UploadField,
         score_threshold: Annotated[float | None, Form(description="Keep boxes at or above this score "
@@ -185,7 +193,8 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
         return await gate.run(work)
 
     @app.post("/v1/measure", tags=["analysis"], summary="Head biometry or cardiothoracic ratio",
-              dependencies=secured, responses=ERRORS)
+              dependencies=secured, response_model=None,
+              responses=_answers(MeasurementRecord, "The measurement record of the image"))
     async def measure(
         file: UploadField,
         what: Annotated[Literal["head", "cardiothoracic", "auto"], Form(

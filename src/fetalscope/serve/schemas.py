@@ -1,0 +1,109 @@
+"""The response records of the HTTP API as schemas, for the OpenAPI document (``/docs``, ``/openapi.json``).
+
+They describe what the routes already return (``Analysis.to_dict()``, the detection and measurement records,
+``ExplanationResult.to_dict()``, ``{"detail": message}``); the routes do not validate through them, and
+``tests/serve/test_api.py`` checks that their fields are the records' fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorRecord(BaseModel):
+    """Every error: the message the CLI prints for the same input."""
+
+    detail: str = Field(description="What is wrong with the request and how to fix it")
+
+
+class ClassScoreRecord(BaseModel):
+    label: str
+    probability: float | None = Field(description="Calibrated probability; null for a class the model does not cover")
+
+
+class ModelRecord(_Record):
+    id: str
+    version: str
+    task: str = ""
+    runtime: str = Field("", description="auto-chosen runtime: onnx, torch or onnx-int8")
+
+
+class BoxRecord(BaseModel):
+    label: str = Field(description="MIDLINE_FALX, CSP or CHOROID_PLEXUS for the shipped detector")
+    score: float
+    xyxy: list[float] = Field(description="x0, y0, x1, y1 in the original image's pixels")
+
+
+class DetectionRecord(_Record):
+    """`POST /v1/detect` (and an analysis's `detections`)."""
+
+    image: str
+    width: int
+    height: int
+    model: str
+    score_threshold: float
+    boxes: list[BoxRecord]
+    plausibility: dict[str, Any] = Field(description="rule outcome of the raw boxes and the boxes removed")
+
+
+class MeasurementRecord(_Record):
+    """`POST /v1/measure` (and an analysis's `measurement`). Head: `ellipse`, `hc_mm`, `bpd_mm`, `ofd_mm`,
+    `ga_weeks`, `ga`, `pixel_size_mm`, `pixel_size_source`; cardiothoracic: `heart`, `thorax`, `ctr`."""
+
+    image: str
+    measurement: str | None = Field(description="head, cardiothoracic, or null when nothing was measured")
+    quality: str = Field(description="ok, no_pixel_size, rejected or not_measured")
+    flags: list[str] = []
+
+
+class ExplanationRecord(_Record):
+    """`POST /v1/explain` with `format=json` (with `map`) and each of an analysis's `explanations`."""
+
+    method: str
+    title: str
+    target: int
+    target_label: str
+    target_class: str = Field(description="alias of target_label, kept for one release")
+    probability: float | None
+    signed: bool
+    shape: list[int]
+    seconds: float
+    params: dict[str, Any]
+    explains: str = Field(description="plane or brain_findings")
+    model: ModelRecord
+    to_original: dict[str, Any] | None = Field(None, description="crop_xyxy, map_size and the rule mapping a map "
+                                                                 "pixel to the original image")
+
+
+class AnalysisRecord(_Record):
+    """`POST /v1/predict`: everything fetalscope says about one image (`fetalscope predict --output F.json`)."""
+
+    image: str
+    width: int
+    height: int
+    model: ModelRecord
+    plane: str | None
+    plane_probability: float | None
+    probabilities: list[ClassScoreRecord]
+    classes_not_covered: list[str]
+    detail: dict[str, Any]
+    brain_plane: dict[str, Any] | None
+    brain_findings: dict[str, Any] | None
+    brain_findings_skipped: str | None
+    uncertain: bool
+    uncertainty: dict[str, Any]
+    ood: dict[str, Any] = Field(description="the not-ultrasound check: flag, score, reasons, features")
+    detections: DetectionRecord | None
+    detections_skipped: str | None
+    measurement: MeasurementRecord | None
+    measurement_skipped: str | None
+    explanations: list[ExplanationRecord]
+    warnings: list[str]
+    timings_ms: dict[str, float]
+    fetalscope_version: str
