@@ -97,3 +97,29 @@ def test_head_label_stays_inside_the_image():
     (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * t + 0.1, t)
     assert rows.min() > 0 and cols.min() >= 0 and rows.max() < 799 and cols.max() < 1199
     assert rows.max() - rows.min() + 1 >= th and cols.max() - cols.min() + 1 >= tw  # the whole text is there
+
+
+def test_help_is_plain_and_whole_at_80_columns():
+    """Flags carry no <bool> placeholder and option lists are not cut off with an ellipsis."""
+    for verb in ("predict", "explain", "measure", "detect", "serve"):
+        text = runner.invoke(app, [verb, "--help"], env={"COLUMNS": "80"}).output
+        assert "<bool>" not in text and "\u2026" not in text, verb
+        assert max(len(line) for line in text.splitlines()) <= 80, verb
+    text = " ".join(runner.invoke(app, ["explain", "--help"], env={"COLUMNS": "80"}).output.split())
+    for method in ("gradcam++", "guided_backprop", "guided_gradcam", "occlusion", "lime", "saliency"):
+        assert method in text
+    assert "onnx-int8" in " ".join(runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "80"}).output.split())
+
+
+def test_detection_drawing_names_the_skull_estimate():
+    """The skull ellipse on a detection drawing is grey and labelled, not a yellow ring like the HC ellipse."""
+    from fetalscope.detect.api import SKULL_COLOUR, draw_boxes
+    from fetalscope.detect.skull import SkullEllipse
+
+    rgb = np.zeros((400, 600, 3), np.uint8)
+    skull = SkullEllipse(cx=300, cy=180, width=360, height=240, angle=0.0, score=1.0)
+    drawn = draw_boxes(rgb, [], skull=skull)
+    grey = (drawn == np.array(SKULL_COLOUR, np.uint8)).all(axis=2)
+    assert grey[:300].any()  # the ellipse
+    assert grey[305:].any()  # and its label, below it
+    assert not ((drawn[..., 0] > 200) & (drawn[..., 1] > 200) & (drawn[..., 2] < 50)).any()  # no yellow

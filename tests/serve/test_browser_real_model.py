@@ -3,6 +3,8 @@ CTR) and a brain (plane, then the normal/abnormal findings under their model car
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 import httpx
 import pytest
 
@@ -27,6 +29,17 @@ def test_real_thorax_image_shows_plane_ellipses_and_ctr(page, real_server, share
     assert f"{api['ctr']['circumference']:.3f}" in info.inner_text()
     assert page.locator("#measure-what input").input_value() == "cardiothoracic"  # the selector says what ran
     page.screenshot(path=str(artifacts_dir / "ui-thorax.png"), full_page=True)
+    # the downloadable report carries the measurement that was shown, and fits the window
+    page.locator("#report").click()
+    link = page.locator("#report-files a[download$='.html']")
+    link.wait_for()
+    html = httpx.get(real_server + urlparse(link.get_attribute("href")).path, timeout=60).text
+    assert "Measurement: cardiothoracic" in html and f"{api['ctr']['circumference']:.3f}" in html
+    report = page.context.new_page()
+    report.set_viewport_size({"width": 1200, "height": 900})
+    report.set_content(html)
+    assert report.evaluate("document.documentElement.scrollWidth") <= 1200  # the raw record wraps
+    report.close()
     assert page.external_requests == []  # type: ignore[attr-defined]
 
 

@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no <bool> placeholder on flags, nothing cut off with an ellipsis
 )
 
 PathsArg = Annotated[list[Path], typer.Argument(help="Image files and/or folders (PNG, JPEG, TIFF, BMP, DICOM).")]
@@ -95,8 +96,8 @@ def _collect(params: dict, config: Path | None) -> dict:
 def ablate(
     config: Annotated[Path | None, typer.Option(help="YAML/JSON file of base training options.")] = None,
     data: Annotated[str | None, typer.Option(help="Dataset folder (overrides the config).")] = None,
-    variants: Annotated[str, typer.Option(help="Comma-separated: baseline,no_se,frozen_only,no_augment,"
-                                          "no_pretrain,no_balance,label_smoothing,backbone=NAME")] =
+    variants: Annotated[str, typer.Option(help="Comma-separated, from: baseline, no_se, frozen_only, no_augment, "
+                                          "no_pretrain, no_balance, label_smoothing, backbone=NAME")] =
     "baseline,no_se,frozen_only,no_augment",
     out: Annotated[str, typer.Option(help="Output folder for the variants and the table.")] = "runs/ablation",
     model: Annotated[str | None, typer.Option(help="Base architecture.")] = None,
@@ -280,8 +281,9 @@ def models_cmd() -> None:
 def explain(
     paths: PathsArg,
     model: ModelOpt = "sononet-planes",
-    methods: Annotated[str, typer.Option(help="Comma-separated: gradcam,gradcam++,guided_backprop,"
-                                         "guided_gradcam,ig,occlusion,lime")] = "gradcam",
+    methods: Annotated[str, typer.Option(help="Comma-separated, from: gradcam, gradcam++, guided_backprop, "
+                                         "guided_gradcam, ig (integrated_gradients), occlusion, lime, saliency "
+                                         "(e.g. gradcam,occlusion)")] = "gradcam",
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("explanations"),
     target: Annotated[str | None, typer.Option(help="Class name or index to explain (default: predicted).")]
     = None,

@@ -24,6 +24,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "CSP": (60, 200, 75),
     "CHOROID_PLEXUS": (240, 70, 70),
 }
+SKULL_COLOUR = (150, 150, 150)
+SKULL_LABEL = "skull region (estimate, for plausibility)"
 _FALLBACK = [(255, 200, 0), (200, 0, 255), (0, 220, 220), (255, 128, 0)]
 
 
@@ -69,7 +71,12 @@ def draw_boxes(
     t = thickness or max(1, round(max(h, w) / 320))
     scale = max(0.35, max(h, w) / 1400)
     if skull is not None:
-        cv2.ellipse(out, skull.cv2_box(), (255, 255, 0), t, cv2.LINE_AA)
+        cv2.ellipse(out, skull.cv2_box(), SKULL_COLOUR, max(1, t - 1), cv2.LINE_4)
+        # named, so it is not taken for a measured head ellipse (it only bounds the plausibility check)
+        (tw, th), _ = cv2.getTextSize(SKULL_LABEL, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        x = int(np.clip(skull.cx - tw / 2, 0, max(0, w - tw - 1)))
+        y = int(np.clip(skull.cy + skull.height / 2 + th + 4, th + 2, h - 3))
+        cv2.putText(out, SKULL_LABEL, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, SKULL_COLOUR, 1, cv2.LINE_AA)
     for index, item in enumerate(boxes):
         box = item if isinstance(item, Box) else Box.from_dict(item)
         colour = COLOURS.get(box.label, _FALLBACK[index % len(_FALLBACK)])

@@ -97,7 +97,8 @@ def performance_page(bundle_path: Path | None, eval_dir: Path | None = None) -> 
 
 
 def default_ablation_dirs() -> list[Path]:
-    return [Path.cwd() / "runs" / "ablation", config.REPO_ROOT / "runs" / "ablation"]
+    found = [Path.cwd() / "runs" / "ablation", config.REPO_ROOT / "runs" / "ablation"]
+    return list({str(f.resolve()): f for f in found}.values())  # once each, when the server runs in the repo
 
 
 def ablation_page(ablation_dir: Path | None = None, bundle_path: Path | None = None) -> Page:
