@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
+BUNDLED_EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "fetalscope" / "serve" / "examples"
 MAX_UPLOAD_MB = 2  # also written in test_hostile_inputs.py
 MAX_PIXELS = 4_000_000
 STARTUP_TIMEOUT_S = 180
@@ -138,7 +139,9 @@ def server(tiny_bundle: Path, ablation_dir: Path, tmp_path_factory: pytest.TempP
     env.pop("FETALSCOPE_TOKEN", None)
     cmd = [sys.executable, "-m", "fetalscope.serve", "--port", str(port), "--model", str(tiny_bundle),
            "--detector", "none", "--max-upload-mb", str(MAX_UPLOAD_MB), "--max-pixels", str(MAX_PIXELS),
-           "--timeout", "60", "--max-concurrent", "2", "--ablation-dir", str(ablation_dir)]
+           "--timeout", "60", "--max-concurrent", "2", "--ablation-dir", str(ablation_dir),
+           # a tiny untrained-on-ultrasound model handles no default example: name the gallery's images
+           "--examples", str(BUNDLED_EXAMPLES)]
     log = open(log_path, "wb")  # noqa: SIM115 - closed after the process ends
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"

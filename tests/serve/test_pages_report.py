@@ -64,3 +64,47 @@ def test_gallery_reads_shared_images_in_place(shared_data: Path):
     if not real:
         pytest.skip("no HC18/FOCUS/TV images in the shared folder")
     assert all(shared_data in e.path.parents for e in real)  # read by path, never copied
+
+
+def test_gallery_shows_only_examples_the_model_handles(tmp_path: Path):
+    from fetalscope.serve.examples import Example, vet_examples
+
+    def ex(name: str, caption: str, truth: str | None, show: int = 12) -> Example:
+        return Example(tmp_path / name, caption, False, truth=truth, show=show)
+
+    answers = {"a.png": ("Fetal brain", 0.97), "b.png": ("Fetal brain", 0.99), "c.png": ("Fetal brain", 0.95),
+               "d.png": ("Other", 0.9), "e.png": ("Fetal thorax", 0.6)}
+
+    def classify(path: Path) -> tuple[str, float]:
+        if path.name == "broken.png":
+            raise OSError("unreadable")
+        return answers[path.name]
+
+    kept = vet_examples([ex("a.png", "HC18", "Fetal brain", show=2), ex("broken.png", "HC18", "Fetal brain", show=2),
+                         ex("b.png", "HC18", "Fetal brain", show=2), ex("c.png", "HC18", "Fetal brain", show=2),
+                         ex("d.png", "FOCUS", "Fetal thorax"), ex("e.png", "FOCUS", "Fetal thorax"),
+                         ex("mine.png", "mine.png", None)], classify)
+    assert [k.path.name for k in kept] == ["a.png", "b.png", "mine.png"]  # 2 per source; wrong or unsure left out
+    assert kept[0].caption == "HC18; shows Fetal brain; model: Fetal brain 97%"
+    assert kept[2].caption == "mine.png"  # a folder the user named is shown as it is
+
+
+def test_default_gallery_on_real_images_is_honest(shared_data: Path):
+    """With the shipped model, every default example it shows is one it gets right, and says so."""
+    import numpy as np
+
+    from fetalscope.imaging import load_image
+    from fetalscope.pipeline import Session
+    from fetalscope.serve.examples import vet_examples
+
+    session = Session(brain_plane_model=None, brain_findings_model=None, detector=None)
+
+    def classify(path: Path) -> tuple[str, float]:
+        probs, _ = session.analyser.predict_with_detail(load_image(path))
+        return session.classes[int(np.argmax(probs))], float(probs.max())
+
+    kept = vet_examples(gallery_examples(data_dir=shared_data), classify)
+    assert any(not k.synthetic for k in kept)
+    for k in kept:
+        plane, p = classify(k.path)
+        assert plane == k.truth and p >= 0.8 and f"model: {plane} {100 * p:.0f}%" in k.caption

@@ -43,7 +43,7 @@ from fetalscope.pipeline.html_report import (
     subplane_html,
 )
 from fetalscope.pipeline.measure import WHAT_BY_PLANE
-from fetalscope.serve.examples import Example, gallery_examples
+from fetalscope.serve.examples import Example, gallery_examples, vet_examples
 from fetalscope.serve.pages import ablation_page, overview_page, performance_page
 from fetalscope.serve.service import Service, safe_name
 from fetalscope.serve.settings import ServeSettings
@@ -192,7 +192,14 @@ def _private_dir(parent: str | None) -> Path:
 
 def build_ui(service: Service, settings: ServeSettings) -> Any:
     """The Gradio Blocks of the app (mounted by :func:`fetalscope.serve.app.create_app`)."""
-    examples: list[Example] = gallery_examples(settings.examples_dir)
+    session = service.session
+
+    def classify(path: Path) -> tuple[str, float]:
+        probs, _ = session.analyser.predict_with_detail(service.load(path.read_bytes(), path.name, upload=False))
+        top = int(np.argmax(probs))
+        return session.classes[top], float(probs[top])
+
+    examples: list[Example] = vet_examples(gallery_examples(settings.examples_dir), classify)
     thumbs = []
     for ex in examples:
         try:
@@ -200,7 +207,6 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                            ex.caption))
         except (OSError, FetalscopeError):
             thumbs.append((np.zeros((8, 8, 3), np.uint8), f"{ex.caption} (unreadable)"))
-    session = service.session
     classes = list(session.classes)
     perf = performance_page(session.bundle.path, settings.eval_dir)
     ablation = ablation_page(settings.ablation_dir, session.bundle.path)
@@ -362,7 +368,10 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                         upload = gr.File(label="Drop an ultrasound image here or click to upload "
                                                "(PNG, JPEG, TIFF, BMP, DICOM)",
                                          file_types=FILE_TYPES, type="filepath", elem_id="upload")
-                        gallery = gr.Gallery(value=thumbs, label="Examples: click one to analyse it", columns=3,
+                        gallery_label = ("Examples: click one to analyse it" if thumbs else
+                                         "No examples: none of the example images is one this model handles "
+                                         "(start with --examples FOLDER to show your own)")
+                        gallery = gr.Gallery(value=thumbs, label=gallery_label, columns=3,
                                              allow_preview=False, height=300, elem_id="examples",
                                              interactive=False)
                         target = gr.Dropdown([PREDICTED, *classes], value=PREDICTED, label="Explain class",
