@@ -108,7 +108,7 @@ def test_explain_to_folder_writes_overlays_arrays_and_index(session, trained, im
     for rec in index["images"]:
         assert rec["original_size"] == [80, 80] and rec["input_size"] == [64, 64]
         # one overlay rule everywhere: the map drawn on the region the model saw, not on the resized input
-        region = model_region(load_image(rec["image"]), trained.preprocess)
+        region, _ = model_region(load_image(rec["image"]), trained.preprocess)
         for m, e in rec["explanations"].items():
             arr = np.load(out / e["array"])
             assert arr.shape == (64, 64) and arr.dtype == np.float32 and np.isfinite(arr).all()

@@ -89,24 +89,18 @@ def with_colour_scale(overlay_rgb: np.ndarray, signed: bool = False, cmap: str |
     return np.concatenate([np.ascontiguousarray(overlay_rgb[..., :3]), panel], axis=1)
 
 
-def model_crop(image: UltrasoundImage | np.ndarray, preprocess: PreprocessConfig
-               ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """The part of ``image`` the model saw (its ultrasound sector when ``preprocess`` crops to it) and that
-    part's box ``(x0, y0, x1, y1)`` in the image's own pixels (x1, y1 exclusive)."""
+def model_region(image: UltrasoundImage | np.ndarray, preprocess: PreprocessConfig,
+                 side: int = OVERLAY_SIDE) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The part of ``image`` the model saw (its ultrasound sector when ``preprocess`` crops to it), at most
+    ``side`` px on its longest side: what every explanation is drawn on, in the CLI, the API and the app; and
+    that part's box ``(x0, y0, x1, y1)`` in the image's own pixels (x1, y1 exclusive)."""
     rgb = image.pixels if isinstance(image, UltrasoundImage) else np.asarray(image)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
     if not preprocess.crop_sector:
-        return rgb, (0, 0, int(rgb.shape[1]), int(rgb.shape[0]))
+        return thumbnail(rgb, side), (0, 0, int(rgb.shape[1]), int(rgb.shape[0]))
     box = find_sector(rgb)
-    return rgb[box.y0:box.y1, box.x0:box.x1], (box.x0, box.y0, box.x1, box.y1)
-
-
-def model_region(image: UltrasoundImage | np.ndarray, preprocess: PreprocessConfig,
-                 side: int = OVERLAY_SIDE) -> np.ndarray:
-    """The part of ``image`` the model saw (see :func:`model_crop`), at most ``side`` px on its longest side:
-    what every explanation is drawn on, in the CLI, the API and the app."""
-    return thumbnail(model_crop(image, preprocess)[0], side)
+    return thumbnail(rgb[box.y0:box.y1, box.x0:box.x1], side), (box.x0, box.y0, box.x1, box.y1)
 
 
 def overlay(image: np.ndarray, attr: np.ndarray, cmap: str | None = None, alpha: float = DEFAULT_ALPHA,

@@ -99,8 +99,11 @@ class Analyser:
         self.model_info = {"id": card.get("name", str(plane_model)), "version": str(card.get("version", "")),
                            "task": card.get("task", ""), "runtime": self.predictor.name}
 
-    def predict_probabilities(self, image: UltrasoundImage) -> np.ndarray:
-        return self.predict_with_detail(image)[0]
+    def top_plane(self, image: UltrasoundImage, memo: dict | None = None) -> tuple[str, float]:
+        """The top class of the plane model and its calibrated probability (rounded to 6 digits)."""
+        probs, _ = self.predict_with_detail(image, memo)
+        top = int(np.argmax(probs))
+        return self.classes[top], round(float(probs[top]), 6)
 
     def predict_with_detail(self, image: UltrasoundImage,
                             memo: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -146,8 +149,7 @@ class Analyser:
         """Why :meth:`analyse` would not run the findings model on ``image`` (not ultrasound, not a brain;
         the same words as ``brain_findings_skipped``), or ``None`` when it would. The model itself being
         absent is not checked here (see :attr:`findings_unavailable`)."""
-        probs, _ = self.predict_with_detail(image, memo)
-        return findings_route_reason(self.classes[int(np.argmax(probs))], ood_check(image).flag)
+        return findings_route_reason(self.top_plane(image, memo)[0], ood_check(image).flag)
 
     def _add_brain_findings(self, analysis: Analysis, image: UltrasoundImage, memo: dict, ood_flag: bool) -> None:
         """Normal/abnormal findings for a brain image into ``analysis.brain_findings`` (with the card's

@@ -26,13 +26,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fetalscope.errors import BadInputError, MissingWeightsError, UnsupportedError
 from fetalscope.explain.methods import parse_methods
-from fetalscope.explain.overlay import DEFAULT_ALPHA, model_crop, overlay
+from fetalscope.explain.overlay import DEFAULT_ALPHA, model_region, overlay
 from fetalscope.explain.runner import ModelView, explain_images, resolve_target
-from fetalscope.imaging.display import OVERLAY_SIDE, thumbnail
 from fetalscope.imaging.loader import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, UltrasoundImage, load_image
 from fetalscope.pipeline.analyser import (
     BRAIN,
@@ -121,6 +118,11 @@ class Session:
         info.update({"classes": self.classes, "classes_not_covered": list(self.analyser.not_covered),
                      "label_space": list(self.analyser.label_space), "path": str(self.bundle.path)})
         return info
+
+    def plane(self, image: ImageInput) -> tuple[str, float]:
+        """The plane model's top class for ``image`` and its calibrated probability (rounded to 6 digits), without
+        the rest of an analysis."""
+        return self.analyser.top_plane(self.load(image))
 
     def findings_info(self) -> dict[str, Any]:
         """The normal/abnormal brain findings model: ``available``, its id, version, status and card (or the
@@ -293,8 +295,7 @@ class Session:
         for i, (img, item) in enumerate(zip(decoded, computed, strict=True)):
             analysis = analyses[i] if analyses is not None and i < len(analyses) else None
             note = self.findings_note(img, analysis) if which == "brain_findings" else None
-            crop, box = model_crop(img, cfg)
-            region = thumbnail(crop, OVERLAY_SIDE)
+            region, box = model_region(img, cfg)
             results = [ExplanationResult(e, chosen.classes[int(e.target)], region,
                                          overlay(region, e.map, cmap=cmap, alpha=alpha, signed=bool(e.signed)),
                                          explains=which, model=chosen.model_info, status=chosen.status,
@@ -373,9 +374,7 @@ class Session:
         probability: float | None = None
         if what in ("auto", "cardiothoracic"):
             if analysis is None:
-                probs, _ = self.analyser.predict_with_detail(img)
-                top = int(np.argmax(probs))
-                plane, probability = self.classes[top], round(float(probs[top]), 6)
+                plane, probability = self.plane(img)
             else:
                 plane, probability = analysis.plane, analysis.plane_probability
         if what == "auto":

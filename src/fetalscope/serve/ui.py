@@ -195,9 +195,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
     session = service.session
 
     def classify(path: Path) -> tuple[str, float]:
-        probs, _ = session.analyser.predict_with_detail(service.load(path.read_bytes(), path.name, upload=False))
-        top = int(np.argmax(probs))
-        return session.classes[top], float(probs[top])
+        return session.plane(service.load(path.read_bytes(), path.name, upload=False))
 
     examples: list[Example] = vet_examples(gallery_examples(settings.examples_dir), classify)
     thumbs = []
