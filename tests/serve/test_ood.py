@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from fetalscope.data.labels import PLANE_CLASSES
-from fetalscope.data.phantoms import embed_in_screenshot, make_phantom
+from fetalscope.data.phantoms import SCANNER_TINTS, embed_in_screenshot, make_phantom, tint_display
 from fetalscope.imaging import load_image
 from fetalscope.imaging.quality import ood_check
 
@@ -115,17 +115,6 @@ def test_result_record_and_input_checks():
         ood_check(np.zeros((8, 8, 3), np.float32))
 
 
-def _tint(grey: np.ndarray, low: tuple[float, float, float], high: tuple[float, float, float]) -> np.ndarray:
-    """A scanner colour map: grey level g -> the colour between ``low`` (black) and ``high`` (white)."""
-    t = grey.astype(np.float32)[..., None] / 255.0
-    rgb = (1 - t) * np.asarray(low, np.float32) + t * np.asarray(high, np.float32)
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-
-
-TINTS = {"bluish-grey": ((0, 10, 40), (200, 230, 255)), "sepia": ((30, 10, 0), (255, 225, 170)),
-         "blue": ((0, 0, 60), (160, 210, 255))}
-
-
 @pytest.mark.parametrize("name", ["hc18", "focus", "tv", "yolo_brain"])
 def test_real_scans_shown_through_a_tinted_colour_map_pass(shared_data: Path, name: str):
     """Scanners show B-mode through bluish-grey or sepia colour maps: that is ultrasound, not a photo. The
@@ -137,15 +126,15 @@ def test_real_scans_shown_through_a_tinted_colour_map_pass(shared_data: Path, na
     false_alarms = 0
     for path in paths:
         grey = load_image(path).gray
-        for low, high in TINTS.values():
-            tinted = _tint(grey, low, high)
+        for low, high in SCANNER_TINTS.values():
+            tinted = tint_display(grey, low, high)
             false_alarms += ood_check(tinted).flag
         h, w = grey.shape
         patch = (slice(h // 4, h // 4 + h // 2), slice(w // 4, w // 4 + w // 2))  # a large colour box
-        for base in (np.repeat(grey[..., None], 3, axis=2), _tint(grey, *TINTS["bluish-grey"])):
+        for base in (np.repeat(grey[..., None], 3, axis=2), tint_display(grey, *SCANNER_TINTS["bluish-grey"])):
             doppler = base.copy()
             doppler[patch] = np.where(np.indices(doppler[patch].shape[:2]).sum(0)[..., None] % 8 < 4,
                                       np.array([220, 30, 30], np.uint8), np.array([30, 60, 230], np.uint8))
             result = ood_check(doppler)  # the same answer on a grey and on a tinted display
             assert result.flag and any("coloured" in r for r in result.reasons), f"{path}: {result.features}"
-    assert false_alarms == 0, f"{false_alarms} of {len(paths) * len(TINTS)} tinted real scans flagged"
+    assert false_alarms == 0, f"{false_alarms} of {len(paths) * len(SCANNER_TINTS)} tinted real scans flagged"

@@ -463,3 +463,16 @@ def write_phantom_dataset(
     )
     (root / "SYNTHETIC_README.txt").write_text(SYNTHETIC_README.format(settings=settings), encoding="utf-8")
     return root
+
+
+#: scanner colour maps for B-mode (grey level 0 -> first colour, 255 -> second colour), as some vendors display it
+SCANNER_TINTS = {"bluish-grey": ((0, 10, 40), (200, 230, 255)), "sepia": ((30, 10, 0), (255, 225, 170)),
+                 "blue": ((0, 0, 60), (160, 210, 255))}
+
+
+def tint_display(grey: np.ndarray, low: tuple[int, int, int], high: tuple[int, int, int]) -> np.ndarray:
+    """An ``H x W`` uint8 grey image shown through a scanner colour map running from ``low`` (black) to ``high``
+    (white): ``H x W x 3`` uint8 RGB (see :data:`SCANNER_TINTS`)."""
+    t = np.asarray(grey, np.float32)[..., None] / 255.0
+    rgb = (1 - t) * np.asarray(low, np.float32) + t * np.asarray(high, np.float32)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
