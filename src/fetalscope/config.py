@@ -58,3 +58,8 @@ def cache_dir() -> Path:
 def bundled_models_dir() -> Path:
     """Folder of model bundles shipped with the package."""
     return PACKAGE_DIR / "models" / "bundled"
+
+
+def bundled_reports_dir() -> Path:
+    """Folder of study results shipped with the package (small JSON, Markdown and PNG files, no weights)."""
+    return PACKAGE_DIR / "reports"

@@ -142,3 +142,26 @@ def test_card_keeps_the_trained_input_size(pretrained_run):
     cfg, result = pretrained_run
     bundle = load_bundle(result.bundle)
     assert tuple(bundle.preprocess.input_size) == (cfg.image_size, cfg.image_size)
+
+
+def test_progress_hook_gets_every_batch_and_epoch(phantom_fpdb, tmp_path):
+    """``train(progress=hook)``: one event per batch of each pass and one per finished epoch, in order."""
+    import math
+
+    from fetalscope.train.classifier.data_setup import prepare_data
+
+    cfg = _cfg(phantom_fpdb, tmp_path, phase1_epochs=2, phase2_epochs=2, max_images=40, batch_size=16)
+    events = []
+    result = train(cfg, progress=events.append)
+    split = prepare_data(cfg).split
+    batches = {part: math.ceil(len(getattr(split, part)) / cfg.batch_size) for part in ("train", "val")}
+    features = [e for e in events if e.stage == "features"]
+    assert [e.batch for e in features] == [*range(1, batches["train"] + 1), *range(1, batches["val"] + 1)]
+    for stage, phase in (("head", 1), ("fine-tune", 2)):
+        done = [e for e in events if e.stage == stage and e.epoch_done]
+        records = [r for r in result.history if r["phase"] == phase]
+        assert [e.epoch for e in done] == [r["epoch"] + 1 for r in records]
+        assert [e.val_accuracy for e in done] == pytest.approx([r["val_accuracy"] for r in records])
+        assert [e.train_loss for e in done] == pytest.approx([r["train_loss"] for r in records])
+    steps = [e for e in events if e.stage == "fine-tune" and not e.epoch_done]
+    assert len(steps) == 2 * batches["train"] and all(e.batches == batches["train"] for e in steps)

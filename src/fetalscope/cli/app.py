@@ -59,12 +59,14 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
 ) -> None:
     """Two-phase transfer learning; writes a model bundle with card.json and an evaluation report."""
+    from fetalscope.cli.progress import training_bars
     from fetalscope.train.classifier.config import TrainConfig
     from fetalscope.train.classifier.trainer import train as run_train
 
     options = _collect(locals(), config)
     cfg = TrainConfig.from_dict(options)
-    result = run_train(cfg)
+    with training_bars() as bars:
+        result = run_train(cfg, progress=bars)
     s = result.report.get("summary", {})
     say(f"bundle: {result.bundle}")
     say(f"test accuracy {s.get('accuracy')}, weighted F1 {s.get('weighted_f1')} "
@@ -108,6 +110,7 @@ def ablate(
     max_images: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Run named variants on the same split and write ablation.json + ablation.md."""
+    from fetalscope.cli.progress import training_bars
     from fetalscope.train.classifier.ablate import run_ablation
     from fetalscope.train.classifier.config import TrainConfig
 
@@ -115,7 +118,9 @@ def ablate(
     params.pop("variants")
     params.pop("out")
     cfg = TrainConfig.from_dict(_collect(params, config))
-    table = run_ablation(cfg, split_list(variants), out)
+    names = split_list(variants)
+    with training_bars(variants=len(names)) as bars:
+        table = run_ablation(cfg, names, out, progress=bars, on_variant=bars.variant_done if bars else None)
     say(f"ablation table: {Path(out) / 'ablation.md'} ({len(table['variants'])} variants)")
 
 
@@ -131,9 +136,12 @@ def evaluate(
     max_images: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Evaluate a bundle on a labelled dataset: report.json, report.md and plots."""
+    from fetalscope.cli.progress import image_bar
     from fetalscope.evaluate.bundle_eval import evaluate_bundle_on_data
 
-    report = evaluate_bundle_on_data(model, data, task=task, split=split, out_dir=Path(out), max_images=max_images)
+    with image_bar("evaluate") as bar:
+        report = evaluate_bundle_on_data(model, data, task=task, split=split, out_dir=Path(out),
+                                         max_images=max_images, on_images_done=bar)
     s = report.get("summary", {})
     say(f"report: {Path(out) / 'report.md'}  accuracy {s.get('accuracy')}  "
                   f"weighted F1 {s.get('weighted_f1')}")
@@ -265,14 +273,15 @@ def export(
 @app.command("models")
 @friendly_errors
 def models_cmd() -> None:
-    """List architectures in the registry and bundled models."""
-    from fetalscope.models import list_models
-    from fetalscope.models.bundle import available_bundles, read_card
+    """List architectures in the registry and bundled models (read from their cards; no model is built)."""
+    from fetalscope.models.architectures import architecture_names
+    from fetalscope.models.cards import available_bundles, bundle_size_bytes, read_card
 
-    typer.echo("architectures: " + ", ".join(list_models()))
+    typer.echo("architectures: " + ", ".join(architecture_names()))
     for name in available_bundles():
         card = read_card(name)
-        typer.echo(f"bundle {name}: task={card.get('task')}, classes: {', '.join(card.get('classes', []))}")
+        typer.echo(f"bundle {name}: task={card.get('task')}, version {card.get('version', 'n/a')}, "
+                   f"{bundle_size_bytes(name) / 1e6:.1f} MB, classes: {', '.join(card.get('classes', []))}")
 
 
 # ------------------------------------------------------------------------------------------- explain

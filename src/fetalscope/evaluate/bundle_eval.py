@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +119,11 @@ def _cap(samples: list[Sample], n: int | None, seed: int) -> list[Sample]:
 def evaluate_bundle_on_data(model: str | Path, data: str | Path, *, task: str = "planes", split: str = "test",
                             out_dir: str | Path | None = None, max_images: int | None = None,
                             device: str = "cpu", batch_size: int = 32, seed: int = 0, n_boot: int = N_BOOT,
-                            progress: bool | None = None) -> dict[str, Any]:
+                            progress: bool | None = None,
+                            on_images_done: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run bundle ``model`` (name or folder) on ``split`` of ``data`` and build the evaluation report.
+
+    ``on_images_done(n, total)`` is called after each batch of ``n`` of the ``total`` images (a progress bar).
 
     Writes report.json, report.md and plots into ``out_dir`` when given. Returns the report dict
     (``summary`` holds the headline numbers).
@@ -139,7 +142,8 @@ def evaluate_bundle_on_data(model: str | Path, data: str | Path, *, task: str = 
     loader = DataLoader(ImageDataset(samples, bundle.preprocess, cache=False), batch_size=batch_size,
                         shuffle=False, num_workers=0)
     with torch.inference_mode():
-        logits, _ = collect_logits(bundle.model, loader, device=device, progress=progress)
+        done = None if on_images_done is None else (lambda n: on_images_done(n, len(samples)))
+        logits, _ = collect_logits(bundle.model, loader, device=device, progress=progress, on_images_done=done)
     if logits.shape[1] != len(bundle.classes):
         raise DataError(f"bundle {bundle.path} outputs {logits.shape[1]} logits but its card lists "
                         f"{len(bundle.classes)} classes; re-save the bundle")

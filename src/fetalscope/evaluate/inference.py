@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -14,14 +14,16 @@ from fetalscope.errors import BadInputError
 
 
 def collect_logits(model: nn.Module, dataloader: Iterable, device: str | torch.device = "cpu", *,
-                   progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   progress: bool | None = None,
+                   on_images_done: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Logits (N x C float32) and labels (N int64) of every batch ``(inputs, labels, ...)`` of ``dataloader``.
 
     Moves the model to ``device`` and runs it under ``torch.inference_mode`` in eval mode (its
     train/eval mode is restored afterwards). ``progress``: show a progress bar; default only when
-    stderr is a terminal.
+    stderr is a terminal and no ``on_images_done`` hook is given. ``on_images_done(n)`` is called after each
+    batch of ``n`` images (a caller's own progress bar).
     """
-    show = sys.stderr.isatty() if progress is None else progress
+    show = (sys.stderr.isatty() and on_images_done is None) if progress is None else progress
     was_training = model.training
     model.to(device)
     model.eval()
@@ -44,6 +46,8 @@ def collect_logits(model: nn.Module, dataloader: Iterable, device: str | torch.d
                                         "expected (batch, classes) logits")
                 logits.append(out.float().cpu().numpy())
                 labels.append(torch.as_tensor(y).reshape(-1).long().cpu().numpy())
+                if on_images_done is not None:
+                    on_images_done(len(labels[-1]))
     finally:
         model.train(was_training)
     if not logits:

@@ -5,6 +5,7 @@ The card is what consumers read: task, classes (and those not covered), architec
 options, preprocessing, softmax temperature, base weights, data and licences, metrics, limitations.
 Loading a bundle calls ``create_model(card["architecture"], card["num_classes"], **card["arch_kwargs"])``
 and loads the safetensors, so any registered architecture (including SonoNet variants) can be bundled.
+Finding bundles and reading cards live in the torch-free :mod:`fetalscope.models.cards` (imported here too).
 """
 
 from __future__ import annotations
@@ -21,14 +22,19 @@ from typing import Any
 import torch
 from safetensors.torch import load_model, save_model
 
-from fetalscope import config
 from fetalscope.data.transforms import PreprocessConfig
 from fetalscope.errors import BadInputError, MissingWeightsError
+from fetalscope.models.cards import (  # noqa: F401
+    CARD,
+    available_bundles,
+    read_card,
+    read_card_file,
+    resolve_bundle,
+)
 from fetalscope.models.classifier import FetalscopeClassifier
 from fetalscope.models.onnx_graph import write_onnx
 from fetalscope.models.registry import create_model
 
-CARD = "card.json"
 WEIGHTS = "model.safetensors"
 ONNX = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"  # optional static int8 twin (fetalscope.models.quantize)
@@ -105,9 +111,6 @@ def _file_or_none(path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def read_card_file(folder: Path) -> dict[str, Any]:
-    """The parsed ``card.json`` of the bundle folder ``folder``."""
-    return json.loads((folder / CARD).read_text(encoding="utf-8"))
 
 
 def write_card_files(folder: Path, card: dict[str, Any], card_md: str) -> None:
@@ -207,35 +210,10 @@ def save_bundle(model: FetalscopeClassifier, folder: str | Path, card: dict[str,
     return folder
 
 
-def available_bundles() -> list[str]:
-    """Names of the bundles shipped in :func:`fetalscope.config.bundled_models_dir`."""
-    root = config.bundled_models_dir()
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / CARD).is_file())
 
 
-def resolve_bundle(name_or_path: str | Path) -> Path:
-    """Folder of a bundle given by path (folder or its ``card.json``) or by bundled name."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file() and path.name == CARD:
-        path = path.parent
-    if path.is_dir() and (path / CARD).is_file():
-        return path
-    bundled = config.bundled_models_dir() / str(name_or_path)
-    if not path.is_absolute() and (bundled / CARD).is_file():
-        return bundled
-    names = available_bundles()
-    raise MissingWeightsError(
-        f"no model bundle '{name_or_path}': not a folder with {CARD} and not a bundled model. "
-        f"Bundled models: {', '.join(names) if names else '(none installed)'}. "
-        "Pass a bundle folder path or one of those names."
-    )
 
 
-def read_card(name_or_path: str | Path) -> dict[str, Any]:
-    """The ``card.json`` of a bundle, without building its model."""
-    return read_card_file(resolve_bundle(name_or_path))
 
 
 def load_bundle(name_or_path: str | Path, device: str | torch.device = "cpu") -> Bundle:

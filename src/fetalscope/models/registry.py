@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fetalscope.errors import BadInputError
+from fetalscope.models.architectures import ARCHITECTURES
 from fetalscope.models.classifier import FetalscopeClassifier
 from fetalscope.models.spec import ModelSpec
 
@@ -21,13 +22,7 @@ _FACTORIES: dict[str, Factory] = {}
 _SPECS: dict[str, ModelSpec] = {}
 
 # modules whose import registers architectures (imported lazily on first lookup)
-_ARCHITECTURE_MODULES = (
-    "fetalscope.models.small_cnn",
-    "fetalscope.models.resnet",
-    "fetalscope.models.efficientnet_lite",
-    "fetalscope.models.fetalnet",
-    "fetalscope.models.sononet",
-)
+_ARCHITECTURE_MODULES = tuple(dict.fromkeys(ARCHITECTURES.values()))
 _loaded = False
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from fetalscope.config import cache_dir
 from fetalscope.models.classifier import FetalscopeClassifier
+from fetalscope.train.classifier.progress import ProgressHook, report
 from fetalscope.train.runtime_opts import autocast_context
 
 
@@ -35,10 +35,10 @@ def cache_key(model: FetalscopeClassifier, preprocess: dict, image_list_hash: st
 
 @torch.inference_mode()
 def extract_features(model: FetalscopeClassifier, loader: DataLoader, device: torch.device, amp: str = "off",
-                     desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
+                     progress: ProgressHook | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     model.eval()
     feats, labels = [], []
-    for x, y in tqdm(loader, desc=desc, leave=False, disable=None):
+    for i, (x, y) in enumerate(loader, 1):
         x = x.to(device)
         if device.type == "cpu" and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -46,17 +46,18 @@ def extract_features(model: FetalscopeClassifier, loader: DataLoader, device: to
             f = model.forward_features(x)
         feats.append(f.float().cpu().to(torch.float16))
         labels.append(y.cpu())
+        report(progress, "features", 0, 0, i, len(loader))
     return torch.cat(feats), torch.cat(labels)
 
 
 def cached_features(model: FetalscopeClassifier, loader: DataLoader, device: torch.device, *, key: str,
-                    amp: str = "off", desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
+                    amp: str = "off", progress: ProgressHook | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Load features for ``key`` from the cache folder, or compute and store them."""
     path = Path(cache_dir()) / "features" / f"{key}.pt"
     if path.is_file():
         blob = torch.load(path, map_location="cpu", weights_only=True)
         return blob["features"], blob["labels"]
-    feats, labels = extract_features(model, loader, device, amp, desc)
+    feats, labels = extract_features(model, loader, device, amp, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"features": feats, "labels": labels}, tmp)

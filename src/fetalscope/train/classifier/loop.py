@@ -19,9 +19,9 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
 
 from fetalscope.models.classifier import FetalscopeClassifier
+from fetalscope.train.classifier.progress import ProgressHook, report
 from fetalscope.train.classifier.schedule import warmup_cosine
 from fetalscope.train.runtime_opts import autocast_context
 
@@ -73,7 +73,8 @@ def _update_best(state: PhaseState, score: float, epoch: int, module: nn.Module)
 def fit_head(model: FetalscopeClassifier, train_feats: torch.Tensor, train_labels: torch.Tensor,
              val_feats: torch.Tensor, val_labels: torch.Tensor, *, epochs: int, lr: float, weight_decay: float,
              batch_size: int, criterion: nn.Module, patience: int, log: Logger | None = None,
-             sample_weights: torch.Tensor | None = None, seed: int = 0) -> PhaseState:
+             sample_weights: torch.Tensor | None = None, seed: int = 0,
+             progress: ProgressHook | None = None) -> PhaseState:
     """Phase 1: train ``model.head`` on cached features; restores the best head at the end."""
     head = model.head
     state = PhaseState()
@@ -94,7 +95,7 @@ def fit_head(model: FetalscopeClassifier, train_feats: torch.Tensor, train_label
         head.train()
         t0 = time.perf_counter()
         total, n = 0.0, 0
-        for f, y in loader:
+        for i, (f, y) in enumerate(loader, 1):
             opt.zero_grad(set_to_none=True)
             loss = criterion(head(f.float()), y)
             loss.backward()
@@ -103,6 +104,7 @@ def fit_head(model: FetalscopeClassifier, train_feats: torch.Tensor, train_label
             step += 1
             total += float(loss.detach()) * len(y)
             n += len(y)
+            report(progress, "head", epoch + 1, epochs, i, len(loader), total / n)
         head.eval()
         with torch.inference_mode():
             val_logits = torch.cat([head(chunk.float()) for chunk in val_feats.split(256)])
@@ -111,6 +113,7 @@ def fit_head(model: FetalscopeClassifier, train_feats: torch.Tensor, train_label
         rec = EpochRecord(1, epoch, total / max(1, n), vl, va, vf1, opt.param_groups[0]["lr"], secs,
                           n / max(secs, 1e-9))
         state.history.append(rec)
+        report(progress, "head", epoch + 1, epochs, len(loader), len(loader), rec.train_loss, va)
         if log:
             for key in ("train_loss", "val_loss", "val_accuracy", "val_weighted_f1"):
                 log(f"phase1/{key}", getattr(rec, key), epoch)
@@ -135,7 +138,7 @@ def finetune(model: FetalscopeClassifier, train_loader: DataLoader, val_loader: 
              lr: float, weight_decay: float, warmup_epochs: float, criterion: nn.Module, patience: int,
              unfreeze_blocks: int, device: torch.device, amp: str = "off", channels_last: bool = True,
              log: Logger | None = None, resume_path: Path | None = None, resume: bool = False,
-             baseline_score: float | None = None) -> PhaseState:
+             baseline_score: float | None = None, progress: ProgressHook | None = None) -> PhaseState:
     """Phase 2: unfreeze and fine-tune end to end; restores the best weights at the end.
 
     With ``resume_path`` the full state (weights, optimiser, scheduler, early-stopping state) is saved
@@ -175,7 +178,7 @@ def finetune(model: FetalscopeClassifier, train_loader: DataLoader, val_loader: 
                 module.eval()
         t0 = time.perf_counter()
         total, n = 0.0, 0
-        for x, y in tqdm(train_loader, desc=f"fine-tune {epoch + 1}/{epochs}", leave=False, disable=None):
+        for i, (x, y) in enumerate(train_loader, 1):
             x, y = x.to(device), y.to(device)
             if channels_last and device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -188,6 +191,7 @@ def finetune(model: FetalscopeClassifier, train_loader: DataLoader, val_loader: 
             sched.step()
             total += float(loss.detach()) * len(y)
             n += len(y)
+            report(progress, "fine-tune", epoch + 1, epochs, i, len(train_loader), total / n)
         train_secs = time.perf_counter() - t0
         val_logits, val_labels = predict_logits(model, val_loader, device, amp, channels_last)
         vl, va, vf1 = _val_scores(val_logits, val_labels, criterion)
@@ -195,6 +199,7 @@ def finetune(model: FetalscopeClassifier, train_loader: DataLoader, val_loader: 
         rec = EpochRecord(2, epoch, total / max(1, n), vl, va, vf1, opt.param_groups[0]["lr"], secs,
                           n / max(train_secs, 1e-9))
         state.history.append(rec)
+        report(progress, "fine-tune", epoch + 1, epochs, len(train_loader), len(train_loader), rec.train_loss, va)
         if log:
             for key in ("train_loss", "val_loss", "val_accuracy", "val_weighted_f1", "images_per_second"):
                 log(f"phase2/{key}", getattr(rec, key), epoch)

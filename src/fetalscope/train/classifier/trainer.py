@@ -23,6 +23,7 @@ from fetalscope.train.classifier.config import TrainConfig
 from fetalscope.train.classifier.data_setup import PreparedData, prepare_data
 from fetalscope.train.classifier.features import cache_key, cached_features
 from fetalscope.train.classifier.loop import class_weight_tensor, finetune, fit_head, predict_logits
+from fetalscope.train.classifier.progress import ProgressHook
 from fetalscope.train.runtime_opts import autocast_context, cpu_supports_bf16, pick_device, seed_everything
 
 
@@ -72,8 +73,9 @@ def _criterion(cfg: TrainConfig, labels: np.ndarray, n_classes: int) -> nn.Modul
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Run a full training and write a bundle (weights + card + report) into ``cfg.out``."""
+def train(cfg: TrainConfig, progress: ProgressHook | None = None) -> TrainResult:
+    """Run a full training and write a bundle (weights + card + report) into ``cfg.out``; ``progress``
+    receives a :class:`~fetalscope.train.classifier.progress.TrainProgress` per batch and per epoch."""
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
     out = Path(cfg.out)
@@ -97,10 +99,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     t1 = time.perf_counter()
     tr_f, tr_y = cached_features(model, _loader(plain_train, cfg, False), device,
                                  key=cache_key(model, preprocess, data.hashes["train"]), amp=cfg.amp,
-                                 desc="features (train)")
+                                 progress=progress)
     va_f, va_y = cached_features(model, _loader(plain_val, cfg, False), device,
                                  key=cache_key(model, preprocess, data.hashes["val"]), amp=cfg.amp,
-                                 desc="features (val)")
+                                 progress=progress)
     feature_seconds = time.perf_counter() - t1
     sample_w = None
     if cfg.balance == "sampler":
@@ -109,7 +111,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     model.head.to("cpu")
     phase1 = fit_head(model, tr_f, tr_y, va_f, va_y, epochs=cfg.phase1_epochs, lr=cfg.lr_head,
                       weight_decay=cfg.weight_decay, batch_size=max(cfg.batch_size, 64), criterion=criterion,
-                      patience=cfg.patience, log=logger, sample_weights=sample_w, seed=cfg.seed)
+                      patience=cfg.patience, log=logger, sample_weights=sample_w, seed=cfg.seed,
+                      progress=progress)
     model.head.to(device)
 
     # phase 2: fine-tuning with augmentation
@@ -123,7 +126,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                       warmup_epochs=cfg.warmup_epochs, criterion=criterion.to(device), patience=cfg.patience,
                       unfreeze_blocks=cfg.unfreeze_blocks, device=device, amp=cfg.amp,
                       channels_last=cfg.channels_last, log=logger, resume_path=out / "resume.pt",
-                      resume=cfg.resume, baseline_score=phase1.best_score if phase1.history else None)
+                      resume=cfg.resume, baseline_score=phase1.best_score if phase1.history else None,
+                      progress=progress)
     logger.close()
     model.eval().to("cpu")
 
