@@ -201,3 +201,45 @@ def test_overlays_shown_to_people_carry_their_colour_scale(signed):
     np.testing.assert_allclose(shown[-1, 161].astype(int), ramp[0, 1].astype(int), atol=3)  # bottom: least / against
     text = shown[:, 160 + max(8, 120 // 40):]
     assert (text < 100).any()  # the words of the scale are written beside the bar
+
+
+def test_signed_methods_share_one_diverging_map_with_a_symmetric_stated_range(session, image_folder):
+    """Integrated Gradients, Occlusion and LIME are drawn alike: the diverging RdBu_r map, a range symmetric
+    around 0, and a colour scale that states that range (the record carries it as ``colour_scale``)."""
+    from fetalscope.explain.methods import method_spec
+    from fetalscope.explain.overlay import (
+        DEFAULT_SIGNED_CMAP,
+        display_range,
+        fit_map,
+        scale_labels,
+        with_colour_scale,
+    )
+
+    signed_methods = ["integrated_gradients", "occlusion", "lime"]
+    assert all(method_spec(m).signed for m in signed_methods)
+    results = session.explain_many([image_folder / "a_blob.png"], signed_methods,
+                                   method_params={"integrated_gradients": {"n_steps": 8},
+                                                  "occlusion": {"window": 16, "stride": 8},
+                                                  "lime": {"n_samples": 40}})[0].results
+    assert [r.method for r in results] == signed_methods
+    for r in results:
+        low, high = r.value_range
+        shown_map = fit_map(r.explanation.map, r.overlay.shape)
+        assert low == -high and high == pytest.approx(float(np.percentile(np.abs(shown_map), 99.5)), rel=1e-5)
+        record = r.to_dict()["colour_scale"]
+        assert record["cmap"] == DEFAULT_SIGNED_CMAP and record["symmetric"] is True
+        assert record["range"] == pytest.approx([low, high], abs=1e-8)
+        # the overlay is exactly the RdBu_r colouring of the map over that range
+        expected = overlay(r.region, r.explanation.map, cmap=DEFAULT_SIGNED_CMAP, signed=True)
+        np.testing.assert_array_equal(r.overlay, expected)
+        # the scale beside it: the bar's ends are the map's ends, and the range is written there
+        labels = scale_labels(True, (low, high))
+        assert labels[0][0] == ["for", f"{high:+.2g}"] and labels[-1][0] == [f"{low:+.2g}", "against"]
+        shown = r.with_scale()
+        np.testing.assert_array_equal(shown, with_colour_scale(r.overlay, True, None, (low, high)))
+        w = r.overlay.shape[1]
+        assert shown.shape[1] > w and not np.array_equal(shown, with_colour_scale(r.overlay, True))
+    # a map of both signs: zero sits in the middle of the colour map, +top and -top at its ends
+    m = np.array([[-2.0, 0.0, 1.0]], np.float32)
+    assert display_range(m, signed=True, clip_percentile=100) == (-2.0, 2.0)
+    np.testing.assert_allclose(scale_map(m, signed=True, clip_percentile=100), [[0.0, 0.5, 0.75]])

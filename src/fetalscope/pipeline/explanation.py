@@ -16,7 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from fetalscope.explain.overlay import png_bytes, save_map, with_colour_scale
+from fetalscope.explain.overlay import (
+    DEFAULT_CMAP,
+    DEFAULT_SIGNED_CMAP,
+    display_range,
+    fit_map,
+    png_bytes,
+    save_map,
+    with_colour_scale,
+)
 from fetalscope.explain.runner import file_slug
 from fetalscope.explain.types import Explanation
 from fetalscope.imaging.loader import UltrasoundImage
@@ -62,9 +70,15 @@ class ExplanationResult:
     crop_xyxy: tuple[int, int, int, int] | None = None
     cmap: str | None = None
 
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """The map values at the two ends of the overlay's colour map (symmetric around 0 for signed maps)."""
+        return display_range(fit_map(self.explanation.map, self.overlay.shape), bool(self.explanation.signed))
+
     def with_scale(self) -> np.ndarray:
-        """The overlay with its colour scale beside it (what the app and the report show)."""
-        return with_colour_scale(self.overlay, bool(self.explanation.signed), self.cmap)
+        """The overlay with its colour scale beside it, which states the range (what the app and the report
+        show)."""
+        return with_colour_scale(self.overlay, bool(self.explanation.signed), self.cmap, self.value_range)
 
     @property
     def method(self) -> str:
@@ -84,6 +98,9 @@ class ExplanationResult:
         d["title"] = self.title
         d["explains"] = self.explains
         d["model"] = dict(self.model)
+        signed = bool(self.explanation.signed)
+        d["colour_scale"] = {"cmap": self.cmap or (DEFAULT_SIGNED_CMAP if signed else DEFAULT_CMAP),
+                             "range": [round(v, 8) for v in self.value_range], "symmetric": signed}
         if self.crop_xyxy is not None:  # how the map (at the model's input size) lies on the original image
             h, w = self.explanation.shape
             d["to_original"] = {

@@ -79,6 +79,9 @@ class ExplanationRecord(_Record):
     model: ModelRecord
     to_original: dict[str, Any] | None = Field(None, description="crop_xyxy, map_size and the rule mapping a map "
                                                                  "pixel to the original image")
+    colour_scale: dict[str, Any] | None = Field(None, description="cmap, range (the map values at the two ends of "
+                                                                  "the colour map) and symmetric (signed maps: "
+                                                                  "range is -top..+top)")
 
 
 class AnalysisRecord(_Record):
