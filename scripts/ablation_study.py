@@ -41,6 +41,14 @@ NOTE = ("A small CPU study, shipped so this page is not empty: the FETAL_PLANES_
         "source and class are partly confounded. Reproduce with `scripts/ablation_study.py`.")
 
 
+def _portable(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it (the package's own folder), else as given."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_shared_option(parser)
@@ -73,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     table = run_ablation(cfg, [v.strip() for v in args.variants.split(",") if v.strip()], runs, note=note)
     # the table names the data by what it is, not by this machine's temporary folder
     table["base_config"]["data"] = "real FETAL_PLANES_DB brain images in shared/data (see the note)"
-    table["base_config"]["out"] = str(out)
+    table["study"]["data_source"] = (f"FETAL_PLANES_DB brain images in shared/data, task {BASE['task']}: "
+                                     "fetal_planes_db_tv_alzubaidi/ and the FETAL_PLANES_DB normals of "
+                                     "brain_normal_abnormal_roboflow/, sub-plane and patient from "
+                                     "fetal_planes_db/FETAL_PLANES_DB_data.csv")
+    table["base_config"]["out"] = _portable(out, config.PACKAGE_DIR.parent)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.json").write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
     (out / "ablation.md").write_text(render_ablation_md(table), encoding="utf-8")

@@ -101,3 +101,54 @@ def test_default_gallery_on_real_images_is_honest(shared_data: Path):
     for k in kept:
         plane, p = session.plane(load_image(k.path))
         assert plane == k.truth and p >= 0.8 and f"model: {plane} {100 * p:.0f}%" in k.caption
+
+
+def _percent(cell: str) -> tuple[float, list[float] | None]:
+    """``'66.7% [50.0, 88.5]'`` -> ``(0.667, [0.5, 0.885])`` as the page shows them."""
+    import re
+
+    value, *ci = (float(v) / 100 for v in re.findall(r"\d+\.\d+", cell))
+    return value, (ci or None)
+
+
+def test_ablation_tab_shows_the_shipped_study_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Out of the box (no --ablation-dir, no runs/ablation) the tab shows the study shipped in the package, and
+    every number in its table is the one in the shipped ablation.json."""
+    from fetalscope import config
+    from fetalscope.serve.pages import shipped_ablation_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(config, "REPO_ROOT", tmp_path)  # no user runs/ablation anywhere
+    shipped = shipped_ablation_dir()
+    page = ablation_page(None)
+    assert page.found and page.sources[0] == shipped / "ablation.md"
+    table = json.loads((shipped / "ablation.json").read_text())
+    study = table["study"]
+    text = page.markdown
+    # what the study is: data, split, model, epochs, machine, time, and that it is a small CPU study
+    assert "small CPU study" in text and "FETAL_PLANES_DB" in text
+    assert study["split"] in text and f"`{study['model']}`" in text
+    assert f"up to {study['phase1_epochs']} frozen-backbone epochs" in text
+    assert f"up to {study['phase2_epochs']} fine-tuning epochs" in text
+    assert f"all variants took {study['total_seconds']:.0f} s" in text
+    for part, counts in study["counts"].items():
+        assert f"{part} " + ", ".join(f"{c} {n}" for c, n in counts.items()) in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
+    assert [r.split(" | ")[0].lstrip("| ") for r in rows] == [v["variant"] for v in table["variants"]]
+    assert {"baseline", "frozen_only", "no_augment", "no_pretrain"} <= {v["variant"] for v in table["variants"]}
+    for line, v in zip(rows, table["variants"], strict=True):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        accuracy, accuracy_ci = _percent(cells[2])
+        f1, f1_ci = _percent(cells[3])
+        assert accuracy == pytest.approx(v["accuracy"], abs=5e-4)
+        assert accuracy_ci == pytest.approx(v["accuracy_ci"], abs=5e-4)
+        assert f1 == pytest.approx(v["weighted_f1"], abs=5e-4)
+        assert f1_ci == pytest.approx(v["weighted_f1_ci"], abs=5e-4)
+        assert _percent(cells[4])[0] == pytest.approx(v["macro_f1"], abs=5e-4)
+        assert float(cells[5]) == pytest.approx(v["ece"], abs=5e-4)
+        assert float(cells[6]) == v["train_seconds"]
+    # its figures are inlined, and the shipped folder holds results only: no weights, small
+    assert text.count("](data:image/png;base64,") == len(list(shipped.glob("*.png"))) >= 1
+    files = [p for p in shipped.iterdir() if p.is_file()]
+    assert {p.suffix for p in files} <= {".json", ".md", ".png"}
+    assert sum(p.stat().st_size for p in files) < 400_000

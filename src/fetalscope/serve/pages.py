@@ -2,7 +2,8 @@
 
 - Model performance: ``report.md`` (+ the PNG plots it links) of an evaluation (``fetalscope evaluate``),
   found next to the plane model's bundle (or ``--eval-dir``).
-- Ablation: ``ablation.md`` (+ PNGs) from ``fetalscope ablate`` (``--ablation-dir``; default ``runs/ablation``).
+- Ablation: ``ablation.md`` (+ PNGs) from ``fetalscope ablate`` (``--ablation-dir``; default ``runs/ablation``,
+  else the small CPU study shipped in ``fetalscope/reports/ablation/``).
 - Overview: ``overview.md`` beside this module (what the tool is, intended use and limits) followed by
   the model cards (``card.md``) of the loaded models, which carry data and weight provenance and citations.
 
@@ -96,8 +97,15 @@ def performance_page(bundle_path: Path | None, eval_dir: Path | None = None) -> 
     return Page(header + _inline_images(text, folder), sources)
 
 
+def shipped_ablation_dir() -> Path:
+    """The ablation study shipped with the package (``scripts/ablation_study.py`` writes it)."""
+    return config.bundled_reports_dir() / "ablation"
+
+
 def default_ablation_dirs() -> list[Path]:
-    found = [Path.cwd() / "runs" / "ablation", config.REPO_ROOT / "runs" / "ablation"]
+    """Where the Ablation page looks without ``--ablation-dir``: a user's own ``runs/ablation`` (in the working
+    folder, then the checkout) first, then the study shipped with the package."""
+    found = [Path.cwd() / "runs" / "ablation", config.REPO_ROOT / "runs" / "ablation", shipped_ablation_dir()]
     return list({str(f.resolve()): f for f in found}.values())  # once each, when the server runs in the repo
 
 
