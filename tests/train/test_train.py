@@ -144,9 +144,11 @@ def test_card_keeps_the_trained_input_size(pretrained_run):
     assert tuple(bundle.preprocess.input_size) == (cfg.image_size, cfg.image_size)
 
 
-def test_progress_hook_gets_every_batch_and_epoch(phantom_fpdb, tmp_path):
+def test_progress_hook_gets_every_batch_and_epoch(phantom_fpdb, tmp_path, monkeypatch):
     """``train(progress=hook)``: one event per batch of each pass and one per finished epoch, in order."""
     import math
+
+    monkeypatch.setenv("FETALSCOPE_CACHE", str(tmp_path / "cache"))  # features are computed, not read back
 
     from fetalscope.train.classifier.data_setup import prepare_data
 
