@@ -9,6 +9,7 @@ from fetalscope._lazy import lazy_getattr
 
 _EXPORTS = {
     "TrainConfig": "fetalscope.train.classifier.config",
+    "TrainProgress": "fetalscope.train.classifier.progress",
     "train": "fetalscope.train.classifier.trainer",
     "run_ablation": "fetalscope.train.classifier.ablate",
 }
