@@ -58,3 +58,9 @@ def cache_dir() -> Path:
 def bundled_models_dir() -> Path:
     """Folder of model bundles shipped with the package."""
     return PACKAGE_DIR / "models" / "bundled"
+
+
+def bundled_fonts_dir() -> Path:
+    """Folder of the fonts shipped with the package (DejaVu subsets as .ttf and .woff2, with their licence),
+    used by the app's pages and embedded in PDF reports (``scripts/build_fonts.py`` rebuilds them)."""
+    return PACKAGE_DIR / "assets" / "fonts"
