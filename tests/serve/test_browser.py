@@ -194,3 +194,27 @@ def test_page_uses_the_bundled_font_and_nothing_external(page, server):
     assert not [f for f in loaded if "IBM Plex" in f[0]], info["faces"]
     assert "/_fonts/DejaVuSans-Bold.woff2" in fonts_seen, fonts_seen
     assert page.external_requests == []  # type: ignore[attr-defined]
+
+
+def test_report_pdf_downloads_from_the_app(page, server, client, phantom_png, tmp_path):
+    """The report's PDF link downloads a PDF holding the plane the API gives for the same image."""
+    pypdf = pytest.importorskip("pypdf")
+    expected = client.post("/v1/predict", files={"file": ("brain.png", phantom_png)}).json()
+    upload = tmp_path / "pdf-me.png"
+    upload.write_bytes(phantom_png)
+    page.goto(server.url + "/")
+    page.wait_for_selector("#upload")
+    page.set_input_files("#upload input[type=file]", str(upload))
+    page.locator("#verdict").filter(has_text=expected["plane"]).wait_for()
+    page.locator("#report").click()
+    link = page.locator("#report-files a[download='fetalscope-report-pdf-me.pdf']")
+    link.wait_for()
+    with page.expect_download() as download:
+        link.click()
+    saved = tmp_path / "downloaded.pdf"
+    download.value.save_as(saved)
+    reader = pypdf.PdfReader(saved)
+    text = " ".join(" ".join(p.extract_text() for p in reader.pages).split())
+    assert f"Predicted plane: {expected['plane']} ({100 * expected['plane_probability']:.1f}%)" in text
+    assert "pdf-me.png" in text and "Research and education use only" in text
+    assert page.external_requests == []  # type: ignore[attr-defined]
