@@ -63,3 +63,9 @@ def bundled_models_dir() -> Path:
 def bundled_reports_dir() -> Path:
     """Folder of study results shipped with the package (small JSON, Markdown and PNG files, no weights)."""
     return PACKAGE_DIR / "reports"
+
+
+def bundled_fonts_dir() -> Path:
+    """Folder of the fonts shipped with the package (DejaVu subsets as .ttf and .woff2, with their licence),
+    used by the app's pages and embedded in PDF reports (``scripts/build_fonts.py`` rebuilds them)."""
+    return PACKAGE_DIR / "assets" / "fonts"

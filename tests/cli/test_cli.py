@@ -173,3 +173,24 @@ def test_predict_detects_and_measures_through_the_session(image_folder, tmp_path
     assert all(r["measurement"] == "head" and "hc_mm" in r for r in rows)
     bad = runner.invoke(app, ["predict", *files, "--model", str(bundle), "--measure", "knee"])
     assert bad.exit_code == 2 and "--measure must be one of" in bad.output
+
+
+def test_predict_writes_one_pdf_report_per_image(tiny_bundle, image_folder, tmp_path):
+    pypdf = pytest.importorskip("pypdf")
+    out, reports = tmp_path / "res.json", tmp_path / "reports"
+    result = runner.invoke(app, ["predict", str(image_folder), "--model", str(tiny_bundle), "--output", str(out),
+                                 "--pdf", str(reports)])
+    assert result.exit_code == 0, result.output
+    assert "3 PDF report(s)" in result.output
+    records = {Path(r["image"]).stem: r for r in json.loads(out.read_text())["results"]}
+    written = sorted(reports.glob("*.pdf"))
+    assert [p.name for p in written] == [f"fetalscope-report-img{i}.pdf" for i in range(3)]  # none for broken.png
+    for path in written:
+        record = records[path.stem.removeprefix("fetalscope-report-")]
+        text = " ".join(" ".join(p.extract_text() for p in pypdf.PdfReader(path).pages).split())
+        assert f"Predicted plane: {record['plane']} ({100 * record['plane_probability']:.1f}%)" in text
+    a_file = tmp_path / "a-file.pdf"
+    a_file.write_bytes(b"x")
+    result = runner.invoke(app, ["predict", str(image_folder / "img0.png"), "--model", str(tiny_bundle),
+                                 "--pdf", str(a_file)])
+    assert result.exit_code == 2 and "--pdf must be a folder" in result.output

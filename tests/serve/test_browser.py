@@ -163,3 +163,58 @@ def test_warning_boxes_are_readable_in_both_colour_schemes(browser, server, tmp_
     assert results
     for ratio, colour, background, text in results:
         assert ratio >= 4.5, f"{scheme}: '{text}' is {colour} on {background} (contrast {ratio:.2f})"
+
+
+FONT_JS = """
+async () => {
+  await document.fonts.ready;
+  const family = sel => { const e = document.querySelector(sel); return e ? getComputedStyle(e).fontFamily : null; };
+  const faces = Array.from(document.fonts).map(f => [f.family.replace(/["']/g, ''), f.weight, f.status]);
+  return {heading: family('h1'), label: family('[data-testid="block-info"], [data-testid="block-label"]'),
+          body: family('.gradio-container'), bold: document.fonts.check('bold 16px "Fetalscope Sans"'),
+          regular: document.fonts.check('16px "Fetalscope Sans"'), faces};
+}
+"""
+
+
+def test_page_uses_the_bundled_font_and_nothing_external(page, server):
+    """Headings and labels are set in the bundled family, its bold face is loaded from our own server (no
+    Google Fonts, no fallback to Gradio's stub semi-bold file that drew bold capitals as small caps)."""
+    fonts_seen: list[str] = []
+    page.on("response", lambda r: fonts_seen.append(urlparse(r.url).path) if "font" in r.headers.get(
+        "content-type", "") else None)
+    page.goto(server.url + "/")
+    page.locator("h1").filter(has_text="fetalscope").wait_for()
+    info = page.evaluate(FONT_JS)
+    for where in ("heading", "label", "body"):
+        assert info[where] and info[where].strip("'\" ").startswith("Fetalscope Sans"), (where, info[where])
+    assert info["bold"] and info["regular"], info
+    loaded = {(family, weight) for family, weight, status in info["faces"] if status == "loaded"}
+    assert ("Fetalscope Sans", "700") in loaded and ("Fetalscope Sans", "400") in loaded, info["faces"]
+    assert not [f for f in loaded if "IBM Plex" in f[0]], info["faces"]
+    assert "/_fonts/DejaVuSans-Bold.woff2" in fonts_seen, fonts_seen
+    assert page.external_requests == []  # type: ignore[attr-defined]
+
+
+def test_report_pdf_downloads_from_the_app(page, server, client, phantom_png, tmp_path):
+    """The report's PDF link downloads a PDF holding the plane the API gives for the same image."""
+    pypdf = pytest.importorskip("pypdf")
+    expected = client.post("/v1/predict", files={"file": ("brain.png", phantom_png)}).json()
+    upload = tmp_path / "pdf-me.png"
+    upload.write_bytes(phantom_png)
+    page.goto(server.url + "/")
+    page.wait_for_selector("#upload")
+    page.set_input_files("#upload input[type=file]", str(upload))
+    page.locator("#verdict").filter(has_text=expected["plane"]).wait_for()
+    page.locator("#report").click()
+    link = page.locator("#report-files a[download='fetalscope-report-pdf-me.pdf']")
+    link.wait_for()
+    with page.expect_download() as download:
+        link.click()
+    saved = tmp_path / "downloaded.pdf"
+    download.value.save_as(saved)
+    reader = pypdf.PdfReader(saved)
+    text = " ".join(" ".join(p.extract_text() for p in reader.pages).split())
+    assert f"Predicted plane: {expected['plane']} ({100 * expected['plane_probability']:.1f}%)" in text
+    assert "pdf-me.png" in text and "Research and education use only" in text
+    assert page.external_requests == []  # type: ignore[attr-defined]

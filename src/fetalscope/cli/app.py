@@ -162,6 +162,8 @@ def predict(
                                                      "head or cardiothoracic.")] = None,
     pixel_size: Annotated[float | None, typer.Option("--pixel-size", help="Millimetres per pixel (measure).")]
     = None,
+    pdf: Annotated[Path | None, typer.Option("--pdf", help="Also write a print-ready PDF report per image into "
+                                                           "this folder (fetalscope-report-<image>.pdf).")] = None,
 ) -> None:
     """Classify images: a row per image with the predicted plane and every class probability."""
     from fetalscope.imaging import iter_image_paths
@@ -173,14 +175,19 @@ def predict(
         measure = measurement_choice(measure, "--measure")
     if output is not None and output.suffix.lower() not in (".csv", ".json"):
         raise BadInputError(f"--output must end in .csv or .json, got '{output.name}'")
+    if pdf is not None and pdf.exists() and not pdf.is_dir():
+        raise BadInputError(f"--pdf must be a folder, and {pdf} is a file")
     files = list(iter_image_paths(paths))
     session = Session(model, runtime=runtime, detector="brain-structures" if detect else None)
-    results, errors = [], []
+    results, errors, pdfs = [], [], []
     with progress_bar(len(files), "predict") as advance:
         for f in files:
             try:
                 results.append(session.analyse(f, name=str(f), frame=frame, detect="auto" if detect else False,
                                                measure=measure, pixel_size_mm=pixel_size))
+                if pdf is not None:
+                    pdfs.append(_pdf_path(pdf, f, pdfs))
+                    results[-1].to_pdf(pdfs[-1])
             except BadInputError as exc:
                 errors.append({"image": str(f), "error": str(exc)})
                 console.print(f"[yellow]skipped[/] {one_line(exc)}", highlight=False)
@@ -199,6 +206,8 @@ def predict(
         for warning in dict.fromkeys(a.brain_findings.get("warning") for a in results if a.brain_findings):
             if warning:
                 console.print(f"[yellow]brain findings:[/] {escape(warning)}", highlight=False)
+        if pdfs:
+            say(f"wrote {len(pdfs)} PDF report(s) to {pdf}")
         return
     if output.suffix.lower() == ".json":
         write_json(output, {"results": [a.to_dict() for a in results], "errors": errors})
@@ -212,7 +221,18 @@ def predict(
             writer.writerows(rows)
             for e in errors:
                 writer.writerow({"image": e["image"], "error": e["error"]})
-    say(f"wrote {len(results)} result(s) to {output}" + (f", {len(errors)} skipped" if errors else ""))
+    say(f"wrote {len(results)} result(s) to {output}" + (f", {len(errors)} skipped" if errors else "")
+        + (f"; {len(pdfs)} PDF report(s) to {pdf}" if pdfs else ""))
+
+
+def _pdf_path(folder: Path, image: Path, taken: list[Path]) -> Path:
+    """``folder/fetalscope-report-<image stem>.pdf``, numbered when two images share a stem."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path, n = folder / f"fetalscope-report-{image.stem}.pdf", 1
+    while path in taken:
+        n += 1
+        path = folder / f"fetalscope-report-{image.stem}-{n}.pdf"
+    return path
 
 
 # -------------------------------------------------------------------------------------------- export

@@ -1,6 +1,6 @@
 """The one result type. The CLI writes it, the API returns it, the UI and the HTML report render it: same
 field names everywhere; it serialises (:meth:`Analysis.to_dict`, ``to_json``, ``to_row``) and draws
-(:meth:`Analysis.plot`, ``to_html``) itself."""
+(:meth:`Analysis.plot`, ``to_html``, ``to_pdf``) itself."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import copy
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -191,6 +192,13 @@ class Analysis:
         from fetalscope.pipeline.html_report import report_html
 
         return report_html(self)
+
+    def to_pdf(self, path: str | Path | None = None) -> bytes:
+        """The print-ready A4 PDF report of this analysis as bytes, also written to ``path`` when given (see
+        :mod:`fetalscope.pipeline.pdf_report`)."""
+        from fetalscope.pipeline.pdf_report import report_pdf
+
+        return report_pdf(self, path)
 
 
 def draw_findings(rgb: np.ndarray, *, detections: dict[str, Any] | None = None,

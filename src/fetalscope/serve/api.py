@@ -1,4 +1,5 @@
-"""The HTTP API: ``/v1/predict``, ``/v1/explain``, ``/v1/detect``, ``/v1/measure``, ``/v1/models``, ``/healthz``.
+"""The HTTP API: ``/v1/predict``, ``/v1/report`` (PDF), ``/v1/explain``, ``/v1/detect``, ``/v1/measure``,
+``/v1/models``, ``/healthz``.
 
 Every POST route takes the image as the multipart field ``file`` and returns the same records as the
 CLI (``/v1/predict`` is ``Analysis.to_dict()``). Errors are ``{"detail": message}`` with the status of
@@ -42,6 +43,15 @@ memory; DICOM patient fields never appear in responses or logs.
 bearer = HTTPBearer(auto_error=False, description="Needed when the server was started with a token.")
 SAFE = " !#$&'()*+,/:;=?@[]-._~"  # header values: printable ASCII kept, anything else percent-encoded
 UploadField = Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP or DICOM.")]
+# the form fields of an analysis (/v1/predict and /v1/report)
+FrameField = Annotated[int | None, Form(description="Frame of a multi-frame DICOM/TIFF (default: middle/first)")]
+DetectField = Annotated[str, Form(description="Also detect brain structures: no (default), auto (on brain images) "
+                                              "or yes")]
+MeasureField = Annotated[str | None, Form(description="Also measure: auto (what the plane calls for), head or "
+                                                      "cardiothoracic (default: no measurement)")]
+PixelSizeField = Annotated[float | None, Form(description="Pixel size in mm for the measurement")]
+ExplainField = Annotated[str | None, Form(description="Also explain the plane with these methods, comma-separated "
+                                                      "(e.g. gradcam,gradcam++)")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Unreadable, corrupt or malformed input", "model": ErrorRecord},
     401: {"description": "Missing or wrong bearer token", "model": ErrorRecord},
@@ -75,6 +85,20 @@ def _detect_mode(value: str | None) -> bool | str:
     raise BadInputError(f"detect must be no, auto or yes, got '{value}'")
 
 
+def _analyser(service: Service, data: bytes, name: str, frame: int | None, detect: str | None, measure: str | None,
+              pixel_size_mm: float | None, explain: str | None) -> Callable[[], Any]:
+    """The analysis an upload's form fields ask for, as a call for the inference gate (the fields are checked
+    now: a bad ``detect`` is a 400 before any work)."""
+    detect_mode = _detect_mode(detect)
+    methods = [m.strip() for m in (explain or "").split(",") if m.strip()]
+
+    def analyse() -> Any:
+        return service.session.analyse(service.load(data, name, frame), name=name, detect=detect_mode,
+                                       measure=measure, pixel_size_mm=pixel_size_mm, explain=methods)
+
+    return analyse
+
+
 def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
     """Attach the API routes to ``app``."""
     secured = [Depends(bearer)]
@@ -98,15 +122,11 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
               responses=_answers(AnalysisRecord, "The Analysis record of the image"))
     async def predict(
         file: UploadField,
-        frame: Annotated[int | None, Form(description="Frame of a multi-frame DICOM/TIFF (default: middle/first)")]
-        = None,
-        detect: Annotated[str, Form(description="Also detect brain structures: no (default), auto (on brain "
-                                                "images) or yes")] = "no",
-        measure: Annotated[str | None, Form(description="Also measure: auto (what the plane calls for), head or "
-                                                        "cardiothoracic (default: no measurement)")] = None,
-        pixel_size_mm: Annotated[float | None, Form(description="Pixel size in mm for the measurement")] = None,
-        explain: Annotated[str | None, Form(description="Also explain the plane with these methods, "
-                                                        "comma-separated (e.g. gradcam,gradcam++)")] = None,
+        frame: FrameField = None,
+        detect: DetectField = "no",
+        measure: MeasureField = None,
+        pixel_size_mm: PixelSizeField = None,
+        explain: ExplainField = None,
     ) -> dict[str, Any]:
         """The `Analysis` record (same fields as `fetalscope predict --output F.json`): every class
         probability (`probabilities`, `null` for classes the model does not cover), the top class
@@ -118,15 +138,35 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
         (`measure=auto|head|cardiothoracic`) and `explanations` (`explain=gradcam,...`: the records of
         `/v1/explain` without maps); what did not run says why in `detections_skipped` / `measurement_skipped`."""
         data, name = await _read(file)
-        detect_mode = _detect_mode(detect)
-        methods = [m.strip() for m in (explain or "").split(",") if m.strip()]
+        analyse = _analyser(service, data, name, frame, detect, measure, pixel_size_mm, explain)
+        return await gate.run(lambda: analyse().to_dict())
 
-        def work() -> dict[str, Any]:
-            image = service.load(data, name, frame)
-            return service.session.analyse(image, name=name, detect=detect_mode, measure=measure,
-                                           pixel_size_mm=pixel_size_mm, explain=methods).to_dict()
-
-        return await gate.run(work)
+    @app.post("/v1/report", tags=["analysis"], summary="Print-ready PDF report for one image",
+              dependencies=secured, response_class=Response,
+              responses={**ERRORS, 200: {"description": "The A4 PDF report of the image's analysis",
+                                         "content": {"application/pdf": {"schema": {"type": "string",
+                                                                                    "format": "binary"}}}}})
+    async def report(
+        file: UploadField,
+        frame: FrameField = None,
+        detect: DetectField = "no",
+        measure: MeasureField = None,
+        pixel_size_mm: PixelSizeField = None,
+        explain: ExplainField = None,
+    ) -> Response:
+        """The analysis of `/v1/predict` (same form fields) as a print-ready A4 PDF for a clinic's records
+        (`Analysis.to_pdf()`, as the app's "Download PDF" and `fetalscope predict --pdf DIR`): image name, date and
+        time, fetalscope and model versions, the image with its measurement and detections drawn, every class
+        probability, sub-plane, findings with their caution, the measurement table, the requested explanation
+        maps with their colour scales, all warnings and the research-use disclaimer. Errors are JSON as for
+        every route (400 for an unreadable or corrupt file)."""
+        data, name = await _read(file)
+        analyse = _analyser(service, data, name, frame, detect, measure, pixel_size_mm, explain)
+        pdf = await gate.run(lambda: analyse().to_pdf())
+        stem = (name.rsplit(".", 1)[0] or "image")
+        filename = quote(f"fetalscope-report-{stem}.pdf", safe="")
+        return Response(pdf, media_type="application/pdf",
+                        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{filename}"})
 
     @app.post("/v1/explain", tags=["analysis"], summary="Attribution map for one image",
               dependencies=secured, responses={**ERRORS, 200: {

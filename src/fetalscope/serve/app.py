@@ -4,8 +4,8 @@
 port, ...)`` runs it with uvicorn. Both take the fields of :class:`ServeSettings` as keywords.
 
 Gradio is configured to stay on this machine: analytics off, no share links, no server-side
-rendering, no run history, local fonts only. Its upload folder is a private directory in ``/dev/shm``
-(memory) when available, removed when the process exits.
+rendering, no run history, our own bundled fonts only (:mod:`fetalscope.serve.fonts`). Its upload folder
+is a private directory in ``/dev/shm`` (memory) when available, removed when the process exits.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from fastapi import FastAPI
 
 from fetalscope.errors import BadInputError
 from fetalscope.serve.api import build_api
+from fetalscope.serve.fonts import font_face_css, mount_fonts, theme
 from fetalscope.serve.limits import MULTIPART_OVERHEAD, BodySizeLimitMiddleware, keep_multipart_in_memory
 from fetalscope.serve.security import AccessLogMiddleware, TokenAuthMiddleware, is_loopback
 from fetalscope.serve.service import Service
@@ -87,6 +88,7 @@ def create_app(settings: ServeSettings | None = None, **overrides: Any) -> FastA
                     max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
                     on_shutdown=remove_upload_dir if settings.ui else None)
     app.state.settings = settings
+    mount_fonts(app)  # before the UI, which takes every other path under "/"
     if settings.ui:
         upload_dir = configure_gradio_environment()
         import gradio as gr
@@ -96,7 +98,7 @@ def create_app(settings: ServeSettings | None = None, **overrides: Any) -> FastA
         blocks = build_ui(service, settings)
         gr.mount_gradio_app(
             app, blocks, path="/", footer_links=[{"label": "API docs", "url": "/docs"}], run_history=False,
-            ssr_mode=False, mcp_server=False, show_error=True, css=CSS,
+            ssr_mode=False, mcp_server=False, show_error=True, css=font_face_css() + CSS, theme=theme(),
             max_file_size=settings.max_upload_bytes, allowed_paths=[], blocked_paths=[],
         )
         app.state.upload_dir = upload_dir

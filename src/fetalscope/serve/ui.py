@@ -7,7 +7,7 @@ warnings (unsure model, not ultrasound, classes not covered), one tab per explan
 (fast ones at once, slow ones on demand, each with its time; when the image has brain findings, a
 picker chooses whether they explain the plane or the normal/abnormal prediction, and each map's label
 and caption name the model and class, repeating the findings model's warning), detections when a
-detector is loaded, and a downloadable report (JSON + HTML).
+detector is loaded, and a downloadable report (JSON, HTML and a print-ready PDF).
 
 Gradio's upload widget stores each file in its temporary folder before our code sees it; the
 server points that folder at a private in-memory location (see :mod:`fetalscope.serve.app`) and the
@@ -350,9 +350,11 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
         stem = Path(safe_name(analysis.image, "image")).stem or "image"
         json_path = folder / f"fetalscope-report-{stem}.json"
         html_path = folder / f"fetalscope-report-{stem}.html"
+        pdf_path = folder / f"fetalscope-report-{stem}.pdf"
         json_path.write_text(report_json(report_record(analysis)), encoding="utf-8")
         html_path.write_text(analysis.to_html(), encoding="utf-8")
-        return [str(json_path), str(html_path)]
+        analysis.to_pdf(pdf_path)
+        return [str(json_path), str(html_path), str(pdf_path)]
 
     with gr.Blocks(title="fetalscope", analytics_enabled=False, delete_cache=(300, SESSION_TTL_S)) as demo:
         gr.Markdown("# fetalscope &mdash; fetal ultrasound plane analysis\n"
@@ -415,7 +417,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                                              max_lines=1, elem_id="measure-pixel-size")
                         meas_btn = gr.Button("Measure", elem_id="measure")
                 with gr.Row():
-                    report_btn = gr.Button("Build report (JSON + HTML)", variant="primary", elem_id="report")
+                    report_btn = gr.Button("Build report (JSON, HTML, PDF)", variant="primary", elem_id="report")
                     report_files = gr.File(label="Report", file_count="multiple", interactive=False,
                                            elem_id="report-files")
             with gr.Tab("Model performance", id="performance"):
