@@ -91,19 +91,22 @@ def analyse_uploads(service: Service, files: Sequence[Path],
     read or analysed gets its error and the others go on. Every upload copy is deleted."""
     n = min(len(files), MAX_BATCH_FILES)
     items: list[BatchItem] = []
-    for i, file in enumerate(files):
-        name = safe_name(file.name)
-        if i >= MAX_BATCH_FILES:
+    try:
+        for i, file in enumerate(files):
+            name = safe_name(file.name)
+            if i >= MAX_BATCH_FILES:
+                items.append(BatchItem(name, error=f"not analysed: at most {MAX_BATCH_FILES} images per upload "
+                                                    "(upload the rest in another batch)"))
+                continue
+            if progress is not None:
+                progress((i, n), desc=f"Analysing image {i + 1} of {n}", unit="images")
+            try:
+                items.append(BatchItem(name, analysis=analyse_file(service, take_upload(file), name)))
+            except (OSError, FetalscopeError) as exc:
+                items.append(BatchItem(name, error=str(exc)))
+    finally:  # whatever happened, no upload copy stays behind
+        for file in files:
             remove_upload(file)
-            items.append(BatchItem(name, error=f"not analysed: at most {MAX_BATCH_FILES} images per upload "
-                                                "(upload the rest in another batch)"))
-            continue
-        if progress is not None:
-            progress((i, n), desc=f"Analysing image {i + 1} of {n}", unit="images")
-        try:
-            items.append(BatchItem(name, analysis=analyse_file(service, take_upload(file), name)))
-        except (OSError, FetalscopeError) as exc:
-            items.append(BatchItem(name, error=str(exc)))
     if progress is not None and n:
         progress((n, n), desc=f"Analysed {n} of {n} images", unit="images")
     return items
