@@ -115,6 +115,8 @@ def test_bad_file_gets_its_own_row_and_a_new_drop_replaces_the_last(page, server
     assert rows[1]["cells"][1] == "broken.png" and "Could not analyse this file" in rows[1]["cells"][2]
     assert rows[0]["cells"][2] == expected[NAMES[0]]["plane"] and rows[2]["cells"][2] == expected[NAMES[1]]["plane"]
     assert page.locator("#batch-gallery img").count() == 2  # only the analysed images have thumbnails
+    for folder in server.upload_dirs():  # no file of the batch stayed in the UI's upload folder
+        assert not [f for f in folder.rglob("*") if f.is_file() and f.name in (broken.name, *(p.name for p in first))]
 
     # a second drop, without pressing x, replaces the batch
     second = _copies(tmp_path, (NAMES[2], NAMES[0]), "b-")
