@@ -430,7 +430,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                     gr.Markdown("### This upload: every image")
                     batch_table = gr.HTML(elem_id="batch-table")
                     batch_gallery = gr.Gallery(label="Click an image to open it in the detailed view",
-                                               columns=6, allow_preview=False, height=220, object_fit="contain",
+                                               columns=6, allow_preview=False, height=250, object_fit="contain",
                                                elem_id="batch-gallery", interactive=False)
                     compare_pick = gr.CheckboxGroup([], value=[], label="Side by side: tick the images to compare",
                                                     elem_id="compare-pick")

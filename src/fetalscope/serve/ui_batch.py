@@ -34,6 +34,7 @@ BATCH_CSS = """
 .fs-batch-table td, .fs-batch-table th { padding: 4px 8px; text-align: left; vertical-align: top;
                                           border-bottom: 1px solid rgba(128, 128, 128, 0.3); }
 .fs-batch-table ul { margin: 0; padding-left: 1.1em; }
+#batch-gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(150px, 190px)); }
 .fs-compare { display: grid; grid-template-columns: repeat(auto-fit, minmax(280px, 1fr)); gap: 14px; }
 .fs-compare-card { border: 1px solid rgba(128, 128, 128, 0.4); border-radius: 6px; padding: 8px; }
 .fs-compare-card img { max-width: 100%; display: block; margin: 0 auto 6px auto; }
