@@ -88,7 +88,9 @@ def _esc(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _prob_rows(analysis: dict[str, Any]) -> str:
+def probability_rows(analysis: dict[str, Any]) -> str:
+    """Table rows (class, percent, bar) of every class probability of an analysis record; the predicted class
+    row has class ``top``; a class the model does not cover says so. For the report and the app."""
     rows = []
     for item in analysis.get("probabilities", []):
         p = item.get("probability")
@@ -200,7 +202,7 @@ figure {{ display: inline-block; width: 300px; margin: 6px; vertical-align: top;
 {sub_html}{findings_block}{ood_html}
 {f'<ul class="warn">{warnings}</ul>' if warnings else ''}
 <table><tr><th>class</th><th>probability</th><th></th></tr>
-{_prob_rows(a)}
+{probability_rows(a)}
 </table>
 {'<h2>Explanations</h2>' + ''.join(maps) if maps else ''}
 {det_html}{meas_html}

@@ -7,7 +7,10 @@ warnings (unsure model, not ultrasound, classes not covered), one tab per explan
 (fast ones at once, slow ones on demand, each with its time; when the image has brain findings, a
 picker chooses whether they explain the plane or the normal/abnormal prediction, and each map's label
 and caption name the model and class, repeating the findings model's warning), detections when a
-detector is loaded, and a downloadable report (JSON, HTML and a print-ready PDF).
+detector is loaded, and a downloadable report (JSON, HTML and a print-ready PDF). Several files dropped at once are analysed
+one by one with a progress bar ("image i of n") and listed in a batch view (:mod:`fetalscope.serve.ui_batch`):
+a row per file (a bad file gets its own error row), thumbnails that open an image in the detailed view, and a
+side-by-side comparison. The widget empties after each upload, so the next drop replaces the last.
 
 Gradio's upload widget stores each file in its temporary folder before our code sees it; the
 server points that folder at a private in-memory location (see :mod:`fetalscope.serve.app`) and the
@@ -47,6 +50,18 @@ from fetalscope.serve.examples import Example, gallery_examples, vet_examples
 from fetalscope.serve.pages import ablation_page, overview_page, performance_page
 from fetalscope.serve.service import Service, safe_name
 from fetalscope.serve.settings import ServeSettings
+from fetalscope.serve.ui_batch import (
+    BATCH_CSS,
+    NOT_ANALYSED,
+    BatchItem,
+    analyse_file,
+    analyse_uploads,
+    analysed,
+    compare_choices,
+    compare_html,
+    gallery_items,
+    table_html,
+)
 
 LOG = logging.getLogger("fetalscope.serve")
 UI_METHODS = ("gradcam", "gradcam++", "guided_backprop", "guided_gradcam", "integrated_gradients",
@@ -68,7 +83,7 @@ CSS = """
 .fs-disclaimer { font-size: 0.9em; opacity: 0.85; }
 #performance-page img, #ablation-page img, #overview-page img { max-width: 760px; width: 100%; }
 """
-CSS += FINDINGS_CSS
+CSS += FINDINGS_CSS + BATCH_CSS
 
 
 MEASURE_HINT = ("Head biometry runs on brain (trans-thalamic) images, the cardiothoracic ratio on thorax "
@@ -250,10 +265,14 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
     def analyse_bytes(data: bytes, name: str, target: str | None, choice: str | None = PLANE_CHOICE,
                       upload: bool = True) -> tuple:
         try:
-            image = service.load(data, name, upload=upload)
-            analysis = session.analyse(image, name=name, detect="auto", measure="auto")
+            analysis = analyse_file(service, data, name, upload=upload)
         except FetalscopeError as exc:
-            return empty_outputs(f"<div class='fs-error'>Could not analyse this file: {exc}</div>")
+            return empty_outputs(f"<div class='fs-error'>{NOT_ANALYSED}: {exc}</div>")
+        return show_analysis(analysis, target, choice)
+
+    def show_analysis(analysis: Analysis, target: str | None, choice: str | None = PLANE_CHOICE) -> tuple:
+        """The detailed view of one analysis: image, verdict, bars, fast explanations, detections, measurement."""
+        image = analysis.loaded
         state: dict[str, Any] = {"analysis": analysis, "created": time.time()}
         record = analysis.to_dict()
         which = explained_model(state, choice)  # keep the user's pick while findings are shown
@@ -293,20 +312,45 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
         return (state, _display(analysis.plot(show=("measurement",), labels=False)),
                 _measurement_markdown(analysis.measurement))
 
-    def on_upload(path: str | None, target: str | None, choice: str | None) -> tuple:
-        if not path:
-            return empty_outputs("")
-        file = Path(path)
-        try:
-            data = file.read_bytes()
-        finally:  # the upload widget's copy goes as soon as it is read
-            _remove_upload(file)
-        return analyse_bytes(data, safe_name(file.name), target, choice)
+    def batch_outputs(items: list[BatchItem]) -> tuple:
+        """The batch view of an upload: shown for two files or more, hidden (and emptied) otherwise."""
+        if len(items) < 2:
+            return (None, gr.update(visible=False), "", gr.update(value=None, selected_index=None),
+                    gr.update(choices=[], value=[]), "")
+        pair = analysed(items)[:2]  # the first two analysed images start side by side
+        return ({"items": items, "created": time.time()}, gr.update(visible=True), table_html(items),
+                gr.update(value=gallery_items(items), selected_index=None),
+                gr.update(choices=compare_choices(items), value=pair), compare_html(items, pair))
+
+    def on_upload(paths: list[str] | str | None, target: str | None, choice: str | None,
+                  progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008 - Gradio's progress hook
+        files = [Path(p) for p in ([paths] if isinstance(paths, str) else paths or [])]
+        # each upload copy goes as soon as it is read; the widget is emptied so the next drop replaces this one
+        items = analyse_uploads(service, files, progress if len(files) > 1 else None)
+        first = next((item for item in items if item.analysis is not None), None)
+        if first is not None:
+            detail = show_analysis(first.analysis, target, choice)
+        else:
+            detail = empty_outputs("" if not items else f"<div class='fs-error'>{NOT_ANALYSED}: {items[0].error}</div>")
+        return (*detail, None, *batch_outputs(items))
 
     def on_example(evt: gr.SelectData, target: str | None, choice: str | None) -> tuple:
         index = evt.index if isinstance(evt.index, int) else evt.index[0]
         ex = examples[int(index)]
-        return analyse_bytes(ex.path.read_bytes(), ex.path.name, target, choice, upload=False)
+        return (*analyse_bytes(ex.path.read_bytes(), ex.path.name, target, choice, upload=False),
+                *batch_outputs([]))
+
+    def on_batch_pick(evt: gr.SelectData, batch: dict[str, Any] | None, target: str | None,
+                      choice: str | None) -> tuple:
+        """A thumbnail of the batch picked: its analysis (already made) opens in the detailed view."""
+        if not batch:
+            return tuple(gr.skip() for _ in analysis_outputs)
+        index = evt.index if isinstance(evt.index, int) else evt.index[0]
+        item = batch["items"][analysed(batch["items"])[int(index)]]
+        return show_analysis(item.analysis, target, choice)
+
+    def on_compare(batch: dict[str, Any] | None, chosen: list[int] | None) -> str:
+        return compare_html(batch["items"], chosen) if batch else ""
 
     def on_target(state: dict[str, Any] | None, target: str | None, choice: str | None) -> tuple:
         if not state:
@@ -365,9 +409,10 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
             with gr.Tab("Analyse", id="analyse"):
                 with gr.Row():
                     with gr.Column(scale=2):
-                        upload = gr.File(label="Drop an ultrasound image here or click to upload "
-                                               "(PNG, JPEG, TIFF, BMP, DICOM)",
-                                         file_types=FILE_TYPES, type="filepath", elem_id="upload")
+                        upload = gr.File(label="Drop ultrasound images here or click to upload: one or "
+                                               "several at once (PNG, JPEG, TIFF, BMP, DICOM)",
+                                         file_types=FILE_TYPES, type="filepath", file_count="multiple",
+                                         elem_id="upload")
                         gallery_label = ("Examples: click one to analyse it" if thumbs else
                                          "No examples: none of the example images is one this model handles "
                                          "(start with --examples FOLDER to show your own)")
@@ -382,6 +427,16 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                         verdict = gr.Markdown(elem_id="verdict")
                         probs = gr.Label(label="Confidence for every class", num_top_classes=len(classes),
                                          elem_id="probabilities")
+                batch_state = gr.State(None, time_to_live=SESSION_TTL_S)
+                with gr.Group(visible=False, elem_id="batch") as batch_group:
+                    gr.Markdown("### This upload: every image")
+                    batch_table = gr.HTML(elem_id="batch-table")
+                    batch_gallery = gr.Gallery(label="Click an image to open it in the detailed view",
+                                               columns=6, allow_preview=False, height=250, object_fit="contain",
+                                               elem_id="batch-gallery", interactive=False)
+                    compare_pick = gr.CheckboxGroup([], value=[], label="Side by side: tick the images to compare",
+                                                    elem_id="compare-pick")
+                    compare_view = gr.HTML(elem_id="compare")
                 gr.Markdown("### Explanations")
                 explain_model = gr.Radio(list(EXPLAIN_CHOICES), value=PLANE_CHOICE, label="Explain which prediction",
                                          visible=False, elem_id="explain-model",
@@ -429,8 +484,11 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
 
         analysis_outputs = [state, shown, verdict, probs, *method_outputs, det_img, det_md, report_files,
                             meas_img, meas_md, explain_model, target, meas_what]
-        upload.upload(on_upload, [upload, target, explain_model], analysis_outputs)
-        gallery.select(on_example, [target, explain_model], analysis_outputs)
+        batch_outputs_ = [batch_state, batch_group, batch_table, batch_gallery, compare_pick, compare_view]
+        upload.upload(on_upload, [upload, target, explain_model], [*analysis_outputs, upload, *batch_outputs_])
+        gallery.select(on_example, [target, explain_model], [*analysis_outputs, *batch_outputs_])
+        batch_gallery.select(on_batch_pick, [batch_state, target, explain_model], analysis_outputs)
+        compare_pick.input(on_compare, [batch_state, compare_pick], [compare_view])
         # .input (the user's pick), not .change: an analysis resetting these must not explain twice
         target.input(on_target, [state, target, explain_model], [state, *method_outputs])
         explain_model.input(on_explain_model, [state, explain_model], [state, target, *method_outputs])
@@ -444,14 +502,3 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
     demo.queue(default_concurrency_limit=max(1, settings.max_concurrent))
     return demo
 
-
-def _remove_upload(file: Path) -> None:
-    """Delete the upload widget's copy of a file, and its folder when that is now empty."""
-    try:
-        file.unlink(missing_ok=True)
-        parent = file.parent
-        upload_root = os.environ.get("GRADIO_TEMP_DIR")
-        if upload_root and parent != Path(upload_root) and parent.is_relative_to(upload_root):
-            parent.rmdir()
-    except OSError:
-        pass
