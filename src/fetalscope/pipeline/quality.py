@@ -112,10 +112,10 @@ def _expected(limits: dict[str, Any]) -> str:
     low, high, unit = limits.get("low"), limits.get("high"), limits.get("unit", "")
     unit = f" {unit}" if unit else ""
     if low is not None and high is not None:
-        return f"{low:g}-{high:g}{unit}"
+        return f"{low:.3g}-{high:.3g}{unit}"
     if low is not None:
-        return f">= {low:g}{unit}"
-    return f"<= {high:g}{unit}" if high is not None else "any"
+        return f">= {low:.3g}{unit}"
+    return f"<= {high:.3g}{unit}" if high is not None else "any"
 
 
 def check(cid: str, value: float | None, limits: dict[str, Any], *, expected: str | None = None,
@@ -237,8 +237,19 @@ def _image_criteria(j: Judged, limits: dict[str, Any]) -> list[Criterion]:
             check("sharpness", sharpness(j.rgb, j.sector), limits["sharpness"])]
 
 
+IN_VIEW_MARGIN = 0.02  # outline points this close to the sector (share of the image's longest side) count inside
+
+
 def _in_view(e: Ellipse | None, sector: np.ndarray) -> float | None:
-    return None if e is None else points_inside(e.points(360), sector)
+    """Share of the ellipse's outline inside the sector grown by :data:`IN_VIEW_MARGIN` (the fit's own slack,
+    and a sector edge that moves a little with blur or gain); points off the image are outside."""
+    if e is None:
+        return None
+    import cv2
+
+    size = max(3, round(IN_VIEW_MARGIN * max(sector.shape)) | 1)
+    grown = cv2.dilate(sector.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    return points_inside(e.points(360), grown.astype(bool))
 
 
 def judge_head(j: Judged, limits: dict[str, Any]) -> list[Criterion]:
@@ -288,3 +299,33 @@ def judge(what: str, j: Judged, card: dict[str, Any] | None = None) -> list[Crit
 def sector_box(mask: np.ndarray) -> list[int] | None:
     ys, xs = np.nonzero(mask)
     return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if ys.size else None
+
+
+SECTOR_COLOUR = (160, 160, 160)
+ELLIPSE_COLOURS = {"head": (255, 220, 0), "heart": (255, 64, 64), "thorax": (64, 200, 255)}
+
+
+def draw_quality(rgb: np.ndarray, record: dict[str, Any]) -> np.ndarray:
+    """A copy of ``rgb`` with what a quality record was judged on: the sector's box (grey), the ellipses and the
+    detector's boxes, and the score and grade in the corner."""
+    import cv2
+
+    from fetalscope.biometry.ellipse import draw_ellipse
+    from fetalscope.detect import draw_boxes
+
+    out = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8).copy())
+    t = max(1, round(max(out.shape[:2]) / 400))
+    if record.get("sector"):
+        x0, y0, x1, y1 = record["sector"]
+        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), SECTOR_COLOUR, t)
+    for name, e in (record.get("ellipses") or {}).items():
+        out = draw_ellipse(out, Ellipse.from_dict(e), ELLIPSE_COLOURS.get(name, (255, 255, 255)), label=name)
+    if record.get("boxes"):
+        out = draw_boxes(out, record["boxes"])
+    if record.get("score") is not None:
+        text = f"score {record['score']} ({record['grade']})"
+        scale = max(0.5, max(out.shape[:2]) / 1200)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, t)
+        cv2.rectangle(out, (0, 0), (tw + 8, th + base + 8), (0, 0, 0), -1)
+        cv2.putText(out, text, (4, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), t, cv2.LINE_AA)
+    return out

@@ -47,6 +47,7 @@ from fetalscope.serve.examples import Example, gallery_examples, vet_examples
 from fetalscope.serve.pages import ablation_page, overview_page, performance_page
 from fetalscope.serve.service import Service, safe_name
 from fetalscope.serve.settings import ServeSettings
+from fetalscope.serve.ui_quality import add_quality_section
 
 LOG = logging.getLogger("fetalscope.serve")
 UI_METHODS = ("gradcam", "gradcam++", "guided_backprop", "guided_gradcam", "integrated_gradients",
@@ -414,6 +415,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                                              placeholder="e.g. 0.1 (a DICOM's own spacing is used when empty)",
                                              max_lines=1, elem_id="measure-pixel-size")
                         meas_btn = gr.Button("Measure", elem_id="measure")
+                add_quality_section(session, state, _display)
                 with gr.Row():
                     report_btn = gr.Button("Build report (JSON + HTML)", variant="primary", elem_id="report")
                     report_files = gr.File(label="Report", file_count="multiple", interactive=False,
