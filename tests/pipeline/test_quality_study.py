@@ -37,4 +37,4 @@ def test_study_tables_on_real_images(shared_data, tmp_path):
         assert all(row["pairs"] == 2 and 0 <= row["criterion_fails_rate"] <= 1 for row in table.values())
         assert report["score_vs_error"][what]["n"] == 2
     write_study(report, tmp_path)
-    assert "| blurred | sharpness | 2 |" in (tmp_path / "study.md").read_text()
+    assert "| blurred | sharpness | 2 |" in (tmp_path / "study.md").read_text()  # a row per degradation
