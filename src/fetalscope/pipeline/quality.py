@@ -144,7 +144,9 @@ class QualityRecord:
     - ``score`` 0-100 (share of assessed criteria passed), ``grade``; ``criteria``: ``[{id, passed, value,
       expected, advice, label}]`` (``passed`` None: not assessed, not counted).
     - ``ellipses`` (``{name: {cx, cy, a, b, angle_deg}}``) and ``boxes`` (``[{label, score, xyxy}]``): what the
-      image was judged on, in original pixels; ``sector``: the scan sector's bounding box [x0, y0, x1, y1].
+      image was judged on, in original pixels; ``sector``: the scan sector's bounding box [x0, y0, x1, y1];
+      ``pixel_size_mm``: the one given, else the DICOM's spacing, else None (the criteria are shares, in
+      pixels; it is recorded so a batch can convert).
     - ``model``: the models' ids and versions; ``thresholds``: the card version; ``timing_ms``.
     """
 
@@ -159,6 +161,7 @@ class QualityRecord:
     ellipses: dict[str, dict[str, float]] = field(default_factory=dict)
     boxes: list[dict[str, Any]] = field(default_factory=list)
     sector: list[int] | None = None
+    pixel_size_mm: float | None = None
     model: dict[str, Any] = field(default_factory=dict)
     thresholds: str = ""
     timing_ms: float | None = None

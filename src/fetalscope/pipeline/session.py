@@ -407,18 +407,20 @@ class Session:
         (trans-thalamic) checklist for brain images, the four-chamber checklist for thorax images
         (``what="auto"``, routed by the plane model; other planes and non-ultrasound images get a "not
         assessed" record with no score), or the one asked for (``head`` | ``cardiothoracic``) whatever the
-        plane. ``pixel_size_mm`` is checked by the one rule (the criteria are in pixels and shares, so it is
-        recorded, not needed). ``analysis`` (the image's analysis, when the caller has it) saves re-running the
-        plane model and the OOD check."""
+        plane. ``pixel_size_mm`` is checked by the one rule and recorded (else the DICOM's spacing); the criteria
+        are shares and pixels, so none needs it. ``analysis`` (the image's analysis, when the caller has it)
+        saves re-running the plane model and the OOD check."""
         from fetalscope.biometry.measure import get_measurer
         from fetalscope.imaging.acquisition import sector_mask
         from fetalscope.imaging.quality import ood_check
         from fetalscope.pipeline import quality as q
 
         what = measurement_choice(what, "what")
-        check_pixel_size(pixel_size_mm, "pixel_size_mm")
+        given = check_pixel_size(pixel_size_mm, "pixel_size_mm")
         img = self.load(image)
         t0 = time.perf_counter()
+        spacing = img.pixel_spacing_mm  # read like every measurement does (a corrupt PixelSpacing is a 400)
+        pixel_size = given if given is not None else spacing if spacing and spacing > 0 else None
         if analysis is not None:
             probs = {c.label: c.probability for c in analysis.probabilities if c.probability is not None}
             ood_flag = bool(analysis.ood.get("flag"))
@@ -459,6 +461,6 @@ class Session:
         return q.QualityRecord(
             img.source, plane, probability, what, score, q.grade_of(score), criteria,
             ellipses={k: e.normalised().to_dict() for k, e in ellipses.items() if e is not None},
-            boxes=list(boxes or []), sector=q.sector_box(sector), model=models,
+            boxes=list(boxes or []), sector=q.sector_box(sector), pixel_size_mm=pixel_size, model=models,
             thresholds=str(q.thresholds().get("version", "")),
             timing_ms=round((time.perf_counter() - t0) * 1000, 1))

@@ -88,6 +88,7 @@ class QualityRecord(_Record):
     ellipses: dict[str, dict[str, float]] = Field(description="head, or heart and thorax: cx, cy, a, b, angle_deg")
     boxes: list[BoxRecord] = Field(description="the detector's boxes the head checklist was judged on")
     sector: list[int] | None = Field(description="the scan sector's box: x0, y0, x1, y1")
+    pixel_size_mm: float | None = Field(description="the pixel size given, else the DICOM's spacing, else null")
     model: dict[str, Any] = Field(description="ids and versions of the plane, segmentation and detector models")
     thresholds: str = Field(description="version of the threshold card")
     timing_ms: float | None
