@@ -187,5 +187,8 @@ def test_quality_checklist_section(page, server, client, phantom_png, artifacts_
             assert c["advice"] in text
     assert "✓" in text or "✗" in text
     page.locator("#quality-image img").wait_for(state="visible")
+    # the calibration and held-out study, as the scripts wrote them
+    page.get_by_text("How the checklist was calibrated and tested").click()
+    page.locator("#quality-card").filter(has_text="Degradations, head checklist").wait_for()
     page.screenshot(path=str(artifacts_dir / "ui_quality.png"), full_page=True)
     assert page.external_requests == []  # type: ignore[attr-defined]

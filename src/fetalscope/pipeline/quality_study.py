@@ -205,7 +205,8 @@ def _score_vs_error(rows: list[dict[str, Any]], what: str) -> dict[str, Any]:
     err = np.array([r["error"] for r in ok])
     std = np.array([r["grade"] == "standard" for r in ok], dtype=float)
     groups = [r["group"] for r in ok]
-    out: dict[str, Any] = {"measure": "|HC error| (mm)" if what == "head" else "|CTR error| (circumference)",
+    out: dict[str, Any] = {"measure": "absolute HC error (mm)" if what == "head" else
+                           "absolute CTR error (circumference ratio)",
                            "n": len(ok)}
     for name, sel in (("standard", std > 0.5), ("not_standard", std < 0.5)):
         out[name] = {"n": int(sel.sum())}
@@ -299,7 +300,8 @@ def write_study(report: dict[str, Any], folder: Path = CARD_DIR) -> None:
             return f"{part['mean_abs_error']:.3g} [{part['ci95'][0]:.3g}, {part['ci95'][1]:.3g}] (n={part['n']})"
         diff = s.get("difference_standard_minus_rest")
         dtext = f"{diff['estimate']:.3g} [{diff['ci95'][0]:.3g}, {diff['ci95'][1]:.3g}]" if diff else "n/a"
-        lines.append(f"| {what} | {s['measure']} | {s['grades']} | {cell(s['standard'])} | "
+        grades = ", ".join(f"{g} {n}" for g, n in s["grades"].items())
+        lines.append(f"| {what} | {s['measure']} | {grades} | {cell(s['standard'])} | "
                      f"{cell(s['not_standard'])} | {dtext} |")
     lines.append("")
     (folder / "study.md").write_text("\n".join(lines))

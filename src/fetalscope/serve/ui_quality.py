@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fetalscope.errors import FetalscopeError
-from fetalscope.pipeline.quality import draw_quality
+from fetalscope.pipeline.quality import CARD_DIR, draw_quality
 from fetalscope.pipeline.session import Session
 
 QUALITY_HINT = ("Press **Check acquisition** for the standard-plane checklist: the head (trans-thalamic) checklist "
@@ -38,6 +38,13 @@ def quality_markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def card_markdown() -> str:
+    """The threshold card and the held-out study as written by the scripts (nothing typed in here)."""
+    parts = [(CARD_DIR / name).read_text(encoding="utf-8") for name in ("study.md", "thresholds.md")
+             if (CARD_DIR / name).is_file()]
+    return "\n\n".join(parts) or "The threshold card is missing from this installation."
+
+
 def add_quality_section(session: Session, state: Any, display: Any) -> None:
     """The section's components and its button, inside the caller's Blocks (``state`` holds the analysis;
     ``display`` sizes an image for the screen)."""
@@ -51,6 +58,8 @@ def add_quality_section(session: Session, state: Any, display: Any) -> None:
             what = gr.Dropdown(["auto", "head", "cardiothoracic"], value="auto", label="Checklist",
                                elem_id="quality-what")
             button = gr.Button("Check acquisition", elem_id="quality")
+        with gr.Accordion("How the checklist was calibrated and tested", open=False):
+            gr.Markdown(card_markdown(), elem_id="quality-card")
 
     def on_quality(current: dict[str, Any] | None, choice: str) -> tuple:
         if not current:
