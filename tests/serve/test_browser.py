@@ -218,3 +218,32 @@ def test_report_pdf_downloads_from_the_app(page, server, client, phantom_png, tm
     assert f"Predicted plane: {expected['plane']} ({100 * expected['plane_probability']:.1f}%)" in text
     assert "pdf-me.png" in text and "Research and education use only" in text
     assert page.external_requests == []  # type: ignore[attr-defined]
+
+
+def test_quality_checklist_section(page, server, client, phantom_png, artifacts_dir, tmp_path):
+    """The Acquisition quality section shows the checklist the API computes: ticks and crosses, values,
+    expected ranges, advice, score and grade, and the drawing it was judged on."""
+    expected = client.post("/v1/quality", files={"file": ("brain.png", phantom_png)}, data={"what": "head"}).json()
+    upload = tmp_path / "quality-me.png"
+    upload.write_bytes(phantom_png)
+    page.goto(server.url + "/")
+    page.wait_for_selector("#upload")
+    page.set_input_files("#upload input[type=file]", str(upload))
+    page.locator("#verdict").filter(has_text=expected["plane"]).wait_for()
+    page.locator("#quality-what input").first.click()
+    page.get_by_role("option", name="head", exact=True).click()
+    page.locator("#quality").click()
+    info = page.locator("#quality-info")
+    info.filter(has_text=f"Score {expected['score']} / 100: {expected['grade']}").wait_for()
+    text = info.inner_text()
+    for c in expected["criteria"]:
+        assert c["label"] in text and c["expected"] in text
+        if c["advice"]:
+            assert c["advice"] in text
+    assert "✓" in text or "✗" in text
+    page.locator("#quality-image img").wait_for(state="visible")
+    # the calibration and held-out study, as the scripts wrote them
+    page.get_by_text("How the checklist was calibrated and tested").click()
+    page.locator("#quality-card").filter(has_text="Degradations, head checklist").wait_for()
+    page.screenshot(path=str(artifacts_dir / "ui_quality.png"), full_page=True)
+    assert page.external_requests == []  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ ROUTES: dict[str, tuple[str, dict[str, str]]] = {
     "explain": ("/v1/explain", {"method": "gradcam"}),
     "detect": ("/v1/detect", {}),
     "measure": ("/v1/measure", {"what": "head"}),
+    "quality": ("/v1/quality", {"what": "head"}),
 }
 ALLOWED = {200, 400, 413, 415, 422, 503}
 PER_ROUTE = fuzzing.env_count("FETALSCOPE_FUZZ_HTTP_CASES", 40)

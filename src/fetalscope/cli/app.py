@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from fetalscope import __version__
 from fetalscope.cli.common import console, friendly_errors, one_line, progress_bar, say, split_list, write_json
+from fetalscope.cli.quality import quality as quality_verb
 from fetalscope.errors import BadInputError
 
 app = typer.Typer(
@@ -483,6 +484,9 @@ def measure(
     elif output is None:  # people read a line per image; --json (or --output) gives the records
         for record in records:
             typer.echo(measurement_line(record))
+
+
+app.command("quality")(quality_verb)
 
 
 # --------------------------------------------------------------------------------------------- serve

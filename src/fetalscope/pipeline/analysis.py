@@ -60,6 +60,8 @@ class Analysis:
       ``plausibility``, ``model``...) when detection ran, else ``None`` (the reason in ``detections_skipped``).
     - ``measurement``: the measurement record (the one ``POST /v1/measure`` returns) when a measurement ran,
       else ``None`` (the reason in ``measurement_skipped``).
+    - ``quality``: the acquisition checklist record (the one ``POST /v1/quality`` returns: ``score``, ``grade``,
+      ``criteria``...) when it ran (``analyse(..., quality=True)``), else ``None``.
     - ``explanations``: the :class:`~fetalscope.pipeline.explanation.ExplanationResult` s computed for this
       image (serialised without their maps).
     - ``warnings``: human-readable cautions shown to the user; ``timings_ms``: what took how long.
@@ -86,6 +88,7 @@ class Analysis:
     detections_skipped: str | None = None
     measurement: dict[str, Any] | None = None
     measurement_skipped: str | None = None
+    quality: dict[str, Any] | None = None
     explanations: list[ExplanationResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -120,7 +123,8 @@ class Analysis:
         flags and model, then the brain findings (label, status; ``brain_findings_p_<class>`` columns only
         when findings ran), the detections (``detections``: boxes kept, ``detected``: their labels) and the
         measurement's numbers (``measurement``, ``measurement_quality``, ``hc_mm``, ``bpd_mm``, ``ofd_mm``,
-        ``ga_weeks``, ``ctr``) only when they ran, so a CSV writer takes the union of the rows' keys."""
+        ``ga_weeks``, ``ctr``) and the acquisition checklist (``quality_score``, ``quality_grade``,
+        ``quality_failed``) only when they ran, so a CSV writer takes the union of the rows' keys."""
         row: dict[str, Any] = {
             "image": self.image,
             "plane": self.plane,
@@ -150,6 +154,11 @@ class Analysis:
                     row[key] = "" if m.get(key) is None else m[key]
             elif m.get("measurement") == "cardiothoracic":
                 row["ctr"] = "" if not m.get("ctr") else m["ctr"].get("circumference")
+        if self.quality is not None:
+            row["quality_score"] = "" if self.quality.get("score") is None else self.quality["score"]
+            row["quality_grade"] = self.quality.get("grade") or ""
+            row["quality_failed"] = ";".join(c["id"] for c in self.quality.get("criteria") or []
+                                             if c.get("passed") is False)
         return row
 
     # ------------------------------------------------------------------------------------- drawings

@@ -10,6 +10,7 @@ validated by one rule, an explanation is drawn and named one way, and a measurem
     session.explain(image, "occlusion", target="Fetal brain")   # -> ExplanationResult
     session.detect(image)                        # -> the detection record
     session.measure(image, "auto", pixel_size_mm=0.1)           # -> the measurement record
+    session.quality(image, "auto")               # -> the acquisition checklist (QualityRecord)
 
 Models load once, on first use (a server touches them at start-up). A session is thread-safe:
 classification runs in parallel; explanations (hooks on a private copy of each model), detection and
@@ -47,6 +48,7 @@ from fetalscope.pipeline.measure import (
     measurement_for_plane,
     not_measured_record,
 )
+from fetalscope.pipeline.quality import QualityRecord
 
 LOG = logging.getLogger("fetalscope.pipeline")
 DEFAULT_DETECTOR = "brain-structures"
@@ -143,7 +145,8 @@ class Session:
     # --------------------------------------------------------------------------------------- analysis
     def analyse(self, image: ImageInput, *, name: str | None = None, frame: int | None = None,
                 detect: bool | str = False, measure: str | None = None, pixel_size_mm: float | None = None,
-                explain: str | Sequence[str] = (), target: str | int | None = None) -> Analysis:
+                explain: str | Sequence[str] = (), target: str | int | None = None,
+                quality: bool = False) -> Analysis:
         """Everything asked for about one image, as one :class:`~fetalscope.pipeline.analysis.Analysis`.
 
         Always: the plane (every class probability), and on brain images the sub-plane and the normal/abnormal
@@ -151,7 +154,8 @@ class Session:
         model calls Fetal brain (when a detector is installed). ``measure``: ``head`` / ``cardiothoracic``
         measure that, ``"auto"`` measures what the plane calls for (head on brain, CTR on thorax images; none
         on other or non-ultrasound images). ``explain``: methods (e.g. ``["gradcam"]``) explaining ``target``
-        (default: the predicted plane). What did not run says why in ``*_skipped``."""
+        (default: the predicted plane). ``quality``: the acquisition checklist of the image's plane
+        (:meth:`quality`, ``auto``) in ``analysis.quality``. What did not run says why in ``*_skipped``."""
         t0 = time.perf_counter()
         pixel_size_mm = check_pixel_size(pixel_size_mm, "pixel_size_mm")
         img = self.load(image, frame=frame, name=name)
@@ -168,6 +172,10 @@ class Session:
             t = time.perf_counter()
             self._measure_into(analysis, img, measurement_choice(measure, "measure"), pixel_size_mm)
             timings["measure"] = round((time.perf_counter() - t) * 1000, 2)
+        if quality:
+            t = time.perf_counter()
+            analysis.quality = self.quality(img, "auto", pixel_size_mm, analysis=analysis).to_dict()
+            timings["quality"] = round((time.perf_counter() - t) * 1000, 2)
         methods = parse_methods(explain) if explain else []
         if methods:
             t = time.perf_counter()
@@ -391,3 +399,68 @@ class Session:
             record.setdefault("plane_probability", probability)
         record.setdefault("image", img.source)
         return record
+
+    # -------------------------------------------------------------------------------- acquisition quality
+    def quality(self, image: ImageInput, what: str = "auto", pixel_size_mm: float | None = None, *,
+                analysis: Analysis | None = None) -> QualityRecord:
+        """The acquisition checklist of one image (:mod:`fetalscope.pipeline.quality`): the head
+        (trans-thalamic) checklist for brain images, the four-chamber checklist for thorax images
+        (``what="auto"``, routed by the plane model; other planes and non-ultrasound images get a "not
+        assessed" record with no score), or the one asked for (``head`` | ``cardiothoracic``) whatever the
+        plane. ``pixel_size_mm`` is checked by the one rule and recorded (else the DICOM's spacing); the criteria
+        are shares and pixels, so none needs it. ``analysis`` (the image's analysis, when the caller has it)
+        saves re-running the plane model and the OOD check."""
+        from fetalscope.biometry.measure import get_measurer
+        from fetalscope.imaging.acquisition import sector_mask
+        from fetalscope.imaging.quality import ood_check
+        from fetalscope.pipeline import quality as q
+
+        what = measurement_choice(what, "what")
+        given = check_pixel_size(pixel_size_mm, "pixel_size_mm")
+        img = self.load(image)
+        t0 = time.perf_counter()
+        spacing = img.pixel_spacing_mm  # read like every measurement does (a corrupt PixelSpacing is a 400)
+        pixel_size = given if given is not None else spacing if spacing and spacing > 0 else None
+        if analysis is not None:
+            probs = {c.label: c.probability for c in analysis.probabilities if c.probability is not None}
+            ood_flag = bool(analysis.ood.get("flag"))
+        else:
+            values, _ = self.analyser.predict_with_detail(img)
+            probs = {c: float(p) for c, p in zip(self.classes, values.tolist(), strict=True)}
+            ood_flag = ood_check(img).flag
+        plane = max(probs, key=probs.__getitem__) if probs else None
+        probability = round(probs[plane], 6) if plane else None
+        models: dict[str, Any] = {"plane": {k: self.analyser.model_info.get(k) for k in ("id", "version")}}
+        if what == "auto":
+            if ood_flag:
+                return q.not_assessed(img.source, plane, probability, "not assessed: the image does not look "
+                                      "like B-mode ultrasound", models)
+            routed = q.WHAT_BY_PLANE.get(plane or "")
+            if routed is None:
+                return q.not_assessed(img.source, plane, probability, q.not_assessed_reason(plane), models)
+            what = routed
+        runtime = "auto" if self.runtime == "onnx-int8" else self.runtime
+        with self._measure_lock:
+            measurer = get_measurer(what, runtime=runtime)
+            seg = measurer.probabilities(img)
+            ellipses = measurer.ellipses(img, seg)
+            masks = measurer.masks(img, seg)
+        models["segmentation"] = dict(measurer.model_info)
+        boxes, note = None, None
+        if what == "head":
+            if self.detector_available:
+                detections = self.detect(img)
+                boxes = detections["boxes"]
+                models["detector"] = {"id": self._detector.name, "version": str(self._detector.card.get("version", ""))}
+            else:
+                note = f"not assessed: {self._detector_error or 'no detector loaded'}"
+        sector = sector_mask(img.pixels)
+        judged = q.Judged(img.pixels, sector, probs, masks, ellipses, boxes, note)
+        criteria = q.judge(what, judged)
+        score = q.score_of(criteria)
+        return q.QualityRecord(
+            img.source, plane, probability, what, score, q.grade_of(score), criteria,
+            ellipses={k: e.normalised().to_dict() for k, e in ellipses.items() if e is not None},
+            boxes=list(boxes or []), sector=q.sector_box(sector), pixel_size_mm=pixel_size, model=models,
+            thresholds=str(q.thresholds().get("version", "")),
+            timing_ms=round((time.perf_counter() - t0) * 1000, 1))

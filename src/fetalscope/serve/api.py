@@ -1,5 +1,5 @@
 """The HTTP API: ``/v1/predict``, ``/v1/report`` (PDF), ``/v1/explain``, ``/v1/detect``, ``/v1/measure``,
-``/v1/models``, ``/healthz``.
+``/v1/quality``, ``/v1/models``, ``/healthz``.
 
 Every POST route takes the image as the multipart field ``file`` and returns the same records as the
 CLI (``/v1/predict`` is ``Analysis.to_dict()``). Errors are ``{"detail": message}`` with the status of
@@ -27,7 +27,14 @@ from fetalscope.errors import BadInputError, FetalscopeError
 from fetalscope.explain.overlay import png_bytes
 from fetalscope.serve.docs import add_offline_docs
 from fetalscope.serve.limits import InferenceGate, too_large_message
-from fetalscope.serve.schemas import AnalysisRecord, DetectionRecord, ErrorRecord, ExplanationRecord, MeasurementRecord
+from fetalscope.serve.schemas import (
+    AnalysisRecord,
+    DetectionRecord,
+    ErrorRecord,
+    ExplanationRecord,
+    MeasurementRecord,
+    QualityRecord,
+)
 from fetalscope.serve.service import Service, safe_name
 
 LOG = logging.getLogger("fetalscope.serve")
@@ -250,6 +257,29 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
 
         def work() -> dict[str, Any]:
             record = service.session.measure(service.load(data, name, frame), what, pixel_size_mm)
+            record["image"] = name
+            return record
+
+        return await gate.run(work)
+
+    @app.post("/v1/quality", tags=["analysis"], summary="Acquisition checklist: is this a good standard plane?",
+              dependencies=secured, response_model=None,
+              responses=_answers(QualityRecord, "The acquisition checklist of the image"))
+    async def quality(
+        file: UploadField,
+        what: Annotated[Literal["auto", "head", "cardiothoracic"], Form(
+            description="auto (the head checklist for brain images, four-chamber for thorax images), head or "
+                        "cardiothoracic")] = "auto",
+        pixel_size_mm: Annotated[float | None, Form(description="Pixel size in mm (0.005-5)")] = None,
+        frame: Annotated[int | None, Form()] = None,
+    ) -> dict[str, Any]:
+        """Same record as `fetalscope quality`: `criteria` (`id`, `passed`, `value`, `expected`, `advice`),
+        `score` 0-100 and `grade`, the `ellipses` and `boxes` it was judged on, and the `model` versions. An image
+        of another plane (with `what=auto`) is not assessed: `score` null and the `reason`."""
+        data, name = await _read(file)
+
+        def work() -> dict[str, Any]:
+            record = service.session.quality(service.load(data, name, frame), what, pixel_size_mm).to_dict()
             record["image"] = name
             return record
 

@@ -62,6 +62,38 @@ class MeasurementRecord(_Record):
     flags: list[str] = []
 
 
+class CriterionRecord(BaseModel):
+    """One item of the acquisition checklist."""
+
+    id: str = Field(description="stable id, e.g. head_size, head_in_view, midline_falx, gain, sharpness")
+    passed: bool | None = Field(description="null: could not be assessed (e.g. no detector); not counted")
+    value: float | None = Field(description="the measured value (null: the structure was not found)")
+    expected: str = Field(description="the expected range, with its unit")
+    advice: str | None = Field(description="what to change, for a failed criterion; null when it passed")
+    label: str = Field("", description="the criterion's name for people")
+
+
+class QualityRecord(_Record):
+    """`POST /v1/quality` (and an analysis's `quality`): the acquisition checklist of one image."""
+
+    image: str
+    plane: str | None
+    plane_probability: float | None
+    what: str | None = Field(description="head or cardiothoracic: the checklist used; null when not assessed")
+    assessed: bool
+    score: int | None = Field(description="0-100, the share of assessed criteria that pass; null when not assessed")
+    grade: str | None = Field(description="standard (>= 80), acceptable (60-79), not standard (< 60)")
+    criteria: list[CriterionRecord]
+    reason: str | None = Field(description="why the image was not assessed (e.g. another plane)")
+    ellipses: dict[str, dict[str, float]] = Field(description="head, or heart and thorax: cx, cy, a, b, angle_deg")
+    boxes: list[BoxRecord] = Field(description="the detector's boxes the head checklist was judged on")
+    sector: list[int] | None = Field(description="the scan sector's box: x0, y0, x1, y1")
+    pixel_size_mm: float | None = Field(description="the pixel size given, else the DICOM's spacing, else null")
+    model: dict[str, Any] = Field(description="ids and versions of the plane, segmentation and detector models")
+    thresholds: str = Field(description="version of the threshold card")
+    timing_ms: float | None
+
+
 class ExplanationRecord(_Record):
     """`POST /v1/explain` with `format=json` (with `map`) and each of an analysis's `explanations`."""
 
@@ -106,6 +138,7 @@ class AnalysisRecord(_Record):
     detections_skipped: str | None
     measurement: MeasurementRecord | None
     measurement_skipped: str | None
+    quality: QualityRecord | None = None
     explanations: list[ExplanationRecord]
     warnings: list[str]
     timings_ms: dict[str, float]

@@ -62,6 +62,7 @@ from fetalscope.serve.ui_batch import (
     gallery_items,
     table_html,
 )
+from fetalscope.serve.ui_quality import add_quality_section
 
 LOG = logging.getLogger("fetalscope.serve")
 UI_METHODS = ("gradcam", "gradcam++", "guided_backprop", "guided_gradcam", "integrated_gradients",
@@ -471,6 +472,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                                              placeholder="e.g. 0.1 (a DICOM's own spacing is used when empty)",
                                              max_lines=1, elem_id="measure-pixel-size")
                         meas_btn = gr.Button("Measure", elem_id="measure")
+                add_quality_section(session, state, _display)
                 with gr.Row():
                     report_btn = gr.Button("Build report (JSON, HTML, PDF)", variant="primary", elem_id="report")
                     report_files = gr.File(label="Report", file_count="multiple", interactive=False,

@@ -1,0 +1,118 @@
+"""The acquisition checklist through the one door (`Session.quality`): plane gating, the criteria on degraded
+copies of a real image file with a known answer, scores and grades, bad input, and the Analysis field."""
+
+from __future__ import annotations
+
+import pytest
+
+from fetalscope.errors import BadInputError
+from fetalscope.explain.overlay import png_bytes
+from fetalscope.imaging import degrade, load_image
+from fetalscope.pipeline.quality import Criterion, grade_of, score_of, thresholds
+from fetalscope.pipeline.session import Session
+from fetalscope.serve.examples import BUNDLED_DIR
+
+HEAD_IDS = ["plane_confidence", "head_size", "head_in_view", "midline_falx", "cavum_septi_pellucidi",
+            "choroid_plexus", "ellipse_fit", "gain", "sharpness"]
+FOUR_CHAMBER_IDS = ["four_chamber_view", "thorax_size", "thorax_in_view", "heart_found", "heart_thorax_area",
+                    "ellipse_fit", "gain", "sharpness"]
+
+
+@pytest.fixture(scope="module")
+def session() -> Session:
+    return Session(brain_plane_model=None, brain_findings_model=None)
+
+
+def test_thorax_image_gets_the_four_chamber_checklist(session):
+    record = session.quality(BUNDLED_DIR / "phantom_fetal_thorax.png")
+    assert record.plane == "Fetal thorax" and record.what == "cardiothoracic"
+    assert [c.id for c in record.criteria] == FOUR_CHAMBER_IDS
+    assert set(record.ellipses) == {"heart", "thorax"}
+    judged = [c for c in record.criteria if c.passed is not None]
+    assert record.score == round(100 * sum(c.passed for c in judged) / len(judged))
+    assert record.grade == grade_of(record.score)
+    for c in record.criteria:  # every failed criterion says what to change
+        assert (c.advice is None) == bool(c.passed), c
+    d = record.to_dict()
+    assert {"image", "plane", "score", "grade", "criteria", "model"} <= set(d)
+    assert set(d["criteria"][0]) >= {"id", "passed", "value", "expected", "advice"}
+    assert d["model"]["segmentation"]["id"] == "focus-ctr" and d["model"]["plane"]["id"]
+
+
+def test_other_plane_is_not_assessed_rather_than_scored(session):
+    record = session.quality(BUNDLED_DIR / "phantom_other.png")
+    assert record.what is None and record.score is None and record.grade is None and not record.criteria
+    assert record.reason.startswith(f"not assessed: plane '{record.plane}'")
+    assert record.line().endswith(record.reason)
+
+
+def test_head_checklist_on_degraded_copies(session):
+    image = load_image(BUNDLED_DIR / "phantom_fetal_brain.png")
+    original = session.quality(image, "head")
+    assert [c.id for c in original.criteria] == HEAD_IDS
+    assert original.criterion("head_in_view").passed
+    assert original.boxes is not None and "detector" in original.model
+    e = original.ellipses["head"]
+
+    def judged(rgb):
+        return session.quality(load_image(png_bytes(rgb)), "head")
+
+    shrunk = judged(degrade.zoom_out(image.pixels, 0.3))
+    assert shrunk.criterion("head_size").passed is False
+    assert shrunk.criterion("head_size").value < 0.2 * original.criterion("head_size").value  # 0.3 x 0.3 area
+    assert "Zoom in" in shrunk.criterion("head_size").advice
+    shifted = judged(degrade.shift_out_of_view(image.pixels, e["cx"], e["cy"]))
+    assert shifted.criterion("head_in_view").passed is False
+    assert shifted.criterion("head_in_view").value < original.criterion("head_in_view").value
+    assert shifted.score < original.score
+    dark = judged(degrade.darken(image.pixels, 0.12))
+    assert dark.criterion("gain").passed is False and "Raise the gain" in dark.criterion("gain").advice
+    blurred = judged(degrade.blur(image.pixels, 0.02))
+    assert blurred.criterion("sharpness").value < original.criterion("sharpness").value
+    assert blurred.criterion("sharpness").passed is False
+
+
+def test_scores_and_grades():
+    def crit(passed):
+        return Criterion("x", passed, 1.0, "", None)
+
+    assert score_of([crit(True)] * 4 + [crit(False)]) == 80 and grade_of(80) == "standard"
+    assert score_of([crit(True)] * 3 + [crit(False)] * 2) == 60 and grade_of(60) == "acceptable"
+    assert grade_of(59) == "not standard" and grade_of(None) is None
+    assert score_of([crit(True), crit(None)]) == 100  # not assessed does not count
+    assert score_of([crit(None)]) is None
+
+
+def test_threshold_card_names_a_source_for_every_threshold():
+    card = thresholds()
+    for what in ("head", "cardiothoracic"):
+        for cid, limits in card[what].items():
+            assert limits["source"] and (limits["low"] is not None or limits["high"] is not None), cid
+
+
+def test_bad_input_is_refused_clearly(session):
+    with pytest.raises(BadInputError):
+        session.quality(b"\x89PNG\r\n\x1a\nthis is not a png")
+    with pytest.raises(BadInputError, match="what must be one of"):
+        session.quality(BUNDLED_DIR / "phantom_fetal_thorax.png", "abdomen")
+    with pytest.raises(BadInputError, match="pixel_size_mm"):
+        session.quality(BUNDLED_DIR / "phantom_fetal_thorax.png", "auto", pixel_size_mm=50)
+
+
+def test_analysis_carries_the_checklist(session):
+    analysis = session.analyse(BUNDLED_DIR / "phantom_fetal_thorax.png", quality=True)
+    assert analysis.quality["what"] == "cardiothoracic"
+    assert analysis.to_dict()["quality"]["score"] == analysis.quality["score"]
+    row = analysis.to_row()
+    assert row["quality_score"] == analysis.quality["score"] and row["quality_grade"] == analysis.quality["grade"]
+    assert "quality_score" not in session.analyse(BUNDLED_DIR / "phantom_fetal_thorax.png").to_row()
+
+
+def test_real_head_and_thorax_images(session, shared_data):
+    head = session.quality(shared_data / "hc18" / "training_set" / "002_HC.png", "head")
+    assert head.criterion("head_in_view").passed and head.criterion("midline_falx").passed
+    assert head.criterion("head_size").value > 0.05
+    focus = sorted((shared_data / "focus_fetal_thorax" / "images").glob("*.png"))[0]
+    thorax = session.quality(focus)
+    assert thorax.what == "cardiothoracic" and thorax.criterion("heart_found").passed
+    assert thorax.grade in ("standard", "acceptable")
