@@ -119,7 +119,8 @@ class Analysis:
         flags and model, then the brain findings (label, status; ``brain_findings_p_<class>`` columns only
         when findings ran), the detections (``detections``: boxes kept, ``detected``: their labels) and the
         measurement's numbers (``measurement``, ``measurement_quality``, ``hc_mm``, ``bpd_mm``, ``ofd_mm``,
-        ``ga_weeks``, ``ctr``) only when they ran, so a CSV writer takes the union of the rows' keys."""
+        ``ga_weeks``, ``ctr``) only when they ran, so a CSV writer takes the union of the rows' keys; last, what
+        took how long (``time_<step>_ms``: ``time_load_ms``, ``time_plane_ms``, ..., ``time_total_ms``)."""
         row: dict[str, Any] = {
             "image": self.image,
             "plane": self.plane,
@@ -149,6 +150,8 @@ class Analysis:
                     row[key] = "" if m.get(key) is None else m[key]
             elif m.get("measurement") == "cardiothoracic":
                 row["ctr"] = "" if not m.get("ctr") else m["ctr"].get("circumference")
+        for step, ms in self.timings_ms.items():
+            row[f"time_{step}_ms"] = ms
         return row
 
     # ------------------------------------------------------------------------------------- drawings
