@@ -39,7 +39,7 @@ def batch(
     say(f"batch: {len(plan.todo)} file(s) to analyse with the {engine} engine"
         + (f", {plan.skipped} already done" if plan.skipped else ""))
     with progress_bar(len(plan.todo), "batch") as advance:
-        summary = execute(plan, advance=advance, flush_every=max(1, flush_every))
+        summary = execute(plan, advance=advance, flush_every=max(1, flush_every), note=say)
     for line in summary.lines():
         say(line)
     if summary.interrupted:

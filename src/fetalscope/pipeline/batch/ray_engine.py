@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -43,18 +44,42 @@ def connect(address: str | None) -> bool:
         return False
     quiet = {"logging_level": logging.WARNING, "log_to_driver": False, "include_dashboard": False}
     if address:
-        ray.init(address=address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
+        _check_reachable(address)
+        try:
+            ray.init(address=address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
+        except (ConnectionError, ray.exceptions.RayError) as exc:
+            raise UnsupportedError(f"cannot join the Ray cluster at {address}: {' '.join(str(exc).split())[:300]} "
+                                   "(is it running, and is its auth token in RAY_AUTH_TOKEN_PATH?)") from None
         return True
     options: dict[str, Any] = {"num_cpus": os.cpu_count() or 1, "object_store_memory": OBJECT_STORE_BYTES}
     shm = shutil.disk_usage("/dev/shm").free if os.path.isdir("/dev/shm") else 0
     if shm < 2 * OBJECT_STORE_BYTES:
         options["_plasma_directory"] = tempfile.gettempdir()  # small /dev/shm (containers): spill to disk
-    ray.init(**options, **quiet)
+    ray.init(address="local", **options, **quiet)  # a new cluster, whatever an earlier one left behind
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast (5 s) on a ``HOST:PORT`` nobody answers at: Ray itself retries for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UnsupportedError(f"cannot join the Ray cluster at {address}: nothing answers there ({exc}); start "
+                               "it with `ray start --head --port PORT` or check the address") from None
 
 
 def cluster_cpus() -> int:
     return max(1, int(import_ray().cluster_resources().get("CPU", 1)))
+
+
+def describe_cluster() -> str:
+    """``N node(s), M CPU(s)`` of the cluster this process is connected to."""
+    ray = import_ray()
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return f"{len(nodes)} node(s), {cluster_cpus()} CPU(s)"
 
 
 class _Analyse:

@@ -98,17 +98,18 @@ def plan_batch(inputs: Sequence[str | Path], output: str | Path, *, tasks: str |
     return Plan(store, config, engine, address, workers, todo, skipped, hashes)
 
 
-def execute(plan: Plan, *, advance: Callable[[int], None] = lambda n: None, flush_every: int = 64) -> Summary:
+def execute(plan: Plan, *, advance: Callable[[int], None] = lambda n: None, flush_every: int = 64,
+            note: Callable[[str], None] = lambda text: None) -> Summary:
     """Run the plan's engine over the files still to do, write rows as part files (every ``flush_every`` rows or
     30 s) and merge them into the output, also when the run is interrupted (then ``Summary.interrupted``: the
-    output holds what finished and ``--resume`` does the rest)."""
+    output holds what finished and ``--resume`` does the rest). ``note`` hears what the engine says about itself."""
     t0 = time.perf_counter()
     by_status: Counter = Counter()
     by_plane: Counter = Counter()
     pending: list[dict[str, Any]] = []
     last_flush = time.monotonic()
     interrupted = False
-    rows_of_engine = _rows(plan)
+    rows_of_engine = _rows(plan, note)
     try:
         for row in rows_of_engine:
             pending.append(row)
@@ -128,7 +129,7 @@ def execute(plan: Plan, *, advance: Callable[[int], None] = lambda n: None, flus
     return Summary(plan.store.output, by_status, by_plane, plan.skipped, time.perf_counter() - t0, rows, interrupted)
 
 
-def _rows(plan: Plan) -> Iterator[dict[str, Any]]:
+def _rows(plan: Plan, note: Callable[[str], None]) -> Iterator[dict[str, Any]]:
     if not plan.todo:
         return
     if plan.engine == "local":
@@ -139,6 +140,7 @@ def _rows(plan: Plan) -> Iterator[dict[str, Any]]:
     from fetalscope.pipeline.batch import ray_engine
 
     started = ray_engine.connect(plan.address)
+    note(f"Ray: {'joined' if plan.address else 'started'} a cluster of {ray_engine.describe_cluster()}")
     try:
         yield from ray_engine.ray_rows(plan.todo, plan.config, plan.hashes, workers=plan.workers)
     finally:
