@@ -111,7 +111,7 @@ def two_node_cluster(tmp_path):
             node.send_signal(signal.SIGTERM)
         for node in reversed(nodes):
             try:
-                node.wait(timeout=30)
+                node.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(node.pid, signal.SIGKILL)
         for pid in _our_processes(marker):
