@@ -79,6 +79,12 @@ def test_row_has_detection_and_measurement_columns_only_when_they_ran():
     assert row["measurement"] == "head" and row["hc_mm"] == 170.2 and row["bpd_mm"] == "" and row["ga_weeks"] == 19.6
 
 
+def test_row_carries_the_timings_of_each_step():
+    row = _analysis(timings_ms={"load": 1.5, "plane": 20.25, "total": 23.0}).to_row()
+    assert (row["time_load_ms"], row["time_plane_ms"], row["time_total_ms"]) == (1.5, 20.25, 23.0)
+    assert not any(k.startswith("time_") for k in _analysis(timings_ms={}).to_row())
+
+
 @pytest.fixture(scope="module")
 def session() -> Session:
     return Session()

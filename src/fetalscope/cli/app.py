@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from fetalscope import __version__
+from fetalscope.cli.batch import batch
 from fetalscope.cli.common import console, friendly_errors, one_line, progress_bar, say, split_list, write_json
 from fetalscope.cli.quality import quality as quality_verb
 from fetalscope.errors import BadInputError
@@ -39,6 +40,9 @@ def _version(value: bool) -> None:
 def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                help="Print the version and exit.")] = False) -> None:
     """fetalscope command line."""
+
+
+app.command(name="batch")(batch)
 
 
 # --------------------------------------------------------------------------------------------- train

@@ -124,7 +124,8 @@ class Analysis:
         when findings ran), the detections (``detections``: boxes kept, ``detected``: their labels) and the
         measurement's numbers (``measurement``, ``measurement_quality``, ``hc_mm``, ``bpd_mm``, ``ofd_mm``,
         ``ga_weeks``, ``ctr``) and the acquisition checklist (``quality_score``, ``quality_grade``,
-        ``quality_failed``) only when they ran, so a CSV writer takes the union of the rows' keys."""
+        ``quality_failed``) only when they ran, so a CSV writer takes the union of the rows' keys; last, what
+        took how long (``time_<step>_ms``: ``time_load_ms``, ``time_plane_ms``, ..., ``time_total_ms``)."""
         row: dict[str, Any] = {
             "image": self.image,
             "plane": self.plane,
@@ -159,6 +160,8 @@ class Analysis:
             row["quality_grade"] = self.quality.get("grade") or ""
             row["quality_failed"] = ";".join(c["id"] for c in self.quality.get("criteria") or []
                                              if c.get("passed") is False)
+        for step, ms in self.timings_ms.items():
+            row[f"time_{step}_ms"] = ms
         return row
 
     # ------------------------------------------------------------------------------------- drawings

@@ -1,0 +1,148 @@
+"""A batch run from start to end: plan (which files, which are already done), execute (an engine's rows into
+part files as they come, merged into the output at the end, also when interrupted) and summarise."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fetalscope.errors import BadInputError
+from fetalscope.pipeline.batch.manifest import Item, read_items, sha256_of
+from fetalscope.pipeline.batch.rows import ERROR, OK, RunConfig
+from fetalscope.pipeline.batch.store import Store
+from fetalscope.pipeline.batch.tasks import parse_tasks
+
+ENGINES = ("local", "ray")
+FLUSH_SECONDS = 30.0
+
+
+@dataclass
+class Plan:
+    """What a run will do: the files still to analyse (``todo``), how many were skipped as already done, the
+    SHA-256s computed while checking, and where the rows go."""
+
+    store: Store
+    config: RunConfig
+    engine: str
+    address: str | None
+    workers: int | None
+    todo: list[Item]
+    skipped: int
+    hashes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Summary:
+    """What a run did: rows this run by status and by plane, files skipped, seconds, and the output's rows."""
+
+    output: Path
+    by_status: Counter
+    by_plane: Counter
+    skipped: int
+    seconds: float
+    rows_in_output: int
+    interrupted: bool = False
+
+    @property
+    def analysed(self) -> int:
+        return sum(self.by_status.values())
+
+    @property
+    def files_per_second(self) -> float:
+        return self.analysed / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        status = ", ".join(f"{self.by_status.get(s, 0)} {s}" for s in (OK, ERROR))
+        out = [f"{self.analysed} file(s) analysed in {self.seconds:.1f} s ({self.files_per_second:.2f} files/s): "
+               f"{status}" + (f"; {self.skipped} skipped (already done)" if self.skipped else "")]
+        if self.by_plane:
+            out.append("planes: " + ", ".join(f"{p} {n}" for p, n in self.by_plane.most_common()))
+        out.append(f"{self.rows_in_output} row(s) in {self.output}")
+        return out
+
+
+def plan_batch(inputs: Sequence[str | Path], output: str | Path, *, tasks: str | Sequence[str] | None = None,
+               engine: str = "local", address: str | None = None, workers: int | None = None,
+               resume: bool = False, overwrite: bool = False, model: str = "sononet-planes",
+               runtime: str = "auto") -> Plan:
+    """Check every option, list the input files and, with ``resume``, leave out those whose path and SHA-256
+    already have an ``ok`` row. Changes nothing on disk but the output's folder."""
+    if engine not in ENGINES:
+        raise BadInputError(f"--engine must be one of {', '.join(ENGINES)}, got '{engine}'")
+    if address and engine != "ray":
+        raise BadInputError("--address needs --engine ray")
+    if workers is not None and workers < 1:
+        raise BadInputError(f"--workers must be at least 1, got {workers}")
+    if workers not in (None, 1) and engine == "local":
+        raise BadInputError("--engine local runs one worker in this process; use --engine ray for --workers > 1")
+    names = [t.name for t in parse_tasks(tasks)]
+    store = Store(output)
+    items = read_items(inputs)
+    store.prepare(resume=resume, overwrite=overwrite)
+    done = store.done() if resume else {}
+    todo, hashes, skipped = [], {}, 0
+    for item in items:
+        if item.path in done:
+            with contextlib.suppress(OSError):  # gone since: analyse it again and let its row say so
+                hashes[item.path] = sha256_of(item.path)
+            if hashes.get(item.path) == done[item.path]:
+                skipped += 1
+                continue
+        todo.append(item)
+    config = RunConfig(model=model, runtime=runtime, tasks=tuple(names))
+    return Plan(store, config, engine, address, workers, todo, skipped, hashes)
+
+
+def execute(plan: Plan, *, advance: Callable[[int], None] = lambda n: None, flush_every: int = 64,
+            note: Callable[[str], None] = lambda text: None) -> Summary:
+    """Run the plan's engine over the files still to do, write rows as part files (every ``flush_every`` rows or
+    30 s) and merge them into the output, also when the run is interrupted (then ``Summary.interrupted``: the
+    output holds what finished and ``--resume`` does the rest). ``note`` hears what the engine says about itself."""
+    t0 = time.perf_counter()
+    by_status: Counter = Counter()
+    by_plane: Counter = Counter()
+    pending: list[dict[str, Any]] = []
+    last_flush = time.monotonic()
+    interrupted = False
+    rows_of_engine = _rows(plan, note)
+    try:
+        for row in rows_of_engine:
+            pending.append(row)
+            by_status[row["status"]] += 1
+            if row["status"] == OK and row.get("plane"):
+                by_plane[row["plane"]] += 1
+            advance(1)
+            if len(pending) >= flush_every or time.monotonic() - last_flush > FLUSH_SECONDS:
+                plan.store.write_part(pending)
+                pending, last_flush = [], time.monotonic()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        rows_of_engine.close()  # the engine's own clean-up (Ray shutdown) before the merge
+        plan.store.write_part(pending)
+        rows = plan.store.merge()
+    return Summary(plan.store.output, by_status, by_plane, plan.skipped, time.perf_counter() - t0, rows, interrupted)
+
+
+def _rows(plan: Plan, note: Callable[[str], None]) -> Iterator[dict[str, Any]]:
+    if not plan.todo:
+        return
+    if plan.engine == "local":
+        from fetalscope.pipeline.batch.local import local_rows
+
+        yield from local_rows(plan.todo, plan.config, plan.hashes)
+        return
+    from fetalscope.pipeline.batch import ray_engine
+
+    started = ray_engine.connect(plan.address)
+    note(f"Ray: {'joined' if plan.address else 'started'} a cluster of {ray_engine.describe_cluster()}")
+    try:
+        yield from ray_engine.ray_rows(plan.todo, plan.config, plan.hashes, workers=plan.workers)
+    finally:
+        if started:
+            ray_engine.shutdown()

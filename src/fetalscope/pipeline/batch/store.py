@@ -1,0 +1,105 @@
+"""Where a batch run's rows go: part files written as rows arrive (``OUT.parquet.parts/part-*.parquet``, each
+written whole then renamed in, so an interrupted run leaves only whole parts), merged at the end into
+``OUT.parquet`` with one row per path (the latest). ``--resume`` reads the output and any parts left by an
+interrupted run to know which (path, sha256) already have an ``ok`` row."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fetalscope.errors import BadInputError
+from fetalscope.pipeline.batch.rows import KEY_COLUMNS, OK, TRAILING_COLUMNS
+
+
+class Store:
+    """The output file ``output`` (``.parquet``) and its folder of part files."""
+
+    def __init__(self, output: str | Path) -> None:
+        self.output = Path(output)
+        if self.output.suffix.lower() != ".parquet":
+            raise BadInputError(f"--output must end in .parquet, got '{self.output.name}'")
+        self.parts = self.output.with_name(self.output.name + ".parts")
+        self._run = time.strftime("%Y%m%d-%H%M%S") + f"-{uuid.uuid4().hex[:6]}"
+        self._seq = 0
+
+    def prepare(self, *, resume: bool, overwrite: bool) -> None:
+        """Start a run: with ``resume`` keep what is there; with ``overwrite`` drop it; else refuse to touch an
+        existing output (or the parts of an interrupted run)."""
+        there = [p for p in (self.output, self.parts) if p.exists()]
+        if there and not resume:
+            if not overwrite:
+                raise BadInputError(f"{there[0]} already exists: add --resume to finish or extend that run, or "
+                                    "--overwrite to start again")
+            self.output.unlink(missing_ok=True)
+            shutil.rmtree(self.parts, ignore_errors=True)
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+
+    def _files(self) -> list[Path]:
+        parts = sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
+        return ([self.output] if self.output.is_file() else []) + parts
+
+    def done(self) -> dict[str, str]:
+        """``{path: sha256}`` of the files with an ``ok`` row in the output or in its part files (the latest row of
+        a path decides)."""
+        import pyarrow.parquet as pq
+
+        latest: dict[str, tuple[str | None, str | None]] = {}
+        for f in self._files():
+            t = pq.read_table(f, columns=["path", "sha256", "status"]).to_pydict()
+            for path, sha, status in zip(t["path"], t["sha256"], t["status"], strict=True):
+                latest[path] = (sha, status)
+        return {p: sha for p, (sha, status) in latest.items() if status == OK and sha}
+
+    def write_part(self, rows: Sequence[dict[str, Any]]) -> Path | None:
+        """Write ``rows`` as one part file (whole or not at all); ``None`` when there are none."""
+        if not rows:
+            return None
+        import pyarrow.parquet as pq
+
+        self.parts.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        final = self.parts / f"part-{self._run}-{self._seq:06d}.parquet"
+        _write_atomically(rows_to_table(rows), final, pq)
+        return final
+
+    def merge(self) -> int:
+        """Fold the output and every part file into the output, one row per path (the latest), sorted by path;
+        remove the parts. Returns the number of rows."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        files = self._files()
+        if not files:
+            return 0
+        table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+        latest = {path: i for i, path in enumerate(table.column("path").to_pylist())}
+        keep = [latest[p] for p in sorted(latest)]
+        table = table.take(pa.array(keep, pa.int64()))
+        first = [c for c in KEY_COLUMNS if c in table.column_names]
+        trailing = [c for c in TRAILING_COLUMNS if c in table.column_names]
+        table = table.select(first + [c for c in table.column_names if c not in first + trailing] + trailing)
+        _write_atomically(table, self.output, pq)
+        shutil.rmtree(self.parts, ignore_errors=True)
+        return table.num_rows
+
+
+def rows_to_table(rows: Sequence[dict[str, Any]]) -> Any:
+    """A pyarrow table of rows that may differ in their columns (the union, missing values null; the empty
+    strings of a CSV row become nulls)."""
+    import pyarrow as pa
+
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    data = {c: [None if r.get(c) == "" else r.get(c) for r in rows] for c in columns}
+    return pa.table({c: pa.array(v) for c, v in data.items()})
+
+
+def _write_atomically(table: Any, path: Path, pq: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
