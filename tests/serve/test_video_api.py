@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from tests.serve.conftest import BUNDLED_EXAMPLES, MAX_UPLOAD_MB
 
 from fetalscope.imaging.loader import load_image
+
+from .conftest import BUNDLED_EXAMPLES, MAX_UPLOAD_MB
 
 
 def _clip_bytes(tmp_path, frames_per_still: int = 6) -> bytes:
