@@ -519,3 +519,6 @@ def serve(
     run_server(host=host, port=port, plane_model=model, token=token, save_uploads=save_uploads, runtime=runtime,
                detector=detector, max_upload_bytes=int(max_upload_mb * 1024 * 1024), request_timeout_s=timeout,
                **extra)
+
+
+app.command("video")(__import__("fetalscope.cli.video", fromlist=["video"]).video)  # cli/video.py

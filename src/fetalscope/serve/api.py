@@ -26,7 +26,7 @@ from fetalscope import __version__
 from fetalscope.errors import BadInputError, FetalscopeError
 from fetalscope.explain.overlay import png_bytes
 from fetalscope.serve.docs import add_offline_docs
-from fetalscope.serve.limits import InferenceGate, too_large_message
+from fetalscope.serve.limits import InferenceGate, check_upload_size, too_large_message
 from fetalscope.serve.schemas import (
     AnalysisRecord,
     DetectionRecord,
@@ -34,6 +34,7 @@ from fetalscope.serve.schemas import (
     ExplanationRecord,
     MeasurementRecord,
     QualityRecord,
+    VideoSummaryRecord,
 )
 from fetalscope.serve.service import Service, safe_name
 
@@ -48,6 +49,7 @@ memory; DICOM patient fields never appear in responses or logs.
 """
 
 bearer = HTTPBearer(auto_error=False, description="Needed when the server was started with a token.")
+MAX_VIDEO_FRAMES = 600
 SAFE = " !#$&'()*+,/:;=?@[]-._~"  # header values: printable ASCII kept, anything else percent-encoded
 UploadField = Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP or DICOM.")]
 # the form fields of an analysis (/v1/predict and /v1/report)
@@ -282,6 +284,34 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
             record = service.session.quality(service.load(data, name, frame), what, pixel_size_mm).to_dict()
             record["image"] = name
             return record
+    @app.post("/v1/video", tags=["analysis"], summary="Planes over a cine loop or video",
+              dependencies=secured, response_model=None,
+              responses=_answers(VideoSummaryRecord, "The summary of the clip (summary.json of fetalscope video)"))
+    async def video(
+        file: Annotated[UploadFile, File(description="A video (MP4, AVI, MOV, WebM, MKV), multi-frame DICOM or "
+                                                     "multi-page TIFF")],
+        stride: Annotated[int, Form(description="Analyse every N-th frame")] = 1,
+        max_frames: Annotated[int, Form(description="Frame budget (at most 600 here); the stride grows to fit")]
+        = 300,
+        pixel_size_mm: Annotated[float | None, Form(description="Pixel size in mm (overrides the file's "
+                                                                "calibration)")] = None,
+    ) -> dict[str, Any]:
+        """Per-frame planes of a clip, smoothed: `segments` (`plane`, `start_frame`, `end_frame`), `best_frames`
+        (per plane seen: `frame`, `time_s`, `probability`), `measurements` (head on the best brain frame, CTR on
+        the best thorax frame, each with its `frame`), `frames`, `fps_source`, `fps_processed`. The upload limit
+        is the server's; the clip is decoded in memory, at most 600 frames of it."""
+        from fetalscope.imaging.video import VideoLimits
+        from fetalscope.pipeline.video import analyse_video
+
+        data, name = await _read(file)
+        check_upload_size(data, service.settings.max_upload_bytes, name)
+        if not 1 <= max_frames <= MAX_VIDEO_FRAMES:
+            raise BadInputError(f"max_frames must lie in 1-{MAX_VIDEO_FRAMES}, got {max_frames}")
+        limits = VideoLimits(max_bytes=service.settings.max_upload_bytes, max_pixels=service.settings.max_pixels)
+
+        def work() -> dict[str, Any]:
+            return analyse_video(service.session, data, name=name, stride=stride, max_frames=max_frames,
+                                 pixel_size_mm=pixel_size_mm, limits=limits).to_dict()
 
         return await gate.run(work)
 

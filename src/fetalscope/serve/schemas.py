@@ -143,3 +143,37 @@ class AnalysisRecord(_Record):
     warnings: list[str]
     timings_ms: dict[str, float]
     fetalscope_version: str
+
+
+class VideoSegmentRecord(BaseModel):
+    plane: str
+    start_frame: int = Field(description="First frame of the segment (index in the file, 0-based)")
+    end_frame: int = Field(description="Last frame of the segment (inclusive)")
+    start_time_s: float | None = None
+    end_time_s: float | None = None
+    frames_processed: int
+
+
+class BestFrameRecord(_Record):
+    frame: int
+    time_s: float | None = Field(description="Seconds from the start; null when the file gives no frame rate")
+    probability: float = Field(description="Smoothed probability of the plane on this frame")
+    frame_probability: float = Field(description="The frame's own (unsmoothed) probability")
+
+
+class VideoSummaryRecord(_Record):
+    """`POST /v1/video` (and `summary.json` of `fetalscope video`)."""
+
+    frames: int = Field(description="Frames analysed")
+    frames_source: int = Field(description="Frames in the file")
+    fps_source: float | None = Field(description="The file's frame rate; null when it gives none")
+    fps_processed: float | None = Field(description="Frame rate of the analysed frames (fps_source / stride)")
+    stride: int
+    segments: list[VideoSegmentRecord] = Field(description="Planes entered and left with hysteresis, in time order")
+    best_frames: dict[str, BestFrameRecord] = Field(description="Per plane seen: its best frame")
+    measurements: dict[str, MeasurementRecord] = Field(
+        description="head (on the best brain frame) and cardiothoracic (on the best thorax frame), with `frame`")
+    measurements_skipped: dict[str, str]
+    classes: list[str]
+    model: ModelRecord
+    warnings: list[str]
