@@ -165,7 +165,7 @@ def test_manifest_paths_pixel_sizes_and_missing_files(example_pngs, tmp_path):
 
 def test_tasks_are_a_registry_and_bad_options_change_nothing(example_pngs, tmp_path):
     assert [t.name for t in parse_tasks("measure,detect")] == ["predict", "measure", "detect"]
-    assert set(TASKS) >= {"predict", "detect", "measure"}
+    assert set(TASKS) >= {"predict", "detect", "measure", "quality"}
     with pytest.raises(BadInputError, match="unknown batch task.*'colour'.*choose from predict"):
         parse_tasks("predict,colour")
     out = tmp_path / "o.parquet"
@@ -196,3 +196,8 @@ def test_other_tasks_add_their_columns(example_pngs, tmp_path):
     expected = Session(detector="brain-structures").analyse(str(thorax), detect="auto", measure="auto").to_row()
     assert row["plane"] == expected["plane"] and text(row["measurement"]) == expected["measurement"]
     assert row["time_measure_ms"] > 0 and row["time_detect_ms"] >= 0
+    result = batch(thorax, "-o", tmp_path / "quality.parquet", "--tasks", "quality")
+    assert result.exit_code == 0, result.output
+    (qrow,) = pd.read_parquet(tmp_path / "quality.parquet").to_dict("records")
+    qexpected = Session().analyse(str(thorax), quality=True).to_row()
+    assert qrow["quality_grade"] == qexpected["quality_grade"] and qrow["quality_score"] == qexpected["quality_score"]

@@ -16,7 +16,8 @@ def batch(
         help="Image files, folders (searched recursively) and/or CSV/Parquet manifests with a 'path' column "
         "(and an optional 'pixel_size_mm').")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Results file (.parquet), one row per file.")],
-    tasks: Annotated[str, typer.Option(help="Comma-separated: predict (always), detect, measure.")] = "predict",
+    tasks: Annotated[str, typer.Option(help="Comma-separated: predict (always), detect, measure, "
+                                        "quality.")] = "predict",
     engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray Data, an actor pool).")] = "local",
     address: Annotated[str | None, typer.Option(
         help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT (default: start one on this machine).")] = None,

@@ -1,5 +1,5 @@
 """The HTTP API: ``/v1/predict``, ``/v1/report`` (PDF), ``/v1/explain``, ``/v1/detect``, ``/v1/measure``,
-``/v1/quality``, ``/v1/models``, ``/healthz``.
+``/v1/quality``, ``/v1/video``, ``/v1/models``, ``/healthz``.
 
 Every POST route takes the image as the multipart field ``file`` and returns the same records as the
 CLI (``/v1/predict`` is ``Analysis.to_dict()``). Errors are ``{"detail": message}`` with the status of

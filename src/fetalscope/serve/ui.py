@@ -7,10 +7,11 @@ warnings (unsure model, not ultrasound, classes not covered), one tab per explan
 (fast ones at once, slow ones on demand, each with its time; when the image has brain findings, a
 picker chooses whether they explain the plane or the normal/abnormal prediction, and each map's label
 and caption name the model and class, repeating the findings model's warning), detections when a
-detector is loaded, and a downloadable report (JSON, HTML and a print-ready PDF). Several files dropped at once are analysed
-one by one with a progress bar ("image i of n") and listed in a batch view (:mod:`fetalscope.serve.ui_batch`):
-a row per file (a bad file gets its own error row), thumbnails that open an image in the detailed view, and a
-side-by-side comparison. The widget empties after each upload, so the next drop replaces the last.
+detector is loaded, and a downloadable report (JSON, HTML and a print-ready PDF). Several files dropped at
+once are analysed one by one with a progress bar ("image i of n") and listed in a batch view
+(:mod:`fetalscope.serve.ui_batch`): a row per file (a bad file gets its own error row), thumbnails that open
+an image in the detailed view, and a side-by-side comparison. The widget empties after each upload, so the
+next drop replaces the last.
 
 Gradio's upload widget stores each file in its temporary folder before our code sees it; the
 server points that folder at a private in-memory location (see :mod:`fetalscope.serve.app`) and the

@@ -31,6 +31,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("predict", "plane, every class probability, brain sub-plane and findings (always run)"),
     Task("detect", "brain structures on ultrasound brain images", {"detect": "auto"}),
     Task("measure", "head biometry on brain images, cardiothoracic ratio on thorax images", {"measure": "auto"}),
+    Task("quality", "acquisition checklist (score 0-100, grade, failed criteria) on head and four-chamber images",
+         {"quality": True}),
 )}
 DEFAULT_TASKS = ("predict",)
 
