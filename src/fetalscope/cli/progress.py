@@ -73,6 +73,7 @@ class TrainBars:
             self.bar.update(self.epochs, completed=p.epoch,
                             description=f"{stage} epochs (train loss {p.train_loss:.3f}, "
                                         f"val accuracy {100 * (p.val_accuracy or 0.0):.1f}%)")
+            self.bar.refresh()  # draw every finished epoch now: the next phase resets this bar
             return
         if p.batch == 1:  # a new pass over the data
             self.bar.reset(self.batches, total=p.batches)

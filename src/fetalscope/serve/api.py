@@ -284,6 +284,9 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
             record = service.session.quality(service.load(data, name, frame), what, pixel_size_mm).to_dict()
             record["image"] = name
             return record
+
+        return await gate.run(work)
+
     @app.post("/v1/video", tags=["analysis"], summary="Planes over a cine loop or video",
               dependencies=secured, response_model=None,
               responses=_answers(VideoSummaryRecord, "The summary of the clip (summary.json of fetalscope video)"))
