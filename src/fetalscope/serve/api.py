@@ -112,6 +112,19 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
     """Attach the API routes to ``app``."""
     secured = [Depends(bearer)]
 
+    async def _record_of_upload(file: UploadFile, frame: int | None,
+                                call: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+        """Read the upload, decode it (``frame`` of a multi-frame file) and answer ``call(image)`` named after
+        the file, inside the inference gate (one rule for /v1/detect, /v1/measure and /v1/quality)."""
+        data, name = await _read(file)
+
+        def work() -> dict[str, Any]:
+            record = call(service.load(data, name, frame))
+            record["image"] = name
+            return record
+
+        return await gate.run(work)
+
     @app.exception_handler(FetalscopeError)
     async def fetalscope_error(_request: Request, exc: FetalscopeError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
@@ -232,14 +245,7 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
         """The record of `fetalscope detect`: `boxes` with `label`, `score` and pixel `xyxy` after the
         operating threshold and plausibility rules, and the `plausibility` outcome. 503 when no detector
         bundle is installed."""
-        data, name = await _read(file)
-
-        def work() -> dict[str, Any]:
-            record = service.session.detect(service.load(data, name, frame), score_threshold)
-            record["image"] = name
-            return record
-
-        return await gate.run(work)
+        return await _record_of_upload(file, frame, lambda image: service.session.detect(image, score_threshold))
 
     @app.post("/v1/measure", tags=["analysis"], summary="Head biometry or cardiothoracic ratio",
               dependencies=secured, response_model=None,
@@ -255,14 +261,8 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
     ) -> dict[str, Any]:
         """Same record as `fetalscope measure`. `pixel_size_mm` must lie in 0.005-5 mm. 503 when the biometry
         model is not installed."""
-        data, name = await _read(file)
-
-        def work() -> dict[str, Any]:
-            record = service.session.measure(service.load(data, name, frame), what, pixel_size_mm)
-            record["image"] = name
-            return record
-
-        return await gate.run(work)
+        return await _record_of_upload(file, frame,
+                                       lambda image: service.session.measure(image, what, pixel_size_mm))
 
     @app.post("/v1/quality", tags=["analysis"], summary="Acquisition checklist: is this a good standard plane?",
               dependencies=secured, response_model=None,
@@ -278,14 +278,8 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
         """Same record as `fetalscope quality`: `criteria` (`id`, `passed`, `value`, `expected`, `advice`),
         `score` 0-100 and `grade`, the `ellipses` and `boxes` it was judged on, and the `model` versions. An image
         of another plane (with `what=auto`) is not assessed: `score` null and the `reason`."""
-        data, name = await _read(file)
-
-        def work() -> dict[str, Any]:
-            record = service.session.quality(service.load(data, name, frame), what, pixel_size_mm).to_dict()
-            record["image"] = name
-            return record
-
-        return await gate.run(work)
+        return await _record_of_upload(
+            file, frame, lambda image: service.session.quality(image, what, pixel_size_mm).to_dict())
 
     @app.post("/v1/video", tags=["analysis"], summary="Planes over a cine loop or video",
               dependencies=secured, response_model=None,
