@@ -24,7 +24,7 @@ from fetalscope.data.transforms import model_input
 from fetalscope.errors import MissingWeightsError
 from fetalscope.imaging.loader import UltrasoundImage
 from fetalscope.imaging.video import DEFAULT_FRAME_BUDGET, Frame, FrameSource, VideoLimits, open_frames
-from fetalscope.pipeline.measure import check_pixel_size, measurement_for_plane
+from fetalscope.pipeline.measure import WHAT_BY_PLANE, check_pixel_size, measurement_for_plane
 from fetalscope.pipeline.video_segments import Segment, SegmentRules, best_positions, segments, smooth
 
 BATCH_SIZE = 16
@@ -161,27 +161,27 @@ def analyse_video(session: Any, src: str | Path | bytes, *, name: str | None = N
     times: list[float | None] = []
     chunks: list[np.ndarray] = []
     pending: list[Frame] = []
+
+    def classify_pending() -> None:
+        chunks.append(_classify(session, pending))
+        indices.extend(f.index for f in pending)
+        times.extend(f.time_s for f in pending)
+        if progress:
+            progress(len(pending))
+        pending.clear()
+
     for frame in source.frames(stride=stride, max_frames=max_frames):
         pending.append(frame)
         if len(pending) == BATCH_SIZE:
-            chunks.append(_classify(session, pending))
-            indices += [f.index for f in pending]
-            times += [f.time_s for f in pending]
-            if progress:
-                progress(len(pending))
-            pending = []
+            classify_pending()
     if pending:
-        chunks.append(_classify(session, pending))
-        indices += [f.index for f in pending]
-        times += [f.time_s for f in pending]
-        if progress:
-            progress(len(pending))
+        classify_pending()
     probabilities = np.concatenate(chunks)
     step = indices[1] - indices[0] if len(indices) > 1 else max(1, stride)
     t_classify = time.perf_counter()
     smoothed = smooth(probabilities, rules.window)
     found = segments(smoothed, classes, rules)
-    scorer = _session_quality(session) if quality == "auto" else (_session_quality(session) if quality else None)
+    scorer = _session_quality(session) if quality else None  # "auto" and True: when the session scores quality
     quality_by_position: dict[int, float] | None = None
     candidates: dict[str, list[int]] = {}
     for seg in found:
@@ -240,7 +240,6 @@ def _measure_best(session: Any, result: VideoAnalysis, source: FrameSource, fram
         measured["time_s"] = record["time_s"]
         measured["plane"] = plane
         result.measurements[what] = measured
-    for what in ("head", "cardiothoracic"):
+    for plane, what in WHAT_BY_PLANE.items():
         if what not in result.measurements and what not in result.measurements_skipped:
-            plane = "Fetal brain" if what == "head" else "Fetal thorax"
             result.measurements_skipped[what] = f"no '{plane}' segment in the clip"
