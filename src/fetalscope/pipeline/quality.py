@@ -305,7 +305,6 @@ def sector_box(mask: np.ndarray) -> list[int] | None:
 
 
 SECTOR_COLOUR = (160, 160, 160)
-ELLIPSE_COLOURS = {"head": (255, 220, 0), "heart": (255, 64, 64), "thorax": (64, 200, 255)}
 
 
 def draw_quality(rgb: np.ndarray, record: dict[str, Any]) -> np.ndarray:
@@ -314,6 +313,7 @@ def draw_quality(rgb: np.ndarray, record: dict[str, Any]) -> np.ndarray:
     import cv2
 
     from fetalscope.biometry.ellipse import draw_ellipse
+    from fetalscope.biometry.measure import COLOURS
     from fetalscope.detect import draw_boxes
 
     out = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8).copy())
@@ -322,7 +322,7 @@ def draw_quality(rgb: np.ndarray, record: dict[str, Any]) -> np.ndarray:
         x0, y0, x1, y1 = record["sector"]
         cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), SECTOR_COLOUR, t)
     for name, e in (record.get("ellipses") or {}).items():
-        out = draw_ellipse(out, Ellipse.from_dict(e), ELLIPSE_COLOURS.get(name, (255, 255, 255)), label=name)
+        out = draw_ellipse(out, Ellipse.from_dict(e), COLOURS.get(name, (255, 255, 255)), label=name)
     if record.get("boxes"):
         out = draw_boxes(out, record["boxes"])
     if record.get("score") is not None:
