@@ -185,6 +185,8 @@ def test_page_uses_the_bundled_font_and_nothing_external(page, server):
         "content-type", "") else None)
     page.goto(server.url + "/")
     page.locator("h1").filter(has_text="fetalscope").wait_for()
+    # the labels render a moment after the heading; measure only once one is on the page
+    page.locator('[data-testid="block-info"], [data-testid="block-label"]').first.wait_for()
     info = page.evaluate(FONT_JS)
     for where in ("heading", "label", "body"):
         assert info[where] and info[where].strip("'\" ").startswith("Fetalscope Sans"), (where, info[where])
