@@ -9,9 +9,9 @@ import shutil
 
 import pydicom
 import pytest
-from dicom_outputs import find, numbers
 from typer.testing import CliRunner
 
+from dicom_outputs import find, numbers
 from fetalscope.cli import app
 
 runner = CliRunner()
