@@ -1,11 +1,19 @@
-"""Reading DICOM SR objects back in tests (plain pydicom, no highdicom): the content items, their numbers and
-references. Imported as ``dicom_outputs`` (``tests`` is on the pytest path)."""
+"""DICOM inputs made from real images; DICOM outputs checked by dciodvfy and read back in tests (plain pydicom,
+no highdicom): the content items of an SR, their numbers and references. Imported as ``dicom_outputs``
+(``tests`` is on the pytest path)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
-from pydicom.dataset import Dataset
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
 
 
 def content_items(ds: Dataset) -> Iterator[Dataset]:
@@ -33,3 +41,39 @@ def numbers(sr: Dataset) -> dict[str, list[tuple[float, str]]]:
 
 def find(sr: Dataset, value_type: str) -> list[Dataset]:
     return [item for item in content_items(sr) if item.ValueType == value_type]
+
+
+def write_us_dicom(path: Path, png: Path, spacing_mm: float = 0.15) -> Path:
+    """``png`` as an RGB single-frame Ultrasound Image Storage file with PixelSpacing and identifiers."""
+    pixels = np.asarray(Image.open(png).convert("RGB"))
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UltrasoundImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Mother", "PAT-17", "19900101", "F"
+    ds.AccessionNumber, ds.StudyID, ds.StudyDate, ds.StudyTime = "ACC-17", "S17", "20260101", "101500"
+    ds.ReferringPhysicianName, ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "", "US", 1, 1
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.PlanarConfiguration = "RGB", 3, 0
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    ds.PixelSpacing = [f"{spacing_mm}", f"{spacing_mm}"]
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def dciodvfy(path: Path) -> str:
+    """Runs dciodvfy (Debian dicom3tools) on ``path`` and fails on any error line (skips when it is not
+    installed); returns its output."""
+    tool = shutil.which("dciodvfy")
+    if tool is None:
+        pytest.skip("dciodvfy (Debian dicom3tools) is not installed")
+    done = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
+    output = done.stdout + done.stderr
+    errors = [line for line in output.splitlines() if line.startswith("Error")]
+    assert not errors, f"dciodvfy {path.name}:\n{output}"
+    return output

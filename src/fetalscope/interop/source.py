@@ -4,6 +4,7 @@ record of the result whatever form it comes in."""
 from __future__ import annotations
 
 import copy
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,16 +67,20 @@ def frame_of(result: HasRecord | dict[str, Any]) -> int | None:
     return None if loaded is None else int(getattr(loaded, "frame", 0))
 
 
-def read_source(source: str | Path | Dataset, frame: int | None = None) -> Source:
+def read_source(source: str | Path | bytes | Dataset, frame: int | None = None, name: str | None = None) -> Source:
     """The source DICOM as a :class:`Source`. ``frame`` is 0-based as in ``load_image``; ``None`` takes
     the frame the loader takes (the middle one of a cine loop). Raises ``BadInputError`` for a file that
-    is not DICOM or lacks the identifiers a derived object must reference."""
-    name = source if not isinstance(source, Dataset) else getattr(source, "filename", None) or "the source dataset"
+    is not DICOM or lacks the identifiers a derived object must reference. ``bytes`` are a file's content
+    (``name`` names it in messages)."""
+    if name is None:
+        name = "the upload" if isinstance(source, bytes) else str(source) if not isinstance(source, Dataset) \
+            else getattr(source, "filename", None) or "the source dataset"
     if isinstance(source, Dataset):
         ds = source
     else:
         try:
-            ds = pydicom.dcmread(str(source), stop_before_pixels=True)
+            ds = pydicom.dcmread(io.BytesIO(source) if isinstance(source, bytes) else str(source),
+                                 stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, TypeError) as exc:
             raise BadInputError(f"{name}: not a DICOM file ({exc}); DICOM outputs (SR, presentation state, "
                                 "segmentation, FHIR imaging study) need a DICOM input") from exc

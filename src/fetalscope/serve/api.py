@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fetalscope import __version__
 from fetalscope.errors import BadInputError, FetalscopeError
 from fetalscope.explain.overlay import png_bytes
+from fetalscope.serve.dicom_sr import check_dicom, check_format, sr_response, with_sr
 from fetalscope.serve.docs import add_offline_docs
 from fetalscope.serve.limits import InferenceGate, check_upload_size, too_large_message
 from fetalscope.serve.schemas import (
@@ -141,7 +142,7 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
 
     @app.post("/v1/predict", tags=["analysis"], summary="Plane probabilities for one image",
               dependencies=secured, response_model=None,
-              responses=_answers(AnalysisRecord, "The Analysis record of the image"))
+              responses=with_sr(_answers(AnalysisRecord, "The Analysis record of the image")))
     async def predict(
         file: UploadField,
         frame: FrameField = None,
@@ -149,7 +150,9 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
         measure: MeasureField = None,
         pixel_size_mm: PixelSizeField = None,
         explain: ExplainField = None,
-    ) -> dict[str, Any]:
+        format: Annotated[str, Form(description="json (default) or dicom-sr: the DICOM SR (TID 1500) of a DICOM "
+                                                "upload, as application/dicom")] = "json",
+    ) -> dict[str, Any] | Response:
         """The `Analysis` record (same fields as `fetalscope predict --output F.json`): every class
         probability (`probabilities`, `null` for classes the model does not cover), the top class
         (`plane`, `plane_probability`), the brain sub-plane (`brain_plane`), the normal/abnormal brain findings
@@ -161,6 +164,9 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
         `/v1/explain` without maps); what did not run says why in `detections_skipped` / `measurement_skipped`."""
         data, name = await _read(file)
         analyse = _analyser(service, data, name, frame, detect, measure, pixel_size_mm, explain)
+        if check_format(format) == "dicom-sr":
+            check_dicom(data, name)
+            return await gate.run(lambda: sr_response(analyse(), data, name, frame))
         return await gate.run(lambda: analyse().to_dict())
 
     @app.post("/v1/report", tags=["analysis"], summary="Print-ready PDF report for one image",
@@ -249,7 +255,7 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
 
     @app.post("/v1/measure", tags=["analysis"], summary="Head biometry or cardiothoracic ratio",
               dependencies=secured, response_model=None,
-              responses=_answers(MeasurementRecord, "The measurement record of the image"))
+              responses=with_sr(_answers(MeasurementRecord, "The measurement record of the image")))
     async def measure(
         file: UploadField,
         what: Annotated[Literal["head", "cardiothoracic", "auto"], Form(
@@ -258,9 +264,20 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
         pixel_size_mm: Annotated[float | None, Form(description="Pixel size in mm (DICOM spacing is used "
                                                                 "when absent)")] = None,
         frame: Annotated[int | None, Form()] = None,
-    ) -> dict[str, Any]:
+        format: Annotated[str, Form(description="json (default) or dicom-sr: the DICOM SR (TID 1500) of a DICOM "
+                                                "upload, as application/dicom")] = "json",
+    ) -> dict[str, Any] | Response:
         """Same record as `fetalscope measure`. `pixel_size_mm` must lie in 0.005-5 mm. 503 when the biometry
-        model is not installed."""
+        model is not installed. `format=dicom-sr` answers the DICOM SR of a DICOM upload instead."""
+        if check_format(format) == "dicom-sr":
+            data, name = await _read(file)
+            check_dicom(data, name)
+
+            def sr() -> Response:
+                record = service.session.measure(service.load(data, name, frame), what, pixel_size_mm)
+                return sr_response({**record, "image": name}, data, name, frame)
+
+            return await gate.run(sr)
         return await _record_of_upload(file, frame,
                                        lambda image: service.session.measure(image, what, pixel_size_mm))
 
