@@ -63,6 +63,7 @@ from fetalscope.serve.ui_batch import (
     gallery_items,
     table_html,
 )
+from fetalscope.serve.ui_dicom import sr_file
 from fetalscope.serve.ui_quality import add_quality_section
 
 LOG = logging.getLogger("fetalscope.serve")
@@ -400,7 +401,8 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
         json_path.write_text(report_json(report_record(analysis)), encoding="utf-8")
         html_path.write_text(analysis.to_html(), encoding="utf-8")
         analysis.to_pdf(pdf_path)
-        return [str(json_path), str(html_path), str(pdf_path)]
+        sr_path = sr_file(analysis, folder, stem)  # a DICOM upload's SR beside the reports
+        return [str(json_path), str(html_path), str(pdf_path), *([sr_path] if sr_path else [])]
 
     with gr.Blocks(title="fetalscope", analytics_enabled=False, delete_cache=(300, SESSION_TTL_S)) as demo:
         gr.Markdown("# fetalscope &mdash; fetal ultrasound plane analysis\n"

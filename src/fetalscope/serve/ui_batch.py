@@ -23,6 +23,7 @@ from fetalscope.pipeline.analysis import Analysis
 from fetalscope.pipeline.cautions import listed_warnings
 from fetalscope.pipeline.html_report import data_uri, measurement_rows, probability_rows, subplane_html
 from fetalscope.serve.service import Service, safe_name
+from fetalscope.serve.ui_dicom import remember_source
 
 MAX_BATCH_FILES = 20  # images analysed from one upload; the rest get an error row each
 THUMB_SIDE = 200
@@ -63,7 +64,9 @@ def analyse_file(service: Service, data: bytes, name: str, *, upload: bool = Tru
     """The app's one analysis of an image (an upload, one file of a batch, or an example): the server's limits,
     then ``Session.analyse`` with detection and measurement on automatic. Raises ``FetalscopeError``."""
     image = service.load(data, name, upload=upload)
-    return service.session.analyse(image, name=name, detect="auto", measure="auto")
+    analysis = service.session.analyse(image, name=name, detect="auto", measure="auto")
+    remember_source(analysis, data, name)  # a DICOM upload's header, for the SR download
+    return analysis
 
 
 def take_upload(file: Path) -> bytes:
