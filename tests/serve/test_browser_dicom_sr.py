@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 
 import pydicom
 import pytest
+
 from dicom_outputs import find, write_us_dicom
 
 from .test_browser import browser, page  # noqa: F401  (fixtures: Debian chromium via Playwright)

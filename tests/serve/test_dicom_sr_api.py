@@ -7,6 +7,7 @@ import io
 
 import pydicom
 import pytest
+
 from dicom_outputs import dciodvfy, find, numbers, write_us_dicom
 
 
