@@ -23,14 +23,14 @@ def test_measure_head_writes_sr_overlay_seg_and_fhir(head_dcm, tmp_path, dciodvf
     png = shutil.copy(BUNDLED_DIR / "phantom_fetal_brain.png", tmp_path / "plain.png")
     out, fhir, m = tmp_path / "sr", tmp_path / "fhir", tmp_path / "m.json"
     result = runner.invoke(app, ["measure", str(head_dcm), str(png), "--what", "head", "--sr", str(out),
-                                 "--overlay", "--seg", "--fhir", str(fhir), "--output", str(m)])
+                                 "--overlay", "--seg", "--capture", "--fhir", str(fhir), "--output", str(m)])
     assert result.exit_code == 0, result.output
     assert "no DICOM outputs for plain.png" in " ".join(result.output.split())
     # the PNG has no pixel size: no millimetres, so nothing for FHIR either (a note, not an error)
     assert "no FHIR for plain.png" in " ".join(result.output.split())
-    assert "1 SR, 1 presentation state, 1 segmentation, 1 FHIR" in " ".join(result.output.split())
+    assert "1 SR, 1 presentation state, 1 segmentation, 1 secondary capture, 1 FHIR" in " ".join(result.output.split())
     record = next(r for r in json.loads(m.read_text()) if r["image"].endswith("head.dcm"))
-    assert sorted(p.name for p in out.iterdir()) == ["head_pr.dcm", "head_seg.dcm", "head_sr.dcm"]
+    assert sorted(p.name for p in out.iterdir()) == ["head_pr.dcm", "head_sc.dcm", "head_seg.dcm", "head_sr.dcm"]
     assert sorted(p.name for p in fhir.iterdir()) == ["head.fhir.json"]
     for path in out.iterdir():
         dciodvfy(path)
@@ -39,6 +39,12 @@ def test_measure_head_writes_sr_overlay_seg_and_fhir(head_dcm, tmp_path, dciodvf
     assert any(r.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID for r in find(sr, "IMAGE"))
     ((hc, unit),) = numbers(sr)["11984-2"]
     assert unit == "mm" and hc == pytest.approx(record["hc_mm"], abs=0.05)
+    # the secondary capture (asked for) is the drawing: the source's pixels with the head ellipse burned in
+    capture = pydicom.dcmread(out / "head_sc.dcm")
+    assert capture.StudyInstanceUID == src.StudyInstanceUID and capture.BurnedInAnnotation == "YES"
+    assert capture.SourceImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+    drawn, original = capture.pixel_array.astype(int), src.pixel_array.astype(int)
+    assert drawn.shape == original.shape and 0 < (drawn != original).any(axis=2).mean() < 0.2
 
 
 def test_predict_writes_a_classification_sr_and_fhir(thorax_dcm, tmp_path, dciodvfy):

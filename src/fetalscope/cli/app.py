@@ -178,6 +178,8 @@ def predict(
                    ] = False,
     fhir: Annotated[Path | None, typer.Option("--fhir", help="Folder for a FHIR DiagnosticReport bundle (JSON) per "
                                                              "input.")] = None,
+    capture: Annotated[bool, typer.Option("--capture", help="With --sr: also the drawing as a Secondary Capture "
+                                                            "(a fallback for viewers without SR).")] = False,
 ) -> None:
     """Classify images: a row per image with the predicted plane and every class probability."""
     from fetalscope.imaging import iter_image_paths
@@ -191,7 +193,7 @@ def predict(
         raise BadInputError(f"--output must end in .csv or .json, got '{output.name}'")
     if pdf is not None and pdf.exists() and not pdf.is_dir():
         raise BadInputError(f"--pdf must be a folder, and {pdf} is a file")
-    dicom_out = DicomOutputs(sr=sr, fhir=fhir, overlay=overlay, seg=seg)
+    dicom_out = DicomOutputs(sr=sr, fhir=fhir, overlay=overlay, seg=seg, capture=capture)
     files = list(iter_image_paths(paths))
     session = Session(model, runtime=runtime, detector="brain-structures" if detect else None)
     results, errors, pdfs = [], [], []
@@ -203,7 +205,7 @@ def predict(
                 if pdf is not None:
                     pdfs.append(_pdf_path(pdf, f, pdfs))
                     results[-1].to_pdf(pdfs[-1])
-                dicom_out.write(results[-1], f)
+                dicom_out.write(results[-1], f, drawing=lambda a=results[-1]: a.plot(max_side=None))
             except BadInputError as exc:
                 errors.append({"image": str(f), "error": str(exc)})
                 console.print(f"[yellow]skipped[/] {one_line(exc)}", highlight=False)
@@ -469,6 +471,8 @@ def measure(
                    ] = False,
     fhir: Annotated[Path | None, typer.Option("--fhir", help="Folder for a FHIR DiagnosticReport bundle (JSON) per "
                                                              "input.")] = None,
+    capture: Annotated[bool, typer.Option("--capture", help="With --sr: also the drawing as a Secondary Capture "
+                                                            "(a fallback for viewers without SR).")] = False,
 ) -> None:
     """Head biometry (HC, BPD, OFD, gestational age) or the cardiothoracic ratio, with ellipses."""
     from fetalscope.explain.overlay import png_bytes
@@ -486,7 +490,7 @@ def measure(
     # the session's rules, with the inputs named as the user typed them, before any image is read
     what = measurement_choice(what, "--what")
     pixel_size = check_pixel_size(pixel_size, "--pixel-size")
-    dicom_out = DicomOutputs(sr=sr, fhir=fhir, overlay=overlay, seg=seg)
+    dicom_out = DicomOutputs(sr=sr, fhir=fhir, overlay=overlay, seg=seg, capture=capture)
     session = Session(brain_plane_model=None, brain_findings_model=None, detector=None)
     table = read_pixel_sizes(pixel_sizes) if pixel_sizes is not None else None
     files = list(iter_image_paths(list(paths)))
@@ -500,7 +504,8 @@ def measure(
                 draw.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(png_bytes(draw_findings(image.pixels, measurement=record)))
                 record["overlay"] = str(target)
-            dicom_out.write(record, path, frame=image.frame)
+            dicom_out.write(record, path, frame=image.frame,
+                            drawing=lambda i=image, r=record: draw_findings(i.pixels, measurement=r))
             records.append(record)
             advance(1)
     if output is not None:

@@ -4,9 +4,12 @@ a result with nothing to report, gets a note on the console, not an error for th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from fetalscope.cli.common import console, one_line
 from fetalscope.errors import BadInputError, UnsupportedError
@@ -29,11 +32,12 @@ class DicomOutputs:
     fhir: Path | None = None
     overlay: bool = False
     seg: bool = False
+    capture: bool = False
     written: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if (self.overlay or self.seg) and self.sr is None:
-            raise BadInputError("--overlay and --seg write beside the SR: give --sr DIR too")
+        if (self.overlay or self.seg or self.capture) and self.sr is None:
+            raise BadInputError("--overlay, --seg and --capture write beside the SR: give --sr DIR too")
         for option, folder in (("--sr", self.sr), ("--fhir", self.fhir)):
             if folder is not None and folder.exists() and not folder.is_dir():
                 raise BadInputError(f"{option} must be a folder, and {folder} is a file")
@@ -46,8 +50,10 @@ class DicomOutputs:
     def wanted(self) -> bool:
         return self.sr is not None or self.fhir is not None
 
-    def write(self, result: Any, path: Path, frame: int | None = None) -> None:
-        """Write the outputs asked for of ``result`` (an ``Analysis`` or a measurement record) made on ``path``."""
+    def write(self, result: Any, path: Path, frame: int | None = None,
+              drawing: Callable[[], np.ndarray] | None = None) -> None:
+        """Write the outputs asked for of ``result`` (an ``Analysis`` or a measurement record) made on ``path``;
+        ``drawing`` gives the drawn image for ``capture``."""
         if not self.wanted:
             return
         from fetalscope.interop.source import read_source
@@ -72,6 +78,11 @@ class DicomOutputs:
 
                 self._try("segmentation", lambda: write_segmentation(
                     result, source.header, self.sr, frame=frame, name=path.stem), path)
+            if self.capture and drawing is not None:
+                from fetalscope.interop.dicom_sc import write_secondary_capture
+
+                self._try("secondary capture", lambda: write_secondary_capture(
+                    drawing(), source.header, self.sr, frame=frame, name=path.stem), path)
         if self.fhir is not None:
             from fetalscope.interop.fhir import write_fhir
 
