@@ -32,6 +32,7 @@ def test_presentation_state_draws_the_ellipses_and_boxes_on_the_source(thorax, t
     state, src = pydicom.dcmread(path), pydicom.dcmread(thorax_dcm)
     assert state.SOPClassUID == "1.2.840.10008.5.1.4.1.1.11.2"  # Color Softcopy Presentation State
     assert state.StudyInstanceUID == src.StudyInstanceUID and state.PatientID == src.PatientID
+    assert state.SeriesInstanceUID != src.SeriesInstanceUID and state.SeriesDescription.startswith("fetalscope")
     assert state.ReferencedSeriesSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
     layers = {a.GraphicLayer: a for a in state.GraphicAnnotationSequence}
     assert set(layers) == {"HEART", "THORAX", "HEART BOX"}

@@ -83,6 +83,7 @@ def presentation_state(result: HasRecord | dict[str, Any], source: Dataset | str
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=ALGORITHM_NAME,
         manufacturer_model_name=ALGORITHM_NAME, software_versions=__version__, device_serial_number="0",
         content_label="FETALSCOPE", content_description="fetalscope measurements and detections",
+        series_description="fetalscope drawings (presentation state)",
         graphic_layers=graphic_layers, graphic_annotations=annotations,
         icc_profile=getattr(src.header, "ICCProfile", None) or srgb_profile())
     # General Series Laterality (2C): the source's, else empty ("unknown"); dciodvfy cannot tell the fetal head

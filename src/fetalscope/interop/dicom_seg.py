@@ -75,7 +75,8 @@ def segmentation(result: HasRecord | dict[str, Any], source: Dataset | str | Pat
         segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=SEG_SERIES_NUMBER,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=ALGORITHM_NAME,
         manufacturer_model_name=ALGORITHM_NAME, software_versions=__version__, device_serial_number="0",
-        content_label="FETALSCOPE", content_description="fetalscope measured regions", omit_empty_frames=True)
+        content_label="FETALSCOPE", content_description="fetalscope measured regions", omit_empty_frames=True,
+        series_description="fetalscope measured regions (segmentation)")
     # General Image Patient Orientation (2C): the source's, else empty ("unknown"; an ultrasound image has none)
     dataset.PatientOrientation = getattr(src.header, "PatientOrientation", "")
     return dataset
