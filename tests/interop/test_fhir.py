@@ -68,3 +68,33 @@ def test_a_rejected_measurement_alone_is_refused(session, tmp_path):
     with pytest.raises(BadInputError, match="nothing to report"):
         write_fhir(record, tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_what_fhir_does_not_allow_is_refused_by_the_validator(monkeypatch):
+    """The bundle is validated before it is returned: a quantity that is not a decimal fails there."""
+    from pydantic import ValidationError
+
+    from fetalscope.interop import fhir
+
+    real = fhir.observations
+    def broken(record):
+        found = real(record)
+        found[0]["component"][0]["valueQuantity"]["value"] = "about 0.9"
+        return found
+
+    monkeypatch.setattr(fhir, "observations", broken)
+    with pytest.raises(ValidationError, match="valueQuantity.value"):
+        report_bundle({"plane": "Fetal brain", "plane_probability": 0.9, "model": {"id": "m", "version": "1"}})
+
+
+def test_missing_extra_is_named(monkeypatch):
+    import importlib.util
+
+    from fetalscope.errors import UnsupportedError
+    from fetalscope.interop import require
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("fhir") else real(name))
+    with pytest.raises(UnsupportedError, match=r"fhir\.resources.*fetalscope\[dicom-out\]"):
+        require("fhir.resources")
+    require("highdicom")
