@@ -64,3 +64,34 @@ def test_predict_writes_a_classification_sr_and_fhir(thorax_dcm, tmp_path, dciod
 def test_overlay_without_sr_is_refused(head_dcm, tmp_path):
     result = runner.invoke(app, ["measure", str(head_dcm), "--overlay"])
     assert result.exit_code == 2 and "--sr" in result.output
+
+
+@pytest.mark.shared
+def test_contract_on_unseen_real_heads(shared_data, tmp_path, dciodvfy):
+    """The issue's check on HC18 heads of the head bundle's validation split, made DICOM with their pixel size:
+    `measure X.dcm --what head --sr DIR --output m.json`; the SR's HC equals the JSON's hc_mm to 0.05 mm."""
+    import csv
+
+    from dicom_outputs import write_us_dicom
+    from fetalscope.config import bundled_models_dir
+
+    split = json.loads((bundled_models_dir() / "hc18-head" / "splits.json").read_text())["validation"]
+    with (shared_data / "hc18" / "training_set_pixel_size_and_HC.csv").open() as fh:
+        sizes = {row["filename"]: float(row["pixel size(mm)"]) for row in csv.DictReader(fh)}
+    heads = [shared_data / item["image"] for item in split[:3]]
+    inputs = [write_us_dicom(tmp_path / f"{p.stem}.dcm", p, sizes[p.name]) for p in heads]
+    out, m = tmp_path / "sr", tmp_path / "m.json"
+    result = runner.invoke(app, ["measure", *map(str, inputs), "--what", "head", "--sr", str(out), "--output", str(m)])
+    assert result.exit_code == 0, result.output
+    records = {r["image"]: r for r in json.loads(m.read_text())}
+    for dcm in inputs:
+        record = records[str(dcm)]
+        assert record["quality"] == "ok" and record["pixel_size_source"] == "dicom"
+        path = out / f"{dcm.stem}_sr.dcm"
+        dciodvfy(path)
+        sr, src = pydicom.dcmread(path), pydicom.dcmread(dcm, stop_before_pixels=True)
+        assert (sr.StudyInstanceUID, sr.PatientID) == (src.StudyInstanceUID, src.PatientID)
+        assert any(r.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+                   for r in find(sr, "IMAGE"))
+        ((hc, unit),) = numbers(sr)["11984-2"]
+        assert unit == "mm" and hc == pytest.approx(record["hc_mm"], abs=0.05)
