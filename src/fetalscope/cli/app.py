@@ -169,6 +169,9 @@ def predict(
     = None,
     pdf: Annotated[Path | None, typer.Option("--pdf", help="Also write a print-ready PDF report per image into "
                                                            "this folder (fetalscope-report-<image>.pdf).")] = None,
+    quality: Annotated[bool, typer.Option("--quality", help="Also grade the acquisition (the checklist of "
+                                                            "`fetalscope quality`, auto) on head and four-chamber "
+                                                            "images.")] = False,
 ) -> None:
     """Classify images: a row per image with the predicted plane and every class probability."""
     from fetalscope.imaging import iter_image_paths
@@ -183,13 +186,13 @@ def predict(
     if pdf is not None and pdf.exists() and not pdf.is_dir():
         raise BadInputError(f"--pdf must be a folder, and {pdf} is a file")
     files = list(iter_image_paths(paths))
-    session = Session(model, runtime=runtime, detector="brain-structures" if detect else None)
+    session = Session(model, runtime=runtime, detector="brain-structures" if detect or quality else None)
     results, errors, pdfs = [], [], []
     with progress_bar(len(files), "predict") as advance:
         for f in files:
             try:
                 results.append(session.analyse(f, name=str(f), frame=frame, detect="auto" if detect else False,
-                                               measure=measure, pixel_size_mm=pixel_size))
+                                               measure=measure, pixel_size_mm=pixel_size, quality=quality))
                 if pdf is not None:
                     pdfs.append(_pdf_path(pdf, f, pdfs))
                     results[-1].to_pdf(pdfs[-1])
@@ -204,6 +207,8 @@ def predict(
             line = f"{a.image}\t{a.plane}\t{a.plane_probability:.3f}" + ("\t(unsure)" if a.uncertain else "")
             if a.ood.get("flag"):  # the plane of a photo or a page means nothing: say so on its line
                 line += "\t(NOT ULTRASOUND: " + "; ".join(a.ood.get("reasons") or []) + ")"
+            if a.quality is not None and a.quality.get("assessed"):
+                line += f"\tquality: {a.quality['score']} ({a.quality['grade']})"
             if a.brain_findings:
                 f = a.brain_findings
                 line += f"\tbrain findings: {f['label']} {f['probability']:.3f} [{f['status']}]"
