@@ -194,3 +194,25 @@ def test_predict_writes_one_pdf_report_per_image(tiny_bundle, image_folder, tmp_
     result = runner.invoke(app, ["predict", str(image_folder / "img0.png"), "--model", str(tiny_bundle),
                                  "--pdf", str(a_file)])
     assert result.exit_code == 2 and "--pdf must be a folder" in result.output
+
+
+def test_predict_quality_adds_the_checklist_to_rows_and_lines(tmp_path):
+    """`predict --quality` grades head and four-chamber images with the same checklist `fetalscope quality`
+    gives (score, grade, failed criteria in the CSV row), and says why the others are not assessed."""
+    from fetalscope.serve.examples import BUNDLED_DIR
+
+    images = [BUNDLED_DIR / "phantom_fetal_thorax.png", BUNDLED_DIR / "phantom_other.png"]
+    out, q_out = tmp_path / "res.json", tmp_path / "q.json"
+    result = runner.invoke(app, ["predict", *map(str, images), "--quality", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    graded = runner.invoke(app, ["quality", *map(str, images), "--output", str(q_out)])
+    assert graded.exit_code == 0, graded.output
+    by_image = {Path(r["image"]).name: r["quality"] for r in json.loads(out.read_text())["results"]}
+    expected = {Path(r["image"]).name: r for r in json.loads(q_out.read_text())}
+    thorax = by_image["phantom_fetal_thorax.png"]
+    assert thorax["assessed"] and thorax["score"] == expected["phantom_fetal_thorax.png"]["score"]
+    assert [c["passed"] for c in thorax["criteria"]] == [c["passed"] for c in
+                                                         expected["phantom_fetal_thorax.png"]["criteria"]]
+    assert not by_image["phantom_other.png"]["assessed"] and by_image["phantom_other.png"]["score"] is None
+    lines = runner.invoke(app, ["predict", str(images[0]), "--quality"])
+    assert lines.exit_code == 0 and f"quality: {thorax['score']} ({thorax['grade']})" in lines.output

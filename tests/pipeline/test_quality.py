@@ -3,6 +3,8 @@ copies of a real image file with a known answer, scores and grades, bad input, a
 
 from __future__ import annotations
 
+from html import escape as html_escape
+
 import pytest
 
 from fetalscope.errors import BadInputError
@@ -116,3 +118,28 @@ def test_real_head_and_thorax_images(session, shared_data):
     thorax = session.quality(focus)
     assert thorax.what == "cardiothoracic" and thorax.criterion("heart_found").passed
     assert thorax.grade in ("standard", "acceptable")
+
+
+def test_html_and_pdf_reports_show_the_checklist(session):
+    """The report files carry the checklist the record holds: every criterion with pass/FAIL, the measured value
+    and the advice of each failed one (a darkened copy, so at least one criterion fails)."""
+    pypdf = pytest.importorskip("pypdf")
+    import io
+
+    image = load_image(BUNDLED_DIR / "phantom_fetal_thorax.png")
+    dark = png_bytes(degrade.darken(image.pixels))
+    analysis = session.analyse(dark, name="dark-thorax.png", quality=True)
+    record = analysis.quality
+    assert record["assessed"] and any(not c["passed"] for c in record["criteria"])
+    html = analysis.to_html()
+    assert "Acquisition checklist" in html and f"score {record['score']} / 100, grade {record['grade']}" in html
+    pdf = " ".join(" ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(analysis.to_pdf())).pages).split())
+    assert "Acquisition checklist" in pdf and f"grade {record['grade']}" in pdf
+    for c in record["criteria"]:
+        assert c["label"] in html
+        if not c["passed"]:
+            assert c["advice"] in html
+            assert " ".join(c["advice"].split()[:4]) in pdf
+    assert html.count("&#10007; FAIL") == sum(not c["passed"] for c in record["criteria"])
+    not_assessed = session.analyse(BUNDLED_DIR / "phantom_other.png", quality=True)
+    assert html_escape(not_assessed.quality["reason"]) in not_assessed.to_html()  # why it has no score

@@ -170,6 +170,9 @@ def predict(
     = None,
     pdf: Annotated[Path | None, typer.Option("--pdf", help="Also write a print-ready PDF report per image into "
                                                            "this folder (fetalscope-report-<image>.pdf).")] = None,
+    quality: Annotated[bool, typer.Option("--quality", help="Also grade the acquisition (the checklist of "
+                                                            "`fetalscope quality`, auto) on head and four-chamber "
+                                                            "images.")] = False,
     sr: Annotated[Path | None, typer.Option("--sr", help="Folder for a DICOM SR (TID 1500) per DICOM input, filed "
                                                          "with the source study (other inputs get a note).")] = None,
     overlay: Annotated[bool, typer.Option("--overlay", help="With --sr: also a colour presentation state drawing "
@@ -195,13 +198,13 @@ def predict(
         raise BadInputError(f"--pdf must be a folder, and {pdf} is a file")
     dicom_out = DicomOutputs(sr=sr, fhir=fhir, overlay=overlay, seg=seg, capture=capture)
     files = list(iter_image_paths(paths))
-    session = Session(model, runtime=runtime, detector="brain-structures" if detect else None)
+    session = Session(model, runtime=runtime, detector="brain-structures" if detect or quality else None)
     results, errors, pdfs = [], [], []
     with progress_bar(len(files), "predict") as advance:
         for f in files:
             try:
                 results.append(session.analyse(f, name=str(f), frame=frame, detect="auto" if detect else False,
-                                               measure=measure, pixel_size_mm=pixel_size))
+                                               measure=measure, pixel_size_mm=pixel_size, quality=quality))
                 if pdf is not None:
                     pdfs.append(_pdf_path(pdf, f, pdfs))
                     results[-1].to_pdf(pdfs[-1])
@@ -217,6 +220,8 @@ def predict(
             line = f"{a.image}\t{a.plane}\t{a.plane_probability:.3f}" + ("\t(unsure)" if a.uncertain else "")
             if a.ood.get("flag"):  # the plane of a photo or a page means nothing: say so on its line
                 line += "\t(NOT ULTRASOUND: " + "; ".join(a.ood.get("reasons") or []) + ")"
+            if a.quality is not None and a.quality.get("assessed"):
+                line += f"\tquality: {a.quality['score']} ({a.quality['grade']})"
             if a.brain_findings:
                 f = a.brain_findings
                 line += f"\tbrain findings: {f['label']} {f['probability']:.3f} [{f['status']}]"

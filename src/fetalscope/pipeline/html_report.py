@@ -115,6 +115,26 @@ def subplane_html(sub: dict[str, Any]) -> str:
     return text
 
 
+def quality_summary(record: dict[str, Any]) -> str:
+    """One line on the acquisition checklist: its score and grade, or why the image was not assessed."""
+    if not record.get("assessed"):
+        return str(record.get("reason") or "not assessed")
+    what = {"head": "head (trans-thalamic) plane", "cardiothoracic": "four-chamber view"}.get(
+        record.get("what") or "", record.get("what") or "")
+    return f"{what}: score {record.get('score')} / 100, grade {record.get('grade')}"
+
+
+def quality_rows(record: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The acquisition checklist as (criterion, pass/FAIL, measured value against the expected range, advice)
+    rows, from the record ``Session.quality`` made (nothing typed in)."""
+    def fmt(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    return [(str(c.get("label") or c["id"]), "pass" if c.get("passed") else "FAIL",
+             f"{fmt(c.get('value'))} (expected {c.get('expected')})", str(c.get("advice") or ""))
+            for c in record.get("criteria") or []]
+
+
 def measurement_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
     """The numbers of a measurement record as (quantity, value) rows: HC/BPD/OFD/GA for the head, the three
     cardiothoracic ratios for the heart (all from the record; nothing typed in)."""
@@ -173,6 +193,15 @@ def report_html(analysis: Any) -> str:
         meas_html = (f"<h2>Measurement: {_esc(meas.get('measurement', ''))}</h2><p>quality: "
                      f"{_esc(meas.get('quality'))}, model {_esc((meas.get('model') or {}).get('id', ''))}</p>"
                      f"<table>{rows}</table>" + (f"<ul>{flags}</ul>" if flags else ""))
+    quality_html = ""
+    quality = a.get("quality")
+    if quality is not None:
+        rows = "".join(f"<tr class='{'pass' if ok == 'pass' else 'fail'}'><td>{_esc(name)}</td><td>"
+                       f"{'&#10003; pass' if ok == 'pass' else '&#10007; FAIL'}</td><td>{_esc(value)}</td>"
+                       f"<td>{_esc(advice)}</td></tr>" for name, ok, value, advice in quality_rows(quality))
+        table = (f"<table><tr><th>criterion</th><th>result</th><th>measured (expected)</th><th>advice</th></tr>"
+                 f"{rows}</table>") if rows else ""
+        quality_html = f"<h2>Acquisition checklist</h2><p>{_esc(quality_summary(quality))}</p>{table}"
     image_html = ""
     if analysis.loaded is not None:
         image_html = (f'<img src="{data_uri(thumbnail(analysis.loaded.pixels, DISPLAY_SIDE))}" alt="input image" '
@@ -187,7 +216,7 @@ body {{ font-family: sans-serif; max-width: 980px; margin: 2em auto; color: #222
 .warn {{ background: #fdecea; border: 1px solid #e3a49c; padding: .4em 1em; }}
 table {{ border-collapse: collapse; }} td, th {{ padding: 2px 8px; text-align: left; }}
 tr.top td {{ font-weight: bold; }} .bar {{ background: #3b82f6; height: 12px; min-width: 2px; }}
-td:last-child {{ width: 320px; }} img {{ max-width: 100%; }}
+td:last-child {{ width: 320px; }} tr.fail td {{ color: #a61b1b; }} img {{ max-width: 100%; }}
 pre {{ white-space: pre-wrap; overflow-wrap: anywhere; max-width: 100%; }}
 figure {{ display: inline-block; width: 300px; margin: 6px; vertical-align: top; }} figure img {{ width: 300px; }}
 {FINDINGS_CSS}</style></head><body>
@@ -205,7 +234,7 @@ figure {{ display: inline-block; width: 300px; margin: 6px; vertical-align: top;
 {probability_rows(a)}
 </table>
 {'<h2>Explanations</h2>' + ''.join(maps) if maps else ''}
-{det_html}{meas_html}
+{det_html}{meas_html}{quality_html}
 <h2>Record</h2><pre>{_esc(report_json(record))}</pre>
 </body></html>
 """

@@ -23,7 +23,7 @@ import numpy as np
 from fetalscope.config import bundled_fonts_dir
 from fetalscope.explain.overlay import png_bytes
 from fetalscope.pipeline.cautions import listed_warnings
-from fetalscope.pipeline.html_report import DISCLAIMER, measurement_rows, report_record
+from fetalscope.pipeline.html_report import DISCLAIMER, measurement_rows, quality_rows, quality_summary, report_record
 
 FONT, FONT_BOLD = "FetalscopeSans", "FetalscopeSans-Bold"
 MARGIN_MM = 18
@@ -212,6 +212,20 @@ def _measurement(a: dict[str, Any], styles: dict[str, Any], width: float) -> lis
     return out
 
 
+def _quality(a: dict[str, Any], styles: dict[str, Any], width: float) -> list[Any]:
+    from reportlab.platypus import Paragraph
+
+    q = a.get("quality")
+    if q is None:
+        return []
+    out = [Paragraph("Acquisition checklist", styles["h2"]), Paragraph(_text(quality_summary(q)), styles["body"])]
+    rows = quality_rows(q)
+    if rows:
+        out.append(_table([["criterion", "result", "measured (expected)", "advice"], *[list(r) for r in rows]],
+                          [0.2 * width, 0.1 * width, 0.3 * width, 0.4 * width], styles))
+    return out
+
+
 def _detections(a: dict[str, Any], styles: dict[str, Any], width: float) -> list[Any]:
     from reportlab.platypus import Paragraph
 
@@ -277,7 +291,8 @@ def report_story(analysis: Any, width: float, height: float) -> list[Any]:
         story.append(Paragraph(f"The image{what}", styles["small"]))
     story += _verdict(a, styles, width)
     story += _findings(a, styles, width)
-    story += [KeepTogether(_measurement(a, styles, width)), KeepTogether(_detections(a, styles, width))]
+    story += [KeepTogether(_measurement(a, styles, width)), KeepTogether(_detections(a, styles, width)),
+              KeepTogether(_quality(a, styles, width))]
     story += _explanations(analysis, styles, width)
     warnings = list(dict.fromkeys(listed_warnings(a)))  # the findings and sub-plane cautions are shown above
     if warnings:
