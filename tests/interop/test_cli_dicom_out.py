@@ -49,7 +49,7 @@ def test_measure_head_writes_sr_overlay_seg_and_fhir(head_dcm, tmp_path, dciodvf
 
 def test_predict_writes_a_classification_sr_and_fhir(thorax_dcm, tmp_path, dciodvfy):
     out, fhir = tmp_path / "sr", tmp_path / "fhir"
-    result = runner.invoke(app, ["predict", str(thorax_dcm), "--sr", str(out), "--fhir", str(fhir)])
+    result = runner.invoke(app, ["predict", str(thorax_dcm), "--quality", "--sr", str(out), "--fhir", str(fhir)])
     assert result.exit_code == 0, result.output
     (path,) = out.iterdir()
     dciodvfy(path)
@@ -57,6 +57,11 @@ def test_predict_writes_a_classification_sr_and_fhir(thorax_dcm, tmp_path, dciod
     assert sr.SeriesDescription == "fetalscope classification"
     view = next(i for i in find(sr, "CODE") if i.ConceptNameCodeSequence[0].CodeValue == "111031")
     assert view.ConceptCodeSequence[0].CodeMeaning == result.output.split("\t")[1]  # the plane printed
+    grades = [i.ConceptCodeSequence[0].CodeMeaning for i in find(sr, "CODE")
+              if i.ConceptNameCodeSequence[0].CodeValue == "111029"]  # Image Quality Rating: the checklist's grade
+    from fetalscope.pipeline.quality import GRADES
+
+    assert len(grades) == 1 and grades[0] in {name for name, _ in GRADES}
     bundle = json.loads((fhir / "thorax.fhir.json").read_text())
     assert bundle["entry"][0]["resource"]["imagingStudy"][0]["identifier"]["value"].endswith(sr.StudyInstanceUID)
 
