@@ -1,0 +1,301 @@
+"""`fetalscope dicom-node` against a real Orthanc PACS: images in by C-STORE, the Structured Report back into
+Orthanc by C-STORE and by STOW-RS, filed under the source's study with the values the pipeline gives; unknown
+AE titles refused; malformed data sets answered with a failure status while the node keeps serving."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+pynetdicom = pytest.importorskip("pynetdicom", reason="needs fetalscope[dicom-node]")
+
+from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
+from pynetdicom import AE  # noqa: E402
+from pynetdicom.sop_class import UltrasoundImageStorage, Verification  # noqa: E402
+
+import orthanc_server  # noqa: E402  (tests/orthanc_server.py)
+from fetalscope.errors import BadInputError  # noqa: E402
+from fetalscope.interop.dicom_node import DicomNode, NodeSettings  # noqa: E402
+from fetalscope.interop.dicom_send import Destination, check_stow_url, part10_bytes  # noqa: E402
+from fetalscope.serve.examples import BUNDLED_DIR  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+SENDER = "STORESCU"
+SPACING_MM = 0.2
+HC_LOINC = "11984-2"
+
+needs_orthanc = pytest.mark.skipif(orthanc_server.ORTHANC is None,
+                                   reason="Orthanc is not installed (Debian: apt-get install orthanc orthanc-dicomweb)")
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+def us_dataset(image: Path = BUNDLED_DIR / "phantom_fetal_brain.png", *, study: str | None = None,
+               patient: str = "FS-0001") -> Dataset:
+    """A real Ultrasound Image Storage instance of a bundled example image (RGB, PixelSpacing 0.2 mm) with
+    patient, study and accession attributes."""
+    pixels = np.asarray(Image.open(image).convert("RGB"))
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UltrasoundImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study or generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Phantom", patient, "19900101", "F"
+    ds.AccessionNumber, ds.StudyID, ds.StudyDate, ds.StudyTime = "ACC42", "1", "20260101", "101500"
+    ds.ReferringPhysicianName, ds.Manufacturer = "", "fetalscope tests"
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "US", 1, 1
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    ds.PixelSpacing = [SPACING_MM, SPACING_MM]
+    ds.PixelData = pixels.tobytes()
+    return ds
+
+
+def scu(ae_title: str = SENDER) -> AE:
+    ae = AE(ae_title=ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(UltrasoundImageStorage, ExplicitVRLittleEndian)
+    return ae
+
+
+def store(ds: Dataset, port: int, ae_title: str = SENDER) -> int:
+    assoc = scu(ae_title).associate("127.0.0.1", port, ae_title="FETALSCOPE")
+    assert assoc.is_established, f"the node refused {ae_title}"
+    try:
+        return int(assoc.send_c_store(ds).Status)
+    finally:
+        assoc.release()
+
+
+def echo(port: int) -> int | None:
+    assoc = scu().associate("127.0.0.1", port, ae_title="FETALSCOPE")
+    if not assoc.is_established:
+        return None
+    try:
+        status = assoc.send_c_echo()
+        return int(status.Status) if status else None
+    finally:
+        assoc.release()
+
+
+# ------------------------------------------------------------------------------------------- the servers
+class Node:
+    """`fetalscope dicom-node` as a subprocess of the real CLI, logging to a file."""
+
+    def __init__(self, tmp: Path, name: str, *args: str) -> None:
+        self.port = orthanc_server.free_port()
+        self.log_path = tmp / f"{name}.log"
+        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fetalscope", "dicom-node", "--port", str(self.port), "--measure", "head", *args],
+            stdout=self.log_path.open("w"), stderr=subprocess.STDOUT, env=env, cwd=tmp)
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"the node exited: {self.log()}"
+            if "listening as" in self.log() and echo(self.port) == 0:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"the node did not answer C-ECHO within {timeout_s} s: {self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return -9
+
+
+@pytest.fixture(scope="module")
+def session():
+    from fetalscope.pipeline.session import Session
+
+    return Session(brain_plane_model=None, brain_findings_model=None, detector=None)
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory, session):
+    """Orthanc with two nodes sending to it: ``c_store``, the real CLI in a subprocess, sends its results by
+    C-STORE; ``stow``, a :class:`DicomNode` in this process (one model load less), by STOW-RS."""
+    if orthanc_server.ORTHANC is None:
+        pytest.skip("Orthanc is not installed (Debian: apt-get install orthanc orthanc-dicomweb)")
+    tmp = tmp_path_factory.mktemp("pacs")
+    server = orthanc_server.start_orthanc(tmp, {})
+    cli = Node(tmp, "node-cstore", "--forward", server.destination, "--allow", f"{SENDER},ORTHANC",
+               "--max-associations", "2")
+    nodes: dict = {"c_store": cli}
+    if server.dicomweb:
+        nodes["stow"] = DicomNode(session, NodeSettings(ae_title="FETALSTOW", port=0, measure="head",
+                                                        stow_url=f"{server.url}/dicom-web/studies"))
+        nodes["stow"].start()
+    try:
+        cli.wait_ready()
+        yield server, nodes
+    finally:
+        if "stow" in nodes:
+            nodes["stow"].stop()
+        code = cli.stop()
+        orthanc_server.stop_orthanc(server)
+    assert code == 0 and "stopped:" in cli.log(), cli.log()  # Ctrl-C stops the node cleanly
+
+
+def sr_instances(server, study_uid: str, timeout_s: float = 60.0) -> list[str]:
+    """Orthanc's instance ids of the SRs in ``study_uid``, polled until one appears."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        answer = httpx.post(server.url + "/tools/find", json={"Level": "Instance", "Query": {
+            "StudyInstanceUID": study_uid, "Modality": "SR"}}, timeout=10)
+        answer.raise_for_status()
+        if answer.json():
+            return answer.json()
+        time.sleep(0.3)
+    return []
+
+
+def numeric_items(ds: Dataset) -> dict[str, tuple[float, str]]:
+    """Every NUM content item of an SR, by concept code: (value, UCUM unit)."""
+    found: dict[str, tuple[float, str]] = {}
+    for item in ds.get("ContentSequence", []):
+        if item.get("ValueType") == "NUM" and item.get("MeasuredValueSequence"):
+            value = item.MeasuredValueSequence[0]
+            found[item.ConceptNameCodeSequence[0].CodeValue] = (
+                float(value.NumericValue), value.MeasurementUnitsCodeSequence[0].CodeValue)
+        found.update(numeric_items(item))
+    return found
+
+
+def referenced_uids(ds: Dataset) -> set[str]:
+    """Every ReferencedSOPInstanceUID anywhere in ``ds``."""
+    uids: set[str] = set()
+    for element in ds.iterall():
+        if element.keyword == "ReferencedSOPInstanceUID":
+            uids.add(str(element.value))
+    return uids
+
+
+def check_sr(server, instance: str, source: Dataset, hc_mm: float) -> Dataset:
+    import io
+
+    from pydicom import dcmread
+
+    sr = dcmread(io.BytesIO(server.get(f"/instances/{instance}/file").content))
+    assert sr.StudyInstanceUID == source.StudyInstanceUID and sr.PatientID == source.PatientID
+    assert sr.AccessionNumber == source.AccessionNumber and sr.SeriesInstanceUID != source.SeriesInstanceUID
+    assert source.SOPInstanceUID in referenced_uids(sr)
+    value, unit = numeric_items(sr)[HC_LOINC]
+    assert unit == "mm" and value == pytest.approx(hc_mm, abs=0.05)
+    return sr
+
+
+@pytest.fixture(scope="module")
+def pipeline_hc(tmp_path_factory, session) -> float:
+    """The head circumference the pipeline's JSON record gives for the test image as a DICOM file."""
+    path = tmp_path_factory.mktemp("dcm") / "brain.dcm"
+    us_dataset().save_as(path, enforce_file_format=True)
+    analysis = session.analyse(path, measure="head")
+    record = analysis.to_dict()["measurement"]
+    assert record["pixel_size_source"] != "argument" and record["hc_mm"] > 0
+    return float(record["hc_mm"])
+
+
+# ------------------------------------------------------------------------------------------------ tests
+@needs_orthanc
+def test_c_store_in_sr_back_into_orthanc_under_the_study(pacs, pipeline_hc):
+    server, nodes = pacs
+    source = us_dataset()
+    # the PACS holds the image (uploaded through its REST API), the modality also sends it to the node
+    httpx.post(server.url + "/instances", content=part10_bytes(source), timeout=10).raise_for_status()
+    assert store(source, nodes["c_store"].port) == 0x0000
+    (instance,) = sr_instances(server, source.StudyInstanceUID)
+    check_sr(server, instance, source, pipeline_hc)
+    assert f"received {source.SOPInstanceUID} from {SENDER}" in nodes["c_store"].log()
+    study = server.get(f"/instances/{instance}/study").json()
+    series = server.get(f"/studies/{study['ID']}/series").json()
+    assert sorted(s["MainDicomTags"]["Modality"] for s in series) == ["SR", "US"]  # one study: image and report
+    assert study["MainDicomTags"]["StudyInstanceUID"] == source.StudyInstanceUID
+
+
+@needs_orthanc
+def test_stow_rs_puts_the_sr_into_orthanc(pacs, pipeline_hc):
+    server, nodes = pacs
+    if "stow" not in nodes:
+        pytest.skip("the Orthanc DICOMweb plugin is not installed (Debian: orthanc-dicomweb)")
+    node = nodes["stow"]
+    source = us_dataset(patient="FS-0002")
+    assert store(source, node.port) == 0x0000
+    (instance,) = sr_instances(server, source.StudyInstanceUID)
+    check_sr(server, instance, source, pipeline_hc)
+    assert node.wait_idle() and node.counts.sent == 1 and node.counts.failed == 0
+
+
+@needs_orthanc
+def test_unknown_calling_ae_is_refused(pacs):
+    _, nodes = pacs
+    assoc = scu("INTRUDER").associate("127.0.0.1", nodes["c_store"].port, ae_title="FETALSCOPE")
+    assert assoc.is_rejected and not assoc.is_established
+    assert echo(nodes["c_store"].port) == 0x0000
+
+
+@needs_orthanc
+def test_malformed_datasets_get_a_failure_status_and_the_node_keeps_serving(pacs):
+    _, nodes = pacs
+    port = nodes["c_store"].port
+    no_study = us_dataset()
+    del no_study.StudyInstanceUID
+    assert store(no_study, port) == 0xA900
+    truncated = us_dataset()
+    truncated.PixelData = truncated.PixelData[:1000]
+    assert 0xC000 <= store(truncated, port) <= 0xCFFF
+    assert echo(port) == 0x0000
+    assert "refused" in nodes["c_store"].log() and "missing StudyInstanceUID" in nodes["c_store"].log()
+
+
+@needs_orthanc
+def test_association_limit(pacs):
+    _, nodes = pacs
+    port = nodes["c_store"].port
+    held = [scu().associate("127.0.0.1", port, ae_title="FETALSCOPE") for _ in range(2)]
+    try:
+        assert all(a.is_established for a in held)
+        third = scu().associate("127.0.0.1", port, ae_title="FETALSCOPE")
+        assert third.is_rejected
+    finally:
+        for a in held:
+            a.release()
+    assert echo(port) == 0x0000
+
+
+def test_settings_and_destinations_are_checked():
+    assert str(Destination.parse("ORTHANC@127.0.0.1:4242")) == "ORTHANC@127.0.0.1:4242"
+    for bad in ("ORTHANC@127.0.0.1", "@host:1", "A@h:70000", "WAY_TOO_LONG_AE_TITLE@h:1"):
+        with pytest.raises(BadInputError):
+            Destination.parse(bad)
+    with pytest.raises(BadInputError, match="nowhere to send"):
+        NodeSettings()
+    with pytest.raises(BadInputError, match="--stow"):
+        check_stow_url("ftp://pacs/studies")
+    pacs = Destination.parse("PACS@10.0.0.1:104")
+    settings = NodeSettings(peers=(pacs,))
+    assert settings.destination_for("PACS") == pacs and settings.destination_for("OTHER") is None
+    forward = Destination.parse("ARCHIVE@10.0.0.2:104")
+    assert NodeSettings(forward=forward, peers=(pacs,)).destination_for("PACS") == forward
