@@ -4,6 +4,7 @@ AE titles refused; malformed data sets answered with a failure status while the 
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -12,26 +13,24 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image
 
 pynetdicom = pytest.importorskip("pynetdicom", reason="needs fetalscope[dicom-node]")
 
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom import dcmread  # noqa: E402
+from pydicom.dataset import Dataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
 from pynetdicom import AE  # noqa: E402
 from pynetdicom.sop_class import UltrasoundImageStorage, Verification  # noqa: E402
 
 import orthanc_server  # noqa: E402  (tests/orthanc_server.py)
+from dicom_outputs import numbers  # noqa: E402  (tests/dicom_outputs.py)
 from fetalscope.errors import BadInputError  # noqa: E402
 from fetalscope.interop.dicom_node import DicomNode, NodeSettings  # noqa: E402
 from fetalscope.interop.dicom_send import Destination, check_stow_url, part10_bytes  # noqa: E402
-from fetalscope.serve.examples import BUNDLED_DIR  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SENDER = "STORESCU"
-SPACING_MM = 0.2
 HC_LOINC = "11984-2"
 
 needs_orthanc = pytest.mark.skipif(orthanc_server.ORTHANC is None,
@@ -39,29 +38,12 @@ needs_orthanc = pytest.mark.skipif(orthanc_server.ORTHANC is None,
 
 
 # ----------------------------------------------------------------------------------------------- inputs
-def us_dataset(image: Path = BUNDLED_DIR / "phantom_fetal_brain.png", *, study: str | None = None,
-               patient: str = "FS-0001") -> Dataset:
-    """A real Ultrasound Image Storage instance of a bundled example image (RGB, PixelSpacing 0.2 mm) with
-    patient, study and accession attributes."""
-    pixels = np.asarray(Image.open(image).convert("RGB"))
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UltrasoundImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study or generate_uid(), generate_uid()
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Phantom", patient, "19900101", "F"
-    ds.AccessionNumber, ds.StudyID, ds.StudyDate, ds.StudyTime = "ACC42", "1", "20260101", "101500"
-    ds.ReferringPhysicianName, ds.Manufacturer = "", "fetalscope tests"
-    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "US", 1, 1
-    ds.Rows, ds.Columns = pixels.shape[:2]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit, ds.PixelRepresentation = 7, 0
-    ds.PixelSpacing = [SPACING_MM, SPACING_MM]
-    ds.PixelData = pixels.tobytes()
+def fresh(path: Path, patient: str = "FS-0001") -> Dataset:
+    """The DICOM at ``path`` as a new instance of a new study (new UIDs, same pixels and spacing)."""
+    ds = dcmread(path)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PatientID = patient
     return ds
 
 
@@ -117,20 +99,17 @@ class Node:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def interrupt(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # Ctrl-C
+
     def stop(self) -> int:
-        self.process.send_signal(signal.SIGINT)  # Ctrl-C
+        self.interrupt()
         try:
             return self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             return -9
-
-
-@pytest.fixture(scope="module")
-def session():
-    from fetalscope.pipeline.session import Session
-
-    return Session(brain_plane_model=None, brain_findings_model=None, detector=None)
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +131,7 @@ def pacs(tmp_path_factory, session):
         cli.wait_ready()
         yield server, nodes
     finally:
+        cli.interrupt()  # the interpreter takes a few seconds to exit: let it while the rest stops
         if "stow" in nodes:
             nodes["stow"].stop()
         code = cli.stop()
@@ -172,18 +152,6 @@ def sr_instances(server, study_uid: str, timeout_s: float = 60.0) -> list[str]:
     return []
 
 
-def numeric_items(ds: Dataset) -> dict[str, tuple[float, str]]:
-    """Every NUM content item of an SR, by concept code: (value, UCUM unit)."""
-    found: dict[str, tuple[float, str]] = {}
-    for item in ds.get("ContentSequence", []):
-        if item.get("ValueType") == "NUM" and item.get("MeasuredValueSequence"):
-            value = item.MeasuredValueSequence[0]
-            found[item.ConceptNameCodeSequence[0].CodeValue] = (
-                float(value.NumericValue), value.MeasurementUnitsCodeSequence[0].CodeValue)
-        found.update(numeric_items(item))
-    return found
-
-
 def referenced_uids(ds: Dataset) -> set[str]:
     """Every ReferencedSOPInstanceUID anywhere in ``ds``."""
     uids: set[str] = set()
@@ -194,25 +162,19 @@ def referenced_uids(ds: Dataset) -> set[str]:
 
 
 def check_sr(server, instance: str, source: Dataset, hc_mm: float) -> Dataset:
-    import io
-
-    from pydicom import dcmread
-
     sr = dcmread(io.BytesIO(server.get(f"/instances/{instance}/file").content))
     assert sr.StudyInstanceUID == source.StudyInstanceUID and sr.PatientID == source.PatientID
     assert sr.AccessionNumber == source.AccessionNumber and sr.SeriesInstanceUID != source.SeriesInstanceUID
     assert source.SOPInstanceUID in referenced_uids(sr)
-    value, unit = numeric_items(sr)[HC_LOINC]
+    ((value, unit),) = numbers(sr)[HC_LOINC]
     assert unit == "mm" and value == pytest.approx(hc_mm, abs=0.05)
     return sr
 
 
 @pytest.fixture(scope="module")
-def pipeline_hc(tmp_path_factory, session) -> float:
-    """The head circumference the pipeline's JSON record gives for the test image as a DICOM file."""
-    path = tmp_path_factory.mktemp("dcm") / "brain.dcm"
-    us_dataset().save_as(path, enforce_file_format=True)
-    analysis = session.analyse(path, measure="head")
+def pipeline_hc(head_dcm, session) -> float:
+    """The head circumference the pipeline's JSON record gives for the test image."""
+    analysis = session.analyse(head_dcm, measure="head")
     record = analysis.to_dict()["measurement"]
     assert record["pixel_size_source"] != "argument" and record["hc_mm"] > 0
     return float(record["hc_mm"])
@@ -220,9 +182,9 @@ def pipeline_hc(tmp_path_factory, session) -> float:
 
 # ------------------------------------------------------------------------------------------------ tests
 @needs_orthanc
-def test_c_store_in_sr_back_into_orthanc_under_the_study(pacs, pipeline_hc):
+def test_c_store_in_sr_back_into_orthanc_under_the_study(pacs, pipeline_hc, head_dcm):
     server, nodes = pacs
-    source = us_dataset()
+    source = fresh(head_dcm)
     # the PACS holds the image (uploaded through its REST API), the modality also sends it to the node
     httpx.post(server.url + "/instances", content=part10_bytes(source), timeout=10).raise_for_status()
     assert store(source, nodes["c_store"].port) == 0x0000
@@ -236,12 +198,12 @@ def test_c_store_in_sr_back_into_orthanc_under_the_study(pacs, pipeline_hc):
 
 
 @needs_orthanc
-def test_stow_rs_puts_the_sr_into_orthanc(pacs, pipeline_hc):
+def test_stow_rs_puts_the_sr_into_orthanc(pacs, pipeline_hc, head_dcm):
     server, nodes = pacs
     if "stow" not in nodes:
         pytest.skip("the Orthanc DICOMweb plugin is not installed (Debian: orthanc-dicomweb)")
     node = nodes["stow"]
-    source = us_dataset(patient="FS-0002")
+    source = fresh(head_dcm, patient="FS-0002")
     assert store(source, node.port) == 0x0000
     (instance,) = sr_instances(server, source.StudyInstanceUID)
     check_sr(server, instance, source, pipeline_hc)
@@ -257,13 +219,13 @@ def test_unknown_calling_ae_is_refused(pacs):
 
 
 @needs_orthanc
-def test_malformed_datasets_get_a_failure_status_and_the_node_keeps_serving(pacs):
+def test_malformed_datasets_get_a_failure_status_and_the_node_keeps_serving(pacs, head_dcm):
     _, nodes = pacs
     port = nodes["c_store"].port
-    no_study = us_dataset()
+    no_study = fresh(head_dcm)
     del no_study.StudyInstanceUID
     assert store(no_study, port) == 0xA900
-    truncated = us_dataset()
+    truncated = fresh(head_dcm)
     truncated.PixelData = truncated.PixelData[:1000]
     assert 0xC000 <= store(truncated, port) <= 0xCFFF
     assert echo(port) == 0x0000

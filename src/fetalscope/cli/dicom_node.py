@@ -40,6 +40,10 @@ def dicom_node(
     """A DICOM node: receives images by C-STORE (C-ECHO too), analyses each one (plane, measurement,
     acquisition checklist) and sends a DICOM SR (TID 1500) to --forward, back to the caller's --peer entry
     and/or by STOW-RS. Ctrl-C stops it."""
+    import importlib.util
+
+    from fetalscope.errors import UnsupportedError
+    from fetalscope.interop import require
     from fetalscope.interop.dicom_node import DicomNode, NodeSettings, serve_until_stopped
     from fetalscope.interop.dicom_send import Destination, check_stow_url
     from fetalscope.pipeline.measure import measurement_choice
@@ -54,8 +58,12 @@ def dicom_node(
         max_associations=max_associations, max_pdu=max_pdu,
         acse_timeout_s=timeout, dimse_timeout_s=timeout, network_timeout_s=2 * timeout,
     )
+    if importlib.util.find_spec("pynetdicom") is None:
+        raise UnsupportedError("the DICOM node needs pynetdicom: pip install 'fetalscope[dicom-node]'")
+    require("highdicom")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    for chatty in ("pynetdicom", "highdicom"):  # one line per instance is ours; theirs only when it matters
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     session = Session(model, runtime=runtime, detector="brain-structures" if overlay else None)
     session.analyser  # load the models before the first image arrives  # noqa: B018
     serve_until_stopped(DicomNode(session, settings))

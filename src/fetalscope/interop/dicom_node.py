@@ -132,7 +132,9 @@ def _results(analysis: Any, source: Dataset, overlay: bool) -> list[Dataset]:
 
     objects = [dicom_sr.measurement_report(analysis, source)]
     if overlay:
-        objects.append(dicom_sr.presentation_state(analysis, source))
+        from fetalscope.interop import dicom_pr
+
+        objects.append(dicom_pr.presentation_state(analysis, source))
     return objects
 
 
@@ -220,8 +222,10 @@ class DicomNode:
 
     def _on_rejected(self, event: Any) -> None:
         requestor = event.assoc.requestor
-        LOG.warning("refused an association from %s@%s:%s (calling AE not allowed or too many associations)",
-                    requestor.ae_title, requestor.address, requestor.port)
+        caller = str(requestor.ae_title).strip()
+        allow = self.settings.allow
+        reason = "calling AE title not allowed" if allow and caller not in allow else "too many associations"
+        LOG.warning("refused an association from %s@%s:%s: %s", caller, requestor.address, requestor.port, reason)
 
     def _on_store(self, event: Any) -> int | Dataset:
         requestor = event.assoc.requestor
