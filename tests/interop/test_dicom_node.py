@@ -82,6 +82,7 @@ class Node:
     def __init__(self, tmp: Path, name: str, *args: str) -> None:
         self.port = orthanc_server.free_port()
         self.log_path = tmp / f"{name}.log"
+        self.interrupted = False
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "fetalscope", "dicom-node", "--port", str(self.port), "--measure", "head", *args],
@@ -100,8 +101,9 @@ class Node:
         return self.log_path.read_text(errors="replace")
 
     def interrupt(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # Ctrl-C
+        if self.process.poll() is None and not self.interrupted:
+            self.process.send_signal(signal.SIGINT)  # Ctrl-C, once
+            self.interrupted = True
 
     def stop(self) -> int:
         self.interrupt()
@@ -261,3 +263,25 @@ def test_settings_and_destinations_are_checked():
     assert settings.destination_for("PACS") == pacs and settings.destination_for("OTHER") is None
     forward = Destination.parse("ARCHIVE@10.0.0.2:104")
     assert NodeSettings(forward=forward, peers=(pacs,)).destination_for("PACS") == forward
+
+
+@needs_orthanc
+def test_the_pacs_pushes_an_image_and_gets_the_sr_back(pacs, pipeline_hc, head_dcm, session):
+    """Orthanc routes an image to a node that knows it as a peer; the SR comes back to Orthanc by C-STORE."""
+    server, _ = pacs
+    orthanc = Destination.parse(server.destination)
+    node = DicomNode(session, NodeSettings(ae_title="FETALPEER", port=0, peers=(orthanc,), allow=(orthanc.ae_title,),
+                                           measure="head"))
+    node.start()
+    try:
+        httpx.put(f"{server.url}/modalities/fetalpeer", json=["FETALPEER", "127.0.0.1", node.port],
+                  timeout=10).raise_for_status()
+        source = fresh(head_dcm, patient="FS-0003")
+        uploaded = httpx.post(server.url + "/instances", content=part10_bytes(source), timeout=10).json()
+        httpx.post(f"{server.url}/modalities/fetalpeer/store", json={"Resources": [uploaded["ID"]],
+                   "Synchronous": True}, timeout=30).raise_for_status()
+        (instance,) = sr_instances(server, source.StudyInstanceUID)
+        check_sr(server, instance, source, pipeline_hc)
+        assert node.wait_idle() and node.counts.received == 1 and node.counts.sent == 1
+    finally:
+        node.stop()
