@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -284,4 +285,54 @@ def test_the_pacs_pushes_an_image_and_gets_the_sr_back(pacs, pipeline_hc, head_d
         check_sr(server, instance, source, pipeline_hc)
         assert node.wait_idle() and node.counts.received == 1 and node.counts.sent == 1
     finally:
+        node.stop()
+
+
+def test_the_cli_refuses_bad_options_before_listening():
+    from typer.testing import CliRunner
+
+    from fetalscope.cli import app
+
+    runner = CliRunner()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    cases = ((["--port", "0"], "nowhere to send"), (["--forward", "ORTHANC:4242"], "AE@HOST:PORT"),
+             (["--forward", "A@h:1", "--measure", "femur"], "--measure"), (["--stow", "pacs/studies"], "--stow"),
+             (["--forward", "A@h:1", "--allow", "A\\B"], "--allow"),
+             (["--forward", "A@h:1", "--port", str(taken.getsockname()[1])], "cannot listen"))
+    with taken:
+        for args, message in cases:
+            result = runner.invoke(app, ["dicom-node", *args])
+            assert result.exit_code == 2 and message in result.output, (args, result.output)
+
+
+def test_a_full_queue_answers_out_of_resources(session, head_dcm):
+    """With the worker busy and the queue full, a C-STORE gets 0xA700 at once; queued instances are analysed
+    once the worker is free."""
+    import threading
+
+    release = threading.Event()
+    built: list[str] = []
+
+    def slow_build(analysis, source, overlay):
+        release.wait(30)
+        built.append(source.SOPInstanceUID)
+        return []
+
+    settings = NodeSettings(port=0, queue_size=1, measure="head", peers=(Destination.parse("NOBODY@127.0.0.1:9"),))
+    node = DicomNode(session, settings, build=slow_build)
+    node.start()
+    try:
+        assert store(fresh(head_dcm), node.port) == 0x0000  # the worker takes it and waits in slow_build
+        deadline = time.monotonic() + 30
+        while node._queue.qsize() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store(fresh(head_dcm), node.port) == 0x0000  # fills the queue
+        assert store(fresh(head_dcm), node.port) == 0xA700
+        release.set()
+        assert node.wait_idle(60) and len(built) == 2
+        assert node.counts.received == 2 and node.counts.refused == 1 and node.counts.analysed == 2
+    finally:
+        release.set()
         node.stop()

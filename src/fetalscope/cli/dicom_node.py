@@ -65,5 +65,4 @@ def dicom_node(
     for chatty in ("pynetdicom", "highdicom"):  # one line per instance is ours; theirs only when it matters
         logging.getLogger(chatty).setLevel(logging.WARNING)
     session = Session(model, runtime=runtime, detector="brain-structures" if overlay else None)
-    session.analyser  # load the models before the first image arrives  # noqa: B018
-    serve_until_stopped(DicomNode(session, settings))
+    serve_until_stopped(DicomNode(session, settings), warm=lambda: session.analyser)

@@ -325,11 +325,16 @@ def _summary(analysis: Any) -> str:
     return analysis.measurement_skipped or "no measurement"
 
 
-def serve_until_stopped(node: DicomNode, stop: threading.Event | None = None) -> None:
-    """Run ``node`` until ``stop`` is set or Ctrl-C, then stop it cleanly."""
+def serve_until_stopped(node: DicomNode, stop: threading.Event | None = None,
+                        warm: Callable[[], object] | None = None) -> None:
+    """Run ``node`` until ``stop`` is set or Ctrl-C, then stop it cleanly. ``warm`` runs once the node listens
+    (loading the models: a port already taken is said at once, and images sent meanwhile wait in the queue)."""
     stop = stop or threading.Event()
     node.start()
     try:
+        if warm is not None:
+            warm()
+            LOG.info("models loaded")
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
