@@ -22,7 +22,11 @@ from pydicom import dcmread  # noqa: E402
 from pydicom.dataset import Dataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
 from pynetdicom import AE  # noqa: E402
-from pynetdicom.sop_class import UltrasoundImageStorage, Verification  # noqa: E402
+from pynetdicom.sop_class import (  # noqa: E402
+    ColorSoftcopyPresentationStateStorage,
+    UltrasoundImageStorage,
+    Verification,
+)
 
 import orthanc_server  # noqa: E402  (tests/orthanc_server.py)
 from dicom_outputs import numbers  # noqa: E402  (tests/dicom_outputs.py)
@@ -117,14 +121,15 @@ class Node:
 
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory, session):
-    """Orthanc with two nodes sending to it: ``c_store``, the real CLI in a subprocess, sends its results by
-    C-STORE; ``stow``, a :class:`DicomNode` in this process (one model load less), by STOW-RS."""
+    """Orthanc with two nodes sending to it: ``c_store``, the real CLI in a subprocess, sends its results (SR
+    and presentation state) by C-STORE; ``stow``, a :class:`DicomNode` in this process (one model load less),
+    by STOW-RS."""
     if orthanc_server.ORTHANC is None:
         pytest.skip("Orthanc is not installed (Debian: apt-get install orthanc orthanc-dicomweb)")
     tmp = tmp_path_factory.mktemp("pacs")
     server = orthanc_server.start_orthanc(tmp, {})
     cli = Node(tmp, "node-cstore", "--forward", server.destination, "--allow", f"{SENDER},ORTHANC",
-               "--max-associations", "2")
+               "--max-associations", "2", "--overlay")
     nodes: dict = {"c_store": cli}
     if server.dicomweb:
         nodes["stow"] = DicomNode(session, NodeSettings(ae_title="FETALSTOW", port=0, measure="head",
@@ -195,9 +200,18 @@ def test_c_store_in_sr_back_into_orthanc_under_the_study(pacs, pipeline_hc, head
     check_sr(server, instance, source, pipeline_hc)
     assert f"received {source.SOPInstanceUID} from {SENDER}" in nodes["c_store"].log()
     study = server.get(f"/instances/{instance}/study").json()
-    series = server.get(f"/studies/{study['ID']}/series").json()
-    assert sorted(s["MainDicomTags"]["Modality"] for s in series) == ["SR", "US"]  # one study: image and report
+    deadline = time.monotonic() + 30  # the presentation state follows the SR in the same association
+    while len(series := server.get(f"/studies/{study['ID']}/series").json()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # one study: the image, the report and (--overlay) the colour presentation state drawing the head ellipse
+    assert sorted(s["MainDicomTags"]["Modality"] for s in series) == ["PR", "SR", "US"]
     assert study["MainDicomTags"]["StudyInstanceUID"] == source.StudyInstanceUID
+    (pr_series,) = [s for s in series if s["MainDicomTags"]["Modality"] == "PR"]
+    state = dcmread(io.BytesIO(server.get(f"/instances/{pr_series['Instances'][0]}/file").content))
+    assert state.SOPClassUID == ColorSoftcopyPresentationStateStorage
+    assert source.SOPInstanceUID in referenced_uids(state)
+    graphics = [g.GraphicType for a in state.GraphicAnnotationSequence for g in a.get("GraphicObjectSequence", [])]
+    assert graphics == ["ELLIPSE"]
 
 
 @needs_orthanc

@@ -41,10 +41,12 @@ def dicom_node(
     acquisition checklist) and sends a DICOM SR (TID 1500) to --forward, back to the caller's --peer entry
     and/or by STOW-RS. Ctrl-C stops it."""
     import importlib.util
+    from functools import partial
 
+    from fetalscope.biometry.measure import COLOURS
     from fetalscope.errors import UnsupportedError
     from fetalscope.interop import require
-    from fetalscope.interop.dicom_node import DicomNode, NodeSettings, serve_until_stopped
+    from fetalscope.interop.dicom_node import DicomNode, NodeSettings, result_objects, serve_until_stopped
     from fetalscope.interop.dicom_send import Destination, check_stow_url
     from fetalscope.pipeline.measure import measurement_choice
     from fetalscope.pipeline.session import Session
@@ -65,4 +67,5 @@ def dicom_node(
     for chatty in ("pynetdicom", "highdicom"):  # one line per instance is ours; theirs only when it matters
         logging.getLogger(chatty).setLevel(logging.WARNING)
     session = Session(model, runtime=runtime, detector="brain-structures" if overlay else None)
-    serve_until_stopped(DicomNode(session, settings), warm=lambda: session.analyser)
+    node = DicomNode(session, settings, build=partial(result_objects, colours=COLOURS))  # the colours we draw in
+    serve_until_stopped(node, warm=lambda: session.analyser)

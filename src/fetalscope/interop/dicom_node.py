@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -125,25 +125,27 @@ class NodeCounts:
     failed: int = 0
 
 
-def _results(analysis: Any, source: Dataset, overlay: bool) -> list[Dataset]:
-    """The DICOM objects of one analysis: the measurement report, and with ``overlay`` the presentation
-    state drawing its ellipses and boxes."""
-    from fetalscope.interop import dicom_sr
+def result_objects(analysis: Any, source: Dataset, overlay: bool,
+                   colours: Mapping[str, tuple[int, int, int]] | None = None) -> list[Dataset]:
+    """The DICOM objects of one analysis: the measurement report, and with ``overlay`` the colour presentation
+    state drawing its ellipses and boxes in ``colours`` (left out when there is nothing to draw)."""
+    from fetalscope.interop import dicom_pr, dicom_sr
 
     objects = [dicom_sr.measurement_report(analysis, source)]
     if overlay:
-        from fetalscope.interop import dicom_pr
-
-        objects.append(dicom_pr.presentation_state(analysis, source))
+        try:
+            objects.append(dicom_pr.presentation_state(analysis, source, colours=colours))
+        except BadInputError as exc:  # no accepted measurement and no box: the SR alone says so
+            LOG.info("no presentation state for %s: %s", source.SOPInstanceUID, " ".join(str(exc).split()))
     return objects
 
 
 class DicomNode:
     """The Storage SCP and its analysis worker. ``start()`` listens (non-blocking), ``stop()`` ends both;
-    ``build`` (the objects of one analysis) is :func:`_results` unless a caller gives another."""
+    ``build`` (the objects of one analysis) is :func:`result_objects` unless a caller gives another."""
 
     def __init__(self, session: Analysing, settings: NodeSettings,
-                 build: Callable[[Any, Dataset, bool], list[Dataset]] = _results) -> None:
+                 build: Callable[[Any, Dataset, bool], list[Dataset]] = result_objects) -> None:
         self.session = session
         self.settings = settings
         self.build = build
