@@ -314,11 +314,13 @@ def test_the_cli_refuses_bad_options_before_listening():
     cases = ((["--port", "0"], "nowhere to send"), (["--forward", "ORTHANC:4242"], "AE@HOST:PORT"),
              (["--forward", "A@h:1", "--measure", "femur"], "--measure"), (["--stow", "pacs/studies"], "--stow"),
              (["--forward", "A@h:1", "--allow", "A\\B"], "--allow"),
-             (["--forward", "A@h:1", "--port", str(taken.getsockname()[1])], "cannot listen"))
+             (["--forward", "A@h:1", "--port", str(taken.getsockname()[1])], "is already in use"))
     with taken:
         for args, message in cases:
             result = runner.invoke(app, ["dicom-node", *args])
             assert result.exit_code == 2 and message in result.output, (args, result.output)
+    text = runner.invoke(app, ["dicom-node", "--help"], env={"COLUMNS": "80"}).output
+    assert "AE@HOST:PORT" in text and "<bool>" not in text and max(map(len, text.splitlines())) <= 80
 
 
 def test_a_full_queue_answers_out_of_resources(session, head_dcm):

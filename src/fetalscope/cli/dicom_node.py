@@ -19,14 +19,16 @@ def dicom_node(
     ae_title: Annotated[str, typer.Option("--ae-title", help="This node's AE title.")] = "FETALSCOPE",
     port: Annotated[int, typer.Option(help="DICOM port to listen on.")] = 11112,
     bind: Annotated[str, typer.Option(help="Interface to listen on (default loopback only).")] = "127.0.0.1",
-    forward: Annotated[str | None, typer.Option(help="Send every result by C-STORE to AE@HOST:PORT.")] = None,
+    forward: Annotated[str | None, typer.Option(
+        metavar="AE@HOST:PORT", help="Send every result by C-STORE to this node (e.g. a PACS).")] = None,
     peer: Annotated[list[str] | None, typer.Option(
-        "--peer", help="A known node AE@HOST:PORT (repeatable): without --forward, the results of images it "
-        "sends go back to it.")] = None,
-    stow: Annotated[str | None, typer.Option(help="Also (or only) send results by DICOMweb STOW-RS to this "
-                                                  "studies URL, e.g. http://pacs:8042/dicom-web/studies.")] = None,
-    allow: Annotated[str | None, typer.Option(help="Accept associations only from these calling AE titles "
-                                                   "(comma-separated; default: any).")] = None,
+        "--peer", metavar="AE@HOST:PORT", help="A known node (repeatable): without --forward, the results of "
+        "images it sends go back to it.")] = None,
+    stow: Annotated[str | None, typer.Option(
+        metavar="URL", help="Also (or only) send results by DICOMweb STOW-RS to this studies URL, e.g. "
+        "http://pacs:8042/dicom-web/studies.")] = None,
+    allow: Annotated[str | None, typer.Option(
+        metavar="AE[,AE]", help="Accept associations only from these calling AE titles (default: any).")] = None,
     measure: Annotated[str, typer.Option(help="auto (head on brain, CTR on thorax images) | head | "
                                               "cardiothoracic.")] = "auto",
     overlay: Annotated[bool, typer.Option("--overlay", help="Also send a colour softcopy presentation state "

@@ -14,6 +14,7 @@ instance and per result.
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import queue
@@ -182,7 +183,10 @@ class DicomNode:
             self._server = ae.start_server((s.bind, s.port), block=False, evt_handlers=handlers)
         except OSError as exc:
             self._queue.put(None)
-            raise BadInputError(f"cannot listen on {s.bind}:{s.port}: {exc.strerror or exc}") from exc
+            if exc.errno == errno.EADDRINUSE:
+                raise BadInputError(f"port {s.port} on {s.bind} is already in use: stop what listens there or "
+                                    "choose another --port") from None
+            raise BadInputError(f"cannot listen on {s.bind}:{s.port}: {exc.strerror or exc}") from None
         LOG.info("listening as %s on %s:%d (max %d associations, max PDU %d, allow %s); results to %s",
                  s.ae_title, s.bind, self.port, s.max_associations, s.max_pdu, ",".join(s.allow) or "any AE",
                  self._targets())
