@@ -47,7 +47,6 @@ DATASET_DOES_NOT_MATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC210  # the data set does not decode as DICOM
 CANNOT_READ_PIXELS = 0xC211  # it decodes, but the one loader cannot read its image
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-MEASUREMENTS = ("auto", "head", "cardiothoracic")
 
 
 class Analysing(Protocol):
@@ -71,7 +70,7 @@ class NodeSettings:
     peers: tuple[Destination, ...] = ()  # known nodes: a result goes back to its caller's entry (no forward)
     stow_url: str | None = None  # DICOMweb studies resource, the other transport
     allow: tuple[str, ...] = ()  # calling AE titles accepted (empty: any)
-    measure: str = "auto"  # auto | head | cardiothoracic (the session's routing)
+    measure: str = "auto"  # auto | head | cardiothoracic: the session's rule (the CLI checks it up front)
     overlay: bool = False  # also send a colour softcopy presentation state
     max_associations: int = 8
     max_pdu: int = 16382
@@ -86,8 +85,6 @@ class NodeSettings:
             check_ae_title(title, "--allow")
         if not 0 <= self.port <= 65535:
             raise BadInputError(f"--port must be in 0-65535 (0: any free port), got {self.port}")
-        if self.measure not in MEASUREMENTS:
-            raise BadInputError(f"--measure must be one of {', '.join(MEASUREMENTS)}, got {self.measure!r}")
         if self.forward is None and not self.peers and not self.stow_url:
             raise BadInputError("the node has nowhere to send its results: give --forward AE@HOST:PORT, "
                                 "--peer AE@HOST:PORT (results go back to that caller) or --stow URL")
@@ -182,7 +179,8 @@ class DicomNode:
         try:
             self._server = ae.start_server((s.bind, s.port), block=False, evt_handlers=handlers)
         except OSError as exc:
-            self._queue.put(None)
+            self._queue.put(None)  # the worker ends
+            self._worker = None
             if exc.errno == errno.EADDRINUSE:
                 raise BadInputError(f"port {s.port} on {s.bind} is already in use: stop what listens there or "
                                     "choose another --port") from None
