@@ -292,7 +292,8 @@ class DicomNode:
             objects = self.build(analysis, job.dataset, s.overlay)
         except Exception as exc:  # one bad image never stops the node
             self._count("failed")
-            LOG.error("analysis of %s from %s failed: %s", uid, job.calling_ae, " ".join(str(exc).split()))
+            LOG.error("analysis of %s from %s (%s) failed: %s", uid, job.calling_ae, job.address,
+                      " ".join(str(exc).split()))
             return
         sent = self._deliver(objects, job)
         LOG.info("analysed %s (%s, %s) in %.1f s; %s", uid, analysis.plane, _summary(analysis),
@@ -306,7 +307,7 @@ class DicomNode:
                 c_store(objects, destination, calling_ae=s.ae_title, timeout_s=s.dimse_timeout_s)
                 done.append(f"{len(objects)} object(s) to {destination}")
                 self._count("sent", len(objects))
-            except (SendError, OSError, RuntimeError) as exc:
+            except (SendError, OSError, RuntimeError, ValueError) as exc:  # ValueError: SOP class not accepted
                 self._count("failed")
                 done.append(f"C-STORE to {destination} FAILED: {exc}")
         if s.stow_url:
