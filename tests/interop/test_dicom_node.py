@@ -352,3 +352,18 @@ def test_a_full_queue_answers_out_of_resources(session, head_dcm):
     finally:
         release.set()
         node.stop()
+
+
+def test_an_unreachable_destination_is_a_logged_failure_and_the_node_keeps_serving(session, head_dcm, caplog):
+    nobody = Destination("NOBODY", "127.0.0.1", orthanc_server.free_port())  # nothing listens there
+    node = DicomNode(session, NodeSettings(port=0, forward=nobody, measure="head", dimse_timeout_s=5))
+    node.start()
+    try:
+        with caplog.at_level("INFO", logger="fetalscope.dicom_node"):
+            assert store(fresh(head_dcm), node.port) == 0x0000
+            assert node.wait_idle(60)
+        assert node.counts.analysed == 1 and node.counts.sent == 0 and node.counts.failed == 1
+        assert any(f"C-STORE to {nobody} FAILED" in r.getMessage() for r in caplog.records)
+        assert echo(node.port) == 0x0000
+    finally:
+        node.stop()
