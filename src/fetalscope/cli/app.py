@@ -13,6 +13,7 @@ from rich.markup import escape
 from fetalscope import __version__
 from fetalscope.cli.batch import batch
 from fetalscope.cli.common import console, friendly_errors, one_line, progress_bar, say, split_list, write_json
+from fetalscope.cli.dicom_out import DicomOutputs
 from fetalscope.cli.quality import quality as quality_verb
 from fetalscope.errors import BadInputError
 
@@ -169,6 +170,14 @@ def predict(
     = None,
     pdf: Annotated[Path | None, typer.Option("--pdf", help="Also write a print-ready PDF report per image into "
                                                            "this folder (fetalscope-report-<image>.pdf).")] = None,
+    sr: Annotated[Path | None, typer.Option("--sr", help="Folder for a DICOM SR (TID 1500) per DICOM input, filed "
+                                                         "with the source study (other inputs get a note).")] = None,
+    overlay: Annotated[bool, typer.Option("--overlay", help="With --sr: also a colour presentation state drawing "
+                                                            "the ellipses and boxes over the source.")] = False,
+    seg: Annotated[bool, typer.Option("--seg", help="With --sr: also a DICOM Segmentation of the measured regions.")
+                   ] = False,
+    fhir: Annotated[Path | None, typer.Option("--fhir", help="Folder for a FHIR DiagnosticReport bundle (JSON) per "
+                                                             "input.")] = None,
 ) -> None:
     """Classify images: a row per image with the predicted plane and every class probability."""
     from fetalscope.imaging import iter_image_paths
@@ -182,6 +191,7 @@ def predict(
         raise BadInputError(f"--output must end in .csv or .json, got '{output.name}'")
     if pdf is not None and pdf.exists() and not pdf.is_dir():
         raise BadInputError(f"--pdf must be a folder, and {pdf} is a file")
+    dicom_out = DicomOutputs(sr=sr, fhir=fhir, overlay=overlay, seg=seg)
     files = list(iter_image_paths(paths))
     session = Session(model, runtime=runtime, detector="brain-structures" if detect else None)
     results, errors, pdfs = [], [], []
@@ -193,6 +203,7 @@ def predict(
                 if pdf is not None:
                     pdfs.append(_pdf_path(pdf, f, pdfs))
                     results[-1].to_pdf(pdfs[-1])
+                dicom_out.write(results[-1], f)
             except BadInputError as exc:
                 errors.append({"image": str(f), "error": str(exc)})
                 console.print(f"[yellow]skipped[/] {one_line(exc)}", highlight=False)
@@ -213,6 +224,8 @@ def predict(
                 console.print(f"[yellow]brain findings:[/] {escape(warning)}", highlight=False)
         if pdfs:
             say(f"wrote {len(pdfs)} PDF report(s) to {pdf}")
+        if dicom_out.written:
+            say(f"wrote {dicom_out.summary()}")
         return
     if output.suffix.lower() == ".json":
         write_json(output, {"results": [a.to_dict() for a in results], "errors": errors})
@@ -227,7 +240,8 @@ def predict(
             for e in errors:
                 writer.writerow({"image": e["image"], "error": e["error"]})
     say(f"wrote {len(results)} result(s) to {output}" + (f", {len(errors)} skipped" if errors else "")
-        + (f"; {len(pdfs)} PDF report(s) to {pdf}" if pdfs else ""))
+        + (f"; {len(pdfs)} PDF report(s) to {pdf}" if pdfs else "")
+        + (f"; {dicom_out.summary()}" if dicom_out.written else ""))
 
 
 def _pdf_path(folder: Path, image: Path, taken: list[Path]) -> Path:
@@ -447,6 +461,14 @@ def measure(
     as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON to stdout (default: one "
                                                          "line per image; --output writes the JSON file).")]
     = False,
+    sr: Annotated[Path | None, typer.Option("--sr", help="Folder for a DICOM SR (TID 1500) per DICOM input, filed "
+                                                         "with the source study (other inputs get a note).")] = None,
+    overlay: Annotated[bool, typer.Option("--overlay", help="With --sr: also a colour presentation state drawing "
+                                                            "the ellipses and boxes over the source.")] = False,
+    seg: Annotated[bool, typer.Option("--seg", help="With --sr: also a DICOM Segmentation of the measured regions.")
+                   ] = False,
+    fhir: Annotated[Path | None, typer.Option("--fhir", help="Folder for a FHIR DiagnosticReport bundle (JSON) per "
+                                                             "input.")] = None,
 ) -> None:
     """Head biometry (HC, BPD, OFD, gestational age) or the cardiothoracic ratio, with ellipses."""
     from fetalscope.explain.overlay import png_bytes
@@ -464,6 +486,7 @@ def measure(
     # the session's rules, with the inputs named as the user typed them, before any image is read
     what = measurement_choice(what, "--what")
     pixel_size = check_pixel_size(pixel_size, "--pixel-size")
+    dicom_out = DicomOutputs(sr=sr, fhir=fhir, overlay=overlay, seg=seg)
     session = Session(brain_plane_model=None, brain_findings_model=None, detector=None)
     table = read_pixel_sizes(pixel_sizes) if pixel_sizes is not None else None
     files = list(iter_image_paths(list(paths)))
@@ -477,11 +500,14 @@ def measure(
                 draw.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(png_bytes(draw_findings(image.pixels, measurement=record)))
                 record["overlay"] = str(target)
+            dicom_out.write(record, path, frame=image.frame)
             records.append(record)
             advance(1)
     if output is not None:
         write_json(output, records)
         say(f"wrote {len(records)} record(s) to {output}")
+    if dicom_out.written:
+        say(f"wrote {dicom_out.summary()}")
     if as_json:
         payload = records[0] if len(records) == 1 else records
         typer.echo(json.dumps(payload, indent=2, default=str))

@@ -99,9 +99,10 @@ def srgb_profile() -> bytes:
 
 
 def write_presentation_state(result: HasRecord | dict[str, Any], source: Dataset | str | Path, out_dir: str | Path,
-                             *, frame: int | None = None, colours: Mapping[str, RGB] | None = None) -> Path:
-    """Write :func:`presentation_state` to ``out_dir/<source stem>_pr.dcm``; returns the path."""
+                             *, frame: int | None = None, colours: Mapping[str, RGB] | None = None,
+                             name: str | None = None) -> Path:
+    """Write :func:`presentation_state` to ``out_dir/<name or source stem>_pr.dcm``; returns the path."""
     dataset = presentation_state(result, source, frame=frame, colours=colours)
-    path = output_path(source, out_dir, "pr")
+    path = output_path(source, out_dir, "pr", name)
     dataset.save_as(path, enforce_file_format=True)
     return path

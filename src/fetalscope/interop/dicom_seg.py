@@ -82,9 +82,9 @@ def segmentation(result: HasRecord | dict[str, Any], source: Dataset | str | Pat
 
 
 def write_segmentation(result: HasRecord | dict[str, Any], source: Dataset | str | Path, out_dir: str | Path, *,
-                       frame: int | None = None) -> Path:
-    """Write :func:`segmentation` to ``out_dir/<source stem>_seg.dcm``; returns the path."""
+                       frame: int | None = None, name: str | None = None) -> Path:
+    """Write :func:`segmentation` to ``out_dir/<name or source stem>_seg.dcm``; returns the path."""
     dataset = segmentation(result, source, frame=frame)
-    path = output_path(source, out_dir, "seg")
+    path = output_path(source, out_dir, "seg", name)
     dataset.save_as(path, enforce_file_format=True)
     return path

@@ -156,19 +156,20 @@ def measurement_report(result: HasRecord | dict[str, Any], source: Dataset | str
         coding_schemes=[PRIVATE_SCHEME_ITEM], is_complete=True)
 
 
-def output_path(source: Dataset | str | Path, out_dir: str | Path, suffix: str) -> Path:
-    """``out_dir/<source stem>_<suffix>.dcm`` (the SOP instance UID when the source has no file name)."""
-    name = source if not isinstance(source, Dataset) else getattr(source, "filename", None)
-    stem = Path(str(name)).stem if name else str(source.SOPInstanceUID)  # type: ignore[union-attr]
+def output_path(source: Dataset | str | Path, out_dir: str | Path, suffix: str, name: str | None = None) -> Path:
+    """``out_dir/<name or source stem>_<suffix>.dcm`` (the SOP instance UID when the source has no file name)."""
+    file = source if not isinstance(source, Dataset) else getattr(source, "filename", None)
+    stem = name or (Path(str(file)).stem if file else str(source.SOPInstanceUID))  # type: ignore[union-attr]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return out / f"{stem}_{suffix}.dcm"
 
 
 def write_sr(result: HasRecord | dict[str, Any], source: Dataset | str | Path, out_dir: str | Path, *,
-             frame: int | None = None) -> Path:
-    """Write :func:`measurement_report` of ``result`` to ``out_dir/<source stem>_sr.dcm``; returns the path."""
+             frame: int | None = None, name: str | None = None) -> Path:
+    """Write :func:`measurement_report` of ``result`` to ``out_dir/<name or source stem>_sr.dcm``; returns the
+    path."""
     dataset = measurement_report(result, source, frame=frame)
-    path = output_path(source, out_dir, "sr")
+    path = output_path(source, out_dir, "sr", name)
     dataset.save_as(path, enforce_file_format=True)
     return path

@@ -29,6 +29,7 @@ HEAD = codes.SCT.Head
 HEART = codes.SCT.Heart
 THORAX = codes.SCT.Thorax
 OBSTETRIC_US_SCAN = codes.SCT.ObstetricUSScan
+OBSTETRIC_GYN_US_REPORT = codes.LN.UltrasoundObstetricAndGynReport  # 11525-3 (CID 7000)
 
 IMAGE_VIEW = codes.DCM.ImageView
 IMAGE_QUALITY_RATING = codes.DCM.ImageQualityRating
