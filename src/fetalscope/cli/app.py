@@ -558,3 +558,4 @@ def serve(
 
 
 app.command("video")(__import__("fetalscope.cli.video", fromlist=["video"]).video)  # cli/video.py
+app.command("dicom-node")(__import__("fetalscope.cli.dicom_node", fromlist=["dicom_node"]).dicom_node)
