@@ -28,6 +28,7 @@ from fetalscope.evaluate.robustness import (
     robustness_report,
 )
 from fetalscope.evaluate.robustness_report import update_report_section, write_robustness
+from fetalscope.imaging.perturb import get_perturbation
 from fetalscope.train.recipes.sononet.common import SPLIT_SALT, calibration_and_test
 
 BASELINES = ("sononet16", "none")
@@ -69,6 +70,10 @@ def run_robustness(bundle: str | Path = "sononet-planes", *, shared: str | Path 
     """The robustness record of ``bundle`` beside the baseline; written to ``out_dir`` when given."""
     if limit < 1:
         raise BadInputError(f"--limit must be at least 1, got {limit}")
+    if baseline not in BASELINES:
+        raise BadInputError(f"unknown baseline {baseline!r}; choose from {', '.join(BASELINES)}")
+    for name in perturbations or ():
+        get_perturbation(name)
     items, described = folder_items(data) if data is not None else real_test_items(shared)
     shipped = bundle_contender(bundle, runtime)
     report = robustness_report(items, shipped, baseline_contender(baseline, runtime), perturbations=perturbations,
