@@ -19,12 +19,13 @@ resamples for both models) and ``at_or_above``: the shipped accuracy is at least
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,13 +66,26 @@ class Contender:
 
     def predict(self, images: Sequence[np.ndarray]) -> list[str]:
         """The predicted class name of each ``H x W x 3`` uint8 image (batched)."""
-        batch = torch.stack([to_tensor(im, self.preprocess) for im in images])
+        with _one_torch_thread():
+            batch = torch.stack([to_tensor(im, self.preprocess) for im in images])
         logits = self.predictor.predict_logits(batch)
         return [self.classes[int(i)] for i in np.argmax(logits, axis=1)]
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "described": self.described, "runtime": self.predictor.name,
                 "crop_sector": self.preprocess.crop_sector, "input_size": list(self.preprocess.input_size)}
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Preprocessing is many small tensor operations: on a busy 2-core machine one torch thread made it 10x
+    faster than two (0.03 s against 0.37 s per image); the model itself keeps its threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _norm(name: str) -> str:
