@@ -42,7 +42,8 @@ def real_test_items(shared: str | Path | None = None) -> tuple[list[RobustItem],
                             "data/ (HC18, FETAL_PLANES_DB, FOCUS ...), or --data with class folders")
     _, test = calibration_and_test(all_real_images(data))
     items = [RobustItem(im.path, im.plane, im.source, im.group) for im in test]
-    return items, (f"the sononet-planes test split of the real images in {data} (groups hashed with "
+    where = f"{data.parent.name}/{data.name}"  # no machine's absolute path in a committed report
+    return items, (f"the sononet-planes test split of the real images in {where} (groups hashed with "
                    f"{SPLIT_SALT!r}; patient / subject / duplicate-group disjoint from the calibration half)")
 
 
