@@ -559,3 +559,4 @@ def serve(
 
 app.command("video")(__import__("fetalscope.cli.video", fromlist=["video"]).video)  # cli/video.py
 app.command("dicom-node")(__import__("fetalscope.cli.dicom_node", fromlist=["dicom_node"]).dicom_node)
+app.command("robustness")(__import__("fetalscope.cli.robustness", fromlist=["robustness"]).robustness)  # cli/...
