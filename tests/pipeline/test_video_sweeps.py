@@ -63,7 +63,9 @@ def test_example_sweep_through_the_pipeline_tuning_and_report(tmp_path: Path) ->
     assert not list(tmp_path.iterdir())  # the clip is removed
     assert run.probabilities.shape == (len(sweep.frames), len(session.classes))
     score = run.score
-    assert score.planes_claimed_absent == [] and score.best_frame_hits == 1  # only the thorax is a plane here
+    # Other stills are background: the thorax is the one segment to find
+    assert (score.true_segments, score.planes_claimed_absent, score.best_frame_hits) == (1, [], 1)
+    assert score.planes_shown == ["Fetal thorax"] and score.frames_in_segments == sweep.truth.count("Fetal thorax")
     assert rescore(run, SegmentRules()) == score  # same rules, same answer from the stored probabilities
     rules, table = tune_rules([run], {"window": (1, 5), "enter": (0.6,), "leave": (0.4,), "min_frames": (3,)})
     assert rules.window in (1, 5) and len(table) == 2 and table[0]["rules"]["window"] == rules.window

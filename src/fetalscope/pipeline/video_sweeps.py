@@ -63,9 +63,10 @@ def score_sweep(sweep: Sweep, classes: Sequence[str], probabilities: np.ndarray,
                 found: Iterable[tuple[str, int, int]], best: dict[str, int],
                 skip: Sequence[str] = ("Other",)) -> SweepScore:
     """Score one sweep processed at stride 1: ``found`` segments as (plane, first frame, last frame), ``best``
-    frame per plane."""
+    frame per plane. Stills of a ``skip`` class (no standard plane) are background: neither segments to find
+    nor frames to count."""
     found = list(found)
-    truth = [(s.plane, s.start, s.end) for s in sweep.segments]
+    truth = [(s.plane, s.start, s.end) for s in sweep.segments if s.plane not in skip]
     unmatched = list(found)
     matched = 0
     for plane, start, end in truth:
@@ -78,11 +79,11 @@ def score_sweep(sweep: Sweep, classes: Sequence[str], probabilities: np.ndarray,
     shown = sweep.planes
     claimed = sorted({p for p, *_ in found if p not in shown and p not in skip} | {p for p in best if p not in shown
                                                                                     and p not in skip})
-    labelled = [i for i, t in enumerate(sweep.truth) if t is not None]
+    labelled = [i for i, t in enumerate(sweep.truth) if t is not None and t not in skip]
     correct = sum(1 for i in labelled if classes[int(np.argmax(smoothed[i]))] == sweep.truth[i])
     raw = sum(1 for i in labelled if classes[int(np.argmax(probabilities[i]))] == sweep.truth[i])
-    return SweepScore(sweep.name, sorted(shown), len(truth), len(found), matched, hits, claimed, len(labelled),
-                      correct, raw)
+    return SweepScore(sweep.name, sorted(shown - set(skip)), len(truth), len(found), matched, hits, claimed,
+                      len(labelled), correct, raw)
 
 
 def score_analysis(sweep: Sweep, result: VideoAnalysis) -> SweepScore:
