@@ -172,11 +172,12 @@ def add_video_tab(service: Service, display: Display) -> None:
                                    elem_id="video-slider")
                 caption = gr.Markdown(elem_id="video-frame-info")
             with gr.Column(scale=3):
-                timeline = gr.Image(label="Timeline: plane probability over time", interactive=False,
-                                    elem_id="video-timeline", format="png")
+                timeline = gr.Image(label="Timeline: plane probability over time", show_label=False,
+                                    interactive=False, elem_id="video-timeline", format="png")
                 summary = gr.Markdown(elem_id="video-summary")
         gallery = gr.Gallery(label="Best frame of each plane, measured", columns=4, allow_preview=False,
-                             height=280, object_fit="contain", elem_id="video-best", interactive=False)
+                             height=280, object_fit="contain", elem_id="video-best", interactive=False,
+                             fit_columns=False)
         gr.Markdown("### Live scanning\n" + LIVE_HINT)
         live_state = gr.State(None, time_to_live=3600)
         with gr.Row():
@@ -187,7 +188,8 @@ def add_video_tab(service: Service, display: Display) -> None:
             with gr.Column(scale=3):
                 checklist = gr.Markdown("No frame yet.", elem_id="live-checklist")
                 live_gallery = gr.Gallery(label="Best frame so far of each plane", columns=4, allow_preview=False,
-                                          height=220, object_fit="contain", elem_id="live-best", interactive=False)
+                                          height=220, object_fit="contain", elem_id="live-best", interactive=False,
+                                          fit_columns=False)
     # the widget is emptied with the answer (its copy is gone), so the next drop replaces this clip
     upload.upload(analyse, [upload], [clip_state, timeline, summary, slider, frame_img, caption, gallery, upload])
     slider.change(show_frame, [clip_state, slider], [frame_img, caption], trigger_mode="always_last",
