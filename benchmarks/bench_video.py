@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(2)
+    load_before = round(os.getloadavg()[0], 2)
     results: dict[str, float] = {}
     preprocess: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,7 +78,9 @@ def main() -> None:
         live_ms = {"median": round(float(np.median(latency)), 2), "p95": round(float(np.percentile(latency, 95)), 2),
                    "max": round(float(latency.max()), 2), "sector_searches": live.tracker.searches}
     report = {"frames": args.frames, "size": "640x448", "threads": 2, "frames_per_s": results,
-              "preprocess_ms_per_frame": preprocess, "live_latency_ms_int8": live_ms}
+              "preprocess_ms_per_frame": preprocess, "live_latency_ms_int8": live_ms,
+              "load_average_1min": {"before": load_before, "after": round(os.getloadavg()[0], 2),
+                                    "cpus": os.cpu_count()}}
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
