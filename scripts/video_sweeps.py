@@ -65,7 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     from fetalscope.imaging.loader import UltrasoundImage
     from fetalscope.pipeline.session import Session
     from fetalscope.pipeline.video_segments import SegmentRules
-    from fetalscope.pipeline.video_sweeps import GRID, MATCH_IOU, rescore, summarise, tune_rules, write_report
+    from fetalscope.pipeline.video_sweeps import (
+        GRID,
+        MATCH_IOU,
+        rescore,
+        run_sweep,
+        summarise,
+        tune_rules,
+        write_report,
+    )
     from fetalscope.train.recipes.sononet.common import calibration_and_test
 
     def load_image_pixels(pixels: np.ndarray) -> UltrasoundImage:
@@ -86,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"tuned rules: {tuned}")
         test_stills = _stills(test, 2 * args.sweeps, np.random.default_rng(args.seed))
         report_runs = _runs(session, test_stills, args.sweeps, args.seed, folder, rules=tuned, log=log)
+        int8 = Session(runtime="onnx-int8", brain_plane_model=None, brain_findings_model=None, detector=None)
+        int8_runs = [run_sweep(int8, r.sweep, folder, rules=tuned, quality=False) for r in report_runs]
     shown = {name for r in report_runs for name in r.sweep.stills}
     used = [still for plane_stills in test_stills.values() for still in plane_stills if still.name in shown]
     clean_top = [session.plane(load_image_pixels(still.pixels))[0] for still in used]
@@ -98,12 +108,15 @@ def main(argv: list[str] | None = None) -> int:
          "summary": summarise([rescore(r, tuned) for r in report_runs])},
         {"label": "default rules, highest probability", "rules": asdict(default),
          "summary": summarise([rescore(r, default) for r in report_runs])},
+        {"label": "tuned rules, int8 plane model (the live path), highest probability", "rules": asdict(tuned),
+         "summary": summarise([r.score for r in int8_runs])},
     ]
     model = dict(session.analyser.model_info)
     report = {
         "title": "Video pipeline on synthetic sweeps of real stills",
         "description": (f"{args.sweeps} sweeps built from sononet-planes test-split stills (seed {args.seed}), "
-                        f"plane model {model.get('id')} ({model.get('runtime')}); rules chosen on "
+                        f"plane model {model.get('id')} ({model.get('runtime')}; the last column int8); rules chosen "
+                        "on "
                         f"{args.tune_sweeps} other sweeps of calibration-split stills (seed {args.tune_seed})."),
         "model": model,
         "spec": asdict(SweepSpec()),
@@ -129,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             "a segment or best frame in a sweep that never shows them. Per-frame accuracy: frames showing a "
             "still (transitions between planes excluded), the smoothed top class against the still's plane.",
             f"The plane model on the report sweeps' stills themselves (each still once, clean): accuracy "
-            f"{clean['accuracy']} on {clean['stills']} stills: the ceiling of the per-frame accuracy.",
+            f"{clean['accuracy']} on {clean['stills']} stills (to compare with the per-frame accuracy on sweep "
+            "frames).",
             f"Written by scripts/video_sweeps.py in {time.perf_counter() - t0:.0f} s.",
         ],
     }
