@@ -21,7 +21,7 @@ import pytest
 import fuzzing
 from fetalscope.errors import BadInputError, FetalscopeError
 from fetalscope.imaging import UltrasoundImage, load_image
-from fetalscope.imaging.loader import MIN_SIDE
+from fetalscope.imaging.decoding import MIN_SIDE
 
 MAX_PIXELS = 4_000_000  # the test server's limit: absurd-dimension cases stay light on a small machine
 CASE_SECONDS = 20.0

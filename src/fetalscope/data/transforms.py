@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from fetalscope.imaging.loader import UltrasoundImage
-from fetalscope.imaging.sector import crop_to_sector
+from fetalscope.imaging.sector import SectorBox, crop_to_sector
+from fetalscope.imaging.sector_tracker import SectorTracker
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -64,16 +65,49 @@ class PreprocessConfig:
         return PreprocessConfig(**d)
 
 
-def prepare_array(image: UltrasoundImage | np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """Crop (optionally) and resize to ``cfg.input_size``; returns ``H x W x 3`` uint8 RGB."""
+def prepare_array(image: UltrasoundImage | np.ndarray, cfg: PreprocessConfig,
+                  box: SectorBox | None = None) -> np.ndarray:
+    """Crop (optionally: to ``box`` when given, else to the sector found here) and resize to ``cfg.input_size``;
+    returns ``H x W x 3`` uint8 RGB."""
     rgb = image.pixels if isinstance(image, UltrasoundImage) else image
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
     if cfg.crop_sector:
-        rgb = crop_to_sector(rgb)
+        rgb = crop_to_sector(rgb) if box is None else rgb[box.y0 : box.y1, box.x0 : box.x1]
     h, w = cfg.input_size
     interp = cv2.INTER_AREA if rgb.shape[0] > h or rgb.shape[1] > w else cv2.INTER_LINEAR
     return cv2.resize(np.ascontiguousarray(rgb), (w, h), interpolation=interp)
+
+
+GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma
+
+
+def normalise_batch(rgbs: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """``N x H x W x 3`` uint8 RGB to the model's ``N x C x H x W`` float32 input (numpy, one pass for the whole
+    batch: the arrays of :func:`normalise`, to float rounding, several times faster than per-image torch)."""
+    x = np.asarray(rgbs, dtype=np.float32) * np.float32(1.0 / 255.0)
+    if cfg.channels == 1:
+        x = (x @ np.asarray(GREY_WEIGHTS, dtype=np.float32))[..., None]
+    if cfg.normalisation == "per_image_standardise":
+        flat = x.reshape(len(x), -1)
+        mean = flat.mean(axis=1, dtype=np.float64).astype(np.float32)
+        std = np.maximum(flat.std(axis=1, ddof=1, dtype=np.float64), 1e-6).astype(np.float32)
+        x = (x - mean[:, None, None, None]) / std[:, None, None, None]
+    else:
+        c = x.shape[-1]
+        x = (x - np.asarray(cfg.mean[:c], dtype=np.float32)) / np.asarray(cfg.std[:c], dtype=np.float32)
+    if cfg.scale != 1.0:
+        x = x * np.float32(cfg.scale)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def model_inputs(images: list[np.ndarray], cfg: PreprocessConfig, tracker: SectorTracker | None = None) -> np.ndarray:
+    """The ``N x C x H x W`` float32 input of frames of one clip (``H x W x 3`` uint8 RGB): cropped to the
+    sector ``tracker`` keeps (found once, searched again when the layout changes), resized, normalised as one
+    batch."""
+    tracker = tracker if tracker is not None else SectorTracker()
+    prepared = [prepare_array(rgb, cfg, tracker.box(rgb) if cfg.crop_sector else None) for rgb in images]
+    return normalise_batch(np.stack(prepared), cfg)
 
 
 def normalise(rgb: np.ndarray | torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:

@@ -32,13 +32,21 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from fetalscope.errors import BadInputError, FetalscopeError, PayloadTooLargeError
+from fetalscope.imaging.decoding import (
+    cause,
+    check_dims,
+    decoding,
+    pixels_to_rgb,
+    positive,
+    read_bytes,
+    stretch_to_uint8,
+)
+from fetalscope.imaging.dicom_fields import check_decodable, dicom_identity, dicom_int, dicom_spacing, dicom_value
 
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024  # files on disk; the API sets its own, lower limit
 DEFAULT_MAX_PIXELS = 40_000_000  # e.g. 8000 x 5000
-MIN_SIDE = 8
 SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
 DICOM_MAGIC_OFFSET = 128
-MAX_CAUSE_CHARS = 200  # a decoder's own message, quoted in ours, is cut to this
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -91,7 +99,7 @@ def iter_image_paths(paths: list[Path] | list[str] | Path | str, *, recursive: b
         try:
             is_dir = p.is_dir()
         except OSError as exc:  # e.g. a name too long for the file system
-            raise BadInputError(f"{p}: cannot be read ({_cause(exc)})") from exc
+            raise BadInputError(f"{p}: cannot be read ({cause(exc)})") from exc
         if is_dir:
             pattern = "**/*" if recursive else "*"
             found = sorted(f for f in p.glob(pattern) if f.is_file() and is_image_path(f))
@@ -106,104 +114,8 @@ def iter_image_paths(paths: list[Path] | list[str] | Path | str, *, recursive: b
             raise BadInputError(f"{p}: no such file or folder")
 
 
-def _read_bytes(src: str | Path | bytes | bytearray | BinaryIO, max_bytes: int) -> tuple[bytes, str]:
-    if isinstance(src, (bytes, bytearray)):
-        data, name = bytes(src), "<upload>"
-    elif isinstance(src, (str, Path)):
-        path = Path(src)
-        name = str(path)
-        if not path.exists():
-            raise BadInputError(f"{name}: no such file")
-        if path.is_dir():
-            raise BadInputError(f"{name}: is a folder, not an image file")
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise PayloadTooLargeError(f"{name}: file is {size} bytes, over the limit of {max_bytes} bytes")
-        data = path.read_bytes()
-    else:
-        name = str(getattr(src, "name", "<stream>"))
-        data = src.read(max_bytes + 1)
-    if len(data) == 0:
-        raise BadInputError(f"{name}: file is empty (0 bytes)")
-    if len(data) > max_bytes:
-        raise PayloadTooLargeError(f"{name}: input is over the limit of {max_bytes} bytes")
-    return data, name
-
-
 def _looks_like_dicom(data: bytes) -> bool:
     return len(data) > DICOM_MAGIC_OFFSET + 4 and data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == b"DICM"
-
-
-def _check_dims(name: str, height: int, width: int, max_pixels: int) -> None:
-    if height <= 0 or width <= 0:
-        raise BadInputError(f"{name}: image has no pixels ({width}x{height})")
-    if height * width > max_pixels:
-        raise PayloadTooLargeError(
-            f"{name}: image is {width}x{height} = {height * width} pixels, over the limit of {max_pixels}"
-        )
-    if min(height, width) < MIN_SIDE:
-        raise BadInputError(f"{name}: image is {width}x{height}; both sides must be at least {MIN_SIDE} px")
-
-
-def _cause(exc: BaseException) -> str:
-    """A decoder's exception as one short line: its message (or its type when it has none)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= MAX_CAUSE_CHARS else text[: MAX_CAUSE_CHARS - 3] + "..."
-
-
-@contextlib.contextmanager
-def _decoding(name: str, what: str = "corrupt or unreadable image") -> Iterator[None]:
-    """Turn anything a decoder raises into a fetalscope error naming the input and the cause.
-
-    Fetalscope's own errors pass as they are; running out of memory is a
-    :class:`PayloadTooLargeError` (413); any other exception is a :class:`BadInputError`.
-    """
-    try:
-        yield
-    except FetalscopeError:
-        raise
-    except MemoryError as exc:
-        raise PayloadTooLargeError(f"{name}: not enough memory to decode this image; it is too large") from exc
-    except Exception as exc:
-        raise BadInputError(f"{name}: {what} ({_cause(exc)})") from exc
-
-
-def stretch_to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Map any numeric array to uint8: uint8 as is, everything else linearly by its min..max."""
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == np.bool_:
-        return arr.astype(np.uint8) * 255
-    a = arr.astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = float(a.min()), float(a.max())
-    if hi <= lo:
-        return np.zeros(a.shape, dtype=np.uint8)
-    return np.clip(np.rint((a - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
-
-
-def _to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
-    """Any H x W, H x W x 1/2/3/4 array to H x W x 3 uint8."""
-    if arr.ndim == 2:
-        g = stretch_to_uint8(arr)
-        return np.repeat(g[..., None], 3, axis=2)
-    if arr.ndim != 3:
-        raise BadInputError(f"{name}: unsupported pixel array shape {arr.shape}")
-    channels = arr.shape[2]
-    if channels == 1:
-        return _to_rgb(arr[..., 0], name)
-    if channels in (2, 4):  # grey+alpha or RGBA: composite on black
-        colour = arr[..., :-1]
-        alpha = arr[..., -1].astype(np.float64)
-        amax = float(np.iinfo(arr.dtype).max) if np.issubdtype(arr.dtype, np.integer) else 1.0
-        weight = np.clip(alpha / amax, 0.0, 1.0)[..., None]
-        colour = stretch_to_uint8(colour).astype(np.float64) * weight
-        colour = np.clip(np.rint(colour), 0, 255).astype(np.uint8)
-        return _to_rgb(colour if colour.shape[2] == 3 else colour[..., 0], name)
-    if channels == 3:
-        return stretch_to_uint8(arr)
-    raise BadInputError(f"{name}: unsupported number of channels ({channels})")
 
 
 def _load_pil(data: bytes, name: str, frame: int | None, max_pixels: int) -> UltrasoundImage:
@@ -214,14 +126,14 @@ def _load_pil(data: bytes, name: str, frame: int | None, max_pixels: int) -> Ult
             f"{name}: not a readable image (supported: PNG, JPEG, TIFF, BMP, DICOM)"
         ) from exc
     except Image.DecompressionBombError as exc:
-        raise PayloadTooLargeError(f"{name}: image dimensions are too large ({_cause(exc)})") from exc
+        raise PayloadTooLargeError(f"{name}: image dimensions are too large ({cause(exc)})") from exc
     except MemoryError:
         raise
     except Exception as exc:  # PIL raises many types for corrupt headers
-        raise BadInputError(f"{name}: corrupt or unreadable image ({_cause(exc)})") from exc
+        raise BadInputError(f"{name}: corrupt or unreadable image ({cause(exc)})") from exc
     fmt = (img.format or "unknown").upper()
     width, height = img.size
-    _check_dims(name, height, width, max_pixels)
+    check_dims(name, height, width, max_pixels)
     n_frames = int(getattr(img, "n_frames", 1) or 1)
     index = 0 if frame is None else frame
     if not 0 <= index < n_frames:
@@ -230,12 +142,12 @@ def _load_pil(data: bytes, name: str, frame: int | None, max_pixels: int) -> Ult
         if n_frames > 1:
             img.seek(index)
             width, height = img.size  # pages of a TIFF need not share one size
-            _check_dims(name, height, width, max_pixels)
+            check_dims(name, height, width, max_pixels)
         img.load()
     except (FetalscopeError, MemoryError):
         raise
     except Exception as exc:
-        raise BadInputError(f"{name}: corrupt or truncated image data ({_cause(exc)})") from exc
+        raise BadInputError(f"{name}: corrupt or truncated image data ({cause(exc)})") from exc
     mode = img.mode
     bit_depth = 8
     if fmt == "TIFF" and (mode not in ("L", "RGB", "RGBA", "P", "LA", "1") or _tiff_bits(img) > 8):
@@ -265,7 +177,7 @@ def _load_pil(data: bytes, name: str, frame: int | None, max_pixels: int) -> Ult
         with contextlib.suppress(TypeError, ValueError):
             meta["dpi"] = (float(dpi[0]), float(dpi[1]))
     return UltrasoundImage(
-        pixels=_pixels_to_rgb(arr, name),
+        pixels=pixels_to_rgb(arr, name),
         source=name,
         format=fmt,
         original_mode=mode,
@@ -290,158 +202,15 @@ def _tiff_bits(img: Image.Image) -> int:
 def _read_tiff(data: bytes, name: str, index: int, max_pixels: int) -> np.ndarray:
     import tifffile
 
-    with _decoding(name, "corrupt or unsupported TIFF"), tifffile.TiffFile(io.BytesIO(data)) as tif:
+    with decoding(name, "corrupt or unsupported TIFF"), tifffile.TiffFile(io.BytesIO(data)) as tif:
         page = tif.pages[index]
         height, width = int(page.imagelength), int(page.imagewidth)  # type: ignore[union-attr]
-        _check_dims(name, height, width, max_pixels)
+        check_dims(name, height, width, max_pixels)
         values = math.prod(int(n) for n in page.shape)  # samples and depth too
         if values > 4 * max_pixels:
             raise PayloadTooLargeError(f"{name}: TIFF page holds {values} values ({page.shape}), over the limit "
                                        f"of {4 * max_pixels}")
         return np.asarray(page.asarray())
-
-
-def _pixels_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
-    """A decoder's pixel array to ``H x W x 3`` uint8, refusing pixel types that are not numbers and
-    images without a single finite value."""
-    arr = np.asarray(arr)
-    if arr.dtype.kind not in "biuf":
-        raise BadInputError(f"{name}: unsupported pixel type {arr.dtype}")
-    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).any():
-        raise BadInputError(f"{name}: image has no finite pixel values (all NaN or infinite)")
-    return _to_rgb(arr, name)
-
-
-def _tag_label(keyword: str) -> str:
-    from pydicom.datadict import tag_for_keyword
-
-    tag = tag_for_keyword(keyword)
-    return keyword if tag is None else f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
-
-
-def _dicom_element(ds: Any, keyword: str, name: str) -> Any:
-    """A DICOM data element, ``None`` when absent. pydicom decodes an element only when it is first read;
-    one that cannot be decoded (an unknown value representation, bytes that do not fit it) is a
-    :class:`BadInputError` naming the element."""
-    if keyword not in ds:
-        return None
-    try:
-        return ds[keyword]
-    except MemoryError:
-        raise
-    except Exception as exc:
-        raise BadInputError(f"{name}: DICOM element {_tag_label(keyword)} is corrupt and cannot be read "
-                            f"({_cause(exc)})") from exc
-
-
-def _dicom_value(ds: Any, keyword: str, name: str) -> Any:
-    """The value of a DICOM element, ``None`` when absent (errors as :func:`_dicom_element`)."""
-    elem = _dicom_element(ds, keyword, name)
-    return None if elem is None else elem.value
-
-
-def _dicom_int(ds: Any, keyword: str, name: str, default: int) -> int:
-    value = _dicom_value(ds, keyword, name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise BadInputError(f"{name}: DICOM element {_tag_label(keyword)} is not a whole number "
-                            f"({_cause(exc)})") from exc
-
-
-def _dicom_spacing(ds: Any, name: str) -> float | None:
-    """Pixel size in mm from PixelSpacing / ImagerPixelSpacing / the first ultrasound region, or ``None``.
-
-    An element that cannot be decoded or has another value representation than DS is a
-    :class:`BadInputError` (a measurement must neither lose its scale silently nor use a made-up one); a
-    decoded value that is not a positive finite size (0, empty, NaN, text) means "unknown".
-    """
-    for key in ("PixelSpacing", "ImagerPixelSpacing"):
-        elem = _dicom_element(ds, key, name)
-        if elem is None:
-            continue
-        if elem.VR != "DS":  # e.g. FD: eight bytes of text read as a double would be a made-up size
-            raise BadInputError(f"{name}: DICOM element {_tag_label(key)} is corrupt: its value representation "
-                                f"is {elem.VR!r}, not 'DS' (decimal string)")
-        value = elem.value
-        try:
-            spacing = _positive(float(value if isinstance(value, (int, float, str, bytes)) else value[0]))
-        except (TypeError, ValueError, IndexError, OverflowError):
-            spacing = None
-        if spacing is not None:
-            return spacing
-    if "SequenceOfUltrasoundRegions" in ds:
-        # ultrasound DICOMs give physical deltas in cm per pixel per region; an unreadable region is no scale
-        try:
-            region = ds.SequenceOfUltrasoundRegions[0]
-            if int(region.get("PhysicalUnitsXDirection", 0)) == 3:  # cm
-                return _positive(float(region.PhysicalDeltaX) * 10.0)
-        except MemoryError:
-            raise
-        except Exception:
-            return None
-    return None
-
-
-def _positive(value: float) -> float | None:
-    return value if math.isfinite(value) and value > 0 else None
-
-
-def _dicom_text(ds: Any, keyword: str, name: str, max_chars: int = 64) -> str:
-    """A short DICOM code or UID as plain text ('' when absent or empty; the first of several values),
-    errors as :func:`_dicom_element`. Only printable characters are kept, at most ``max_chars``."""
-    value = _dicom_value(ds, keyword, name)
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = value[0] if len(value) else ""
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace")
-    text = "".join(c for c in str(value if value is not None else "") if c.isprintable()).strip()
-    return text[:max_chars]
-
-
-def _dicom_identity(ds: Any, name: str) -> dict[str, str]:
-    """What the file says it is: Modality (0008,0060), SOP Class UID (0008,0016, else the file meta's media
-    storage SOP class) and the transfer syntax. Never patient fields. A present but unreadable Modality or
-    SOP Class UID is a :class:`BadInputError`: they decide whether the image is taken for ultrasound."""
-    modality = _dicom_text(ds, "Modality", name, 16).upper()
-    sop_class = _dicom_text(ds, "SOPClassUID", name)
-    file_meta = getattr(ds, "file_meta", None)
-    if not sop_class and file_meta is not None:
-        sop_class = _dicom_text(file_meta, "MediaStorageSOPClassUID", name)
-    transfer_syntax = "" if file_meta is None else _dicom_text(file_meta, "TransferSyntaxUID", name)
-    return {"modality": modality, "sop_class_uid": sop_class, "transfer_syntax_uid": transfer_syntax}
-
-
-def _transfer_syntax_label(transfer_syntax: str) -> str:
-    from pydicom.uid import UID
-
-    uid = UID(transfer_syntax)
-    return f"'{uid.name}' ({transfer_syntax})" if uid.name != transfer_syntax else f"'{transfer_syntax}'"
-
-
-def _check_decodable(transfer_syntax: str, name: str) -> None:
-    """Refuse, with the transfer syntax named, pixel data that no installed decoder can read: a syntax
-    pydicom does not decode (e.g. MPEG-4 or HEVC video, JPEG XL) or one whose decoder plugins are missing."""
-    from pydicom.pixels import get_decoder
-
-    from fetalscope.imaging import jpeg12
-
-    if not transfer_syntax:
-        raise BadInputError(f"{name}: DICOM file has no Transfer Syntax UID (0002,0010); its pixel data cannot "
-                            "be interpreted")
-    jpeg12.register()
-    try:
-        decoder = get_decoder(transfer_syntax)
-    except NotImplementedError as exc:
-        raise BadInputError(f"{name}: DICOM pixel data is in the unsupported transfer syntax "
-                            f"{_transfer_syntax_label(transfer_syntax)} (supported: uncompressed, deflated, RLE, "
-                            "JPEG, JPEG-LS, JPEG 2000, HTJ2K)") from exc
-    if not decoder.is_available:
-        raise BadInputError(f"{name}: DICOM pixel data is in the transfer syntax "
-                            f"{_transfer_syntax_label(transfer_syntax)} and no decoder for it is installed "
-                            f"({_cause(ValueError('; '.join(decoder.missing_dependencies)))})")
 
 
 def _load_dicom(data: bytes, name: str, frame: int | None, max_pixels: int) -> UltrasoundImage:
@@ -452,7 +221,7 @@ def _load_dicom(data: bytes, name: str, frame: int | None, max_pixels: int) -> U
     except MemoryError:
         raise
     except Exception as exc:
-        raise BadInputError(f"{name}: unreadable DICOM ({_cause(exc)})") from exc
+        raise BadInputError(f"{name}: unreadable DICOM ({cause(exc)})") from exc
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         if not _looks_like_dicom(data):
             raise BadInputError(
@@ -460,28 +229,28 @@ def _load_dicom(data: bytes, name: str, frame: int | None, max_pixels: int) -> U
                 "PNG, JPEG, TIFF, BMP, DICOM)"
             )
         raise BadInputError(f"{name}: DICOM file has no pixel data (e.g. a structured report or dose sheet)")
-    identity = _dicom_identity(ds, name)
-    rows, cols = _dicom_int(ds, "Rows", name, 0), _dicom_int(ds, "Columns", name, 0)
+    identity = dicom_identity(ds, name)
+    rows, cols = dicom_int(ds, "Rows", name, 0), dicom_int(ds, "Columns", name, 0)
     if "Rows" not in ds or "Columns" not in ds:
         raise BadInputError(f"{name}: DICOM file has pixel data but no Rows (0028,0010) or Columns (0028,0011); "
                             "the image size is unknown")
-    _check_dims(name, rows, cols, max_pixels)
-    samples = _dicom_int(ds, "SamplesPerPixel", name, 1)
+    check_dims(name, rows, cols, max_pixels)
+    samples = dicom_int(ds, "SamplesPerPixel", name, 1)
     if samples not in (1, 3):
         raise BadInputError(f"{name}: unsupported DICOM SamplesPerPixel {samples} (1 or 3 are supported)")
-    bits_allocated = _dicom_int(ds, "BitsAllocated", name, 8)
+    bits_allocated = dicom_int(ds, "BitsAllocated", name, 8)
     if bits_allocated not in (1, 8, 16, 32, 64):
         raise BadInputError(f"{name}: unsupported DICOM BitsAllocated {bits_allocated}")
-    n_frames = _dicom_int(ds, "NumberOfFrames", name, 1) or 1
+    n_frames = dicom_int(ds, "NumberOfFrames", name, 1) or 1
     if n_frames < 1:
         raise BadInputError(f"{name}: DICOM NumberOfFrames is {n_frames}; it must be at least 1")
     index = (n_frames // 2 if n_frames > 1 else 0) if frame is None else frame
     if not 0 <= index < n_frames:
         raise BadInputError(f"{name}: frame {index} requested, the DICOM has {n_frames} frame(s)")
-    photometric = str(_dicom_value(ds, "PhotometricInterpretation", name) or "MONOCHROME2").strip().upper()
-    bits = _dicom_int(ds, "BitsStored", name, 8) or 8
-    spacing = _dicom_spacing(ds, name)
-    _check_decodable(identity["transfer_syntax_uid"], name)
+    photometric = str(dicom_value(ds, "PhotometricInterpretation", name) or "MONOCHROME2").strip().upper()
+    bits = dicom_int(ds, "BitsStored", name, 8) or 8
+    spacing = dicom_spacing(ds, name)
+    check_decodable(identity["transfer_syntax_uid"], name)
     try:
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
@@ -491,7 +260,7 @@ def _load_dicom(data: bytes, name: str, frame: int | None, max_pixels: int) -> U
     except (FetalscopeError, MemoryError):
         raise
     except Exception as exc:
-        raise BadInputError(f"{name}: DICOM pixel data cannot be decoded ({_cause(exc)})") from exc
+        raise BadInputError(f"{name}: DICOM pixel data cannot be decoded ({cause(exc)})") from exc
     if samples == 1:
         try:
             arr = apply_modality_lut(arr, ds)
@@ -507,7 +276,7 @@ def _load_dicom(data: bytes, name: str, frame: int | None, max_pixels: int) -> U
         if photometric == "MONOCHROME1":
             arr = 255 - arr
     return UltrasoundImage(
-        pixels=_pixels_to_rgb(arr, name),
+        pixels=pixels_to_rgb(arr, name),
         source=name,
         format="DICOM",
         original_mode=photometric,
@@ -526,7 +295,7 @@ def _checked(image: UltrasoundImage, name: str, max_pixels: int) -> UltrasoundIm
     if not isinstance(px, np.ndarray) or px.ndim != 3 or px.shape[2] != 3 or px.dtype != np.uint8:
         shape = getattr(px, "shape", None)
         raise BadInputError(f"{name}: decoded to an unsupported pixel array (shape {shape}); not an image")
-    _check_dims(name, int(px.shape[0]), int(px.shape[1]), max_pixels)
+    check_dims(name, int(px.shape[0]), int(px.shape[1]), max_pixels)
     if type(px) is not np.ndarray or px.base is not None or not px.flags.c_contiguous or not px.flags.writeable:
         px = np.array(px, dtype=np.uint8, order="C", copy=True)  # owns its memory: no view into a decoder
     spacing = image.pixel_spacing_mm
@@ -536,7 +305,7 @@ def _checked(image: UltrasoundImage, name: str, max_pixels: int) -> UltrasoundIm
         format=str(image.format),
         original_mode=str(image.original_mode),
         bit_depth=int(image.bit_depth),
-        pixel_spacing_mm=None if spacing is None else _positive(float(spacing)),
+        pixel_spacing_mm=None if spacing is None else positive(float(spacing)),
         frame=int(image.frame),
         n_frames=int(image.n_frames),
         meta=dict(image.meta),
@@ -545,24 +314,24 @@ def _checked(image: UltrasoundImage, name: str, max_pixels: int) -> UltrasoundIm
 
 def _decode(data: bytes, label: str, frame: int | None, max_pixels: int) -> UltrasoundImage:
     if _looks_like_dicom(data):
-        with _decoding(label, "corrupt or unsupported DICOM"):
+        with decoding(label, "corrupt or unsupported DICOM"):
             return _load_dicom(data, label, frame, max_pixels)
     if label.lower().endswith((".dcm", ".dicom")):
         # a preamble-less (ACR-NEMA style) DICOM, or an ordinary image given a .dcm name
         try:
-            with _decoding(label, "corrupt or unsupported DICOM"):
+            with decoding(label, "corrupt or unsupported DICOM"):
                 return _load_dicom(data, label, frame, max_pixels)
         except PayloadTooLargeError:
             raise
         except BadInputError as dicom_error:
             try:
-                with _decoding(label):
+                with decoding(label):
                     return _load_pil(data, label, frame, max_pixels)
             except PayloadTooLargeError:
                 raise
             except BadInputError:
                 raise dicom_error from None
-    with _decoding(label):
+    with decoding(label):
         return _load_pil(data, label, frame, max_pixels)
 
 
@@ -587,9 +356,9 @@ def load_image(
         label = name or "<upload>"
     else:
         label = name or str(src if isinstance(src, (str, Path)) else getattr(src, "name", "<stream>"))
-    with _decoding(label, "cannot be read"):
-        data, src_name = _read_bytes(src, max_bytes)
+    with decoding(label, "cannot be read"):
+        data, src_name = read_bytes(src, max_bytes)
     label = name or src_name
     image = _decode(data, label, frame, max_pixels)
-    with _decoding(label):
+    with decoding(label):
         return _checked(image, label, max_pixels)

@@ -31,21 +31,9 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from fetalscope.errors import BadInputError, PayloadTooLargeError
-from fetalscope.imaging.loader import (
-    DEFAULT_MAX_BYTES,
-    _check_decodable,
-    _check_dims,
-    _decoding,
-    _dicom_identity,
-    _dicom_int,
-    _dicom_spacing,
-    _dicom_value,
-    _pixels_to_rgb,
-    _read_bytes,
-    is_image_path,
-    load_image,
-    stretch_to_uint8,
-)
+from fetalscope.imaging.decoding import check_dims, decoding, pixels_to_rgb, read_bytes, stretch_to_uint8
+from fetalscope.imaging.dicom_fields import check_decodable, dicom_identity, dicom_int, dicom_spacing, dicom_value
+from fetalscope.imaging.loader import DEFAULT_MAX_BYTES, is_image_path, load_image
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".avi", ".mov", ".webm", ".mkv")
 DEFAULT_FRAME_BUDGET = 600  # frames analysed at most; a longer clip is sampled with a larger stride
@@ -133,9 +121,9 @@ class FrameSource:
 
     def _checked(self, index: int, arr: np.ndarray) -> Frame:
         name = self.info.source
-        with _decoding(name, "corrupt frame"):
-            rgb = _pixels_to_rgb(arr, name)
-            _check_dims(name, rgb.shape[0], rgb.shape[1], self.limits.max_pixels)
+        with decoding(name, "corrupt frame"):
+            rgb = pixels_to_rgb(arr, name)
+            check_dims(name, rgb.shape[0], rgb.shape[1], self.limits.max_pixels)
             return Frame(index, self.info.time_of(index), np.ascontiguousarray(rgb))
 
     def frames(self, stride: int = 1, max_frames: int | None = DEFAULT_FRAME_BUDGET) -> Iterator[Frame]:
@@ -182,7 +170,7 @@ class _OpenCVSource(FrameSource):
         finally:
             cap.release()
             del stream
-        _check_dims(name, height, width, limits.max_pixels)
+        check_dims(name, height, width, limits.max_pixels)
         if count <= 0:
             raise BadInputError(f"{name}: the video has no frames (or its frame count is unreadable)")
         rate = fps or (file_fps if math.isfinite(file_fps) and 0 < file_fps <= 1000 else None)
@@ -197,7 +185,7 @@ class _OpenCVSource(FrameSource):
         import cv2
 
         _silence_opencv()
-        with _decoding(name, "unreadable video"):
+        with decoding(name, "unreadable video"):
             stream = None if isinstance(self._src, Path) else io.BytesIO(self._src)
             if stream is None:
                 cap = cv2.VideoCapture(str(self._src), cv2.CAP_FFMPEG)
@@ -221,7 +209,7 @@ class _OpenCVSource(FrameSource):
         try:
             position = 0
             while position <= last:
-                with _decoding(name, "corrupt video stream"):
+                with decoding(name, "corrupt video stream"):
                     grabbed = cap.grab()
                 if not grabbed:
                     if position < self.info.n_frames:
@@ -230,7 +218,7 @@ class _OpenCVSource(FrameSource):
                             "announces (truncated file?)")
                     break
                 if position in wanted:
-                    with _decoding(name, "corrupt video frame"):
+                    with decoding(name, "corrupt video frame"):
                         ok, bgr = cap.retrieve()
                     if ok and bgr is not None:
                         yield position, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -244,7 +232,7 @@ class _OpenCVSource(FrameSource):
 def _frame_rate(ds: Any, name: str, n_frames: int) -> tuple[float | None, list[float] | None]:
     """Frames per second and, from a FrameTimeVector, each frame's time: FrameTimeVector (ms between frames),
     FrameTime (ms), CineRate, RecommendedDisplayFrameRate (frames/s); ``(None, None)`` when none is usable."""
-    vector = _dicom_value(ds, "FrameTimeVector", name)
+    vector = dicom_value(ds, "FrameTimeVector", name)
     if vector is not None:
         try:
             steps = [float(v) for v in (vector if isinstance(vector, (list, tuple)) or hasattr(vector, "__len__")
@@ -255,7 +243,7 @@ def _frame_rate(ds: Any, name: str, n_frames: int) -> tuple[float | None, list[f
             times = np.cumsum(steps) / 1000.0
             times = times - times[0]
             return round((n_frames - 1) / float(times[-1]), 6) if times[-1] > 0 else None, times.tolist()
-    frame_time = _dicom_value(ds, "FrameTime", name)
+    frame_time = dicom_value(ds, "FrameTime", name)
     try:
         ms = float(frame_time) if frame_time not in (None, "") else 0.0
     except (TypeError, ValueError):
@@ -263,7 +251,7 @@ def _frame_rate(ds: Any, name: str, n_frames: int) -> tuple[float | None, list[f
     if math.isfinite(ms) and ms > 0:
         return round(1000.0 / ms, 6), None
     for key in ("CineRate", "RecommendedDisplayFrameRate"):
-        rate = _dicom_int(ds, key, name, 0)
+        rate = dicom_int(ds, key, name, 0)
         if 0 < rate <= 1000:
             return float(rate), None
     return None, None
@@ -303,28 +291,28 @@ class _DicomSource(FrameSource):
         import pydicom
 
         self._data = data
-        with _decoding(name, "unreadable DICOM"):
+        with decoding(name, "unreadable DICOM"):
             ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=False)
         if "PixelData" not in ds:
             raise BadInputError(f"{name}: DICOM file has no pixel data")
-        identity = _dicom_identity(ds, name)
-        rows, cols = _dicom_int(ds, "Rows", name, 0), _dicom_int(ds, "Columns", name, 0)
-        _check_dims(name, rows, cols, limits.max_pixels)
-        n_frames = _dicom_int(ds, "NumberOfFrames", name, 1) or 1
+        identity = dicom_identity(ds, name)
+        rows, cols = dicom_int(ds, "Rows", name, 0), dicom_int(ds, "Columns", name, 0)
+        check_dims(name, rows, cols, limits.max_pixels)
+        n_frames = dicom_int(ds, "NumberOfFrames", name, 1) or 1
         if n_frames < 1:
             raise BadInputError(f"{name}: DICOM NumberOfFrames is {n_frames}; it must be at least 1")
-        _check_decodable(identity["transfer_syntax_uid"], name)
+        check_decodable(identity["transfer_syntax_uid"], name)
         file_fps, times = _frame_rate(ds, name, n_frames)
         warnings: list[str] = []
         spacing, source = None, None
         if "PixelSpacing" in ds or "ImagerPixelSpacing" in ds:
-            spacing = _dicom_spacing(ds, name)
+            spacing = dicom_spacing(ds, name)
             source = "PixelSpacing" if spacing is not None else None
         if spacing is None and "SequenceOfUltrasoundRegions" in ds:
             spacing = _ultrasound_calibration(ds, warnings)
             source = "SequenceOfUltrasoundRegions" if spacing is not None else None
-        self._photometric = str(_dicom_value(ds, "PhotometricInterpretation", name) or "MONOCHROME2").strip().upper()
-        self._samples = _dicom_int(ds, "SamplesPerPixel", name, 1)
+        self._photometric = str(dicom_value(ds, "PhotometricInterpretation", name) or "MONOCHROME2").strip().upper()
+        self._samples = dicom_int(ds, "SamplesPerPixel", name, 1)
         self._ds = ds
         info = VideoInfo(name, "DICOM", n_frames, fps or file_fps, cols, rows, spacing, source,
                          None if fps else times, meta={**identity, "photometric": self._photometric},
@@ -338,7 +326,7 @@ class _DicomSource(FrameSource):
         if not indices:
             return
         name = self.info.source
-        with _decoding(name, "DICOM pixel data cannot be decoded"):
+        with decoding(name, "DICOM pixel data cannot be decoded"):
             for index, arr in zip(indices, iter_pixels(io.BytesIO(self._data), indices=indices), strict=False):
                 if self._samples == 1:
                     arr = stretch_to_uint8(np.asarray(apply_voi_lut(apply_modality_lut(arr, self._ds), self._ds)))
@@ -353,11 +341,11 @@ class _TiffSource(FrameSource):
         import tifffile
 
         self._data = data
-        with _decoding(name, "corrupt or unsupported TIFF"), tifffile.TiffFile(io.BytesIO(data)) as tif:
+        with decoding(name, "corrupt or unsupported TIFF"), tifffile.TiffFile(io.BytesIO(data)) as tif:
             n_frames = len(tif.pages)
             first = tif.pages[0]
             height, width = int(first.imagelength), int(first.imagewidth)  # type: ignore[union-attr]
-        _check_dims(name, height, width, limits.max_pixels)
+        check_dims(name, height, width, limits.max_pixels)
         info = VideoInfo(name, "TIFF", n_frames, fps, width, height)
         super().__init__(info, limits)
         _check_extent(info, limits)
@@ -366,10 +354,10 @@ class _TiffSource(FrameSource):
         import tifffile
 
         name = self.info.source
-        with _decoding(name, "corrupt or unsupported TIFF"), tifffile.TiffFile(io.BytesIO(self._data)) as tif:
+        with decoding(name, "corrupt or unsupported TIFF"), tifffile.TiffFile(io.BytesIO(self._data)) as tif:
             for index in indices:
                 page = tif.pages[index]
-                _check_dims(name, int(page.imagelength), int(page.imagewidth),  # type: ignore[union-attr]
+                check_dims(name, int(page.imagelength), int(page.imagewidth),  # type: ignore[union-attr]
                             self.limits.max_pixels)
                 yield index, np.asarray(page.asarray())
 
@@ -432,8 +420,8 @@ def open_frames(src: str | Path | bytes | bytearray | BinaryIO, *, name: str | N
         return _FolderSource(Path(src), limits, fps)
     label = name or (str(src) if isinstance(src, (str, Path)) else
                      "<upload>" if isinstance(src, (bytes, bytearray)) else str(getattr(src, "name", "<stream>")))
-    with _decoding(label, "cannot be read"):
-        data, _ = _read_bytes(src, limits.max_bytes)
+    with decoding(label, "cannot be read"):
+        data, _ = read_bytes(src, limits.max_bytes)
     kind = _kind(data)
     if kind == "dicom":
         return _DicomSource(data, label, limits, fps)

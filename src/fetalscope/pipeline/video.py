@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from fetalscope.data.transforms import model_input
+from fetalscope.data.transforms import model_inputs
 from fetalscope.errors import MissingWeightsError
 from fetalscope.imaging.loader import UltrasoundImage
+from fetalscope.imaging.sector_tracker import SectorTracker
 from fetalscope.imaging.video import DEFAULT_FRAME_BUDGET, Frame, FrameSource, VideoLimits, open_frames
 from fetalscope.pipeline.measure import WHAT_BY_PLANE, check_pixel_size, measurement_for_plane
 from fetalscope.pipeline.video_segments import Segment, SegmentRules, best_positions, segments, smooth
@@ -113,9 +114,11 @@ class VideoAnalysis:
         return out
 
 
-def _classify(session: Any, frames: list[Frame]) -> np.ndarray:
+def classify_frames(session: Any, frames: list[np.ndarray], tracker: SectorTracker | None = None) -> np.ndarray:
+    """Plane probabilities (``N x K``) of frames of one clip (``H x W x 3`` uint8 RGB) with the session's plane
+    model, as one batch; ``tracker`` keeps the clip's sector between calls (found once, not per frame)."""
     analyser = session.analyser
-    batch = np.concatenate([model_input(f.pixels, analyser.bundle.preprocess) for f in frames])
+    batch = model_inputs(frames, analyser.bundle.preprocess, tracker)
     return np.asarray(analyser.predictor.predict_proba(batch), dtype=np.float64)
 
 
@@ -161,9 +164,10 @@ def analyse_video(session: Any, src: str | Path | bytes, *, name: str | None = N
     times: list[float | None] = []
     chunks: list[np.ndarray] = []
     pending: list[Frame] = []
+    tracker = SectorTracker()
 
     def classify_pending() -> None:
-        chunks.append(_classify(session, pending))
+        chunks.append(classify_frames(session, [f.pixels for f in pending], tracker))
         indices.extend(f.index for f in pending)
         times.extend(f.time_s for f in pending)
         if progress:

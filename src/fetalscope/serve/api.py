@@ -27,7 +27,7 @@ from fetalscope.errors import BadInputError, FetalscopeError
 from fetalscope.explain.overlay import png_bytes
 from fetalscope.serve.dicom_sr import check_dicom, check_format, sr_response, with_sr
 from fetalscope.serve.docs import add_offline_docs
-from fetalscope.serve.limits import InferenceGate, check_upload_size, too_large_message
+from fetalscope.serve.limits import DEFAULT_VIDEO_FRAMES, InferenceGate, check_upload_size, too_large_message
 from fetalscope.serve.schemas import (
     AnalysisRecord,
     DetectionRecord,
@@ -306,7 +306,7 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
                                                      "multi-page TIFF")],
         stride: Annotated[int, Form(description="Analyse every N-th frame")] = 1,
         max_frames: Annotated[int, Form(description="Frame budget (at most 600 here); the stride grows to fit")]
-        = 300,
+        = DEFAULT_VIDEO_FRAMES,
         pixel_size_mm: Annotated[float | None, Form(description="Pixel size in mm (overrides the file's "
                                                                 "calibration)")] = None,
     ) -> dict[str, Any]:

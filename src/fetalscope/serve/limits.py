@@ -24,6 +24,7 @@ from fetalscope.serve.security import ASGIApp, Message, Receive, Scope, Send, _s
 
 T = TypeVar("T")
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around one file
+DEFAULT_VIDEO_FRAMES = 300  # frames of a clip the server analyses unless asked otherwise (API and app)
 
 
 class RequestTimeoutError(FetalscopeError):

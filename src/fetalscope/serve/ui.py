@@ -65,6 +65,7 @@ from fetalscope.serve.ui_batch import (
 )
 from fetalscope.serve.ui_dicom import sr_file
 from fetalscope.serve.ui_quality import add_quality_section
+from fetalscope.serve.ui_video import add_video_tab
 
 LOG = logging.getLogger("fetalscope.serve")
 UI_METHODS = ("gradcam", "gradcam++", "guided_backprop", "guided_gradcam", "integrated_gradients",
@@ -480,6 +481,7 @@ def build_ui(service: Service, settings: ServeSettings) -> Any:
                     report_btn = gr.Button("Build report (JSON, HTML, PDF)", variant="primary", elem_id="report")
                     report_files = gr.File(label="Report", file_count="multiple", interactive=False,
                                            elem_id="report-files")
+            add_video_tab(service, _display)
             with gr.Tab("Model performance", id="performance"):
                 gr.Markdown(perf.markdown, elem_id="performance-page")
             with gr.Tab("Ablation", id="ablation"):
