@@ -103,3 +103,13 @@ def test_real_sweep_measures_best_brain_and_thorax_frames(tmp_path: Path, sessio
     assert head["frame"] == summary["best_frames"]["Fetal brain"]["frame"] and head["pixel_size_mm"] == 0.2
     assert head["hc_mm"] is not None and head["hc_mm"] > 20
     assert ctr["frame"] == summary["best_frames"]["Fetal thorax"]["frame"] and ctr["measurement"] == "cardiothoracic"
+
+
+def test_rules_cover_the_same_stretch_of_the_clip_whatever_the_stride():
+    rules = SegmentRules()
+    assert rules.for_step(1) == rules
+    for step in (2, 3, 4, 9, 30):
+        scaled = rules.for_step(step)
+        assert scaled.window % 2 == 1 and scaled.window >= 1 and scaled.min_frames >= 1
+        assert abs(scaled.window * step - rules.window) <= step + 1  # about the same number of source frames
+        assert (scaled.enter, scaled.leave) == (rules.enter, rules.leave)

@@ -182,6 +182,7 @@ def analyse_video(session: Any, src: str | Path | bytes, *, name: str | None = N
         classify_pending()
     probabilities = np.concatenate(chunks)
     step = indices[1] - indices[0] if len(indices) > 1 else max(1, stride)
+    rules = rules.for_step(step)  # the window spans the same stretch of the clip whatever the stride
     t_classify = time.perf_counter()
     smoothed = smooth(probabilities, rules.window)
     found = segments(smoothed, classes, rules)
