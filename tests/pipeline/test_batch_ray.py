@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from fetalscope.cli import app
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install 'fetalscope[ray]' or '.[dev]')")
-from fetalscope.pipeline.batch.ray_engine import CRASH_ONCE_ENV  # noqa: E402
+from fetalscope.pipeline.batch.faults import CRASH_ONCE_ENV, CRASH_ON_ENV  # noqa: E402
 
 SAME = ["path", "sha256", "status", "error", "plane", "plane_probability", "p_Fetal brain", "p_Fetal thorax",
         "p_Other", "brain_plane"]

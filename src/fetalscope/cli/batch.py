@@ -13,8 +13,8 @@ from fetalscope.cli.common import friendly_errors, progress_bar, say
 @friendly_errors
 def batch(
     paths: Annotated[list[Path], typer.Argument(
-        help="Image files, folders (searched recursively) and/or CSV/Parquet manifests with a 'path' column "
-        "(and an optional 'pixel_size_mm').")],
+        help="Image and clip files (video, multi-frame DICOM), folders (searched recursively) and/or CSV/Parquet "
+        "manifests with a 'path' column (and an optional 'pixel_size_mm').")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Results file (.parquet), one row per file.")],
     tasks: Annotated[str, typer.Option(help="Comma-separated: predict (always), detect, measure, "
                                         "quality.")] = "predict",
@@ -30,13 +30,19 @@ def batch(
                      ] = "sononet-planes",
     runtime: Annotated[str, typer.Option(help="auto | torch | onnx | onnx-int8")] = "auto",
     flush_every: Annotated[int, typer.Option(help="Rows per part file written while the run goes.")] = 64,
+    frame_rows: Annotated[bool, typer.Option(
+        "--frame-rows", help="Clips also write one row per processed frame to OUT.frames.parquet.")] = False,
+    max_crashes: Annotated[int, typer.Option(
+        help="A file that killed its worker (Ray) or the run (local, counted by --resume) this many times becomes "
+        "an error row.")] = 2,
 ) -> None:
     """Analyse an archive: every file through the pipeline, one Parquet row per file (path, sha256, status, error,
     plane, p_<class>, sub-plane, findings, measurements, timings). Resumable; a bad file is an error row."""
     from fetalscope.pipeline.batch.run import execute, plan_batch
 
     plan = plan_batch(paths, output, tasks=tasks, engine=engine, address=address, workers=workers, resume=resume,
-                      overwrite=overwrite, model=model, runtime=runtime)
+                      overwrite=overwrite, model=model, runtime=runtime, frame_rows=frame_rows,
+                      max_crashes=max_crashes)
     say(f"batch: {len(plan.todo)} file(s) to analyse with the {engine} engine"
         + (f", {plan.skipped} already done" if plan.skipped else ""))
     with progress_bar(len(plan.todo), "batch") as advance:
