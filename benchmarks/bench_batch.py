@@ -1,6 +1,9 @@
 """Speed of `fetalscope batch` on the same real images: `predict`'s loop (one process, one session), the local
-engine, and the Ray engine with 1 and 2 workers; Ray's start-up cost; and a scaling estimate for a 100,000-image
-archive on 8 and 64 cores from the measured per-worker throughput and the plane model's fp32 / int8 costs.
+engine, and the Ray engine with 1 and 2 workers on one node and with 2 workers on a two-node cluster started on
+this machine (a head and a second node, 1 CPU each, joined with ``--address``); Ray's start-up cost; what
+reading each file once saves (hash + decode from one read, against hashing the file then decoding it again); and
+a scaling estimate for a 100,000-image archive on 8 and 64 cores from the measured per-worker throughput and the
+plane model's fp32 / int8 costs.
 
     PYTHONPATH=src python benchmarks/bench_batch.py --images 32 --out benchmarks/results/bench_batch_t2
 """
@@ -8,15 +11,26 @@ archive on 8 and 64 cores from the measured per-worker throughput and the plane 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
+import os
+import secrets
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from fetalscope import config
+from fetalscope.imaging.loader import load_image, read_input
 from fetalscope.models.latency import bundle_latency, machine_info
 from fetalscope.pipeline.batch import ray_engine
+from fetalscope.pipeline.batch.manifest import sha256_of
 from fetalscope.pipeline.batch.run import execute, plan_batch
 from fetalscope.pipeline.session import Session
 
@@ -49,10 +63,118 @@ def timed_batch(images: list[Path], out: Path, **options) -> dict:
             "planes": dict(rows["plane"].value_counts())}
 
 
+def _bytes_read() -> int:
+    """Bytes this process has read through read() calls so far (``rchar`` of /proc/self/io; page cache or not)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+def read_once_saving(images: list[Path], repeats: int = 3) -> dict:
+    """The read, hash and decode step of a row, done the old way (hash the file, then the loader reads it again)
+    and the new way (one read: hash the bytes, decode them), median ms per file and bytes read per file."""
+    def old(f: Path) -> None:
+        sha256_of(f)
+        load_image(f)
+
+    def new(f: Path) -> None:
+        data = read_input(f)
+        hashlib.sha256(data).hexdigest()
+        load_image(data, name=str(f))
+
+    result = {}
+    for name, step in (("hash_then_load", old), ("read_once", new)):
+        times, before = [], _bytes_read()
+        for _ in range(repeats):
+            for f in images:
+                t0 = time.perf_counter()
+                step(f)
+                times.append((time.perf_counter() - t0) * 1000)
+        result[name] = {"ms_median": round(statistics.median(times), 3),
+                        "bytes_read_per_file": round((_bytes_read() - before) / (repeats * len(images)))}
+    old_ms, new_ms = result["hash_then_load"]["ms_median"], result["read_once"]["ms_median"]
+    result["saving_ms_per_file"] = round(old_ms - new_ms, 3)
+    result["file_bytes_mean"] = round(statistics.mean(f.stat().st_size for f in images))
+    result["bytes_read_ratio"] = round(result["read_once"]["bytes_read_per_file"]
+                                       / max(1, result["hash_then_load"]["bytes_read_per_file"]), 3)
+    return result
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@contextlib.contextmanager
+def two_node_cluster(work: Path) -> Iterator[str]:
+    """A Ray head and a second node (1 CPU each) on free ports of this machine, token auth, as ``ray start``
+    starts them on two machines; yields the address to join (``HOST:PORT``), stops them at the end."""
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    token = work / "ray_token"
+    token.write_text(secrets.token_hex(32))
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    env = {**os.environ, **auth}
+    gcs, client, head_manager, head_objects, node_manager, node_objects = _free_ports(6)
+    common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--object-store-memory", "100000000",
+              "--disable-usage-stats"]
+    nodes = [subprocess.Popen([ray_cli, "start", "--head", "--port", str(gcs), "--ray-client-server-port",
+                               str(client), "--include-dashboard", "false", "--node-manager-port", str(head_manager),
+                               "--object-manager-port", str(head_objects), *common], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    saved = {k: os.environ.get(k) for k in auth}
+    try:
+        deadline = time.monotonic() + 90
+        while socket.socket().connect_ex(("127.0.0.1", gcs)) != 0:
+            if time.monotonic() > deadline or nodes[0].poll() is not None:
+                raise SystemExit("the Ray head did not start")
+            time.sleep(0.5)
+        nodes.append(subprocess.Popen([ray_cli, "start", "--address", f"127.0.0.1:{gcs}", "--node-manager-port",
+                                       str(node_manager), "--object-manager-port", str(node_objects), *common],
+                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True))
+        os.environ.update(auth)  # the driver joins with the cluster's token
+        yield f"127.0.0.1:{gcs}"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        for node in reversed(nodes):
+            node.send_signal(signal.SIGTERM)
+        for node in reversed(nodes):
+            try:
+                node.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+
+
+def two_node_run(images: list[Path], work: Path) -> dict:
+    """``batch --engine ray --address HEAD --workers 2`` on a two-node cluster of this machine (1 CPU each)."""
+    with two_node_cluster(work) as address:
+        ray_engine.connect(address)
+        try:
+            deadline = time.monotonic() + 60
+            while ray_engine.describe_cluster() != "2 node(s), 2 CPU(s)" and time.monotonic() < deadline:
+                time.sleep(1)  # the second node takes a few seconds to join
+            cluster = ray_engine.describe_cluster()
+            run = timed_batch(images, work / "two_nodes.parquet", engine="ray", workers=2)
+        finally:
+            ray_engine.shutdown()
+    return {**run, "cluster": cluster}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_batch"))
+    parser.add_argument("--no-two-nodes", action="store_true", help="skip the two-node cluster run")
     args = parser.parse_args()
     images = real_images(args.images)
     n = len(images)
@@ -83,6 +205,11 @@ def main() -> None:
                                                                   engine="ray", workers=workers)
     finally:
         ray_engine.shutdown()
+    if not args.no_two_nodes:
+        result["runs"]["batch_ray_2w_two_nodes"] = two_node_run(images, work)
+        one, two = result["runs"]["batch_ray_2w"], result["runs"]["batch_ray_2w_two_nodes"]
+        result["two_nodes_vs_one_node_2w"] = round(two["images_per_s"] / one["images_per_s"], 2)
+    result["read_once"] = read_once_saving(images)
 
     worker_run = result["runs"]["batch_ray_1w"]  # one Ray worker on one core: the per-worker throughput measured
     lat = bundle_latency("sononet-planes", images[:8], threads=1, runs=20, int8=True)["results"]
@@ -113,7 +240,17 @@ def main() -> None:
                      f"{v.get('row_ms_median', '')} | {v.get('workers_seen', 1)} |")
     lines += ["", f"Ray start (local cluster, {result['ray_cluster']}): {result['ray_start_s']} s; the Ray runs "
               "also include each actor's model load.",
-              f"Plane model alone (ONNX, batch 1, 1 thread): fp32 {fp32_ms:.1f} ms, int8 {int8_ms:.1f} ms.", "",
+              f"Plane model alone (ONNX, batch 1, 1 thread): fp32 {fp32_ms:.1f} ms, int8 {int8_ms:.1f} ms.", ""]
+    if "two_nodes_vs_one_node_2w" in result:
+        two = result["runs"]["batch_ray_2w_two_nodes"]
+        lines += [f"Two nodes on this machine ({two['cluster']}, joined with --address) against one node with 2 "
+                  f"workers: x{result['two_nodes_vs_one_node_2w']} images/s (same run).", ""]
+    once = result["read_once"]
+    lines += [f"Read once (read + hash + decode, median per file, {once['file_bytes_mean']} bytes on average): "
+              f"hash then load {once['hash_then_load']['ms_median']} ms and "
+              f"{once['hash_then_load']['bytes_read_per_file']} bytes read; one read "
+              f"{once['read_once']['ms_median']} ms and {once['read_once']['bytes_read_per_file']} bytes read "
+              f"(saves {once['saving_ms_per_file']} ms per file; bytes read x{once['bytes_read_ratio']}).", "",
               f"100,000 images (per worker {per_worker:.2f} images/s, one worker per core):"]
     for k, v in estimate.items():
         lines.append(f"- {k}: {v['hours']} h (row {v['row_ms']} ms)")
