@@ -11,7 +11,9 @@ import subprocess
 import sys
 
 import pandas as pd
+from typer.testing import CliRunner
 
+from fetalscope.cli import app
 from fetalscope.pipeline.batch.faults import CRASH_ON_ENV
 
 
@@ -39,3 +41,10 @@ def test_a_file_that_kills_the_run_becomes_an_error_row_after_two_deaths(example
     assert boom["status"] == "error" and "worker crashed while analysing this file (2 time(s))" in boom["error"]
     assert (rows.drop(index=boom.name)["status"] == "ok").all()
     assert not out.with_name("out.parquet.parts").exists()  # the journals went with the parts
+
+
+def test_the_crash_budget_must_allow_one_crash(example_pngs, tmp_path):
+    out = tmp_path / "o.parquet"
+    result = CliRunner().invoke(app, ["batch", str(example_pngs[0]), "-o", str(out), "--max-crashes", "0"])
+    assert result.exit_code == 2 and "--max-crashes must be at least 1, got 0" in result.output
+    assert not out.exists()
