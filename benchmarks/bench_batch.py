@@ -112,9 +112,10 @@ def _free_ports(n: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def two_node_cluster(work: Path) -> Iterator[str]:
+def two_node_cluster(work: Path) -> Iterator[tuple[str, str]]:
     """A Ray head and a second node (1 CPU each) on free ports of this machine, token auth, as ``ray start``
-    starts them on two machines; yields the address to join (``HOST:PORT``), stops them at the end."""
+    starts them on two machines; yields the addresses to join (``HOST:PORT`` and the Ray Client's
+    ``ray://HOST:PORT``), stops them at the end."""
     ray_cli = str(Path(sys.executable).with_name("ray"))
     token = work / "ray_token"
     token.write_text(secrets.token_hex(32))
@@ -139,7 +140,7 @@ def two_node_cluster(work: Path) -> Iterator[str]:
                                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                       start_new_session=True))
         os.environ.update(auth)  # the driver joins with the cluster's token
-        yield f"127.0.0.1:{gcs}"
+        yield f"127.0.0.1:{gcs}", f"ray://127.0.0.1:{client}"
     finally:
         for k, v in saved.items():
             if v is None:
@@ -157,7 +158,7 @@ def two_node_cluster(work: Path) -> Iterator[str]:
 
 def two_node_run(images: list[Path], work: Path) -> dict:
     """``batch --engine ray --address HEAD --workers 2`` on a two-node cluster of this machine (1 CPU each)."""
-    with two_node_cluster(work) as address:
+    with two_node_cluster(work) as (address, _):
         ray_engine.connect(address)
         try:
             deadline = time.monotonic() + 60

@@ -152,3 +152,10 @@ def test_an_address_nobody_answers_at_is_a_clear_error(example_pngs, tmp_path):
                                       "--engine", "ray", "--address", address])
     assert result.exit_code == 2 and f"cannot join the Ray cluster at {address}: nothing answers" in result.output
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_a_ray_client_address_is_refused_with_the_way_that_works(example_pngs, tmp_path):
+    result = CliRunner().invoke(app, ["batch", str(example_pngs[0]), "-o", str(tmp_path / "x.parquet"),
+                                      "--engine", "ray", "--address", "ray://127.0.0.1:10001"])
+    assert result.exit_code == 2 and "Ray Data does not run through Ray Client" in result.output
+    assert "ray job submit" in result.output and not (tmp_path / "x.parquet").exists()

@@ -20,7 +20,8 @@ def batch(
                                         "quality.")] = "predict",
     engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray Data, an actor pool).")] = "local",
     address: Annotated[str | None, typer.Option(
-        help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT (default: start one on this machine).")] = None,
+        help="Ray cluster to join, from one of its nodes: auto or HEAD:6379 (default: start one on this machine). "
+        "Not ray:// (Ray Data does not run through Ray Client): use `ray job submit` from outside.")] = None,
     workers: Annotated[int | None, typer.Option(help="Ray workers (default: one per cluster CPU).")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Keep the output's rows; skip files whose path and SHA-256 have an ok row, retry errors.")

@@ -12,8 +12,9 @@ travels as a ``map_batches`` remote argument, which Ray 2.60 deprecates (removal
 named replacement yet; the warning is silenced here.
 
 Without an address it starts a local cluster sized to this machine, with a small object store (only paths and
-rows travel through it; on a small ``/dev/shm`` it lives in the temp folder); with one (``auto``, ``HOST:PORT``
-or ``ray://HOST:PORT``) it joins that cluster, whose nodes need fetalscope installed.
+rows travel through it; on a small ``/dev/shm`` it lives in the temp folder); with one (``auto`` or ``HOST:PORT``)
+it joins that cluster, whose nodes need fetalscope installed (``ray://`` is refused by the plan: Ray Data does not
+run through Ray Client).
 """
 
 from __future__ import annotations

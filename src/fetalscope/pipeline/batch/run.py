@@ -89,6 +89,11 @@ def plan_batch(inputs: Sequence[str | Path], output: str | Path, *, tasks: str |
         raise BadInputError(f"--engine must be one of {', '.join(ENGINES)}, got '{engine}'")
     if address and engine != "ray":
         raise BadInputError("--address needs --engine ray")
+    if address and address.startswith("ray://"):  # Ray Data's executor needs a driver inside the cluster
+        raise BadInputError(f"--address {address}: Ray Data does not run through Ray Client (ray://); run the "
+                            "command on a node of the cluster with --address auto or HEAD:6379, or as a Ray job: "
+                            "ray job submit --address http://HEAD:8265 -- fetalscope batch ... --engine ray "
+                            "--address auto")
     if workers is not None and workers < 1:
         raise BadInputError(f"--workers must be at least 1, got {workers}")
     if workers not in (None, 1) and engine == "local":
