@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fetalscope.imaging.loader import read_input
 from fetalscope.pipeline.batch import clips
 from fetalscope.pipeline.batch.faults import crash_if_marked
 from fetalscope.pipeline.batch.manifest import Item
@@ -54,14 +55,12 @@ class RowRunner:
     def row(self, item: Item, sha256: str | None = None) -> dict[str, Any]:
         """The row of one item: ``path``, ``sha256``, ``status``, ``error``, ``kind`` (``image`` / ``clip``), then
         the analysis row (or the clip's columns) and the tasks' extra columns, ``pixel_size_mm`` given, the worker
-        and the time it took (reading and hashing included). The file is read once: ``sha256`` (a hash known
-        before) is checked against nothing and replaced by the hash of the bytes analysed."""
+        and the time it took (reading and hashing included). The file is read once and the row carries the hash of
+        the bytes analysed (``sha256``, a hash computed before, stays only when the file cannot be read)."""
         crash_if_marked(item.path)
         t0 = time.perf_counter()
         row: dict[str, Any] = {"path": item.path, "sha256": sha256, "status": OK, "error": None, "kind": None}
         try:
-            from fetalscope.imaging.loader import read_input
-
             data = read_input(item.path, max_bytes=self.session.max_bytes)
             row["sha256"] = hashlib.sha256(data).hexdigest()
             if clips.is_clip(data, item.path):
