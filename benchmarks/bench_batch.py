@@ -1,6 +1,7 @@
 """Speed of `fetalscope batch` on the same real images: `predict`'s loop (one process, one session), the local
 engine, and the Ray engine with 1 and 2 workers on one node and with 2 workers on a two-node cluster started on
-this machine (a head and a second node, 1 CPU each, joined with ``--address``); Ray's start-up cost; what
+this machine (a head and a second node, 1 CPU each, joined with ``--address``, against a one-node cluster
+with 2 CPUs joined the same way); Ray's start-up cost; what
 reading each file once saves (hash + decode from one read, against hashing the file then decoding it again); and
 a scaling estimate for a 100,000-image archive on 8 and 64 cores from the measured per-worker throughput and the
 plane model's fp32 / int8 costs.
@@ -15,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -112,41 +114,35 @@ def _free_ports(n: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def two_node_cluster(work: Path) -> Iterator[tuple[str, str]]:
-    """A Ray head and a second node (1 CPU each) on free ports of this machine, token auth, as ``ray start``
-    starts them on two machines; yields the addresses to join (``HOST:PORT`` and the Ray Client's
-    ``ray://HOST:PORT``), stops them at the end."""
+def ray_cluster(work: Path, cpus: list[int]) -> Iterator[tuple[str, dict[str, str]]]:
+    """A Ray cluster started with ``ray start`` on free ports of this machine, as on separate machines: a head
+    with ``cpus[0]`` CPUs and one more node per further entry, token auth; yields the address to join
+    (``HOST:PORT``) and the environment a driver needs (the token); stops the nodes at the end."""
     ray_cli = str(Path(sys.executable).with_name("ray"))
-    token = work / "ray_token"
+    token = work / f"ray_token_{len(cpus)}"
     token.write_text(secrets.token_hex(32))
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     env = {**os.environ, **auth}
-    gcs, client, head_manager, head_objects, node_manager, node_objects = _free_ports(6)
-    common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--object-store-memory", "100000000",
+    gcs, client, *ports = _free_ports(2 + 2 * len(cpus))
+    common = ["--block", "--node-ip-address", "127.0.0.1", "--object-store-memory", "100000000",
               "--disable-usage-stats"]
+    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
     nodes = [subprocess.Popen([ray_cli, "start", "--head", "--port", str(gcs), "--ray-client-server-port",
-                               str(client), "--include-dashboard", "false", "--node-manager-port", str(head_manager),
-                               "--object-manager-port", str(head_objects), *common], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
-    saved = {k: os.environ.get(k) for k in auth}
+                               str(client), "--include-dashboard", "false", "--node-manager-port", str(ports[0]),
+                               "--object-manager-port", str(ports[1]), "--num-cpus", str(cpus[0]), *common],
+                              **quiet)]
     try:
         deadline = time.monotonic() + 90
         while socket.socket().connect_ex(("127.0.0.1", gcs)) != 0:
             if time.monotonic() > deadline or nodes[0].poll() is not None:
                 raise SystemExit("the Ray head did not start")
             time.sleep(0.5)
-        nodes.append(subprocess.Popen([ray_cli, "start", "--address", f"127.0.0.1:{gcs}", "--node-manager-port",
-                                       str(node_manager), "--object-manager-port", str(node_objects), *common],
-                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      start_new_session=True))
-        os.environ.update(auth)  # the driver joins with the cluster's token
-        yield f"127.0.0.1:{gcs}", f"ray://127.0.0.1:{client}"
+        for i, n in enumerate(cpus[1:], start=1):
+            nodes.append(subprocess.Popen([ray_cli, "start", "--address", f"127.0.0.1:{gcs}", "--node-manager-port",
+                                           str(ports[2 * i]), "--object-manager-port", str(ports[2 * i + 1]),
+                                           "--num-cpus", str(n), *common], **quiet))
+        yield f"127.0.0.1:{gcs}", auth
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         for node in reversed(nodes):
             node.send_signal(signal.SIGTERM)
         for node in reversed(nodes):
@@ -156,19 +152,33 @@ def two_node_cluster(work: Path) -> Iterator[tuple[str, str]]:
                 os.killpg(node.pid, signal.SIGKILL)
 
 
-def two_node_run(images: list[Path], work: Path) -> dict:
-    """``batch --engine ray --address HEAD --workers 2`` on a two-node cluster of this machine (1 CPU each)."""
-    with two_node_cluster(work) as (address, _):
-        ray_engine.connect(address)
-        try:
-            deadline = time.monotonic() + 60
-            while ray_engine.describe_cluster() != "2 node(s), 2 CPU(s)" and time.monotonic() < deadline:
-                time.sleep(1)  # the second node takes a few seconds to join
-            cluster = ray_engine.describe_cluster()
-            run = timed_batch(images, work / "two_nodes.parquet", engine="ray", workers=2)
-        finally:
-            ray_engine.shutdown()
-    return {**run, "cluster": cluster}
+def cluster_run(images: list[Path], work: Path, cpus: list[int]) -> dict:
+    """``fetalscope batch --engine ray --address HEAD --workers sum(cpus)`` (a process of its own, as a user runs
+    it) on a cluster of ``len(cpus)`` node(s) of this machine; the files/s its summary reports (actor start and
+    model loads included, CLI start not) and the wall time of the command."""
+    expect = f"{len(cpus)} node(s), {sum(cpus)} CPU(s)"
+    out = work / f"cluster_{len(cpus)}n.parquet"
+    with ray_cluster(work, cpus) as (address, auth):
+        deadline = time.monotonic() + 90
+        while True:  # nodes take a few seconds to join: the run says what it joined
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "fetalscope", "batch", *map(str, images), "-o", str(out),
+                                   "--engine", "ray", "--address", address, "--workers", str(sum(cpus)),
+                                   "--overwrite"], capture_output=True, text=True, timeout=1200,
+                                  env={**os.environ, **auth})
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0 or expect in proc.stderr or time.monotonic() > deadline:
+                break
+    if proc.returncode != 0 or expect not in proc.stderr:
+        raise SystemExit(f"the {expect} run failed:\n{proc.stderr[-2000:]}")
+    import pandas as pd
+
+    rows = pd.read_parquet(out)
+    said = re.search(r"analysed in ([\d.]+) s \(([\d.]+) files/s\)", proc.stderr)
+    assert said and len(rows) == len(images) and (rows["status"] == "ok").all()
+    return {"seconds": float(said.group(1)), "images_per_s": float(said.group(2)), "command_s": round(wall, 2),
+            "row_ms_median": round(float(statistics.median(rows["time_row_ms"])), 1),
+            "workers_seen": int(rows["worker"].nunique()), "cluster": expect}
 
 
 def main() -> None:
@@ -206,9 +216,9 @@ def main() -> None:
                                                                   engine="ray", workers=workers)
     finally:
         ray_engine.shutdown()
-    if not args.no_two_nodes:
-        result["runs"]["batch_ray_2w_two_nodes"] = two_node_run(images, work)
-        one, two = result["runs"]["batch_ray_2w"], result["runs"]["batch_ray_2w_two_nodes"]
+    if not args.no_two_nodes:  # the same command against a one-node and a two-node cluster, one after the other
+        one = result["runs"]["address_1_node_2w"] = cluster_run(images, work, [2])
+        two = result["runs"]["address_2_nodes_2w"] = cluster_run(images, work, [1, 1])
         result["two_nodes_vs_one_node_2w"] = round(two["images_per_s"] / one["images_per_s"], 2)
     result["read_once"] = read_once_saving(images)
 
@@ -243,9 +253,11 @@ def main() -> None:
               "also include each actor's model load.",
               f"Plane model alone (ONNX, batch 1, 1 thread): fp32 {fp32_ms:.1f} ms, int8 {int8_ms:.1f} ms.", ""]
     if "two_nodes_vs_one_node_2w" in result:
-        two = result["runs"]["batch_ray_2w_two_nodes"]
-        lines += [f"Two nodes on this machine ({two['cluster']}, joined with --address) against one node with 2 "
-                  f"workers: x{result['two_nodes_vs_one_node_2w']} images/s (same run).", ""]
+        one, two = result["runs"]["address_1_node_2w"], result["runs"]["address_2_nodes_2w"]
+        lines += [f"`batch --address` (its own process) on clusters started with `ray start` on this machine: one "
+                  f"node with 2 CPUs {one['images_per_s']} images/s (command {one['command_s']} s), two nodes with "
+                  f"1 CPU each {two['images_per_s']} images/s (command {two['command_s']} s): two nodes / one node "
+                  f"x{result['two_nodes_vs_one_node_2w']} (measured in this run).", ""]
     once = result["read_once"]
     lines += [f"Read once (read + hash + decode, median per file, {once['file_bytes_mean']} bytes on average): "
               f"hash then load {once['hash_then_load']['ms_median']} ms and "
