@@ -21,6 +21,7 @@ from fetalscope.cli import app
 from fetalscope.imaging.loader import load_image
 from fetalscope.pipeline.batch.manifest import Item
 from fetalscope.pipeline.batch.rows import RowRunner, RunConfig
+from fetalscope.pipeline.batch.store import Store
 from fetalscope.pipeline.session import Session
 from fetalscope.pipeline.video import analyse_video
 
@@ -101,3 +102,16 @@ def test_each_file_is_read_from_disk_once(mixed, monkeypatch):
         row = runner.row(Item(str(mixed / name)))
         assert row["status"] == "ok", row["error"]
     assert opened == ["still.png", "sweep.mp4", "cine.dcm"]  # hashed and decoded from the one read
+
+
+def test_frame_rows_of_a_clip_analysed_again_replace_the_old_ones(tmp_path):
+    store = Store(tmp_path / "f.frames.parquet", key=("path", "frame"))
+    store.write_part([{"path": "a.mp4", "frame": i, "plane": "Other"} for i in range(0, 6, 2)]
+                     + [{"path": "b.mp4", "frame": 0, "plane": "Other"}])
+    assert store.merge() == 4
+    store.write_part([{"path": "a.mp4", "frame": i, "plane": "Fetal thorax"} for i in range(3)])  # stride 1 now
+    assert store.merge() == 4
+    merged = pd.read_parquet(store.output)
+    assert list(zip(merged["path"], merged["frame"], strict=True)) == [("a.mp4", 0), ("a.mp4", 1), ("a.mp4", 2),
+                                                                       ("b.mp4", 0)]
+    assert list(merged["plane"]) == ["Fetal thorax"] * 3 + ["Other"]

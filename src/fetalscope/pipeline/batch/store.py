@@ -77,7 +77,8 @@ class Store:
         return final
 
     def merge(self) -> int:
-        """Fold the output and every part file into the output, one row per path (the latest), sorted by path;
+        """Fold the output and every part file into the output, one row per key (the latest; the rows of a path
+        all from the newest file that has it, so a clip analysed again leaves no stale frames), sorted by key;
         remove the parts. Returns the number of rows."""
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -85,9 +86,13 @@ class Store:
         files = self._files()
         if not files:
             return 0
-        table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+        tables = [pq.read_table(f) for f in files]
+        table = pa.concat_tables(tables, promote_options="permissive")
+        source = [n for n, t in enumerate(tables) for _ in range(t.num_rows)]
+        paths = table.column("path").to_pylist()
+        newest = dict(zip(paths, source, strict=True))  # a path's rows come from the newest file that has it
         keys = zip(*(table.column(c).to_pylist() for c in self.key), strict=True)
-        latest = {k: i for i, k in enumerate(keys)}
+        latest = {k: i for i, (k, p, n) in enumerate(zip(keys, paths, source, strict=True)) if n == newest[p]}
         keep = [latest[k] for k in sorted(latest, key=lambda k: tuple((v is None, v) for v in k))]
         table = table.take(pa.array(keep, pa.int64()))
         first = [c for c in KEY_COLUMNS if c in table.column_names]
