@@ -122,6 +122,9 @@ def ray_rows(items: Sequence[Item], config: RunConfig, hashes: dict[str, str], *
     context.enable_progress_bars = False  # the CLI draws the one progress bar
     context.enable_operator_progress_bars = False
     context.enable_auto_log_stats = False
+    # the blocks hold paths (bytes), so where they live does not matter: without this the actor on the driver's
+    # node took every batch of a two-node cluster while the other node's actor waited (measured, bench_batch)
+    context.execution_options.actor_locality_enabled = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger(_RAY_BLOCK_ERRORS).setLevel(logging.CRITICAL)  # a dropped batch is said below, once
     size = max(1, min(workers or cluster_cpus(), len(items)))
@@ -161,7 +164,7 @@ def _analysed(ray: Any, items: Sequence[Item], config: RunConfig, hashes: dict[s
               batch_size: int, retries: int) -> Iterator[dict[str, Any]]:
     payload = [{"item": json.dumps({"path": i.path, "pixel_size_mm": i.pixel_size_mm,
                                     "sha256": hashes.get(i.path)})} for i in items]
-    in_flight = {} if batch_size > 1 else {"max_tasks_in_flight_per_actor": 1}  # alone: no bystander dies too
+    in_flight = {"max_tasks_in_flight_per_actor": 2 if batch_size > 1 else 1}  # alone: no bystander dies too
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         dataset = ray.data.from_items(payload, override_num_blocks=max(1, len(items) // batch_size)).map_batches(
