@@ -1,11 +1,14 @@
-"""`fetalscope batch --engine ray`: a local Ray cluster (the machine's CPUs) with a worker killed mid-run gives
-the rows of the local engine; a two-node cluster started on this machine is joined with --address."""
+"""`fetalscope batch --engine ray`: a local Ray cluster (the machine's CPUs) with a worker killed once mid-run
+gives the rows of the local engine, and a file that kills every worker it meets becomes an error row in bounded
+time; a two-node cluster started on this machine is joined with --address."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +24,7 @@ from typer.testing import CliRunner
 from fetalscope.cli import app
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install 'fetalscope[ray]' or '.[dev]')")
-from fetalscope.pipeline.batch.ray_engine import CRASH_ONCE_ENV  # noqa: E402
+from fetalscope.pipeline.batch.faults import CRASH_ON_ENV, CRASH_ONCE_ENV  # noqa: E402
 
 SAME = ["path", "sha256", "status", "error", "plane", "plane_probability", "p_Fetal brain", "p_Fetal thorax",
         "p_Other", "brain_plane"]
@@ -47,15 +50,23 @@ def same_rows(rows: pd.DataFrame, expected: pd.DataFrame) -> None:
                                   check_exact=False, atol=1e-6)
 
 
-@pytest.mark.slow  # about 70 s on 2 CPUs: a Ray start and three actors that each load the models
-def test_ray_cluster_restarts_a_killed_worker_and_gives_the_local_rows(archive, local_rows, tmp_path):
+@pytest.mark.slow  # about 90 s on 2 CPUs: a Ray start, the actors of two passes that each load the models
+def test_ray_survives_a_worker_killed_once_and_gives_up_on_a_file_that_kills_every_time(archive, local_rows,
+                                                                                          example_pngs, tmp_path):
     flag = tmp_path / "crashed"
+    boom = tmp_path / "boom.png"
+    shutil.copy(example_pngs[0], boom)  # a good image: only the hook makes it deadly, on every worker, every time
     out = tmp_path / "ray.parquet"
-    proc = run_batch(archive, "-o", out, "--engine", "ray", "--workers", "2", env={CRASH_ONCE_ENV: str(flag)})
+    proc = run_batch(archive, boom, "-o", out, "--engine", "ray", "--workers", "2",
+                     env={CRASH_ONCE_ENV: str(flag), CRASH_ON_ENV: "boom"})  # bounded: run_batch's timeout
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert flag.exists(), "no worker was killed"  # an actor died mid-run (os._exit) ...
-    assert "Ray: started a cluster of 1 node(s)" in proc.stderr
-    same_rows(pd.read_parquet(out), local_rows)  # ... and its batch was retried: every file once, same answers
+    assert "Ray: started a cluster of 1 node(s)" in proc.stderr and "run again one by one" in proc.stderr
+    rows = pd.read_parquet(out)
+    (dead,) = rows[rows["path"] == str(boom.resolve())].to_dict("records")
+    assert dead["status"] == "error" and "worker crashed while analysing this file (2 time(s))" in dead["error"]
+    assert dead["sha256"] == hashlib.sha256(boom.read_bytes()).hexdigest()
+    same_rows(rows[rows["path"] != str(boom.resolve())], local_rows)  # ... its batch ran again, same answers
 
 
 def _free_ports(n: int) -> list[int]:
@@ -141,3 +152,10 @@ def test_an_address_nobody_answers_at_is_a_clear_error(example_pngs, tmp_path):
                                       "--engine", "ray", "--address", address])
     assert result.exit_code == 2 and f"cannot join the Ray cluster at {address}: nothing answers" in result.output
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_a_ray_client_address_is_refused_with_the_way_that_works(example_pngs, tmp_path):
+    result = CliRunner().invoke(app, ["batch", str(example_pngs[0]), "-o", str(tmp_path / "x.parquet"),
+                                      "--engine", "ray", "--address", "ray://127.0.0.1:10001"])
+    assert result.exit_code == 2 and "Ray Data does not run through Ray Client" in result.output
+    assert "ray job submit" in result.output and not (tmp_path / "x.parquet").exists()

@@ -335,6 +335,16 @@ def _decode(data: bytes, label: str, frame: int | None, max_pixels: int) -> Ultr
         return _load_pil(data, label, frame, max_pixels)
 
 
+def read_input(src: str | Path | bytes | bytearray | BinaryIO, *, max_bytes: int = DEFAULT_MAX_BYTES,
+               name: str | None = None) -> bytes:
+    """The bytes of a file, bytes or stream within ``max_bytes``, read the way :func:`load_image` reads them
+    (the same errors: no such file, empty, over the limit), so a caller can hash them and decode them from
+    memory without reading the file twice."""
+    label = name or (str(src) if isinstance(src, (str, Path)) else "<upload>")
+    with _decoding(label, "cannot be read"):
+        return _read_bytes(src, max_bytes)[0]
+
+
 def load_image(
     src: str | Path | bytes | bytearray | BinaryIO,
     *,

@@ -1,5 +1,5 @@
-"""What a batch run reads: image files, folders (recursive) and CSV/Parquet manifests, as a list of
-:class:`Item` s (a path and an optional pixel size), each file once, in input order."""
+"""What a batch run reads: image and clip files, folders (recursive: images, videos and DICOM) and CSV/Parquet
+manifests, as a list of :class:`Item` s (a path and an optional pixel size), each file once, in input order."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fetalscope.errors import BadInputError
-from fetalscope.imaging import iter_image_paths
+from fetalscope.imaging import SUPPORTED_SUFFIXES, iter_image_paths
+from fetalscope.imaging.video import VIDEO_SUFFIXES
 
 MANIFEST_SUFFIXES = (".csv", ".parquet")
+INPUT_SUFFIXES = SUPPORTED_SUFFIXES + VIDEO_SUFFIXES  # what a folder is searched for
 _CHUNK = 1 << 20
 
 
@@ -32,12 +34,22 @@ def read_items(inputs: Iterable[str | Path]) -> list[Item]:
     for given in inputs:
         p = Path(given)
         found = _manifest_items(p) if p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file() else [
-            Item(str(f.resolve())) for f in iter_image_paths([p])]
+            Item(str(f.resolve())) for f in _files(p)]
         for item in found:
             items.setdefault(item.path, item)
     if not items:
         raise BadInputError("no input files: name image files, folders or a CSV/Parquet manifest")
     return list(items.values())
+
+
+def _files(p: Path) -> list[Path]:
+    """A file as it is; a folder's images and clips, recursively, sorted (an error when it holds none)."""
+    if not p.is_dir():
+        return list(iter_image_paths([p]))
+    found = sorted(f for f in p.glob("**/*") if f.is_file() and f.suffix.lower() in INPUT_SUFFIXES)
+    if not found:
+        raise BadInputError(f"{p}: folder contains no images or clips (looked for {', '.join(INPUT_SUFFIXES)})")
+    return found
 
 
 def _manifest_items(path: Path) -> list[Item]:

@@ -1,9 +1,12 @@
-"""One file in, one row out: the file's hash, then :meth:`Session.analyse` with the tasks' arguments and
-:meth:`Analysis.to_row`. A file that cannot be analysed gives an error row (``status="error"`` and the
-message), never an exception, so one corrupt file never stops an archive run."""
+"""One file in, one row out: the file's bytes read once (hashed, then decoded from memory), then
+:meth:`Session.analyse` with the tasks' arguments and :meth:`Analysis.to_row` for a still, or
+:func:`~fetalscope.pipeline.video.analyse_video` for a cine loop (``clips.py``). A file that cannot be analysed
+gives an error row (``status="error"`` and the message), never an exception, so one corrupt file never stops an
+archive run; a file whose worker died while analysing it gets :func:`crash_row` from the engine."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import time
@@ -11,11 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fetalscope.pipeline.batch.manifest import Item, sha256_of
+from fetalscope.imaging.loader import read_input
+from fetalscope.pipeline.batch import clips
+from fetalscope.pipeline.batch.faults import crash_if_marked
+from fetalscope.pipeline.batch.manifest import Item
 from fetalscope.pipeline.batch.tasks import analyse_kwargs, parse_tasks
 
 OK, ERROR = "ok", "error"
-KEY_COLUMNS = ("path", "sha256", "status", "error")  # first in the output
+CRASHED = "worker crashed while analysing this file"
+FRAMES_KEY = "_frames"  # a clip row's per-frame rows, on their way to the frames output (never a column)
+KEY_COLUMNS = ("path", "sha256", "status", "error", "kind")  # first in the output
 TRAILING_COLUMNS = ("pixel_size_mm", "worker", "time_row_ms")  # last
 
 
@@ -28,6 +36,7 @@ class RunConfig:
     runtime: str = "auto"
     tasks: Sequence[str] = ("predict",)
     session_options: dict[str, Any] = field(default_factory=dict)
+    frame_rows: bool = False  # clips also give one row per processed frame
 
 
 class RowRunner:
@@ -41,27 +50,59 @@ class RowRunner:
         detector = "brain-structures" if "detect" in self.kwargs else None
         self.session = Session(config.model, runtime=config.runtime, detector=detector, **config.session_options)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.frame_rows = config.frame_rows
 
     def row(self, item: Item, sha256: str | None = None) -> dict[str, Any]:
-        """The row of one item: ``path``, ``sha256``, ``status``, ``error``, then the analysis row and the
-        tasks' extra columns, ``pixel_size_mm`` given, the worker and the time it took (hash included)."""
+        """The row of one item: ``path``, ``sha256``, ``status``, ``error``, ``kind`` (``image`` / ``clip``), then
+        the analysis row (or the clip's columns) and the tasks' extra columns, ``pixel_size_mm`` given, the worker
+        and the time it took (reading and hashing included). The file is read once and the row carries the hash of
+        the bytes analysed (``sha256``, a hash computed before, stays only when the file cannot be read)."""
+        crash_if_marked(item.path)
         t0 = time.perf_counter()
-        row: dict[str, Any] = {"path": item.path, "sha256": sha256, "status": OK, "error": None}
+        row: dict[str, Any] = {"path": item.path, "sha256": sha256, "status": OK, "error": None, "kind": None}
         try:
-            row["sha256"] = sha256 or sha256_of(item.path)
-            analysis = self.session.analyse(item.path, name=item.path, pixel_size_mm=item.pixel_size_mm,
-                                            **self.kwargs)
-            row.update(analysis.to_row())
-            row.pop("image", None)  # the path says it
-            for task in self.tasks:
-                if task.columns is not None:
-                    row.update(task.columns(self.session, analysis.loaded, analysis))
+            data = read_input(item.path, max_bytes=self.session.max_bytes)
+            row["sha256"] = hashlib.sha256(data).hexdigest()
+            if clips.is_clip(data, item.path):
+                row.update(self._clip(item, data))
+            else:
+                row.update(self._still(item, data))
         except Exception as exc:  # noqa: BLE001 - any failure on one file is that file's error row
             row["status"], row["error"] = ERROR, _message(exc)
         row["pixel_size_mm"] = item.pixel_size_mm
         row["worker"] = self.worker
         row["time_row_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-        return {k: _plain(v) for k, v in row.items()}
+        frames = row.pop(FRAMES_KEY, None)
+        out = {k: _plain(v) for k, v in row.items()}
+        if frames is not None:
+            out[FRAMES_KEY] = [{k: _plain(v) for k, v in f.items()} for f in frames]
+        return out
+
+    def _still(self, item: Item, data: bytes) -> dict[str, Any]:
+        analysis = self.session.analyse(data, name=item.path, pixel_size_mm=item.pixel_size_mm, **self.kwargs)
+        row = {"kind": clips.IMAGE, **analysis.to_row()}
+        row.pop("image", None)  # the path says it
+        for task in self.tasks:
+            if task.columns is not None:
+                row.update(task.columns(self.session, analysis.loaded, analysis))
+        return row
+
+    def _clip(self, item: Item, data: bytes) -> dict[str, Any]:
+        from fetalscope.pipeline.video import analyse_video
+
+        result = analyse_video(self.session, data, name=item.path, pixel_size_mm=item.pixel_size_mm,
+                               measure="measure" in self.kwargs)
+        row = {"kind": clips.CLIP, **clips.clip_columns(result)}
+        if self.frame_rows:
+            row[FRAMES_KEY] = clips.frame_rows(item.path, result)
+        return row
+
+
+def crash_row(item: Item, crashes: int, sha256: str | None = None) -> dict[str, Any]:
+    """The error row of a file whose worker died ``crashes`` time(s) while analysing it (given up on)."""
+    return {"path": item.path, "sha256": sha256, "status": ERROR,
+            "error": f"{item.path}: {CRASHED} ({crashes} time(s)); it was given up on", "kind": None,
+            "pixel_size_mm": item.pixel_size_mm}
 
 
 def _plain(value: Any) -> Any:

@@ -1,5 +1,6 @@
-"""A batch run from start to end: plan (which files, which are already done), execute (an engine's rows into
-part files as they come, merged into the output at the end, also when interrupted) and summarise."""
+"""A batch run from start to end: plan (which files, which are already done, which killed their worker too often
+in earlier runs), execute (an engine's rows into part files as they come, merged into the output at the end, also
+when interrupted; a clip's per-frame rows into the frames output) and summarise."""
 
 from __future__ import annotations
 
@@ -13,12 +14,19 @@ from typing import Any
 
 from fetalscope.errors import BadInputError
 from fetalscope.pipeline.batch.manifest import Item, read_items, sha256_of
-from fetalscope.pipeline.batch.rows import ERROR, OK, RunConfig
+from fetalscope.pipeline.batch.rows import ERROR, FRAMES_KEY, OK, RunConfig, crash_row
 from fetalscope.pipeline.batch.store import Store
 from fetalscope.pipeline.batch.tasks import parse_tasks
 
 ENGINES = ("local", "ray")
 FLUSH_SECONDS = 30.0
+MAX_CRASHES = 2  # a file that killed its worker this many times is an error row
+
+
+def frames_output(output: str | Path) -> Path:
+    """Where a run's per-frame rows of clips go: ``OUT.frames.parquet`` next to ``OUT.parquet``."""
+    out = Path(output)
+    return out.with_name(out.stem + ".frames.parquet")
 
 
 @dataclass
@@ -34,6 +42,9 @@ class Plan:
     todo: list[Item]
     skipped: int
     hashes: dict[str, str] = field(default_factory=dict)
+    given_up: list[tuple[Item, int]] = field(default_factory=list)  # (item, crashes): error rows, not analysed
+    frames: Store | None = None  # the per-frame rows of clips, when asked for
+    max_crashes: int = MAX_CRASHES
 
 
 @dataclass
@@ -69,24 +80,40 @@ class Summary:
 def plan_batch(inputs: Sequence[str | Path], output: str | Path, *, tasks: str | Sequence[str] | None = None,
                engine: str = "local", address: str | None = None, workers: int | None = None,
                resume: bool = False, overwrite: bool = False, model: str = "sononet-planes",
-               runtime: str = "auto") -> Plan:
+               runtime: str = "auto", frame_rows: bool = False, max_crashes: int = MAX_CRASHES) -> Plan:
     """Check every option, list the input files and, with ``resume``, leave out those whose path and SHA-256
-    already have an ``ok`` row. Changes nothing on disk but the output's folder."""
+    already have an ``ok`` row, and give up on those that killed the process of ``max_crashes`` earlier runs
+    (the local engine's journals). ``frame_rows``: clips also write one row per frame to
+    :func:`frames_output`. Changes nothing on disk but the output's folder."""
     if engine not in ENGINES:
         raise BadInputError(f"--engine must be one of {', '.join(ENGINES)}, got '{engine}'")
     if address and engine != "ray":
         raise BadInputError("--address needs --engine ray")
+    if address and address.startswith("ray://"):  # Ray Data's executor needs a driver inside the cluster
+        raise BadInputError(f"--address {address}: Ray Data does not run through Ray Client (ray://); run the "
+                            "command on a node of the cluster with --address auto or HEAD:6379, or as a Ray job: "
+                            "ray job submit --address http://HEAD:8265 -- fetalscope batch ... --engine ray "
+                            "--address auto")
     if workers is not None and workers < 1:
         raise BadInputError(f"--workers must be at least 1, got {workers}")
     if workers not in (None, 1) and engine == "local":
         raise BadInputError("--engine local runs one worker in this process; use --engine ray for --workers > 1")
+    if max_crashes < 1:
+        raise BadInputError(f"--max-crashes must be at least 1, got {max_crashes}")
     names = [t.name for t in parse_tasks(tasks)]
     store = Store(output)
+    frames = Store(frames_output(output), key=("path", "frame")) if frame_rows else None
     items = read_items(inputs)
     store.prepare(resume=resume, overwrite=overwrite)
+    if frames is not None:
+        frames.prepare(resume=resume, overwrite=overwrite)
     done = store.done() if resume else {}
-    todo, hashes, skipped = [], {}, 0
+    crashes = store.crashes() if resume else Counter()
+    todo, hashes, skipped, given_up = [], {}, 0, []
     for item in items:
+        if crashes[item.path] >= max_crashes:
+            given_up.append((item, crashes[item.path]))
+            continue
         if item.path in done:
             with contextlib.suppress(OSError):  # gone since: analyse it again and let its row say so
                 hashes[item.path] = sha256_of(item.path)
@@ -94,8 +121,8 @@ def plan_batch(inputs: Sequence[str | Path], output: str | Path, *, tasks: str |
                 skipped += 1
                 continue
         todo.append(item)
-    config = RunConfig(model=model, runtime=runtime, tasks=tuple(names))
-    return Plan(store, config, engine, address, workers, todo, skipped, hashes)
+    config = RunConfig(model=model, runtime=runtime, tasks=tuple(names), frame_rows=frame_rows)
+    return Plan(store, config, engine, address, workers, todo, skipped, hashes, given_up, frames, max_crashes)
 
 
 def execute(plan: Plan, *, advance: Callable[[int], None] = lambda n: None, flush_every: int = 64,
@@ -107,42 +134,56 @@ def execute(plan: Plan, *, advance: Callable[[int], None] = lambda n: None, flus
     by_status: Counter = Counter()
     by_plane: Counter = Counter()
     pending: list[dict[str, Any]] = []
+    pending_frames: list[dict[str, Any]] = []
     last_flush = time.monotonic()
     interrupted = False
     rows_of_engine = _rows(plan, note)
     try:
         for row in rows_of_engine:
+            pending_frames.extend(row.pop(FRAMES_KEY, None) or [])
             pending.append(row)
             by_status[row["status"]] += 1
             if row["status"] == OK and row.get("plane"):
                 by_plane[row["plane"]] += 1
             advance(1)
             if len(pending) >= flush_every or time.monotonic() - last_flush > FLUSH_SECONDS:
-                plan.store.write_part(pending)
-                pending, last_flush = [], time.monotonic()
+                _flush(plan, pending, pending_frames)
+                pending, pending_frames, last_flush = [], [], time.monotonic()
     except KeyboardInterrupt:
         interrupted = True
     finally:
         rows_of_engine.close()  # the engine's own clean-up (Ray shutdown) before the merge
-        plan.store.write_part(pending)
+        _flush(plan, pending, pending_frames)
+        if plan.frames is not None:
+            plan.frames.merge()
         rows = plan.store.merge()
     return Summary(plan.store.output, by_status, by_plane, plan.skipped, time.perf_counter() - t0, rows, interrupted)
 
 
+def _flush(plan: Plan, rows: list[dict[str, Any]], frame_rows: list[dict[str, Any]]) -> None:
+    if plan.frames is not None:  # the frames first: a row in the output means its frames are written
+        plan.frames.write_part(frame_rows)
+    plan.store.write_part(rows)
+
+
 def _rows(plan: Plan, note: Callable[[str], None]) -> Iterator[dict[str, Any]]:
+    for item, crashes in plan.given_up:
+        note(f"{item.path}: gave up on it, the run died {crashes} time(s) while analysing it")
+        yield crash_row(item, crashes)
     if not plan.todo:
         return
     if plan.engine == "local":
         from fetalscope.pipeline.batch.local import local_rows
 
-        yield from local_rows(plan.todo, plan.config, plan.hashes)
+        yield from local_rows(plan.todo, plan.config, plan.hashes, started=plan.store.started)
         return
     from fetalscope.pipeline.batch import ray_engine
 
     started = ray_engine.connect(plan.address)
     note(f"Ray: {'joined' if plan.address else 'started'} a cluster of {ray_engine.describe_cluster()}")
     try:
-        yield from ray_engine.ray_rows(plan.todo, plan.config, plan.hashes, workers=plan.workers)
+        yield from ray_engine.ray_rows(plan.todo, plan.config, plan.hashes, workers=plan.workers,
+                                       max_crashes=plan.max_crashes, note=note)
     finally:
         if started:
             ray_engine.shutdown()

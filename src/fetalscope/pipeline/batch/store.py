@@ -1,7 +1,11 @@
 """Where a batch run's rows go: part files written as rows arrive (``OUT.parquet.parts/part-*.parquet``, each
 written whole then renamed in, so an interrupted run leaves only whole parts), merged at the end into
 ``OUT.parquet`` with one row per path (the latest). ``--resume`` reads the output and any parts left by an
-interrupted run to know which (path, sha256) already have an ``ok`` row."""
+interrupted run to know which (path, sha256) already have an ``ok`` row.
+
+The local engine also writes a journal (``started-RUN.txt`` in the parts folder: each path as its analysis
+starts); a run that ends, also by Ctrl-C, removes it with the parts, so a journal still there means that run's
+process died, and its last line names the file it died on (:meth:`Store.crashes`, read by ``--resume``)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import os
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,10 +23,13 @@ from fetalscope.pipeline.batch.rows import KEY_COLUMNS, OK, TRAILING_COLUMNS
 
 
 class Store:
-    """The output file ``output`` (``.parquet``) and its folder of part files."""
+    """The output file ``output`` (``.parquet``) and its folder of part files; ``key``: the columns that name one
+    row (the latest row of a key is kept)."""
 
-    def __init__(self, output: str | Path) -> None:
+    def __init__(self, output: str | Path, key: Sequence[str] = ("path",)) -> None:
         self.output = Path(output)
+        self.key = tuple(key)
+        self._journal: Any = None
         if self.output.suffix.lower() != ".parquet":
             raise BadInputError(f"--output must end in .parquet, got '{self.output.name}'")
         self.parts = self.output.with_name(self.output.name + ".parts")
@@ -69,7 +77,8 @@ class Store:
         return final
 
     def merge(self) -> int:
-        """Fold the output and every part file into the output, one row per path (the latest), sorted by path;
+        """Fold the output and every part file into the output, one row per key (the latest; the rows of a path
+        all from the newest file that has it, so a clip analysed again leaves no stale frames), sorted by key;
         remove the parts. Returns the number of rows."""
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -77,16 +86,47 @@ class Store:
         files = self._files()
         if not files:
             return 0
-        table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
-        latest = {path: i for i, path in enumerate(table.column("path").to_pylist())}
-        keep = [latest[p] for p in sorted(latest)]
+        tables = [pq.read_table(f) for f in files]
+        table = pa.concat_tables(tables, promote_options="permissive")
+        source = [n for n, t in enumerate(tables) for _ in range(t.num_rows)]
+        paths = table.column("path").to_pylist()
+        newest = dict(zip(paths, source, strict=True))  # a path's rows come from the newest file that has it
+        keys = zip(*(table.column(c).to_pylist() for c in self.key), strict=True)
+        latest = {k: i for i, (k, p, n) in enumerate(zip(keys, paths, source, strict=True)) if n == newest[p]}
+        keep = [latest[k] for k in sorted(latest, key=lambda k: tuple((v is None, v) for v in k))]
         table = table.take(pa.array(keep, pa.int64()))
         first = [c for c in KEY_COLUMNS if c in table.column_names]
         trailing = [c for c in TRAILING_COLUMNS if c in table.column_names]
         table = table.select(first + [c for c in table.column_names if c not in first + trailing] + trailing)
         _write_atomically(table, self.output, pq)
+        self.close_journal()
         shutil.rmtree(self.parts, ignore_errors=True)
         return table.num_rows
+
+    def started(self, path: str) -> None:
+        """Note in this run's journal that ``path``'s analysis starts (written through before it does)."""
+        if self._journal is None:
+            self.parts.mkdir(parents=True, exist_ok=True)
+            self._journal = open(self.parts / f"started-{self._run}.txt", "a", encoding="utf-8")  # noqa: SIM115
+        self._journal.write(path + "\n")
+        self._journal.flush()
+
+    def close_journal(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+    def crashes(self) -> Counter:
+        """``{path: n}``: how many earlier runs died while analysing ``path`` (the last line of each journal
+        those runs left behind)."""
+        died: Counter = Counter()
+        for journal in sorted(self.parts.glob("started-*.txt")) if self.parts.is_dir() else []:
+            if journal.name == f"started-{self._run}.txt":
+                continue
+            lines = [line for line in journal.read_text(encoding="utf-8").splitlines() if line]
+            if lines:
+                died[lines[-1]] += 1
+        return died
 
 
 def rows_to_table(rows: Sequence[dict[str, Any]]) -> Any:

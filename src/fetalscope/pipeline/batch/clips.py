@@ -1,0 +1,74 @@
+"""Cine loops in a batch: which inputs are clips (video files, multi-frame DICOM) and the one row a clip gives
+from :func:`fetalscope.pipeline.video.analyse_video`: its frames, segments, the best frame of each plane with
+its probability and the measurements on the best frames, plus (optionally) one row per processed frame."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from fetalscope.imaging.video import VIDEO_SUFFIXES
+
+CLIP, IMAGE = "clip", "image"
+HEAD_KEYS = ("hc_mm", "bpd_mm", "ofd_mm", "ga_weeks")
+
+
+def is_clip(data: bytes, path: str) -> bool:
+    """A video file (by its suffix) or a DICOM whose header says it holds more than one frame."""
+    if Path(path).suffix.lower() in VIDEO_SUFFIXES:
+        return True
+    if len(data) <= 132 or data[128:132] != b"DICM":
+        return False
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        return int(header.get("NumberOfFrames", 1) or 1) > 1
+    except Exception:  # noqa: BLE001 - an unreadable header: the still loader says what is wrong
+        return False
+
+
+def clip_columns(result: Any) -> dict[str, Any]:
+    """The row of one analysed clip (a :class:`~fetalscope.pipeline.video.VideoAnalysis`): ``plane`` is the
+    plane of the most processed frames in segments and ``plane_probability`` the smoothed probability of its
+    best frame; ``frames``, ``frames_source``, ``fps_source``, ``duration_s``, ``stride``, ``segments`` (count)
+    and ``segment_planes`` (in time order); ``best_frame_<plane>``, ``best_time_s_<plane>`` and
+    ``best_p_<plane>`` per plane seen; the measurements with the still rows' columns (``measurement``: what was
+    measured, ``hc_mm`` ..., ``ctr``) and the frame each was made on; warnings and timings."""
+    summary = result.to_dict()
+    by_plane: Counter = Counter()
+    for seg in summary["segments"]:
+        by_plane[seg["plane"]] += seg["frames_processed"]
+    plane = by_plane.most_common(1)[0][0] if by_plane else None
+    best = summary["best_frames"]
+    row: dict[str, Any] = {
+        "plane": plane, "plane_probability": best[plane]["probability"] if plane in best else None,
+        "frames": summary["frames"], "frames_source": summary["frames_source"], "fps_source": summary["fps_source"],
+        "duration_s": summary["duration_s"], "stride": summary["stride"], "segments": len(summary["segments"]),
+        "segment_planes": ";".join(s["plane"] for s in summary["segments"]),
+    }
+    for name, record in sorted(best.items()):
+        row[f"best_frame_{name}"] = record["frame"]
+        row[f"best_time_s_{name}"] = record["time_s"]
+        row[f"best_p_{name}"] = record["probability"]
+    measured = summary["measurements"]
+    if measured or summary["measurements_skipped"]:
+        row["measurement"] = ";".join(sorted(measured))
+    for what, m in sorted(measured.items()):
+        row[f"{what}_frame"] = m.get("frame")
+        if what == "head":
+            row.update({k: m.get(k) for k in HEAD_KEYS})
+        elif what == "cardiothoracic":
+            row["ctr"] = (m.get("ctr") or {}).get("circumference")
+    row["clip_warnings"] = ";".join(summary["warnings"])
+    row["time_clip_ms"] = summary["timings_ms"].get("total")
+    row["clip_frames_per_s"] = summary["timings_ms"].get("frames_per_s")
+    return row
+
+
+def frame_rows(path: str, result: Any) -> list[dict[str, Any]]:
+    """One row per processed frame: ``path``, then the clip's ``frames.csv`` columns (``frame``, ``time_s``,
+    ``plane``, ``plane_probability``, ``p_<class>``, ``plane_smoothed``, ``segment``)."""
+    return [{"path": path, **r} for r in result.rows()]
