@@ -341,8 +341,8 @@ def read_input(src: str | Path | bytes | bytearray | BinaryIO, *, max_bytes: int
     (the same errors: no such file, empty, over the limit), so a caller can hash them and decode them from
     memory without reading the file twice."""
     label = name or (str(src) if isinstance(src, (str, Path)) else "<upload>")
-    with _decoding(label, "cannot be read"):
-        return _read_bytes(src, max_bytes)[0]
+    with decoding(label, "cannot be read"):
+        return read_bytes(src, max_bytes)[0]
 
 
 def load_image(
