@@ -23,6 +23,7 @@ import numpy as np
 
 from fetalscope.biometry.cardiothoracic import cardiothoracic_record
 from fetalscope.biometry.ellipse import Ellipse, draw_ellipse, fill_holes, fit_ellipse, largest_component
+from fetalscope.biometry.evidence import ctr_fit, head_fit
 from fetalscope.biometry.head import check_pixel_size, head_measurements
 from fetalscope.biometry.segbundle import SegBundle, load_seg_bundle
 from fetalscope.data.transforms import to_tensor
@@ -113,27 +114,44 @@ class Measurer:
             out.setdefault(s, largest_component(m))
         return out
 
+    def fit(self, image: UltrasoundImage, probs: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+        """How much the segmentation looks like the structure measured (:mod:`fetalscope.biometry.evidence`):
+        :func:`~fetalscope.biometry.evidence.head_fit` or :func:`~fetalscope.biometry.evidence.ctr_fit`."""
+        probs = probs if probs is not None else self.probabilities(image)
+        ellipses = self.ellipses(image, probs)
+        shape = (image.height, image.width)
+        if self.what == "head":
+            return head_fit(probs["head"], ellipses["head"], shape)
+        return ctr_fit(probs["heart"], probs["thorax"], ellipses["heart"], ellipses["thorax"], shape)
+
     # ---- records -----------------------------------------------------------------------------------
     def measure(self, image: UltrasoundImage, pixel_size_mm: float | None = None, *, plane: str | None = None,
-                plane_probability: float | None = None) -> dict[str, Any]:
-        """The measurement record of one image (see :func:`measure_image`)."""
+                plane_probability: float | None = None, probs: dict[str, np.ndarray] | None = None,
+                reject: list[str] | None = None) -> dict[str, Any]:
+        """The measurement record of one image (see :func:`measure_image`); ``probs``: this model's
+        probabilities when the caller has them; ``reject``: reasons (flags) to reject the measurement for
+        that came from elsewhere (e.g. the routing's evidence that the image is not this plane)."""
         t0 = time.perf_counter()
-        ellipses = self.ellipses(image)
+        ellipses = self.ellipses(image, probs)
         record: dict[str, Any] = {"image": image.source, "measurement": self.what,
                                   "image_size": [image.width, image.height]}
         if self.what == "head":
-            record.update(_head_record(ellipses["head"], image, pixel_size_mm, plane, plane_probability))
+            record.update(_head_record(ellipses["head"], image, pixel_size_mm, plane, plane_probability, reject))
         else:
             record.update(cardiothoracic_record(ellipses["heart"], ellipses["thorax"], (image.height, image.width),
                                                 plane=plane, plane_probability=plane_probability))
+            if reject:
+                record.update(ctr=None, quality="rejected",
+                              flags=[*reject, *(f for f in record["flags"] if not f.startswith("ctr_"))])
         record["model"] = dict(self.model_info)
         record["timing_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return record
 
 
 def _head_record(ellipse: Ellipse | None, image: UltrasoundImage, pixel_size_mm: float | None,
-                 plane: str | None, plane_probability: float | None) -> dict[str, Any]:
-    flags: list[str] = []
+                 plane: str | None, plane_probability: float | None,
+                 reject: list[str] | None = None) -> dict[str, Any]:
+    flags: list[str] = list(reject or [])
     given = check_pixel_size(pixel_size_mm, "--pixel-size")
     dicom = image.pixel_spacing_mm if image.pixel_spacing_mm and image.pixel_spacing_mm > 0 else None
     pixel, source = (given, "argument") if given is not None else (dicom, "dicom") if dicom else (None, None)
@@ -156,7 +174,7 @@ def _head_record(ellipse: Ellipse | None, image: UltrasoundImage, pixel_size_mm:
     values = head_measurements(ellipse, pixel)
     flags += values.pop("flags")
     record.update(values)
-    if any(f.startswith(("not_head_plane", "head_implausible")) for f in flags):
+    if reject or any(f.startswith(("not_head_plane", "head_implausible")) for f in flags):
         record["quality"] = "rejected"
         for key in ("hc_mm", "bpd_mm", "ofd_mm", "ga_weeks", "ga"):
             record[key] = None
