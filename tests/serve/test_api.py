@@ -219,11 +219,14 @@ def test_predict_on_request_carries_detections_measurement_and_explanations(clie
         assert "detector" in a["detections_skipped"]
     else:
         assert a["detections_skipped"]  # not a brain, or not ultrasound
-    wants = {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}.get(a["plane"])
-    if wants and not a["ood"]["flag"]:
-        assert a["measurement"]["measurement"] == wants and a["measurement_skipped"] is None
+    if a["measurement"] is not None:  # routed by the plane call or, when it is unsure, by the segmentations
+        route = a["measurement"]["route"]
+        assert a["measurement"]["measurement"] == route["what"] and a["measurement_skipped"] is None
+        assert route["plane"] == a["plane"] and not a["ood"]["flag"]
+        if route["by"] == "plane":
+            assert route["what"] == {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}[a["plane"]]
     else:
-        assert a["measurement"] is None and a["measurement_skipped"]
+        assert a["measurement_skipped"]
     assert [e["method"] for e in a["explanations"]] == ["gradcam", "gradcam++"]
     for e in a["explanations"]:
         assert e["target_label"] == e["target_class"] == a["plane"] and e["model"]["id"] == "tiny-planes"
@@ -273,7 +276,7 @@ def test_measure_rejects_a_forced_head_on_a_colour_photo(client):
     m = _post(client, "/v1/measure", png_bytes(data.astronaut()), "photo.png", what="head",
               pixel_size_mm="0.1").json()
     assert m["quality"] == "rejected" and m["hc_mm"] is None and m["route"]["by"] == "ood"
-    auto = _post(client, "/v1/measure", png_bytes(data.astronaut()), "photo.png").json()
+    auto = _post(client, "/v1/measure", png_bytes(data.astronaut()), "photo.png", what="auto").json()
     assert auto["measurement"] is None and auto["quality"] == "not_measured"
 
 
