@@ -25,6 +25,8 @@ NO_CTR = {"found": True, "plausible": False, "clear": False, "reasons": ["heart_
     ("Fetal thorax", 0.7, GOOD_HEAD, NO_CTR, "head", "segmentation"),  # a head called thorax: no heart in it
     ("Fetal thorax", 0.7, POOR_HEAD, NO_CTR, "cardiothoracic", "plane"),  # unconfirmed: the CTR gate judges
     ("Fetal brain", 0.45, GOOD_HEAD, NO_CTR, "head", "segmentation"),  # an unsure brain call
+    ("Fetal brain", 0.45, GOOD_HEAD, CLEAR_CTR, "head", "segmentation"),  # ... its head fit beats a heart fit
+    ("Fetal brain", 0.45, POOR_HEAD, CLEAR_CTR, "cardiothoracic", "segmentation"),
     ("Other", 0.7, GOOD_HEAD, CLEAR_CTR, "cardiothoracic", "segmentation"),  # a clear heart beats a head fit
     ("Other", 0.7, GOOD_HEAD, PLAUSIBLE_CTR, "head", "segmentation"),
     ("Fetal abdomen", 0.95, GOOD_HEAD, CLEAR_CTR, None, "plane"),  # a confident call of another plane stands

@@ -11,9 +11,10 @@ of a measurement (``check_pixel_size``: millimetres per pixel, 0.005-5), in one 
    heart/thorax segmentation is plausible (``by: "plane"``);
 3. a call of a plane with no measurement at >= 0.9 gets nothing (``by: "plane"``): the segmentation models
    find ellipses in many things, so they overrule only an unsure or contradicted plane call;
-4. otherwise the segmentations decide (``by: "segmentation"``): a clear heart inside a thorax -> CTR, else a
-   head region that fits its ellipse -> head, else a thorax call the segmentation could not confirm -> CTR
-   (its quality gate judges), else nothing, and the record says why.
+4. otherwise the segmentations decide (``by: "segmentation"``): an unsure brain call whose head region fits
+   its ellipse -> head, else a clear heart inside a thorax -> CTR, else a head region that fits its ellipse
+   -> head, else a thorax call the segmentation could not confirm -> CTR (its quality gate judges), else
+   nothing, and the record says why.
 
 A measurement asked for by name (``what=head|cardiothoracic``) is made, but rejected with the route's reason
 when the route would not have chosen it (``not_head_plane`` / ``not_thorax_plane`` flags), so an abdomen, a
@@ -107,6 +108,9 @@ def choose_route(plane: str | None, probability: float | None, *, ood: bool, hea
                      "segmentation is plausible")
     if routed is None and p >= UNOVERRULED_PLANE:
         return route(None, "plane", f"the plane model calls it {said}, a plane with no measurement")
+    if routed == "head" and head_good:
+        return route("head", "segmentation", f"the plane model is unsure ({said}) and the head segmentation "
+                     "fits its ellipse well")
     if ctr_clear:
         return route("cardiothoracic", "segmentation", f"the plane model calls it {said}, but the heart/thorax "
                      "segmentation is clear (a heart inside a thorax)")
