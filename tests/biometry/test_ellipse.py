@@ -16,6 +16,7 @@ from fetalscope.biometry.ellipse import (
     fit_ellipse,
     hausdorff_distance,
     largest_component,
+    mean_ellipse,
     ramanujan_circumference,
 )
 from fetalscope.errors import BadInputError
@@ -128,3 +129,12 @@ def test_draw_marks_the_outline():
     ys, xs = np.nonzero(red)
     on_outline = np.abs(np.hypot(*(np.stack([xs, ys], 1) - [e.cx, e.cy]).T)).max()
     assert red.sum() > 300 and on_outline <= e.a + 2
+
+
+def test_mean_ellipse_averages_axes_and_wraps_the_angle():
+    # 179 and 1 degrees are 2 degrees apart (an ellipse repeats after 180): the mean lies at 0, not 90
+    m = mean_ellipse([Ellipse(10, 20, 50, 30, 179.0), Ellipse(12, 22, 30, 54, 91.0)])  # the second: b > a
+    assert (m.cx, m.cy, m.a, m.b) == pytest.approx((11, 21, 52, 30))
+    assert min(m.angle_deg, 180 - m.angle_deg) == pytest.approx(0.0, abs=1e-6)
+    assert mean_ellipse([None, Ellipse(1, 2, 3, 2, 45)]) == Ellipse(1, 2, 3, 2, 45)
+    assert mean_ellipse([]) is None

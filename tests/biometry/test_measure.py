@@ -187,3 +187,26 @@ def test_shipped_head_bundle_on_a_real_image(shared_data):
     rec = measure_image(load_image(s.path), "head", pixel_size_mm=s.meta["pixel_size_mm"])
     assert rec["quality"] == "ok"
     assert rec["hc_mm"] == pytest.approx(s.meta["hc_mm"], rel=0.05)
+
+
+@pytest.mark.shared
+def test_shipped_head_ellipse_is_averaged_over_views_in_both_runtimes(shared_data):
+    """The bundle's views (plain, flip, zoomed crops) each fit the head and the record's ellipse is their mean;
+    the ONNX fast path gives the same ellipse as PyTorch."""
+    from fetalscope.biometry.ellipse import fit_ellipse, mean_ellipse
+    from fetalscope.biometry.measure import Measurer
+
+    m = Measurer("head", runtime="onnx")
+    assert m.ellipse_views and any(v.startswith("zoom:") for v in m.ellipse_views)
+    image = load_image(shared_data / "hc18" / "training_set" / "010_HC.png")
+    probs = m.probabilities(image)
+    plain = fit_ellipse(probs["head"], out_shape=(image.height, image.width))
+    zoomed = m.zoomed_ellipse(image, plain, 0.35)
+    assert zoomed.circumference() == pytest.approx(plain.circumference(), rel=0.03)  # the same head, closer
+    assert abs(zoomed.cx - plain.cx) < 5 and abs(zoomed.cy - plain.cy) < 5
+    averaged = m.ellipses(image, probs)["head"]
+    views = [plain, fit_ellipse(m.probabilities(image, flip=True)["head"], out_shape=(image.height, image.width)),
+             *(m.zoomed_ellipse(image, plain, float(v.split(":")[1])) for v in m.ellipse_views if ":" in v)]
+    assert averaged == mean_ellipse(views)
+    torch_e = Measurer("head", runtime="torch").ellipses(image)["head"]
+    assert torch_e.circumference() == pytest.approx(averaged.circumference(), rel=1e-3)

@@ -78,3 +78,21 @@ def test_measure_a_folder_with_per_image_pixel_sizes_and_drawings(tmp_path):
     result = runner.invoke(app, ["measure", str(folder), "--pixel-sizes", str(bad), "--output",
                                  str(tmp_path / "x.json")])
     assert result.exit_code == 2 and "line 3" in result.output and not (tmp_path / "x.json").exists()
+
+
+def test_colour_photo_gets_nothing_and_a_forced_head_is_rejected(tmp_path):
+    """The route says why nothing was measured; a head asked for by name is made but rejected, not `ok`."""
+    from PIL import Image
+    from skimage import data
+
+    photo = tmp_path / "chelsea.png"
+    Image.fromarray(data.chelsea()).save(photo)
+    result = runner.invoke(app, ["measure", str(photo), "--pixel-size", "0.1", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout[result.stdout.index("{"):])
+    assert record["measurement"] is None and record["quality"] == "not_measured"
+    assert record["route"]["by"] == "ood" and "B-mode" in record["flags"][0]
+    result = runner.invoke(app, ["measure", str(photo), "--what", "head", "--pixel-size", "0.1", "--json"])
+    record = json.loads(result.stdout[result.stdout.index("{"):])
+    assert record["quality"] == "rejected" and record["hc_mm"] is None
+    assert record["flags"][0].startswith("not_head_plane")

@@ -219,11 +219,14 @@ def test_predict_on_request_carries_detections_measurement_and_explanations(clie
         assert "detector" in a["detections_skipped"]
     else:
         assert a["detections_skipped"]  # not a brain, or not ultrasound
-    wants = {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}.get(a["plane"])
-    if wants and not a["ood"]["flag"]:
-        assert a["measurement"]["measurement"] == wants and a["measurement_skipped"] is None
+    if a["measurement"] is not None:  # routed by the plane call or, when it is unsure, by the segmentations
+        route = a["measurement"]["route"]
+        assert a["measurement"]["measurement"] == route["what"] and a["measurement_skipped"] is None
+        assert route["plane"] == a["plane"] and not a["ood"]["flag"]
+        if route["by"] == "plane":
+            assert route["what"] == {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}[a["plane"]]
     else:
-        assert a["measurement"] is None and a["measurement_skipped"]
+        assert a["measurement_skipped"]
     assert [e["method"] for e in a["explanations"]] == ["gradcam", "gradcam++"]
     for e in a["explanations"]:
         assert e["target_label"] == e["target_class"] == a["plane"] and e["model"]["id"] == "tiny-planes"
@@ -249,10 +252,32 @@ def test_measure_auto_routes_by_plane(client, phantom_png):
     assert r.status_code == 200, r.text
     m = r.json()
     assert m["plane"] == a["plane"] and m["plane_probability"] == pytest.approx(a["plane_probability"], abs=1e-6)
-    wants = {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}.get(a["plane"])
-    assert m["measurement"] == wants
-    if wants is None:
+    route = m["route"]  # which evidence chose: the plane call, or the segmentations when the call is unsure
+    assert route["plane"] == a["plane"] and route["by"] in ("plane", "segmentation") and route["asked"] == "auto"
+    assert m["measurement"] == route["what"]
+    if route["by"] == "plane" and a["plane_probability"] >= 0.5:
+        assert m["measurement"] == {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}.get(a["plane"])
+    if m["measurement"] is None:
         assert m["quality"] == "not_measured" and a["plane"] in m["flags"][0]
+    # asked for by name on an image the route sends elsewhere: made, and rejected with the route's reason
+    for what in ("head", "cardiothoracic"):
+        forced = _post(client, "/v1/measure", phantom_png, what=what, pixel_size_mm="0.1").json()
+        assert forced["measurement"] == what and forced["route"]["asked"] == what
+        if route["what"] != what:
+            assert forced["quality"] == "rejected" and forced["flags"][0].startswith(("not_head_plane",
+                                                                                     "not_thorax_plane"))
+
+
+def test_measure_rejects_a_forced_head_on_a_colour_photo(client):
+    from skimage import data
+
+    from fetalscope.explain.overlay import png_bytes
+
+    m = _post(client, "/v1/measure", png_bytes(data.astronaut()), "photo.png", what="head",
+              pixel_size_mm="0.1").json()
+    assert m["quality"] == "rejected" and m["hc_mm"] is None and m["route"]["by"] == "ood"
+    auto = _post(client, "/v1/measure", png_bytes(data.astronaut()), "photo.png", what="auto").json()
+    assert auto["measurement"] is None and auto["quality"] == "not_measured"
 
 
 def test_documented_records_are_the_records_the_routes_return(client, phantom_png):

@@ -232,6 +232,18 @@ def fit_ellipse(mask: np.ndarray, *, level: float = 0.5, exclude_frame: bool = T
     return fit_ellipse_points(pts)
 
 
+def mean_ellipse(ellipses: list[Ellipse]) -> Ellipse | None:
+    """The average of several fits of one structure: centre and semi-axes averaged (``a >= b`` first), the
+    angle as the circular mean of twice the angle (an ellipse is the same after 180 degrees); None if empty."""
+    es = [e.normalised() for e in ellipses if e is not None]
+    if not es:
+        return None
+    doubled = np.deg2rad([2.0 * e.angle_deg for e in es])
+    angle = float(np.rad2deg(math.atan2(np.sin(doubled).mean(), np.cos(doubled).mean())) / 2.0)
+    return Ellipse(float(np.mean([e.cx for e in es])), float(np.mean([e.cy for e in es])),
+                   float(np.mean([e.a for e in es])), float(np.mean([e.b for e in es])), angle % 180.0).normalised()
+
+
 # ---- comparing ellipses -------------------------------------------------------------------------
 def mask_dice(pred: np.ndarray, ref: np.ndarray) -> float:
     """Dice of two boolean masks (1.0 when both are empty)."""

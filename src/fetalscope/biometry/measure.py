@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +23,15 @@ import cv2
 import numpy as np
 
 from fetalscope.biometry.cardiothoracic import cardiothoracic_record
-from fetalscope.biometry.ellipse import Ellipse, draw_ellipse, fill_holes, fit_ellipse, largest_component
+from fetalscope.biometry.ellipse import (
+    Ellipse,
+    draw_ellipse,
+    fill_holes,
+    fit_ellipse,
+    largest_component,
+    mean_ellipse,
+)
+from fetalscope.biometry.evidence import ctr_fit, head_fit
 from fetalscope.biometry.head import check_pixel_size, head_measurements
 from fetalscope.biometry.segbundle import SegBundle, load_seg_bundle
 from fetalscope.data.transforms import to_tensor
@@ -66,29 +75,73 @@ class Measurer:
         self.predictor = make_predictor(self.bundle, runtime=runtime)  # type: ignore[arg-type]
         self.model_info = {"id": self.bundle.name, "version": str(self.bundle.card.get("version", "")),
                            "runtime": self.predictor.name}
+        inference = self.bundle.card.get("inference", {})
         # test-time augmentation: average the probabilities of the image and its mirror image
-        self.flip_tta = bool(self.bundle.card.get("inference", {}).get("flip_tta", False))
+        self.flip_tta = bool(inference.get("flip_tta", False))
+        # the head ellipse averaged over several views of the image (see :meth:`head_ellipse`)
+        self.ellipse_views = [str(v) for v in inference.get("ellipse_average", [])] if self.what == "head" else []
         self._lock = threading.Lock()
 
     # ---- network -----------------------------------------------------------------------------------
-    def probabilities(self, image: UltrasoundImage) -> dict[str, np.ndarray]:
-        """Per-structure probability maps at the model's input size."""
+    def probabilities(self, image: UltrasoundImage, flip: bool | None = None) -> dict[str, np.ndarray]:
+        """Per-structure probability maps at the model's input size (``flip``: average with the mirror image's;
+        default: the bundle's ``flip_tta``)."""
+        flip = self.flip_tta if flip is None else flip
         x = to_tensor(image, self.bundle.preprocess).unsqueeze(0).numpy()
-        if self.flip_tta:
+        if flip:
             x = np.concatenate([x, x[..., ::-1]], axis=0)
         with self._lock:
             logits = self.predictor.predict_logits(np.ascontiguousarray(x))
         probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-        probs = (probs[0] + probs[1][..., ::-1]) / 2 if self.flip_tta else probs[0]
+        probs = (probs[0] + probs[1][..., ::-1]) / 2 if flip else probs[0]
         return {s: probs[i].astype(np.float32) for i, s in enumerate(self.bundle.structures)}
 
-    def ellipses(self, image: UltrasoundImage,
-                 probs: dict[str, np.ndarray] | None = None) -> dict[str, Ellipse | None]:
-        """Fitted ellipses (original image pixels) of each structure the measurement needs."""
+    def zoomed_ellipse(self, image: UltrasoundImage, around: Ellipse, margin: float) -> Ellipse | None:
+        """The head ellipse fitted on a crop around ``around`` (its major axis plus ``margin`` on each side, in
+        the model's aspect ratio, zero-padded beyond the image), mapped back to the image."""
+        h0, w0 = self.bundle.preprocess.input_size
+        bh = bw = 2.0 * around.major * (1.0 + margin)
+        bw, bh = (bh * w0 / h0, bh) if bw / bh < w0 / h0 else (bw, bw * h0 / w0)
+        x0, y0 = around.cx - bw / 2.0, around.cy - bh / 2.0
+        size = (max(8, int(round(bw))), max(8, int(round(bh))))
+        shift = np.array([[1, 0, -x0], [0, 1, -y0]], np.float32)
+        crop = cv2.warpAffine(image.pixels, shift, size, flags=cv2.INTER_LINEAR, borderValue=0)
+        fitted = fit_ellipse(self.probabilities(replace(image, pixels=crop), flip=False)["head"],
+                             out_shape=(size[1], size[0]))
+        return None if fitted is None else Ellipse(fitted.cx + x0, fitted.cy + y0, fitted.a, fitted.b, fitted.angle_deg)
+
+    def head_ellipse(self, image: UltrasoundImage, probs: dict[str, np.ndarray]) -> Ellipse | None:
+        """The head ellipse: fitted to ``probs``, then, when the bundle's ``inference.ellipse_average`` lists
+        views, the mean of the ellipses of those views (:func:`~fetalscope.biometry.ellipse.mean_ellipse`):
+        ``plain`` (the image), ``flip`` (probabilities averaged with the mirror image's), ``zoom:M`` (a crop
+        around the plain ellipse with margin M, :meth:`zoomed_ellipse`)."""
+        shape = (image.height, image.width)
+        base = fit_ellipse(probs["head"], out_shape=shape)
+        if base is None or not self.ellipse_views:
+            return base
+        plain = base if not self.flip_tta else fit_ellipse(self.probabilities(image, flip=False)["head"],
+                                                           out_shape=shape) or base
+        fits: list[Ellipse | None] = []
+        for view in self.ellipse_views:
+            if view == "plain":
+                fits.append(plain)
+            elif view == "flip":
+                fits.append(base if self.flip_tta else
+                            fit_ellipse(self.probabilities(image, flip=True)["head"], out_shape=shape))
+            elif view.startswith("zoom:"):
+                fits.append(self.zoomed_ellipse(image, plain, float(view.split(":", 1)[1])))
+            else:
+                raise UnsupportedError(f"bundle {self.bundle.name}: unknown ellipse_average view '{view}'")
+        return mean_ellipse([f for f in fits if f is not None]) or base
+
+    def ellipses(self, image: UltrasoundImage, probs: dict[str, np.ndarray] | None = None, *,
+                 refine: bool = True) -> dict[str, Ellipse | None]:
+        """Fitted ellipses (original image pixels) of each structure the measurement needs (``refine=False``:
+        the head ellipse of ``probs`` alone, without the bundle's view averaging)."""
         probs = probs if probs is not None else self.probabilities(image)
         shape = (image.height, image.width)
         if self.what == "head":
-            return {"head": fit_ellipse(probs["head"], out_shape=shape)}
+            return {"head": self.head_ellipse(image, probs) if refine else fit_ellipse(probs["head"], out_shape=shape)}
         thorax_p = probs["thorax"]
         region = fill_holes(largest_component(thorax_p >= 0.5))
         # the fitter keeps the largest region itself and reads the soft boundary around it
@@ -113,27 +166,44 @@ class Measurer:
             out.setdefault(s, largest_component(m))
         return out
 
+    def fit(self, image: UltrasoundImage, probs: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+        """How much the segmentation looks like the structure measured (:mod:`fetalscope.biometry.evidence`):
+        :func:`~fetalscope.biometry.evidence.head_fit` or :func:`~fetalscope.biometry.evidence.ctr_fit`."""
+        probs = probs if probs is not None else self.probabilities(image)
+        ellipses = self.ellipses(image, probs, refine=False)
+        shape = (image.height, image.width)
+        if self.what == "head":
+            return head_fit(probs["head"], ellipses["head"], shape)
+        return ctr_fit(probs["heart"], probs["thorax"], ellipses["heart"], ellipses["thorax"], shape)
+
     # ---- records -----------------------------------------------------------------------------------
     def measure(self, image: UltrasoundImage, pixel_size_mm: float | None = None, *, plane: str | None = None,
-                plane_probability: float | None = None) -> dict[str, Any]:
-        """The measurement record of one image (see :func:`measure_image`)."""
+                plane_probability: float | None = None, probs: dict[str, np.ndarray] | None = None,
+                reject: list[str] | None = None) -> dict[str, Any]:
+        """The measurement record of one image (see :func:`measure_image`); ``probs``: this model's
+        probabilities when the caller has them; ``reject``: reasons (flags) to reject the measurement for
+        that came from elsewhere (e.g. the routing's evidence that the image is not this plane)."""
         t0 = time.perf_counter()
-        ellipses = self.ellipses(image)
+        ellipses = self.ellipses(image, probs)
         record: dict[str, Any] = {"image": image.source, "measurement": self.what,
                                   "image_size": [image.width, image.height]}
         if self.what == "head":
-            record.update(_head_record(ellipses["head"], image, pixel_size_mm, plane, plane_probability))
+            record.update(_head_record(ellipses["head"], image, pixel_size_mm, plane, plane_probability, reject))
         else:
             record.update(cardiothoracic_record(ellipses["heart"], ellipses["thorax"], (image.height, image.width),
                                                 plane=plane, plane_probability=plane_probability))
+            if reject:
+                record.update(ctr=None, quality="rejected",
+                              flags=[*reject, *(f for f in record["flags"] if not f.startswith("ctr_"))])
         record["model"] = dict(self.model_info)
         record["timing_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return record
 
 
 def _head_record(ellipse: Ellipse | None, image: UltrasoundImage, pixel_size_mm: float | None,
-                 plane: str | None, plane_probability: float | None) -> dict[str, Any]:
-    flags: list[str] = []
+                 plane: str | None, plane_probability: float | None,
+                 reject: list[str] | None = None) -> dict[str, Any]:
+    flags: list[str] = list(reject or [])
     given = check_pixel_size(pixel_size_mm, "--pixel-size")
     dicom = image.pixel_spacing_mm if image.pixel_spacing_mm and image.pixel_spacing_mm > 0 else None
     pixel, source = (given, "argument") if given is not None else (dicom, "dicom") if dicom else (None, None)
@@ -156,7 +226,7 @@ def _head_record(ellipse: Ellipse | None, image: UltrasoundImage, pixel_size_mm:
     values = head_measurements(ellipse, pixel)
     flags += values.pop("flags")
     record.update(values)
-    if any(f.startswith(("not_head_plane", "head_implausible")) for f in flags):
+    if reject or any(f.startswith(("not_head_plane", "head_implausible")) for f in flags):
         record["quality"] = "rejected"
         for key in ("hc_mm", "bpd_mm", "ofd_mm", "ga_weeks", "ga"):
             record[key] = None

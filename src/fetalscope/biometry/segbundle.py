@@ -139,6 +139,8 @@ def render_seg_card_md(card: dict[str, Any]) -> str:
     if inference:
         extra.append(f"- test-time flip averaging: {'on' if inference.get('flip_tta') else 'off'}"
                      + (f" ({inference['note']})" if inference.get("note") else ""))
+        if inference.get("ellipse_average"):
+            extra.append(f"- ellipse averaged over the views: {', '.join(inference['ellipse_average'])}")
     speed = card.get("speed") or {}
     if speed:
         onnx = f", ONNX Runtime median {speed['onnx_median_ms']:.0f} ms" if speed.get("onnx_median_ms") else ""

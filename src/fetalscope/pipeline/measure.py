@@ -2,6 +2,23 @@
 
 The routing rule of :meth:`fetalscope.pipeline.session.Session.measure` (``what="auto"``) and the input rules
 of a measurement (``check_pixel_size``: millimetres per pixel, 0.005-5), in one place for every face.
+
+:func:`choose_route` weighs the plane model's call with the segmentation models' own evidence
+(:mod:`fetalscope.biometry.evidence`), in this order:
+
+1. an image that does not look like B-mode ultrasound gets nothing (``by: "ood"``);
+2. a Fetal brain call (probability >= 0.5) gets head biometry, a Fetal thorax call (>= 0.5) the CTR when the
+   heart/thorax segmentation is plausible (``by: "plane"``);
+3. a call of a plane with no measurement at >= 0.9 gets nothing (``by: "plane"``): the segmentation models
+   find ellipses in many things, so they overrule only an unsure or contradicted plane call;
+4. otherwise the segmentations decide (``by: "segmentation"``): an unsure brain call whose head region fits
+   its ellipse -> head, else a clear heart inside a thorax -> CTR, else a head region that fits its ellipse
+   -> head, else a thorax call the segmentation could not confirm -> CTR (its quality gate judges), else
+   nothing, and the record says why.
+
+A measurement asked for by name (``what=head|cardiothoracic``) is made, but rejected with the route's reason
+when the route would not have chosen it (``not_head_plane`` / ``not_thorax_plane`` flags), so an abdomen, a
+thorax or a colour photo measured as a head says so.
 """
 
 from __future__ import annotations
@@ -13,8 +30,9 @@ from typing import Any
 from fetalscope.biometry.head import check_pixel_size
 from fetalscope.errors import BadInputError
 
-__all__ = ["CHOICES", "WHAT_BY_PLANE", "check_pixel_size", "measurement_choice", "measurement_for_plane",
-           "measurement_line", "not_measured_record", "pixel_size_for", "read_pixel_sizes"]
+__all__ = ["CHOICES", "WHAT_BY_PLANE", "check_pixel_size", "choose_route", "measurement_choice",
+           "measurement_for_plane", "measurement_line", "not_measured_record", "pixel_size_for", "read_pixel_sizes",
+           "rejection_for"]
 
 WHAT_BY_PLANE = {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}
 CHOICES = ("auto", "head", "cardiothoracic")
@@ -41,10 +59,81 @@ def not_measured_reason(plane: str | None) -> str:
             "the cardiothoracic ratio a Fetal thorax plane; ask for one explicitly (what=head|cardiothoracic)")
 
 
-def not_measured_record(image: str, plane: str | None, probability: float | None) -> dict[str, Any]:
-    """The record of an image ``auto`` routing gives no measurement (``quality`` ``not_measured``)."""
-    return {"image": image, "measurement": None, "quality": "not_measured", "plane": plane,
-            "plane_probability": probability, "flags": [not_measured_reason(plane)]}
+def not_measured_record(image: str, plane: str | None, probability: float | None,
+                        route: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record of an image ``auto`` routing gives no measurement (``quality`` ``not_measured``); with the
+    ``route`` (:func:`choose_route`) its reason comes first in ``flags``."""
+    flags = [not_measured_reason(plane)]
+    if route is not None and route.get("reason"):
+        flags.insert(0, f"not_measured: {route['reason']}")
+    record = {"image": image, "measurement": None, "quality": "not_measured", "plane": plane,
+              "plane_probability": probability, "flags": flags}
+    if route is not None:
+        record["route"] = route
+    return record
+
+
+CONFIDENT_PLANE = 0.5  # a brain or thorax call at or above this routes by itself
+UNOVERRULED_PLANE = 0.9  # a call of a plane with no measurement at or above this is not overruled
+NOT_ULTRASOUND = "the image does not look like B-mode ultrasound"
+
+
+def _plane_text(plane: str | None, probability: float | None) -> str:
+    return f"'{plane}' ({probability:.2f})" if probability is not None else f"'{plane}'"
+
+
+def choose_route(plane: str | None, probability: float | None, *, ood: bool, head_fit: dict[str, Any] | None,
+                 ctr_fit: dict[str, Any] | None) -> dict[str, Any]:
+    """The measurement an image gets and the evidence that chose it (see the module docstring):
+    ``{what: head|cardiothoracic|None, by: ood|plane|segmentation, plane, plane_probability, head_fit,
+    ctr_fit, reason}``. ``head_fit`` / ``ctr_fit`` are the segmentation evidence
+    (:mod:`fetalscope.biometry.evidence`), None when not computed."""
+    p = probability if probability is not None else 0.0
+    head_good = bool(head_fit and head_fit.get("good"))
+    ctr_plausible = bool(ctr_fit and ctr_fit.get("plausible"))
+    ctr_clear = bool(ctr_fit and ctr_fit.get("clear"))
+    said = _plane_text(plane, probability)
+
+    def route(what: str | None, by: str, reason: str) -> dict[str, Any]:
+        return {"what": what, "by": by, "plane": plane, "plane_probability": probability, "head_fit": head_fit,
+                "ctr_fit": ctr_fit, "reason": reason}
+
+    if ood:
+        return route(None, "ood", NOT_ULTRASOUND)
+    routed = measurement_for_plane(plane)
+    if routed == "head" and p >= CONFIDENT_PLANE:
+        return route("head", "plane", f"the plane model calls it {said}")
+    if routed == "cardiothoracic" and p >= CONFIDENT_PLANE and ctr_plausible:
+        return route("cardiothoracic", "plane", f"the plane model calls it {said} and the heart/thorax "
+                     "segmentation is plausible")
+    if routed is None and p >= UNOVERRULED_PLANE:
+        return route(None, "plane", f"the plane model calls it {said}, a plane with no measurement")
+    if routed == "head" and head_good:
+        return route("head", "segmentation", f"the plane model is unsure ({said}) and the head segmentation "
+                     "fits its ellipse well")
+    if ctr_clear:
+        return route("cardiothoracic", "segmentation", f"the plane model calls it {said}, but the heart/thorax "
+                     "segmentation is clear (a heart inside a thorax)")
+    if head_good:
+        return route("head", "segmentation", f"the plane model calls it {said}, but the head segmentation fits "
+                     "its ellipse well")
+    if routed == "cardiothoracic" and p >= CONFIDENT_PLANE:
+        return route("cardiothoracic", "plane", f"the plane model calls it {said}; the heart/thorax "
+                     "segmentation did not confirm it (the quality gate judges)")
+    why = "; ".join(f"{name}: {', '.join(fit.get('reasons') or []) or 'not clear enough'}"
+                    for name, fit in (("head", head_fit), ("heart/thorax", ctr_fit)) if fit is not None)
+    return route(None, "segmentation", f"the plane model calls it {said} and neither segmentation is convincing"
+                 + (f" ({why})" if why else ""))
+
+
+def rejection_for(what: str, route: dict[str, Any]) -> list[str]:
+    """Flags that reject a measurement asked for by name (``what``) on an image the route sends elsewhere
+    (empty when the route agrees)."""
+    if route.get("what") == what:
+        return []
+    key = "not_head_plane" if what == "head" else "not_thorax_plane"
+    goes = {None: "no measurement", "head": "head biometry", "cardiothoracic": "the cardiothoracic ratio"}
+    return [f"{key}: {route.get('reason')}; automatic routing would give {goes.get(route.get('what'))}"]
 
 
 def measurement_line(record: dict[str, Any]) -> str:

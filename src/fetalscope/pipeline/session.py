@@ -44,9 +44,10 @@ from fetalscope.pipeline.brain_findings import DEFAULT_BRAIN_FINDINGS_MODEL
 from fetalscope.pipeline.explanation import EXPLAIN_MODELS, ExplainedImage, ExplanationResult, explain_model_name
 from fetalscope.pipeline.measure import (
     check_pixel_size,
+    choose_route,
     measurement_choice,
-    measurement_for_plane,
     not_measured_record,
+    rejection_for,
 )
 from fetalscope.pipeline.quality import QualityRecord
 
@@ -200,19 +201,20 @@ class Session:
 
     def _measure_into(self, analysis: Analysis, image: UltrasoundImage, what: str,
                       pixel_size_mm: float | None) -> None:
-        if what == "auto":
-            if analysis.ood.get("flag"):
-                analysis.measurement_skipped = "the image does not look like B-mode ultrasound"
-                return
-            if measurement_for_plane(analysis.plane) is None:
-                analysis.measurement_skipped = not_measured_record("", analysis.plane, None)["flags"][0]
-                return
+        if what == "auto" and analysis.ood.get("flag"):
+            analysis.measurement_skipped = "the image does not look like B-mode ultrasound"
+            return
         try:
-            analysis.measurement = self.measure(image, what, pixel_size_mm, analysis=analysis)
+            record = self.measure(image, what, pixel_size_mm, analysis=analysis)
         except MissingWeightsError as exc:
             if what != "auto":
                 raise
             analysis.measurement_skipped = f"the measurement model is not available: {exc}"
+            return
+        if record.get("measurement") is None:
+            analysis.measurement_skipped = record["flags"][0]
+        else:
+            analysis.measurement = record
 
     # ----------------------------------------------------------------------------------- explanations
     def _explained(self, model: str = "plane") -> _Explained:
@@ -368,35 +370,44 @@ class Session:
     def measure(self, image: ImageInput, what: str = "auto", pixel_size_mm: float | None = None, *,
                 analysis: Analysis | None = None) -> dict[str, Any]:
         """Head biometry (HC/BPD/OFD, GA) or the cardiothoracic ratio of one image (the record of
-        ``fetalscope measure`` and ``POST /v1/measure``). ``what="auto"`` measures what the plane model's
-        answer calls for (and says so when there is nothing to measure); the plane model's answer also feeds
-        the cardiothoracic quality gate. ``pixel_size_mm`` (mm per pixel, 0.005-5) overrides a DICOM's
-        PixelSpacing; ``analysis`` (the image's analysis, when the caller has it) saves re-running the plane
-        model."""
-        from fetalscope.biometry import measure_image
+        ``fetalscope measure`` and ``POST /v1/measure``). ``what="auto"`` measures what the plane model's call
+        and the segmentation models' own evidence call for (:func:`~fetalscope.pipeline.measure.choose_route`;
+        the record's ``route`` says which evidence chose, and a record with no measurement says why). A
+        measurement asked for by name is made, and rejected with the route's reason when the route would not
+        have chosen it. ``pixel_size_mm`` (mm per pixel, 0.005-5) overrides a DICOM's PixelSpacing;
+        ``analysis`` (the image's analysis, when the caller has it) saves re-running the plane model."""
+        from fetalscope.biometry.measure import get_measurer
+        from fetalscope.imaging.quality import ood_check
 
         what = measurement_choice(what, "what")
         pixel_size_mm = check_pixel_size(pixel_size_mm, "pixel_size_mm")
         img = self.load(image)
-        plane: str | None = None
-        probability: float | None = None
-        if what in ("auto", "cardiothoracic"):
-            if analysis is None:
-                plane, probability = self.plane(img)
-            else:
-                plane, probability = analysis.plane, analysis.plane_probability
-        if what == "auto":
-            routed = measurement_for_plane(plane)
-            if routed is None:
-                return not_measured_record(img.source, plane, probability)
-            what = routed
+        if analysis is None:
+            plane, probability = self.plane(img)
+            ood = ood_check(img).flag
+        else:
+            plane, probability, ood = analysis.plane, analysis.plane_probability, bool(analysis.ood.get("flag"))
         runtime = "auto" if self.runtime == "onnx-int8" else self.runtime
         with self._measure_lock:
-            record = measure_image(img, what, pixel_size_mm, plane=plane, plane_probability=probability,
-                                   runtime=runtime)
-        if plane is not None:
-            record.setdefault("plane", plane)
-            record.setdefault("plane_probability", probability)
+            measurers = {w: get_measurer(w, runtime=runtime) for w in ("head", "cardiothoracic")}
+            probs = {w: m.probabilities(img) for w, m in measurers.items()} if not ood else {}
+            fits = {w: measurers[w].fit(img, p) for w, p in probs.items()}
+            route = choose_route(plane, probability, ood=ood, head_fit=fits.get("head"),
+                                 ctr_fit=fits.get("cardiothoracic"))
+            route["asked"] = what
+            if what == "auto":
+                if route["what"] is None:
+                    return not_measured_record(img.source, plane, probability, route)
+                what = route["what"]
+            reject = rejection_for(what, route)
+            # the plane call gates the measurement only when it, not the segmentation, chose the route
+            gate_plane = route["by"] == "plane" and not reject
+            record = measurers[what].measure(
+                img, pixel_size_mm, probs=probs.get(what), reject=reject,
+                plane=plane if gate_plane else None, plane_probability=probability if gate_plane else None)
+        record.setdefault("plane", plane)
+        record.setdefault("plane_probability", probability)
+        record["route"] = route
         record.setdefault("image", img.source)
         return record
 

@@ -259,7 +259,8 @@ def add_routes(app: FastAPI, service: Service, gate: InferenceGate) -> None:
     async def measure(
         file: UploadField,
         what: Annotated[Literal["head", "cardiothoracic", "auto"], Form(
-            description="head (HC/BPD/OFD, GA), cardiothoracic (CTR) or auto (what the plane model calls for)")]
+            description="head (HC/BPD/OFD, GA), cardiothoracic (CTR) or auto (what the plane call and the "
+            "segmentations' own evidence call for; `route` says which chose)")]
         = "head",
         pixel_size_mm: Annotated[float | None, Form(description="Pixel size in mm (DICOM spacing is used "
                                                                 "when absent)")] = None,

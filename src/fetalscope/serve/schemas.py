@@ -60,6 +60,9 @@ class MeasurementRecord(_Record):
     measurement: str | None = Field(description="head, cardiothoracic, or null when nothing was measured")
     quality: str = Field(description="ok, no_pixel_size, rejected or not_measured")
     flags: list[str] = []
+    route: dict[str, Any] | None = Field(None, description="which evidence chose the measurement: what, by (plane, "
+                                         "segmentation or ood), plane, plane_probability, head_fit, ctr_fit, reason, "
+                                         "asked")
 
 
 class CriterionRecord(BaseModel):
