@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from fetalscope.cli.common import console, one_line
 from fetalscope.errors import BadInputError, UnsupportedError
+
+if TYPE_CHECKING:  # numpy stays out of `fetalscope models`' imports
+    import numpy as np
 
 
 def drawing_colours() -> dict[str, tuple[int, int, int]]:
