@@ -522,3 +522,4 @@ def serve(
 
 
 app.command("video")(__import__("fetalscope.cli.video", fromlist=["video"]).video)  # cli/video.py
+app.command("robustness")(__import__("fetalscope.cli.robustness", fromlist=["robustness"]).robustness)  # cli/...
