@@ -38,13 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=DistilSettings.lr)
     parser.add_argument("--train-from-stage", type=int, default=DistilSettings.train_from_stage)
     parser.add_argument("--bench-runs", type=int, default=30, help="timed batch-1 calls per runtime")
+    parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the images")
+    parser.add_argument("--crop-only", action="store_true",
+                        help="score the student with the sector crop only (half the evaluation time)")
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 twin")
     args = parser.parse_args(argv)
     apply_shared_option(args)
     torch.set_num_threads(args.threads)
-    settings = DistilSettings(epochs=args.epochs, lr=args.lr, train_from_stage=args.train_from_stage)
+    settings = DistilSettings(epochs=args.epochs, lr=args.lr, train_from_stage=args.train_from_stage,
+                              steps_per_epoch=args.steps_per_epoch)
     summary = build_distilled_bundle(args.out, cache=args.cache, settings=settings, bench_runs=args.bench_runs,
-                                     int8=not args.no_int8, threads=args.threads)
+                                     int8=not args.no_int8, threads=args.threads,
+                                     both_views=not args.crop_only)
     print(json.dumps(summary, indent=1, default=str))
     return 0
 
