@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     add_shared_option(parser, "data/ and weights/")
     parser.add_argument("--out", type=Path, default=config.bundled_models_dir(), help="where the bundle goes")
     parser.add_argument("--cache", type=Path, default=None, help="cache folder (default <cache>/sononet_build)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--epochs", type=int, default=DistilSettings.epochs)
     parser.add_argument("--lr", type=float, default=DistilSettings.lr)
     parser.add_argument("--train-from-stage", type=int, default=DistilSettings.train_from_stage)

@@ -178,6 +178,7 @@ def build_distilled_bundle(out_dir: Path, cache: Path | None = None, settings: D
     images = all_real_images(config.shared_data_dir())
     fit, hold, test = split_calibration(images)
     student, training = train_student(fit, settings, cache, log)
+    student.requires_grad_(True)  # distil leaves it frozen; the temperature fit needs its gradient
     student_sha = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in student.state_dict().values())
                                  ).hexdigest()
     npz_sha = file_sha256(sononet16_npz_path())
