@@ -18,6 +18,7 @@ ONNX-vs-PyTorch parity (:func:`fetalscope.models.onnx_export.check_parity`) and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from scipy.special import softmax
 from fetalscope import config
 from fetalscope.data.labels import BRAIN_PLANE_CLASSES, PLANE_CLASSES
 from fetalscope.data.real_sets import RealImage, all_real_images
-from fetalscope.data.transforms import to_tensor
+from fetalscope.data.transforms import PreprocessConfig, to_tensor
 from fetalscope.evaluate import calibration_errors, evaluate_predictions, write_report
 from fetalscope.imaging import load_image
 from fetalscope.models import create_model
@@ -41,6 +42,7 @@ from fetalscope.models.sononet import (
     SONONET_CLASSES,
     SONONET_PREPROCESS,
     SONONET_TO_PLANES,
+    SonoNetClassifier,
 )
 from fetalscope.models.weights.common import file_sha256
 from fetalscope.models.weights.sononet_npz import sononet16_npz_path
@@ -102,11 +104,16 @@ def build_planes_bundle(
     outs: dict[bool, dict[str, np.ndarray]],
     weights_sha: str,
     bench_runs: int = 30,
+    model: SonoNetClassifier | None = None,
+    preprocess: PreprocessConfig = SONONET_PREPROCESS,
+    card_update: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """The ``sononet-planes`` bundle in ``out_dir``: temperature fitted on the calibration split, evaluated on
     the test split, with its studies, ONNX twin, parity and latency. ``outs``: :func:`sononet_outputs` without
-    (``False``) and with (``True``) the sector crop."""
-    out = outs[True]
+    (``False``) and with (``True``) the sector crop. ``model`` (default: SonoNet-16 as published) with its
+    ``preprocess`` (``outs[preprocess.crop_sector]`` are its outputs) and ``card_update`` (edits the card in
+    place before it is saved) let a fine-tuned SonoNet (:mod:`.distilled`) go through the same build."""
+    out = outs[preprocess.crop_sector]
     split = np.array([split_of(im.group) if im.source in CALIBRATION_SOURCES else "test" for im in images])
     src = np.array([im.source for im in images])
     y5 = np.array([PLANES_COVERED.index(im.plane) for im in images])
@@ -116,7 +123,9 @@ def build_planes_bundle(
         & {im.group for im, t in zip(images, test, strict=True) if t}
     ), "a group sits in both splits"
 
-    model = create_model("sononet16_planes", len(PLANES_COVERED), pretrained=True).eval()
+    if model is None:
+        model = create_model("sononet16_planes", len(PLANES_COVERED), pretrained=True)
+    model.eval()
     fit = model.head.mapping.fit(torch.from_numpy(out["native"][cal]), torch.from_numpy(y5[cal]))
     temperature = model.head.mapping.temperature
     print(
@@ -212,7 +221,7 @@ def build_planes_bundle(
         "classes": list(PLANES_COVERED),
         "classes_not_covered": list(PLANES_NOT_COVERED),
         "label_space": list(PLANE_CLASSES),
-        "preprocess": SONONET_PREPROCESS.to_dict(),
+        "preprocess": preprocess.to_dict(),
         "temperature": 1.0,
         "calibration": {
             "method": "one temperature on SonoNet's 14 logits inside the model "
@@ -298,10 +307,12 @@ def build_planes_bundle(
         "citations": CITATIONS,
         "files": {"report": "report.json / report.md (test split, via fetalscope.evaluate)"},
     }
+    if card_update is not None:
+        card_update(card)
     save_bundle(model, folder, card, onnx=True)
     readable(folder)
     # ONNX parity on real test images, latency via fetalscope.models.latency
-    cfg = SONONET_PREPROCESS
+    cfg = preprocess
     sample = [im for im in test_imgs if im.source != "web-abnormal-rf"][:: max(1, len(test_imgs) // 48)][:48]
     inputs = torch.stack([to_tensor(load_image(im.path), cfg) for im in sample])
     extra["onnx"] = {

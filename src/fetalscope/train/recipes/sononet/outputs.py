@@ -67,7 +67,7 @@ def sononet_outputs(
 
 def mapped_probs(native: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Probabilities over :data:`PLANES_COVERED`: sums of SonoNet's softmax(z / T) over each group."""
-    p = softmax(native / temperature, axis=1)
+    p = softmax(np.asarray(native, np.float64) / temperature, axis=1)
     return np.stack(
         [p[:, [SONONET_CLASSES.index(m) for m in SONONET_TO_PLANES[c]]].sum(1) for c in PLANES_COVERED],
         axis=1,
