@@ -77,3 +77,18 @@ def dciodvfy(path: Path) -> str:
     errors = [line for line in output.splitlines() if line.startswith("Error")]
     assert not errors, f"dciodvfy {path.name}:\n{output}"
     return output
+
+
+REAL_HEAD = ("training_set/010_HC.png", 0.0799351646787)  # an HC18 head (71.9 mm) and its pixel size in mm
+
+
+def real_head_png() -> tuple[Path, float]:
+    """A real HC18 head image and its pixel size. The bundled brain example is a drawing that the measurement
+    routing rightly does not take for a head (its heart/thorax segmentation is as convincing and the plane model
+    calls it Other), so the head SR/FHIR tests use a real head and skip without ``../shared``."""
+    from fetalscope import config
+
+    path = config.shared_data_dir() / "hc18" / REAL_HEAD[0]
+    if not path.is_file():
+        pytest.skip(f"a real HC18 head is needed and is not present at {path}")
+    return path, REAL_HEAD[1]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dicom_outputs import dciodvfy as check_dciodvfy
-from dicom_outputs import write_us_dicom
+from dicom_outputs import real_head_png, write_us_dicom
 
 
 @pytest.fixture(scope="session")
@@ -20,10 +20,9 @@ def dicom_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def head_dcm(dicom_dir) -> Path:
-    """The bundled brain example as a DICOM (0.15 mm pixels)."""
-    from fetalscope.serve.examples import BUNDLED_DIR
-
-    return write_us_dicom(dicom_dir / "head.dcm", BUNDLED_DIR / "phantom_fetal_brain.png")
+    """A real HC18 head as a DICOM with its own pixel size (skips without ../shared)."""
+    png, spacing = real_head_png()
+    return write_us_dicom(dicom_dir / "head.dcm", png, spacing_mm=spacing)
 
 
 @pytest.fixture(scope="session")

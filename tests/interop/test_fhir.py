@@ -7,6 +7,7 @@ import json
 
 import pydicom
 import pytest
+from dicom_outputs import real_head_png
 from fhir.resources.R4B.bundle import Bundle
 
 from fetalscope.errors import BadInputError
@@ -43,10 +44,9 @@ def test_cardiothoracic_report_round_trip(session, thorax_dcm, tmp_path):
 
 
 def test_head_report_of_a_png_has_no_study_and_names_the_ga_formula(session, tmp_path):
-    from fetalscope.serve.examples import BUNDLED_DIR
-
-    image = session.load(BUNDLED_DIR / "phantom_fetal_brain.png")
-    record = session.measure(image, "head", pixel_size_mm=0.15)
+    png, spacing = real_head_png()
+    record = session.measure(session.load(png), "head", pixel_size_mm=spacing)
+    assert record["quality"] == "ok"
     bundle = Bundle.model_validate(report_bundle(record))
     report = bundle.entry[0].resource
     assert report.imagingStudy is None and report.subject is None

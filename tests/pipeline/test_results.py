@@ -91,14 +91,24 @@ def session() -> Session:
 
 
 def _check_routing(a: Analysis) -> None:
-    """Detection and measurement ran exactly when the plane (and the OOD check) call for them."""
+    """Detection ran exactly when the plane (and the OOD check) call for it; the measurement followed its recorded
+    route: the plane's measurement when the route went by the plane, a route the segmentations chose otherwise
+    (with its reason), nothing on non-ultrasound images, and a reason whenever nothing was measured."""
     brain = a.plane == "Fetal brain" and not a.ood.get("flag")
     assert (a.detections is not None) == brain and (a.detections_skipped is None) == brain
     wants = {"Fetal brain": "head", "Fetal thorax": "cardiothoracic"}.get(a.plane or "")
-    if a.ood.get("flag") or wants is None:
+    if a.ood.get("flag"):
         assert a.measurement is None and a.measurement_skipped
+    elif a.measurement is None:
+        assert a.measurement_skipped
     else:
-        assert a.measurement["measurement"] == wants and a.measurement_skipped is None
+        route = a.measurement["route"]
+        assert a.measurement["measurement"] == route["what"] and a.measurement_skipped is None
+        assert route["plane"] == a.plane and route["reason"]
+        if route["by"] == "plane":
+            assert route["what"] == wants
+        else:
+            assert route["by"] == "segmentation"
 
 
 def test_session_fills_the_analysis_and_it_draws_itself(session):

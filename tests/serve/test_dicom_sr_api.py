@@ -8,14 +8,13 @@ import io
 import pydicom
 import pytest
 
-from dicom_outputs import dciodvfy, find, numbers, write_us_dicom
+from dicom_outputs import dciodvfy, find, numbers, real_head_png, write_us_dicom
 
 
 @pytest.fixture(scope="module")
 def head_dcm(tmp_path_factory):
-    from fetalscope.serve.examples import BUNDLED_DIR
-
-    return write_us_dicom(tmp_path_factory.mktemp("api_dicom") / "head.dcm", BUNDLED_DIR / "phantom_fetal_brain.png")
+    png, spacing = real_head_png()  # a real head: the brain drawing is not measured as one (skips without shared)
+    return write_us_dicom(tmp_path_factory.mktemp("api_dicom") / "head.dcm", png, spacing_mm=spacing)
 
 
 def test_measure_answers_the_sr_of_the_upload(client, head_dcm, tmp_path):

@@ -52,13 +52,16 @@ def test_files_analysed_in_turn_with_progress_errors_and_limit(service, tmp_path
 
 
 def test_side_by_side_card_shows_the_measurement_numbers(service):
-    data = (BUNDLED_EXAMPLES / "phantom_fetal_brain.png").read_bytes()
-    analysis = ui_batch.analyse_file(service, data, "brain.png", upload=False)
-    analysis.measurement = service.session.measure(analysis.loaded, "head", 0.2, analysis=analysis)
-    items = [ui_batch.BatchItem("brain.png", analysis), ui_batch.BatchItem("bad.png", error="unreadable")]
+    data = (BUNDLED_EXAMPLES / "phantom_fetal_thorax.png").read_bytes()
+    analysis = ui_batch.analyse_file(service, data, "thorax.png", upload=False)
+    from fetalscope.biometry.measure import measure_image  # the measurement itself (the tiny plane model routes nothing)
+
+    analysis.measurement = measure_image(analysis.loaded, "cardiothoracic", pixel_size_mm=0.2)
+    assert analysis.measurement["quality"] == "ok"
+    items = [ui_batch.BatchItem("thorax.png", analysis), ui_batch.BatchItem("bad.png", error="unreadable")]
     page = ui_batch.compare_html(items, [0, 1])
     assert page.count("class='fs-compare-card'") == 1  # a file with no analysis has no card
-    assert "Measurement: head" in page
+    assert "Measurement: cardiothoracic" in page
     rows = measurement_rows(analysis.measurement)
     assert any(value != "n/a" for _, value in rows)
     for label, value in rows:
