@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -332,6 +333,7 @@ def run_study(session: Session, n_head: int | None = None, n_thorax: int | None 
         report["subset"][what] = (f"{len(items)} images of the {SETS[what][0]} validation split"
                                   + (" (all)" if n is None else ", spread evenly"))
     report["seconds_per_image"] = round(float(np.median(seconds)), 3) if seconds else None
+    report["load_average"] = [round(float(v), 1) for v in os.getloadavg()] + [os.cpu_count()]
     report["target"] = ("matching criterion fails on >= 80% of degraded copies and passes on >= 80% of originals; "
                         "the score drops for >= 85% of pairs (issue 16)")
     seen = {what: {it["image"] for it in split_images(what, "validation", EARLIER_RUNS[what])} for what in chosen}
@@ -394,7 +396,9 @@ def write_study(report: dict[str, Any], folder: Path = CARD_DIR) -> None:
              "when fewer than all; the score-vs-error table uses every image): zoomed out x0.5, shifted so the "
              "structure's centre sits on the frame edge, Gaussian blur sigma 0.6% of the longest side, darkened "
              "x0.35, over-gained x2.5 and clipped.",
-             f"Median time per image (checklist only): {report['seconds_per_image']} s on CPU.",
+             f"Median time per image (checklist only): {report['seconds_per_image']} s on CPU"
+             + (" (machine load average {:.1f} / {:.1f} / {:.1f} on {} cores when measured)".format(
+                 *report["load_average"]) if report.get("load_average") else "") + ".",
              f"Target: {report['target']}.",
              "Score: 100 x the weighted mean compliance of the judged criteria (compliance 1 inside the expected "
              "range, falling linearly to 0 at one scale outside it; scales and weights in thresholds.md).",
