@@ -10,12 +10,13 @@ import pytest
 from fetalscope.errors import BadInputError
 from fetalscope.explain.overlay import png_bytes
 from fetalscope.imaging import degrade, load_image
-from fetalscope.pipeline.quality import Criterion, grade_of, score_of, thresholds
+from fetalscope.pipeline.html_report import quality_rows
+from fetalscope.pipeline.quality import Criterion, compliance_of, grade_of, score_of, thresholds, weights
 from fetalscope.pipeline.session import Session
 from fetalscope.serve.examples import BUNDLED_DIR
 
 HEAD_IDS = ["plane_confidence", "head_size", "head_in_view", "midline_falx", "cavum_septi_pellucidi",
-            "choroid_plexus", "ellipse_fit", "gain", "sharpness"]
+            "choroid_plexus", "cerebellum_not_visible", "ellipse_fit", "gain", "sharpness"]
 FOUR_CHAMBER_IDS = ["four_chamber_view", "thorax_size", "thorax_in_view", "heart_found", "heart_thorax_area",
                     "ellipse_fit", "gain", "sharpness"]
 
@@ -31,13 +32,16 @@ def test_thorax_image_gets_the_four_chamber_checklist(session):
     assert [c.id for c in record.criteria] == FOUR_CHAMBER_IDS
     assert set(record.ellipses) == {"heart", "thorax"}
     judged = [c for c in record.criteria if c.passed is not None]
-    assert record.score == round(100 * sum(c.passed for c in judged) / len(judged))
+    w = weights("cardiothoracic")
+    mean = sum(w.get(c.id, 1.0) * c.compliance for c in judged) / sum(w.get(c.id, 1.0) for c in judged)
+    assert record.score == round(100 * mean)  # the weighted mean compliance of the judged criteria
     assert record.grade == grade_of(record.score)
-    for c in record.criteria:  # every failed criterion says what to change
+    for c in record.criteria:  # every failed criterion says what to change; compliance 1 exactly when passed
         assert (c.advice is None) == bool(c.passed), c
+        assert 0 <= c.compliance <= 1 and (c.compliance == 1) == c.passed, c
     d = record.to_dict()
     assert {"image", "plane", "score", "grade", "criteria", "model"} <= set(d)
-    assert set(d["criteria"][0]) >= {"id", "passed", "value", "expected", "advice"}
+    assert set(d["criteria"][0]) >= {"id", "passed", "value", "expected", "advice", "compliance"}
     assert d["model"]["segmentation"]["id"] == "focus-ctr" and d["model"]["plane"]["id"]
 
 
@@ -54,6 +58,15 @@ def test_head_checklist_on_degraded_copies(session):
     assert [c.id for c in original.criteria] == HEAD_IDS
     assert original.criterion("head_in_view").passed
     assert original.boxes is not None and "detector" in original.model
+    threshold = session.detector_card["score_threshold"]
+    assert all(b["score"] >= threshold for b in original.boxes)  # the record shows the operating point's boxes
+    for cid in ("midline_falx", "cavum_septi_pellucidi", "choroid_plexus"):  # a box score against the threshold
+        c = original.criterion(cid)
+        assert c.compliance == (1.0 if c.passed else pytest.approx((c.value or 0.0) / threshold)), c
+    cerebellum = original.criterion("cerebellum_not_visible")  # recorded, not judged, and says why
+    assert cerebellum.passed is None and cerebellum.compliance is None and "no model here can tell" in cerebellum.label
+    rows = {name: verdict for name, verdict, _, _ in quality_rows(original.to_dict())}
+    assert rows[cerebellum.label] == "not judged"  # the reports do not call it a FAIL
     e = original.ellipses["head"]
 
     def judged(rgb):
@@ -72,17 +85,36 @@ def test_head_checklist_on_degraded_copies(session):
     blurred = judged(degrade.blur(image.pixels, 0.02))
     assert blurred.criterion("sharpness").value < original.criterion("sharpness").value
     assert blurred.criterion("sharpness").passed is False
+    # graded: a worse copy of an already failing image scores lower still (a pass count could not see it)
+    darker = judged(degrade.darken(image.pixels, 0.06))
+    assert darker.criterion("gain").passed is False
+    assert darker.criterion("gain").compliance < dark.criterion("gain").compliance < 1
+    blurrier = judged(degrade.blur(image.pixels, 0.04))
+    assert blurrier.criterion("sharpness").compliance < blurred.criterion("sharpness").compliance
 
 
 def test_scores_and_grades():
-    def crit(passed):
-        return Criterion("x", passed, 1.0, "", None)
+    def crit(passed, compliance=None, cid="x"):
+        return Criterion(cid, passed, 1.0, "", None, compliance=compliance)
 
-    assert score_of([crit(True)] * 4 + [crit(False)]) == 80 and grade_of(80) == "standard"
-    assert score_of([crit(True)] * 3 + [crit(False)] * 2) == 60 and grade_of(60) == "acceptable"
+    assert score_of([crit(True, 1.0)] * 4 + [crit(False, 0.0)]) == 80 and grade_of(80) == "standard"
+    assert score_of([crit(True, 1.0)] * 3 + [crit(False, 0.0)] * 2) == 60 and grade_of(60) == "acceptable"
+    assert score_of([crit(True, 1.0), crit(False, 0.5)]) == 75  # a near miss costs less than a far one
+    assert score_of([crit(True, 1.0, "a"), crit(False, 0.0, "b")], {"a": 3.0, "b": 1.0}) == 75  # weighted
     assert grade_of(59) == "not standard" and grade_of(None) is None
-    assert score_of([crit(True), crit(None)]) == 100  # not assessed does not count
+    assert score_of([crit(True, 1.0), crit(None)]) == 100  # not judged does not count
     assert score_of([crit(None)]) is None
+
+
+def test_compliance_falls_with_the_distance_outside_the_range():
+    assert compliance_of(0.3, {"low": 0.2, "high": None, "scale": 0.2}) == 1.0
+    assert compliance_of(0.15, {"low": 0.2, "high": None, "scale": 0.2}) == pytest.approx(0.75)
+    assert compliance_of(0.0, {"low": 0.2, "high": None, "scale": 0.1}) == 0.0  # clipped at one scale out
+    assert compliance_of(80.0, {"low": 30.0, "high": 70.0}) == pytest.approx(0.75)  # default: the range's width
+    assert compliance_of(0.1, {"low": 0.3}) == pytest.approx(1 / 3)  # one-sided default: the threshold itself
+    card = thresholds()
+    for what in ("head", "cardiothoracic"):
+        assert all(t["scale"] > 0 and t["weight"] > 0 and t["scale_source"] for t in card[what].values())
 
 
 def test_threshold_card_names_a_source_for_every_threshold():
@@ -140,6 +172,6 @@ def test_html_and_pdf_reports_show_the_checklist(session):
         if not c["passed"]:
             assert c["advice"] in html
             assert " ".join(c["advice"].split()[:4]) in pdf
-    assert html.count("&#10007; FAIL") == sum(not c["passed"] for c in record["criteria"])
+    assert html.count("&#10007; FAIL") == sum(c["passed"] is False for c in record["criteria"])
     not_assessed = session.analyse(BUNDLED_DIR / "phantom_other.png", quality=True)
     assert html_escape(not_assessed.quality["reason"]) in not_assessed.to_html()  # why it has no score

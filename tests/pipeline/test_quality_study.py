@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fetalscope.pipeline.quality_study import derive_thresholds, run_study, write_card, write_study
+from fetalscope.pipeline.quality_study import _score_vs_error, derive_thresholds, run_study, write_card, write_study
 from fetalscope.pipeline.session import Session
 
 HEAD = ["plane_confidence", "head_size", "head_in_view", "ellipse_fit", "gain", "sharpness"]
@@ -24,6 +24,10 @@ def test_card_rules_and_sources(tmp_path):
     assert head["head_in_view"]["low"] == 0.95 and "Salomon" in head["head_in_view"]["source"]
     assert head["gain"]["calibration_pass_share"] == round(191 / 201, 3)  # 0.025..0.975 inclusive
     assert card["cardiothoracic"]["heart_thorax_area"]["high"] == 0.35
+    # compliance scales: the threshold itself where the quantity has no top, else the passing range's width
+    assert head["head_size"]["scale"] == 0.1 and head["sharpness"]["scale"] == 0.05
+    assert head["ellipse_fit"]["scale"] == 0.95 and head["gain"]["scale"] == 0.95
+    assert head["head_in_view"]["scale"] == 0.05 and all(t["weight"] == 1.0 for t in head.values())
     write_card(card, tmp_path)
     md = (tmp_path / "thresholds.md").read_text()
     assert all(f"| {cid} |" in md for cid in THORAX)
@@ -36,5 +40,16 @@ def test_study_tables_on_real_images(shared_data, tmp_path):
         assert set(table) == {"zoomed_out", "shifted", "blurred", "darkened", "over_gained"}
         assert all(row["pairs"] == 2 and 0 <= row["criterion_fails_rate"] <= 1 for row in table.values())
         assert report["score_vs_error"][what]["n"] == 2
+    assert set(report["degradations_unseen"]) == {"head", "cardiothoracic"}
     write_study(report, tmp_path)
     assert "| blurred | sharpness | 2 |" in (tmp_path / "study.md").read_text()  # a row per degradation
+
+
+def test_score_vs_error_statistics():
+    """Known answers: errors that fall as the score rises give rho -1, and the standard images' mean error."""
+    rows = [{"score": s, "grade": "standard" if s >= 80 else "acceptable", "error": e, "group": f"g{i}"}
+            for i, (s, e) in enumerate(zip([95, 90, 85, 70, 65, 50], [1.0, 1.5, 2.0, 3.0, 4.0, 6.0], strict=True))]
+    out = _score_vs_error(rows, "head", n_boot=200)
+    assert out["spearman_score_vs_error"]["rho"] == -1.0
+    assert out["standard"]["mean_abs_error"] == 1.5 and out["not_standard"]["mean_abs_error"] == round(13 / 3, 4)
+    assert out["difference_standard_minus_rest"]["estimate"] == round(1.5 - 13 / 3, 4)

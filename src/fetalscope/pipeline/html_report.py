@@ -130,7 +130,8 @@ def quality_rows(record: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     def fmt(value: Any) -> str:
         return "n/a" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
 
-    return [(str(c.get("label") or c["id"]), "pass" if c.get("passed") else "FAIL",
+    verdict = {True: "pass", False: "FAIL", None: "not judged"}
+    return [(str(c.get("label") or c["id"]), verdict[c.get("passed")],
              f"{fmt(c.get('value'))} (expected {c.get('expected')})", str(c.get("advice") or ""))
             for c in record.get("criteria") or []]
 
@@ -196,8 +197,9 @@ def report_html(analysis: Any) -> str:
     quality_html = ""
     quality = a.get("quality")
     if quality is not None:
-        rows = "".join(f"<tr class='{'pass' if ok == 'pass' else 'fail'}'><td>{_esc(name)}</td><td>"
-                       f"{'&#10003; pass' if ok == 'pass' else '&#10007; FAIL'}</td><td>{_esc(value)}</td>"
+        marks = {"pass": "&#10003; pass", "FAIL": "&#10007; FAIL", "not judged": "&#8211; not judged"}
+        rows = "".join(f"<tr class='{'pass' if ok == 'pass' else 'fail' if ok == 'FAIL' else 'none'}'><td>"
+                       f"{_esc(name)}</td><td>{marks[ok]}</td><td>{_esc(value)}</td>"
                        f"<td>{_esc(advice)}</td></tr>" for name, ok, value, advice in quality_rows(quality))
         table = (f"<table><tr><th>criterion</th><th>result</th><th>measured (expected)</th><th>advice</th></tr>"
                  f"{rows}</table>") if rows else ""

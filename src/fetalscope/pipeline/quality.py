@@ -3,9 +3,13 @@
 A per-criterion checklist after the ISUOG guidelines (Salomon et al., UOG 2006 image scoring; ISUOG biometry
 guideline UOG 2019; cardiac screening guideline UOG 2013), in the form published systems report it (Lin et al.
 2019 for the head plane, Dong et al. 2020 for the four-chamber view): each criterion has a measured ``value``,
-the ``expected`` range, ``passed`` and one line of ``advice``; the ``score`` (0-100) is the share of the
-assessed criteria that pass, and the ``grade`` is ``standard`` (>= 80), ``acceptable`` (60-79) or
-``not standard`` (< 60).
+the ``expected`` range, ``passed``, a graded ``compliance`` in [0, 1] and one line of ``advice``. Compliance
+is 1 inside the expected range and falls linearly with the distance outside it, in units of the criterion's
+``scale`` in the card (the width of the passing range, or the threshold itself for quantities with no natural
+top), to 0 at one scale out; a structure's is its best box score over the detector's operating threshold. The
+``score`` (0-100) is 100 x the weighted mean compliance of the judged criteria (weights in the card), so a
+degradation lowers it even when the criterion had already failed or another one flips; the ``grade`` is
+``standard`` (>= 80), ``acceptable`` (60-79) or ``not standard`` (< 60).
 
 The checklist of an image follows its plane: the head (trans-thalamic) checklist for brain images, the
 four-chamber checklist for thorax images (``what="auto"``); any other plane gets a record that says it was not
@@ -35,6 +39,11 @@ HEAD_PLANE, THORAX_PLANE = "Fetal brain", "Fetal thorax"
 WHAT_BY_PLANE = {HEAD_PLANE: "head", THORAX_PLANE: "cardiothoracic"}
 #: detector label of each head-plane structure criterion
 STRUCTURES = {"midline_falx": "MIDLINE_FALX", "cavum_septi_pellucidi": "CSP", "choroid_plexus": "CHOROID_PLEXUS"}
+#: why the trans-thalamic criterion "the cerebellum should not be visible" is recorded but never judged
+CEREBELLUM_NOT_JUDGED = ("not judged: no model here can tell whether the cerebellum is visible (the structure "
+                         "detector has no cerebellum class; SonoNet's own Brain (Cb.) plane calls 180/873 HC18 and "
+                         "29/57 FETAL_PLANES_DB trans-thalamic planes cerebellar, see the sononet-planes report; "
+                         "the brain sub-plane model is source-confounded, see its card)")
 
 ADVICE: dict[str, dict[str, str]] = {
     "plane_confidence": {"low": "The plane model does not see a fetal head plane here: find the axial "
@@ -71,7 +80,8 @@ LABELS = {"plane_confidence": "Head plane (plane model)", "four_chamber_view": "
           "head_in_view": "Whole skull in view", "thorax_in_view": "Whole thorax in view",
           "heart_found": "Heart inside the thorax", "heart_thorax_area": "Heart about a third of the thorax",
           "midline_falx": "Midline falx", "cavum_septi_pellucidi": "Cavum septi pellucidi",
-          "choroid_plexus": "Choroid plexus", "ellipse_fit": "Outline fits an ellipse", "gain": "Gain",
+          "choroid_plexus": "Choroid plexus", "cerebellum_not_visible": "Cerebellum not visible",
+          "ellipse_fit": "Outline fits an ellipse", "gain": "Gain",
           "sharpness": "Sharpness (focus, motion)"}
 
 
@@ -95,7 +105,8 @@ def grade_of(score: int | None) -> str | None:
 
 @dataclass
 class Criterion:
-    """One checklist item: ``passed`` None means it could not be assessed (and does not count)."""
+    """One checklist item: ``passed`` None means it could not be assessed (and does not count);
+    ``compliance`` (None with it) is the graded pass in [0, 1] the score averages."""
 
     id: str
     passed: bool | None
@@ -103,6 +114,7 @@ class Criterion:
     expected: str
     advice: str | None
     label: str = ""
+    compliance: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,21 +130,39 @@ def _expected(limits: dict[str, Any]) -> str:
     return f"<= {high:.3g}{unit}" if high is not None else "any"
 
 
+def compliance_of(value: float, limits: dict[str, Any]) -> float:
+    """1 inside ``limits`` (``low`` / ``high``), else ``1 - distance / scale`` clipped at 0: the distance outside
+    the range in units of ``limits["scale"]`` (default: the range's width when it has both ends, else the
+    threshold itself)."""
+    low, high = limits.get("low"), limits.get("high")
+    if low is not None and value < low:
+        distance = low - value
+    elif high is not None and value > high:
+        distance = value - high
+    else:
+        return 1.0
+    scale = limits.get("scale")
+    if not scale:
+        scale = high - low if low is not None and high is not None else abs(low if low is not None else high)
+    return max(0.0, 1.0 - distance / scale) if scale else 0.0
+
+
 def check(cid: str, value: float | None, limits: dict[str, Any], *, expected: str | None = None,
           missing: str | None = None) -> Criterion:
-    """The criterion ``cid`` for ``value`` against ``limits`` (``low`` / ``high``, either may be None).
-    ``value`` None: failed with ``missing`` as advice (the structure was not found), or not assessed when
-    ``missing`` is None."""
+    """The criterion ``cid`` for ``value`` against ``limits`` (``low`` / ``high``, either may be None; ``scale``
+    for :func:`compliance_of`). ``value`` None: failed (compliance 0) with ``missing`` as advice (the structure
+    was not found), or not assessed when ``missing`` is None."""
     label = LABELS.get(cid, cid)
     shown = expected or _expected(limits)
     if value is None:
         if missing is None:
             return Criterion(cid, None, None, shown, None, label)
-        return Criterion(cid, False, None, shown, missing, label)
+        return Criterion(cid, False, None, shown, missing, label, 0.0)
     low, high = limits.get("low"), limits.get("high")
     side = "low" if low is not None and value < low else "high" if high is not None and value > high else None
     advice = ADVICE.get(cid, {}).get(side) if side else None
-    return Criterion(cid, side is None, round(float(value), 4), shown, advice, label)
+    return Criterion(cid, side is None, round(float(value), 4), shown, advice, label,
+                     compliance_of(float(value), limits))
 
 
 @dataclass
@@ -141,8 +171,8 @@ class QualityRecord:
 
     - ``plane`` / ``plane_probability``: the plane model's top class; ``what``: the checklist used (``head`` |
       ``cardiothoracic``, None when not assessed, with ``reason``).
-    - ``score`` 0-100 (share of assessed criteria passed), ``grade``; ``criteria``: ``[{id, passed, value,
-      expected, advice, label}]`` (``passed`` None: not assessed, not counted).
+    - ``score`` 0-100 (100 x the weighted mean compliance of the judged criteria), ``grade``; ``criteria``:
+      ``[{id, passed, value, expected, advice, label, compliance}]`` (``passed`` None: not judged, not counted).
     - ``ellipses`` (``{name: {cx, cy, a, b, angle_deg}}``) and ``boxes`` (``[{label, score, xyxy}]``): what the
       image was judged on, in original pixels; ``sector``: the scan sector's bounding box [x0, y0, x1, y1];
       ``pixel_size_mm``: the one given, else the DICOM's spacing, else None (the criteria are shares, in
@@ -194,10 +224,22 @@ class QualityRecord:
         return line + ("\t[" + "; ".join(f"{c.id}: {c.advice}" for c in failed) + "]" if failed else "")
 
 
-def score_of(criteria: list[Criterion]) -> int | None:
-    """100 x the share of the assessed criteria that pass (None when none was assessed)."""
+def weights(what: str, card: dict[str, Any] | None = None) -> dict[str, float]:
+    """Each criterion's weight in the score, from the card (criteria the card does not list weigh 1)."""
+    card = card or thresholds()
+    return {cid: float(t.get("weight", 1.0)) for cid, t in card.get(what, {}).items()}
+
+
+def score_of(criteria: list[Criterion], weight: dict[str, float] | None = None) -> int | None:
+    """100 x the weighted mean ``compliance`` of the judged criteria (``passed`` not None; a criterion without a
+    compliance counts as its pass/fail), rounded; None when none was judged. ``weight``: by criterion id,
+    default 1."""
     judged = [c for c in criteria if c.passed is not None]
-    return round(100 * sum(bool(c.passed) for c in judged) / len(judged)) if judged else None
+    if not judged:
+        return None
+    w = np.array([(weight or {}).get(c.id, 1.0) for c in judged], dtype=float)
+    got = np.array([float(c.passed) if c.compliance is None else c.compliance for c in judged], dtype=float)
+    return round(float(100 * (w * got).sum() / w.sum())) if w.sum() > 0 else None
 
 
 def not_assessed(image: str, plane: str | None, probability: float | None, reason: str,
@@ -226,6 +268,7 @@ class Judged:
     ellipses: dict[str, Ellipse | None]
     boxes: list[dict[str, Any]] | None = None
     detector_note: str | None = None
+    box_threshold: float | None = None  # the detector's operating threshold; ``boxes`` may hold weaker ones
 
 
 def _fit(mask: np.ndarray | None, ellipse: Ellipse | None) -> float | None:
@@ -264,13 +307,17 @@ def judge_head(j: Judged, limits: dict[str, Any]) -> list[Criterion]:
            check("head_size", None if head is None else area_share(head.area(), shape), limits["head_size"],
                  missing=lost),
            check("head_in_view", _in_view(head, j.sector), limits["head_in_view"], missing=lost)]
+    threshold = j.box_threshold or 0.0
     for cid, label in STRUCTURES.items():
         if j.boxes is None:
             out.append(Criterion(cid, None, None, "detected", None, f"{LABELS[cid]} ({j.detector_note})"))
             continue
         scores = [float(b["score"]) for b in j.boxes if b.get("label") == label]
-        found = max(scores) if scores else None
-        out.append(check(cid, found, {"low": 0.0}, expected="detected (box score)", missing=ADVICE[cid]["low"]))
+        best = max(scores) if scores else None
+        out.append(check(cid, best, {"low": threshold, "scale": threshold},
+                         expected=f"detected (box score >= {threshold:.2g})", missing=ADVICE[cid]["low"]))
+    out.append(Criterion("cerebellum_not_visible", None, None, "not visible (trans-thalamic, not "
+                         "trans-cerebellar)", None, f"{LABELS['cerebellum_not_visible']} ({CEREBELLUM_NOT_JUDGED})"))
     out.append(check("ellipse_fit", _fit(j.masks.get("head"), head), limits["ellipse_fit"], missing=lost))
     return out + _image_criteria(j, limits)
 

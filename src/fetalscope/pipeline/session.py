@@ -457,21 +457,25 @@ class Session:
             ellipses = measurer.ellipses(img, seg)
             masks = measurer.masks(img, seg)
         models["segmentation"] = dict(measurer.model_info)
-        boxes, note = None, None
+        boxes, note, box_threshold = None, None, None
         if what == "head":
             if self.detector_available:
-                detections = self.detect(img)
+                # every box (score >= 0) grades a structure the detector misses at its operating threshold; the
+                # plausibility rules keep the same boxes at and above it (the record shows only those)
+                detections = self.detect(img, score_threshold=0.0)
+                box_threshold = float(self._detector.score_threshold)
                 boxes = detections["boxes"]
                 models["detector"] = {"id": self._detector.name, "version": str(self._detector.card.get("version", ""))}
             else:
                 note = f"not assessed: {self._detector_error or 'no detector loaded'}"
         sector = sector_mask(img.pixels)
-        judged = q.Judged(img.pixels, sector, probs, masks, ellipses, boxes, note)
+        judged = q.Judged(img.pixels, sector, probs, masks, ellipses, boxes, note, box_threshold)
         criteria = q.judge(what, judged)
-        score = q.score_of(criteria)
+        score = q.score_of(criteria, q.weights(what))
         return q.QualityRecord(
             img.source, plane, probability, what, score, q.grade_of(score), criteria,
             ellipses={k: e.normalised().to_dict() for k, e in ellipses.items() if e is not None},
-            boxes=list(boxes or []), sector=q.sector_box(sector), pixel_size_mm=pixel_size, model=models,
+            boxes=[b for b in boxes or [] if float(b["score"]) >= (box_threshold or 0.0)],
+            sector=q.sector_box(sector), pixel_size_mm=pixel_size, model=models,
             thresholds=str(q.thresholds().get("version", "")),
             timing_ms=round((time.perf_counter() - t0) * 1000, 1))

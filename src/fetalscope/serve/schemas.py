@@ -74,6 +74,8 @@ class CriterionRecord(BaseModel):
     expected: str = Field(description="the expected range, with its unit")
     advice: str | None = Field(description="what to change, for a failed criterion; null when it passed")
     label: str = Field("", description="the criterion's name for people")
+    compliance: float | None = Field(None, description="graded pass in [0, 1]: 1 inside the expected range, "
+                                     "falling with the distance outside it; null when not judged")
 
 
 class QualityRecord(_Record):
@@ -84,7 +86,8 @@ class QualityRecord(_Record):
     plane_probability: float | None
     what: str | None = Field(description="head or cardiothoracic: the checklist used; null when not assessed")
     assessed: bool
-    score: int | None = Field(description="0-100, the share of assessed criteria that pass; null when not assessed")
+    score: int | None = Field(description="0-100: 100 x the weighted mean compliance of the judged criteria; "
+                                           "null when not assessed")
     grade: str | None = Field(description="standard (>= 80), acceptable (60-79), not standard (< 60)")
     criteria: list[CriterionRecord]
     reason: str | None = Field(description="why the image was not assessed (e.g. another plane)")
