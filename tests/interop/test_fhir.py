@@ -7,9 +7,9 @@ import json
 
 import pydicom
 import pytest
-from dicom_outputs import real_head_png
 from fhir.resources.R4B.bundle import Bundle
 
+from dicom_outputs import real_head_png
 from fetalscope.errors import BadInputError
 from fetalscope.interop.fhir import report_bundle, write_fhir
 

@@ -54,7 +54,9 @@ def test_files_analysed_in_turn_with_progress_errors_and_limit(service, tmp_path
 def test_side_by_side_card_shows_the_measurement_numbers(service):
     data = (BUNDLED_EXAMPLES / "phantom_fetal_thorax.png").read_bytes()
     analysis = ui_batch.analyse_file(service, data, "thorax.png", upload=False)
-    from fetalscope.biometry.measure import measure_image  # the measurement itself (the tiny plane model routes nothing)
+    from fetalscope.biometry.measure import (
+        measure_image,  # the measurement itself (the tiny plane model routes nothing)
+    )
 
     analysis.measurement = measure_image(analysis.loaded, "cardiothoracic", pixel_size_mm=0.2)
     assert analysis.measurement["quality"] == "ok"
