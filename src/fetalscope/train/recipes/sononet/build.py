@@ -107,16 +107,16 @@ def build_planes_bundle(
     model: SonoNetClassifier | None = None,
     preprocess: PreprocessConfig = SONONET_PREPROCESS,
     card_update: Callable[[dict[str, Any]], None] | None = None,
-    name: str = "sononet-planes",
+    bundle_name: str = "sononet-planes",
     min_temperature: float | None = None,
 ) -> dict[str, Any]:
     """The ``sononet-planes`` bundle in ``out_dir``: temperature fitted on the calibration split, evaluated on
     the test split, with its studies, ONNX twin, parity and latency. ``outs``: :func:`sononet_outputs` without
     (``False``) and with (``True``) the sector crop. ``model`` (default: SonoNet-16 as published) with its
     ``preprocess`` (``outs[preprocess.crop_sector]`` are its outputs) and ``card_update`` (edits the card in
-    place before it is saved) let a fine-tuned SonoNet (:mod:`.distilled`) go through the same build; ``name`` is
-    the bundle's folder and card name; ``min_temperature`` bounds the fitted temperature from below (the fit's
-    NLL is convex in the log temperature, so clamping the unconstrained optimum is the constrained one)."""
+    place before it is saved) let a fine-tuned SonoNet (:mod:`.distilled`) go through the same build;
+    ``bundle_name`` is the bundle's folder and card name; ``min_temperature`` bounds the fitted temperature
+    from below (the fit's NLL is convex in the log temperature, so the clamped optimum is the bounded one)."""
     out = outs[preprocess.crop_sector]
     split = np.array([split_of(im.group) if im.source in CALIBRATION_SOURCES else "test" for im in images])
     src = np.array([im.source for im in images])
@@ -173,7 +173,7 @@ def build_planes_bundle(
     for j, c in enumerate(PLANES_COVERED):
         logits6[:, PLANE_CLASSES.index(c)] = logits[:, j]
 
-    folder = out_dir / name
+    folder = out_dir / bundle_name
     folder.mkdir(parents=True, exist_ok=True)
     report = evaluate_predictions(
         y_test6,
@@ -187,7 +187,7 @@ def build_planes_bundle(
         breakdown_columns=("source", "machine"),
         test_logits=logits6,
         classes_not_covered=list(PLANES_NOT_COVERED),
-        title=f"{name}: SonoNet-16 mapped to FETAL_PLANES_DB planes, real held-apart test images",
+        title=f"{bundle_name}: SonoNet-16 mapped to FETAL_PLANES_DB planes, real held-apart test images",
     )
 
     pred_test = p_test.argmax(1)
@@ -224,7 +224,7 @@ def build_planes_bundle(
         "test": count_table([(im.source, im.plane) for im in test_imgs]),
     }
     card = {
-        "name": name,
+        "name": bundle_name,
         "version": "1.0.0",
         "task": "planes",
         "classes": list(PLANES_COVERED),

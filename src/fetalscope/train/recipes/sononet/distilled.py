@@ -260,7 +260,7 @@ def build_distilled_bundle(out_dir: Path, cache: Path | None = None, settings: D
 
     planes = build_planes_bundle(out_dir, evaluated, s_outs, npz_sha, bench_runs, model=student,
                                  preprocess=SONONET_PREPROCESS.replace(crop_sector=crop), card_update=update,
-                                 name=name, min_temperature=min_temperature)
+                                 bundle_name=name, min_temperature=min_temperature)
     with open(out_dir / name / "report.md", "a", encoding="utf-8") as fh:
         fh.write(distilled_markdown(training, view, comparison))
     if int8:
