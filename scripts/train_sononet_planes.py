@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the images")
     parser.add_argument("--crop-only", action="store_true",
                         help="score the student with the sector crop only (half the evaluation time)")
+    parser.add_argument("--name", default="sononet-planes", help="bundle folder and card name")
+    parser.add_argument("--min-temperature", type=float, default=None,
+                        help="lower bound on the fitted temperature (1: never sharpen)")
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 twin")
     args = parser.parse_args(argv)
     apply_shared_option(args)
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                               steps_per_epoch=args.steps_per_epoch)
     summary = build_distilled_bundle(args.out, cache=args.cache, settings=settings, bench_runs=args.bench_runs,
                                      int8=not args.no_int8, threads=args.threads,
-                                     both_views=not args.crop_only)
+                                     both_views=not args.crop_only, name=args.name,
+                                     min_temperature=args.min_temperature)
     print(json.dumps(summary, indent=1, default=str))
     return 0
 

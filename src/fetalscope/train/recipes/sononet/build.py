@@ -107,12 +107,16 @@ def build_planes_bundle(
     model: SonoNetClassifier | None = None,
     preprocess: PreprocessConfig = SONONET_PREPROCESS,
     card_update: Callable[[dict[str, Any]], None] | None = None,
+    bundle_name: str = "sononet-planes",
+    min_temperature: float | None = None,
 ) -> dict[str, Any]:
     """The ``sononet-planes`` bundle in ``out_dir``: temperature fitted on the calibration split, evaluated on
     the test split, with its studies, ONNX twin, parity and latency. ``outs``: :func:`sononet_outputs` without
     (``False``) and with (``True``) the sector crop. ``model`` (default: SonoNet-16 as published) with its
     ``preprocess`` (``outs[preprocess.crop_sector]`` are its outputs) and ``card_update`` (edits the card in
-    place before it is saved) let a fine-tuned SonoNet (:mod:`.distilled`) go through the same build."""
+    place before it is saved) let a fine-tuned SonoNet (:mod:`.distilled`) go through the same build;
+    ``bundle_name`` is the bundle's folder and card name; ``min_temperature`` bounds the fitted temperature
+    from below (the fit's NLL is convex in the log temperature, so the clamped optimum is the bounded one)."""
     out = outs[preprocess.crop_sector]
     split = np.array([split_of(im.group) if im.source in CALIBRATION_SOURCES else "test" for im in images])
     src = np.array([im.source for im in images])
@@ -127,6 +131,11 @@ def build_planes_bundle(
         model = create_model("sononet16_planes", len(PLANES_COVERED), pretrained=True)
     model.eval()
     fit = model.head.mapping.fit(torch.from_numpy(out["native"][cal]), torch.from_numpy(y5[cal]))
+    if min_temperature is not None and model.head.mapping.temperature < min_temperature:
+        with torch.no_grad():
+            model.head.mapping.log_temperature.fill_(float(np.log(min_temperature)))
+            fit["nll_after"] = float(torch.nn.functional.cross_entropy(
+                model.head.mapping(torch.from_numpy(out["native"][cal])), torch.from_numpy(y5[cal])))
     temperature = model.head.mapping.temperature
     print(
         f"temperature {temperature:.4f} (calibration NLL {fit['nll_before']:.4f} -> {fit['nll_after']:.4f})"
@@ -164,7 +173,7 @@ def build_planes_bundle(
     for j, c in enumerate(PLANES_COVERED):
         logits6[:, PLANE_CLASSES.index(c)] = logits[:, j]
 
-    folder = out_dir / "sononet-planes"
+    folder = out_dir / bundle_name
     folder.mkdir(parents=True, exist_ok=True)
     report = evaluate_predictions(
         y_test6,
@@ -178,7 +187,7 @@ def build_planes_bundle(
         breakdown_columns=("source", "machine"),
         test_logits=logits6,
         classes_not_covered=list(PLANES_NOT_COVERED),
-        title="sononet-planes: SonoNet-16 mapped to FETAL_PLANES_DB planes, real held-apart test images",
+        title=f"{bundle_name}: SonoNet-16 mapped to FETAL_PLANES_DB planes, real held-apart test images",
     )
 
     pred_test = p_test.argmax(1)
@@ -215,7 +224,7 @@ def build_planes_bundle(
         "test": count_table([(im.source, im.plane) for im in test_imgs]),
     }
     card = {
-        "name": "sononet-planes",
+        "name": bundle_name,
         "version": "1.0.0",
         "task": "planes",
         "classes": list(PLANES_COVERED),

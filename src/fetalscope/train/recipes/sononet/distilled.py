@@ -167,10 +167,13 @@ def fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
 
 def build_distilled_bundle(out_dir: Path, cache: Path | None = None, settings: DistilSettings | None = None,
                            bench_runs: int = 30, int8: bool = True, threads: int = 1, both_views: bool = True,
-                           log: Any = print) -> dict[str, Any]:
+                           log: Any = print, name: str = "sononet-planes",
+                           min_temperature: float | None = None) -> dict[str, Any]:
     """Train (or read from ``cache``) the student and write the v2 ``sononet-planes`` bundle into ``out_dir``.
     ``both_views=False`` scores the student with the sector crop only (half the evaluation time; the view
-    stays the sector crop and no test-time average is measured)."""
+    stays the sector crop and no test-time average is measured). ``name``: the bundle's folder and card name;
+    ``min_temperature``: a lower bound on the fitted temperature (1 forbids sharpening), its unbounded fit then
+    stays in the comparison as ``v2_unbounded_temperature``."""
     from fetalscope.train.recipes.sononet.int8 import quantize_sononet_planes
 
     cache = cache or (config.cache_dir() / "sononet_build")
@@ -207,12 +210,15 @@ def build_distilled_bundle(out_dir: Path, cache: Path | None = None, settings: D
     t_v1 = fit_temperature(t_outs[True]["native"][cal_all], y_all[cal_all])
     test_rows = rows[~is_hold]
     test_imgs = [im for im, h in zip(evaluated, is_hold, strict=True) if not h]
-    t_v2 = fit_temperature(s_outs[crop]["native"][is_hold], y[is_hold])
+    t_fitted = fit_temperature(s_outs[crop]["native"][is_hold], y[is_hold])
+    t_v2 = t_fitted if min_temperature is None else max(min_temperature, t_fitted)
     preds = {
         "sononet16_whole_image": mapped_probs(t_outs[False]["native"][test_rows]).argmax(1),
         "v1_sector_crop": mapped_probs(t_outs[True]["native"][test_rows], t_v1).argmax(1),
         "v2": mapped_probs(s_outs[crop]["native"][~is_hold], t_v2).argmax(1),
     }
+    if t_v2 != t_fitted:
+        preds["v2_unbounded_temperature"] = mapped_probs(s_outs[crop]["native"][~is_hold], t_fitted).argmax(1)
     if both_views:
         preds["v2_tta_crop_and_whole"] = ((mapped_probs(s_outs[True]["native"][~is_hold], t_v2)
                                            + mapped_probs(s_outs[False]["native"][~is_hold], t_v2)) / 2).argmax(1)
@@ -222,6 +228,9 @@ def build_distilled_bundle(out_dir: Path, cache: Path | None = None, settings: D
             "sononet16_whole_image": "SonoNet-16 as published, 14 outputs mapped, whole image resized, T = 1",
             "v1_sector_crop": f"sononet-planes 1.0.0: SonoNet-16 mapped, sector crop, T = {t_v1:.3f}",
             "v2": f"this model ({'sector crop' if crop else 'whole image resized'}, T = {t_v2:.3f})",
+            **({"v2_unbounded_temperature": f"this model with its unbounded temperature fit T = {t_fitted:.3f} "
+                                            f"(measured, not shipped: T is bounded below by {min_temperature})"}
+               if t_v2 != t_fitted else {}),
             **({"v2_tta_crop_and_whole": "this model, mean of the sector-crop and whole-image probabilities "
                                          "(measured, not shipped: the bundle runs one view)"} if both_views else {}),
         },
@@ -245,12 +254,16 @@ def build_distilled_bundle(out_dir: Path, cache: Path | None = None, settings: D
         card["training"] = {**training, "view_choice": view, "teacher": "SonoNet-16 as published (frozen)"}
         card["comparison"] = comparison
         card["metrics"]["training_seconds"] = training["seconds"]
+        if min_temperature is not None:
+            card["calibration"]["temperature_lower_bound"] = min_temperature
+            card["calibration"]["temperature_unbounded_fit"] = t_fitted
 
     planes = build_planes_bundle(out_dir, evaluated, s_outs, npz_sha, bench_runs, model=student,
-                                 preprocess=SONONET_PREPROCESS.replace(crop_sector=crop), card_update=update)
-    with open(out_dir / "sononet-planes" / "report.md", "a", encoding="utf-8") as fh:
+                                 preprocess=SONONET_PREPROCESS.replace(crop_sector=crop), card_update=update,
+                                 bundle_name=name, min_temperature=min_temperature)
+    with open(out_dir / name / "report.md", "a", encoding="utf-8") as fh:
         fh.write(distilled_markdown(training, view, comparison))
     if int8:
-        quantize_sononet_planes(out_dir / "sononet-planes", bench_runs=bench_runs, threads=threads)
+        quantize_sononet_planes(out_dir / name, bench_runs=bench_runs, threads=threads)
     return {"view": view, "comparison": comparison, "training_seconds": training["seconds"],
             "accuracy": planes["report"]["metrics"]["accuracy"]}
