@@ -13,7 +13,7 @@ from rich.markup import escape
 from fetalscope import __version__
 from fetalscope.cli.batch import batch
 from fetalscope.cli.common import console, friendly_errors, one_line, progress_bar, say, split_list, write_json
-from fetalscope.cli.dicom_out import DicomOutputs
+from fetalscope.cli.dicom_out import CaptureOpt, DicomOutputs, FhirOpt, OverlayOpt, SegOpt, SrOpt
 from fetalscope.cli.quality import quality as quality_verb
 from fetalscope.errors import BadInputError
 
@@ -173,16 +173,11 @@ def predict(
     quality: Annotated[bool, typer.Option("--quality", help="Also grade the acquisition (the checklist of "
                                                             "`fetalscope quality`, auto) on head and four-chamber "
                                                             "images.")] = False,
-    sr: Annotated[Path | None, typer.Option("--sr", help="Folder for a DICOM SR (TID 1500) per DICOM input, filed "
-                                                         "with the source study (other inputs get a note).")] = None,
-    overlay: Annotated[bool, typer.Option("--overlay", help="With --sr: also a colour presentation state drawing "
-                                                            "the ellipses and boxes over the source.")] = False,
-    seg: Annotated[bool, typer.Option("--seg", help="With --sr: also a DICOM Segmentation of the measured regions.")
-                   ] = False,
-    fhir: Annotated[Path | None, typer.Option("--fhir", help="Folder for a FHIR DiagnosticReport bundle (JSON) per "
-                                                             "input.")] = None,
-    capture: Annotated[bool, typer.Option("--capture", help="With --sr: also the drawing as a Secondary Capture "
-                                                            "(a fallback for viewers without SR).")] = False,
+    sr: SrOpt = None,
+    overlay: OverlayOpt = False,
+    seg: SegOpt = False,
+    fhir: FhirOpt = None,
+    capture: CaptureOpt = False,
 ) -> None:
     """Classify images: a row per image with the predicted plane and every class probability."""
     from fetalscope.imaging import iter_image_paths
@@ -468,16 +463,11 @@ def measure(
     as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON to stdout (default: one "
                                                          "line per image; --output writes the JSON file).")]
     = False,
-    sr: Annotated[Path | None, typer.Option("--sr", help="Folder for a DICOM SR (TID 1500) per DICOM input, filed "
-                                                         "with the source study (other inputs get a note).")] = None,
-    overlay: Annotated[bool, typer.Option("--overlay", help="With --sr: also a colour presentation state drawing "
-                                                            "the ellipses and boxes over the source.")] = False,
-    seg: Annotated[bool, typer.Option("--seg", help="With --sr: also a DICOM Segmentation of the measured regions.")
-                   ] = False,
-    fhir: Annotated[Path | None, typer.Option("--fhir", help="Folder for a FHIR DiagnosticReport bundle (JSON) per "
-                                                             "input.")] = None,
-    capture: Annotated[bool, typer.Option("--capture", help="With --sr: also the drawing as a Secondary Capture "
-                                                            "(a fallback for viewers without SR).")] = False,
+    sr: SrOpt = None,
+    overlay: OverlayOpt = False,
+    seg: SegOpt = False,
+    fhir: FhirOpt = None,
+    capture: CaptureOpt = False,
 ) -> None:
     """Head biometry (HC, BPD, OFD, gestational age) or the cardiothoracic ratio, with ellipses."""
     from fetalscope.explain.overlay import png_bytes

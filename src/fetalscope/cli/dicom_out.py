@@ -7,13 +7,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 from fetalscope.cli.common import console, one_line
 from fetalscope.errors import BadInputError, UnsupportedError
 
 if TYPE_CHECKING:  # numpy stays out of `fetalscope models`' imports
     import numpy as np
+
+# the options `measure` and `predict` share
+SrOpt = Annotated[Path | None, typer.Option("--sr", help="Folder for a DICOM SR (TID 1500) per DICOM input, filed "
+                                                         "with the source study (other inputs get a note).")]
+OverlayOpt = Annotated[bool, typer.Option("--overlay", help="With --sr: also a colour presentation state drawing "
+                                                            "the ellipses and boxes over the source.")]
+SegOpt = Annotated[bool, typer.Option("--seg", help="With --sr: also a DICOM Segmentation of the measured regions.")]
+FhirOpt = Annotated[Path | None, typer.Option("--fhir", help="Folder for a FHIR DiagnosticReport bundle (JSON) per "
+                                                             "input.")]
+CaptureOpt = Annotated[bool, typer.Option("--capture", help="With --sr: also the drawing as a Secondary Capture "
+                                                            "(a fallback for viewers without SR).")]
 
 
 def drawing_colours() -> dict[str, tuple[int, int, int]]:
