@@ -90,11 +90,22 @@ class Measurer:
         x = to_tensor(image, self.bundle.preprocess).unsqueeze(0).numpy()
         if flip:
             x = np.concatenate([x, x[..., ::-1]], axis=0)
-        with self._lock:
-            logits = self.predictor.predict_logits(np.ascontiguousarray(x))
-        probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        probs = self._sigmoid(x)
         probs = (probs[0] + probs[1][..., ::-1]) / 2 if flip else probs[0]
         return {s: probs[i].astype(np.float32) for i, s in enumerate(self.bundle.structures)}
+
+    def _sigmoid(self, x: np.ndarray) -> np.ndarray:
+        """The network's per-structure probabilities (float64) of a batch of model inputs."""
+        with self._lock:
+            logits = self.predictor.predict_logits(np.ascontiguousarray(x))
+        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+    def _with_mirror(self, image: UltrasoundImage, plain: np.ndarray) -> np.ndarray:
+        """The head probabilities of ``probabilities(image, flip=True)``, running only the mirror image:
+        ``plain`` is the image's own head map, already computed."""
+        x = to_tensor(image, self.bundle.preprocess).unsqueeze(0).numpy()[..., ::-1]
+        mirrored = self._sigmoid(x)[0][self.bundle.structures.index("head")][..., ::-1]
+        return ((plain.astype(np.float64) + mirrored) / 2).astype(np.float32)
 
     def zoomed_ellipse(self, image: UltrasoundImage, around: Ellipse, margin: float) -> Ellipse | None:
         """The head ellipse fitted on a crop around ``around`` (its major axis plus ``margin`` on each side, in
@@ -127,7 +138,7 @@ class Measurer:
                 fits.append(plain)
             elif view == "flip":
                 fits.append(base if self.flip_tta else
-                            fit_ellipse(self.probabilities(image, flip=True)["head"], out_shape=shape))
+                            fit_ellipse(self._with_mirror(image, probs["head"]), out_shape=shape))
             elif view.startswith("zoom:"):
                 fits.append(self.zoomed_ellipse(image, plain, float(view.split(":", 1)[1])))
             else:
