@@ -5,15 +5,16 @@
 
 Writes two bundles into ``src/fetalscope/models/bundled/`` (or ``--out``):
 
-- ``sononet-planes``: SonoNet-16 with its 14 outputs mapped onto the FETAL_PLANES_DB planes
+- ``sononet-planes-v1``: SonoNet-16 with its 14 outputs mapped onto the FETAL_PLANES_DB planes
   (Maternal cervix not covered), one temperature on SonoNet's logits fitted on the calibration half
   of the real images, evaluated on the other half (patient / subject / duplicate-group disjoint).
+  The default ``sononet-planes`` is the distilled v2: ``scripts/train_sononet_planes.py``.
 - ``sononet-brain-planes``: an experimental brain sub-plane linear probe on frozen SonoNet features,
   with its source-shortcut check (see the card; it is marked source-confounded when it is).
 
 Every number in the cards and reports is computed by the recipe,
 :func:`fetalscope.train.recipes.sononet.build.build_sononet_bundles` (steps in its docstring), ending with
-the int8 ONNX twin of sononet-planes and its fidelity (as scripts/quantize_bundle.py; ``--no-int8`` skips).
+the int8 ONNX twin of sononet-planes-v1 and its fidelity (as scripts/quantize_bundle.py; ``--no-int8`` skips).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from fetalscope.models.bundle import load_bundle, read_card
 from fetalscope.models.runtime import OnnxPredictor, TorchPredictor
 from fetalscope.models.sononet import PLANES_COVERED, SONONET_CLASSES, SONONET_TO_PLANES
 
-PLANES = "sononet-planes"
+PLANES = "sononet-planes-v1"  # the untrained SonoNet-16 mapping (the v1 recipe); the default v2 has its own tests
 BRAIN = "sononet-brain-planes"
 MAX_BUNDLE_BYTES = 25 * 1024 * 1024
 

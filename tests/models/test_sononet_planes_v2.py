@@ -1,7 +1,8 @@
-"""The opt-in bundle sononet-planes-v2 (scripts/train_sononet_planes.py --name sononet-planes-v2
---min-temperature 1): SonoNet-16 fine-tuned by label-corrected self-distillation. Its card carries the training
-record and the test-split comparison, consistent with the build's own counts, report.json and report.md; it
-loads, is listed, is not the default, and classifies real images end to end (when ../shared is present)."""
+"""The default plane bundle sononet-planes, v2 (scripts/train_sononet_planes.py --min-temperature 1): SonoNet-16
+fine-tuned by label-corrected self-distillation. Its card carries the training record and the test-split
+comparison, consistent with the build's own counts, report.json and report.md; it loads, is the default (the
+untrained v1 mapping stays listed as sononet-planes-v1), and classifies real images end to end (when ../shared is
+present)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from fetalscope.pipeline.session import Session
 from fetalscope.serve.settings import ServeSettings
 from fetalscope.train.recipes.sononet.distilled import distilled_markdown, split_calibration
 
-NAME = "sononet-planes-v2"
+NAME = "sononet-planes"
+V1 = "sononet-planes-v1"
 MAX_BUNDLE_BYTES = 25 * 1024 * 1024
 
 
@@ -32,11 +34,13 @@ def card() -> dict:
     return read_card(NAME)
 
 
-def test_v2_is_an_opt_in_bundle_listed_beside_the_default(card) -> None:
-    assert NAME in available_bundles() and "sononet-planes" in available_bundles()
+def test_v2_is_the_default_and_v1_is_listed_beside_it(card) -> None:
+    assert NAME in available_bundles() and V1 in available_bundles()
     assert card["name"] == NAME and card["version"] == "2.0.0" and card["task"] == "planes"
-    assert DEFAULT_PLANE_MODEL == ServeSettings().plane_model == "sononet-planes" != NAME
-    assert read_card(DEFAULT_PLANE_MODEL).get("version") == "1.0.0"
+    assert DEFAULT_PLANE_MODEL == ServeSettings().plane_model == NAME
+    v1 = read_card(V1)
+    assert v1["name"] == V1 and v1["version"] == "1.0.0"
+    assert v1["metrics"]["test_accuracy"] < card["metrics"]["test_accuracy"]
     folder = config.bundled_models_dir() / NAME
     assert sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) < MAX_BUNDLE_BYTES
 

@@ -97,7 +97,7 @@ def test_subplane_markdown_on_a_synthetic_record():
     assert acc_cell(5, 9) == "5/9" and acc_cell(5, 10) == "5/10 (50.0%)"
 
 
-@pytest.mark.parametrize(("bundle", "key", "writer"), [("sononet-planes", "sononet", extra_markdown),
+@pytest.mark.parametrize(("bundle", "key", "writer"), [("sononet-planes-v1", "sononet", extra_markdown),
                                                         ("sononet-brain-planes", "subplane_study", subplane_markdown)])
 def test_writers_reproduce_the_shipped_reports(bundle, key, writer):
     """The sections in the shipped report.md are what the writers make of the record in report.json."""

@@ -119,7 +119,7 @@ def plain_sononet_baseline(runtime: str = "onnx", weights: str | Path | None = N
     """The issue's baseline: SonoNet-16 as published with its 14 outputs mapped onto the planes (no
     temperature, no fine-tuning) on the whole image resized to 224 x 288 (no sector crop).
 
-    Weights: ``SonoNet16.npz`` (``weights`` or the shared folder); without it, the bundled ``sononet-planes``
+    Weights: ``SonoNet16.npz`` (``weights`` or the shared folder); without it, the bundled ``sononet-planes-v1``
     when its card says it was not trained (its weights are then SonoNet's own) with its temperature reset.
     """
     from fetalscope.models import create_model
@@ -131,13 +131,13 @@ def plain_sononet_baseline(runtime: str = "onnx", weights: str | Path | None = N
         model = create_model("sononet16_planes", len(PLANES_COVERED), pretrained=True, weights_path=weights)
         source = "SonoNet16.npz"
     except MissingWeightsError as exc:
-        bundle = load_bundle("sononet-planes")
+        bundle = load_bundle("sononet-planes-v1")
         untrained = str((bundle.card.get("data") or {}).get("source", "")).startswith("No training")
         if bundle.card.get("architecture") != "sononet16_planes" or not untrained:
             raise MissingWeightsError(f"the plain SonoNet-16 baseline needs SonoNet16.npz: {exc}") from exc
         model = bundle.model
         model.head.mapping.reset()
-        source = "the bundled sononet-planes weights (SonoNet-16 as published), temperature reset to 1"
+        source = "the bundled sononet-planes-v1 weights (SonoNet-16 as published), temperature reset to 1"
     model.eval()
     model.spec = dataclasses.replace(model.spec, preprocess=preprocess)
     predictor = _fast_predictor(model, runtime)

@@ -2,9 +2,11 @@
 
 :func:`build_sononet_bundles` writes two bundles into ``out_dir`` (``scripts/build_sononet_bundle.py`` calls it):
 
-- ``sononet-planes``: SonoNet-16 with its 14 outputs mapped onto the FETAL_PLANES_DB planes
+- ``sononet-planes-v1``: SonoNet-16 with its 14 outputs mapped onto the FETAL_PLANES_DB planes
   (Maternal cervix not covered), one temperature on SonoNet's logits fitted on the calibration half
   of the real images, evaluated on the other half (patient / subject / duplicate-group disjoint).
+  It was the default plane model until the distilled v2 (:mod:`.distilled`, now ``sononet-planes``)
+  replaced it; it stays bundled as the "before" of the v2's comparisons.
 - ``sononet-brain-planes``: an experimental brain sub-plane linear probe on frozen SonoNet features,
   with its source-shortcut check (see the card; it is marked source-confounded when it is).
 
@@ -12,7 +14,7 @@ Every number in the cards and reports is computed here. Steps: SonoNet outputs o
 with and without the sector crop (cached under ``cache``), the sector-crop comparison, temperature fit,
 evaluation (via :mod:`fetalscope.evaluate`), the brain sub-plane study, save the bundles with ONNX twins,
 ONNX-vs-PyTorch parity (:func:`fetalscope.models.onnx_export.check_parity`) and latency
-(:mod:`fetalscope.models.latency`), then the int8 ONNX twin of sononet-planes and its fidelity
+(:mod:`fetalscope.models.latency`), then the int8 ONNX twin of sononet-planes-v1 and its fidelity
 (:mod:`.int8`; ``int8=False`` skips it).
 """
 
@@ -67,6 +69,7 @@ from fetalscope.train.recipes.sononet.studies import (
     sector_crop_study,
 )
 
+V1_NAME = "sononet-planes-v1"  # the untrained SonoNet-16 mapping's bundle (the default is the distilled v2)
 LATENCY_BATCH = 8
 
 
@@ -107,7 +110,7 @@ def build_planes_bundle(
     model: SonoNetClassifier | None = None,
     preprocess: PreprocessConfig = SONONET_PREPROCESS,
     card_update: Callable[[dict[str, Any]], None] | None = None,
-    bundle_name: str = "sononet-planes",
+    bundle_name: str = V1_NAME,
     min_temperature: float | None = None,
 ) -> dict[str, Any]:
     """The ``sononet-planes`` bundle in ``out_dir``: temperature fitted on the calibration split, evaluated on
@@ -470,14 +473,14 @@ def build_sononet_bundles(out_dir: Path, cache: Path | None = None, bench_runs: 
         for crop in (False, True)
     }
     planes = build_planes_bundle(out_dir, images, outs, weights_sha, bench_runs)
-    sub = build_subplane_bundle(out_dir, images, outs[True], out_dir / "sononet-planes")
+    sub = build_subplane_bundle(out_dir, images, outs[True], out_dir / V1_NAME)
     if int8:  # the card was rewritten above: quantise from the new model.onnx, re-measure
-        quantize_sononet_planes(out_dir / "sononet-planes", bench_runs=bench_runs, threads=threads)
+        quantize_sononet_planes(out_dir / V1_NAME, bench_runs=bench_runs, threads=threads)
     else:
         for stale in ("model.int8.onnx", "int8_calibration.json"):  # they would describe the old model
-            (out_dir / "sononet-planes" / stale).unlink(missing_ok=True)
+            (out_dir / V1_NAME / stale).unlink(missing_ok=True)
     return {
-        "sononet-planes": {
+        V1_NAME: {
             "ece": (
                 planes["extra"]["calibration"]["test"][0]["before"]["ece"],
                 planes["extra"]["calibration"]["test"][0]["after"]["ece"],
