@@ -1,6 +1,7 @@
-"""Cine loops in a batch: which inputs are clips (video files, multi-frame DICOM) and the one row a clip gives
-from :func:`fetalscope.pipeline.video.analyse_video`: its frames, segments, the best frame of each plane with
-its probability and the measurements on the best frames, plus (optionally) one row per processed frame."""
+"""Cine loops in a batch: which inputs are clips (video files, multi-frame DICOM, multi-page TIFF) and the one
+row a clip gives from :func:`fetalscope.pipeline.video.analyse_video`: its frames, segments, the best frame of each
+plane with its probability and the measurements on the best frames, what the detector finds on each best frame
+(``--tasks detect``), plus (optionally) one row per processed frame."""
 
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ from fetalscope.imaging.video import VIDEO_SUFFIXES
 
 CLIP, IMAGE = "clip", "image"
 HEAD_KEYS = ("hc_mm", "bpd_mm", "ofd_mm", "ga_weeks")
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
 
 
 def is_clip(data: bytes, path: str) -> bool:
-    """A video file (by its suffix) or a DICOM whose header says it holds more than one frame."""
+    """A video file (by its suffix), a DICOM whose header says it holds more than one frame, or a TIFF with more
+    than one page (a cine loop saved page by page, not its first page alone)."""
     if Path(path).suffix.lower() in VIDEO_SUFFIXES:
         return True
+    if data[:4] in TIFF_MAGIC:
+        return _tiff_pages(data) > 1
     if len(data) <= 132 or data[128:132] != b"DICM":
         return False
     import pydicom
@@ -28,6 +33,16 @@ def is_clip(data: bytes, path: str) -> bool:
         return int(header.get("NumberOfFrames", 1) or 1) > 1
     except Exception:  # noqa: BLE001 - an unreadable header: the still loader says what is wrong
         return False
+
+
+def _tiff_pages(data: bytes) -> int:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            return len(tif.pages)
+    except Exception:  # noqa: BLE001 - an unreadable TIFF: the still loader says what is wrong
+        return 1
 
 
 def clip_columns(result: Any) -> dict[str, Any]:
@@ -65,6 +80,28 @@ def clip_columns(result: Any) -> dict[str, Any]:
     row["clip_warnings"] = ";".join(summary["warnings"])
     row["time_clip_ms"] = summary["timings_ms"].get("total")
     row["clip_frames_per_s"] = summary["timings_ms"].get("frames_per_s")
+    return row
+
+
+def detection_columns(session: Any, result: Any) -> dict[str, Any]:
+    """What the brain-structure detector finds on each plane's best frame of an analysed clip, each frame alone
+    (:meth:`Session.detect` on its pixels, as ``fetalscope detect`` on that frame saved as an image):
+    ``detections_<plane>`` (boxes kept) and ``detected_<plane>`` (their labels, ``;``-joined), with
+    ``time_detect_ms``; ``detections_skipped`` says why when no detector is available."""
+    from fetalscope.imaging.loader import UltrasoundImage
+
+    if not session.detector_available:
+        return {"detections_skipped": session.detector_info().get("reason")}
+    row: dict[str, Any] = {}
+    took = 0.0
+    for plane, pixels in sorted(result.best_images.items()):
+        frame = result.best_frames[plane]["frame"]
+        record = session.detect(UltrasoundImage(pixels=pixels, source=f"{Path(result.source).name} frame {frame}"))
+        boxes = record.get("boxes") or []
+        row[f"detections_{plane}"] = len(boxes)
+        row[f"detected_{plane}"] = ";".join(str(b["label"]) for b in boxes)
+        took += record["timings_ms"]["detect"]
+    row["time_detect_ms"] = round(took, 2)
     return row
 
 

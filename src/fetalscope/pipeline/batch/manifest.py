@@ -12,6 +12,7 @@ from pathlib import Path
 from fetalscope.errors import BadInputError
 from fetalscope.imaging import SUPPORTED_SUFFIXES, iter_image_paths
 from fetalscope.imaging.video import VIDEO_SUFFIXES
+from fetalscope.pipeline.batch.walk import walk_inputs
 
 MANIFEST_SUFFIXES = (".csv", ".parquet")
 INPUT_SUFFIXES = SUPPORTED_SUFFIXES + VIDEO_SUFFIXES  # what a folder is searched for
@@ -34,7 +35,7 @@ def read_items(inputs: Iterable[str | Path]) -> list[Item]:
     for given in inputs:
         p = Path(given)
         found = _manifest_items(p) if p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file() else [
-            Item(str(f.resolve())) for f in _files(p)]
+            Item(f) for f in _files(p)]
         for item in found:
             items.setdefault(item.path, item)
     if not items:
@@ -42,11 +43,12 @@ def read_items(inputs: Iterable[str | Path]) -> list[Item]:
     return list(items.values())
 
 
-def _files(p: Path) -> list[Path]:
-    """A file as it is; a folder's images and clips, recursively, sorted (an error when it holds none)."""
+def _files(p: Path) -> list[str]:
+    """A file as it is; a folder's images and clips, recursively (:func:`~.walk.walk_inputs`: bad links are
+    inputs of their own, loops are not followed); an error when it holds none."""
     if not p.is_dir():
-        return list(iter_image_paths([p]))
-    found = sorted(f for f in p.glob("**/*") if f.is_file() and f.suffix.lower() in INPUT_SUFFIXES)
+        return [str(f.resolve()) for f in iter_image_paths([p])]
+    found = list(walk_inputs(p, INPUT_SUFFIXES))
     if not found:
         raise BadInputError(f"{p}: folder contains no images or clips (looked for {', '.join(INPUT_SUFFIXES)})")
     return found

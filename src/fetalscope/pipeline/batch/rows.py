@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fetalscope.imaging.loader import read_input
+from fetalscope.errors import BadInputError
+from fetalscope.imaging.loader import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_image, read_input
 from fetalscope.pipeline.batch import clips
 from fetalscope.pipeline.batch.faults import crash_if_marked
 from fetalscope.pipeline.batch.manifest import Item
 from fetalscope.pipeline.batch.tasks import analyse_kwargs, parse_tasks
+from fetalscope.pipeline.batch.walk import link_problem
 
 OK, ERROR = "ok", "error"
 CRASHED = "worker crashed while analysing this file"
@@ -40,17 +42,29 @@ class RunConfig:
 
 
 class RowRunner:
-    """A session, built once, that turns items into rows (one per item, in order)."""
+    """Turns items into rows (one per item, in order) with a session built once, on the first file that decodes:
+    a run (or a ``--resume``) whose files all fail to read or decode never loads the pipeline or its models."""
 
     def __init__(self, config: RunConfig) -> None:
-        from fetalscope.pipeline.session import Session
-
+        self.config = config
         self.tasks = parse_tasks(list(config.tasks))
         self.kwargs = analyse_kwargs(self.tasks)
-        detector = "brain-structures" if "detect" in self.kwargs else None
-        self.session = Session(config.model, runtime=config.runtime, detector=detector, **config.session_options)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.frame_rows = config.frame_rows
+        self.max_bytes = int(config.session_options.get("max_bytes", DEFAULT_MAX_BYTES))
+        self.max_pixels = int(config.session_options.get("max_pixels", DEFAULT_MAX_PIXELS))
+        self._session: Any = None
+
+    @property
+    def session(self) -> Any:
+        """The pipeline session (:class:`~fetalscope.pipeline.session.Session`), built on first use."""
+        if self._session is None:
+            from fetalscope.pipeline.session import Session
+
+            detector = "brain-structures" if "detect" in self.kwargs else None
+            self._session = Session(self.config.model, runtime=self.config.runtime, detector=detector,
+                                    **self.config.session_options)
+        return self._session
 
     def row(self, item: Item, sha256: str | None = None) -> dict[str, Any]:
         """The row of one item: ``path``, ``sha256``, ``status``, ``error``, ``kind`` (``image`` / ``clip``), then
@@ -61,7 +75,9 @@ class RowRunner:
         t0 = time.perf_counter()
         row: dict[str, Any] = {"path": item.path, "sha256": sha256, "status": OK, "error": None, "kind": None}
         try:
-            data = read_input(item.path, max_bytes=self.session.max_bytes)
+            if problem := link_problem(item.path):
+                raise BadInputError(f"{item.path}: {problem}")
+            data = read_input(item.path, max_bytes=self.max_bytes)
             row["sha256"] = hashlib.sha256(data).hexdigest()
             if clips.is_clip(data, item.path):
                 row.update(self._clip(item, data))
@@ -79,7 +95,13 @@ class RowRunner:
         return out
 
     def _still(self, item: Item, data: bytes) -> dict[str, Any]:
-        analysis = self.session.analyse(data, name=item.path, pixel_size_mm=item.pixel_size_mm, **self.kwargs)
+        t0 = time.perf_counter()
+        image = load_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, name=item.path)
+        load_ms = (time.perf_counter() - t0) * 1000  # the session's own load step gets the decoded image
+        analysis = self.session.analyse(image, name=item.path, pixel_size_mm=item.pixel_size_mm, **self.kwargs)
+        timings = analysis.timings_ms
+        timings["total"] = round(timings.get("total", 0.0) - timings.get("load", 0.0) + load_ms, 2)
+        timings["load"] = round(load_ms, 2)
         row = {"kind": clips.IMAGE, **analysis.to_row()}
         row.pop("image", None)  # the path says it
         for task in self.tasks:
@@ -93,6 +115,8 @@ class RowRunner:
         result = analyse_video(self.session, data, name=item.path, pixel_size_mm=item.pixel_size_mm,
                                measure="measure" in self.kwargs)
         row = {"kind": clips.CLIP, **clips.clip_columns(result)}
+        if "detect" in self.kwargs:
+            row.update(clips.detection_columns(self.session, result))
         if self.frame_rows:
             row[FRAMES_KEY] = clips.frame_rows(item.path, result)
         return row
