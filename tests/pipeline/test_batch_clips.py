@@ -1,6 +1,7 @@
 """`fetalscope batch` over a folder that mixes stills and cine loops (a small MP4 written from the bundled examples
 and pydicom's multi-frame ``ybr_color`` DICOM): one row per clip with the video pipeline's answers, per-frame
-rows on request, and every file read from disk once."""
+rows on request, and every file read from disk once; a multi-page TIFF (Pillow, from real frames) is a clip too,
+and the detect task adds what the detector finds on each plane's best frame."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
+from fetalscope import config
 from fetalscope.cli import app
 from fetalscope.imaging.loader import load_image
 from fetalscope.pipeline.batch.manifest import Item
@@ -115,3 +118,62 @@ def test_frame_rows_of_a_clip_analysed_again_replace_the_old_ones(tmp_path):
     assert list(zip(merged["path"], merged["frame"], strict=True)) == [("a.mp4", 0), ("a.mp4", 1), ("a.mp4", 2),
                                                                        ("b.mp4", 0)]
     assert list(merged["plane"]) == ["Fetal thorax"] * 3 + ["Other"]
+
+
+def real_head() -> Path:
+    """A real head image (HC18) on which the brain-structure detector finds structures; present with ../shared."""
+    return config.shared_data_dir() / "hc18" / "training_set" / "002_HC.png"
+
+
+def brain_frame_source(example_pngs: list[Path]) -> Path:
+    """The real head image when ../shared is present, else the bundled brain example."""
+    return real_head() if real_head().is_file() else next(p for p in example_pngs if "brain" in p.name)
+
+
+@pytest.fixture(scope="module")
+def tiffs(tmp_path_factory: pytest.TempPathFactory, example_pngs: list[Path]) -> Path:
+    """A multi-page TIFF written by Pillow from real frames (8 of a head image, then 6 of the 'other' example) and
+    a one-page TIFF (a still)."""
+    root = tmp_path_factory.mktemp("tiffs")
+    other = next(p for p in example_pngs if "other" in p.name)
+    size = (400, 272)
+    pages = [Image.fromarray(load_image(src).pixels).resize(size) for src in [brain_frame_source(example_pngs)] * 8
+             + [other] * 6]
+    pages[0].save(root / "loop.tif", save_all=True, append_images=pages[1:])
+    pages[0].save(root / "still.tif")
+    return root
+
+
+def test_a_multi_page_tiff_is_a_clip_and_detect_runs_on_each_planes_best_frame(tiffs, tmp_path):
+    out = tmp_path / "tiffs.parquet"
+    result = CliRunner().invoke(app, ["batch", str(tiffs), "-o", str(out), "--tasks", "detect", "--frame-rows"])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(out).set_index("path")
+    assert (rows["status"] == "ok").all(), rows["error"].tolist()
+    loop, still = rows.loc[str(tiffs / "loop.tif")], rows.loc[str(tiffs / "still.tif")]
+    assert loop["kind"] == "clip" and still["kind"] == "image"  # every page, not silently the first
+    session = Session(detector="brain-structures")
+    expected = analyse_video(session, tiffs / "loop.tif", measure=False)
+    summary = expected.to_dict()
+    assert loop["frames"] == summary["frames_source"] == 14 and loop["segments"] == len(summary["segments"])
+    frames = pd.read_parquet(out.with_name("tiffs.frames.parquet"))
+    assert list(frames["frame"]) == list(range(14)) and set(frames["path"]) == {str(tiffs / "loop.tif")}
+    assert summary["best_frames"], "no plane segment in the clip"
+    found = 0
+    for plane, best in summary["best_frames"].items():
+        assert loop[f"best_frame_{plane}"] == best["frame"]
+        frame_png = tmp_path / f"best_{best['frame']}.png"
+        Image.fromarray(expected.best_images[plane]).save(frame_png)
+        alone = session.detect(frame_png)["boxes"]  # the detector on that frame alone, from a file
+        assert loop[f"detections_{plane}"] == len(alone), plane
+        assert text(loop[f"detected_{plane}"]) == ";".join(b["label"] for b in alone), plane
+        found += len(alone)
+    if real_head().is_file():
+        assert found > 0  # a real head: the columns carry structures, not only zeros
+    assert loop["time_detect_ms"] > 0
+    analysis = session.analyse(tiffs / "still.tif", detect="auto").to_row()
+    assert still["plane"] == analysis["plane"] and pd.isna(still["frames"])
+
+
+def text(value: object) -> str:
+    return value if isinstance(value, str) else ""
