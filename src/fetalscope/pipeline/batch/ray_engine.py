@@ -1,32 +1,33 @@
 """The Ray engine: the items as a Ray Data dataset, analysed by ``map_batches`` on a pool of actors, each of which
 builds one :class:`~fetalscope.pipeline.batch.rows.RowRunner` (one session, models loaded once).
 
-Crash budget, with Ray's own mechanisms: an actor that dies is restarted by Ray (``max_restarts=-1``, Ray Data's
-default), but Ray Data's default of retrying its tasks for ever (``max_task_retries=-1``) would loop for ever on
-a file that kills its worker every time (a decoder segfault, an out-of-memory kill). So the first pass runs the
-files in batches with ``max_task_retries=0`` and ``DataContext.max_errored_blocks=-1`` (a batch whose actor died
-is dropped, the run goes on); the files of dropped batches then run again one per task, one task in flight per
-actor, with ``max_task_retries=max_crashes-2``; a file still without a row killed its worker ``max_crashes``
-times (once in its batch, then alone) and becomes an error row (:func:`~.rows.crash_row`). ``max_task_retries``
-travels as a ``map_batches`` remote argument, which Ray 2.60 deprecates (removal announced for Ray 2.64) with no
-named replacement yet; the warning is silenced here.
+Crash budget, with Ray Data's defaults and no deprecated remote arguments: an actor that dies is restarted by Ray
+and its batch retried (``max_restarts=-1``, ``max_task_retries=-1``: Ray Data's own fault tolerance). Retrying for
+ever would loop on a file that kills its worker every time (a decoder segfault, an out-of-memory kill), so each
+actor tells a small ledger actor (:class:`CrashLedger`, one per run) when it starts and ends each file: a file
+started again without having ended has killed its worker once more, and one that did so ``max_crashes`` times is
+given its error row (:func:`~.rows.crash_row`) instead of another try, so the retried batch completes. (Ray 2.60
+deprecates passing ``max_task_retries`` through ``map_batches`` and names no replacement; this design needs
+none.) Each block is one batch and each actor runs one at a time, so the blocks spread over the actors of every
+node (Ray Data's locality alone gave the driver node's actor every batch of a two-node cluster, bench_batch) and
+a dying actor takes no queued batch down with it.
 
 Without an address it starts a local cluster sized to this machine, with a small object store (only paths and
-rows travel through it; on a small ``/dev/shm`` it lives in the temp folder); with one (``auto`` or ``HOST:PORT``)
-it joins that cluster, whose nodes need fetalscope installed (``ray://`` is refused by the plan: Ray Data does not
-run through Ray Client).
+rows travel through it; on a small ``/dev/shm`` it lives in the temp folder) and Ray's token authentication
+(its notice that it chose it is not printed); with an address (``auto`` or ``HOST:PORT``) it joins that
+cluster, whose nodes need fetalscope installed (``ray://`` is refused by the plan: Ray Data does not run through
+Ray Client).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import socket
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -37,7 +38,8 @@ from fetalscope.pipeline.batch.manifest import Item
 from fetalscope.pipeline.batch.rows import RowRunner, RunConfig, crash_row
 
 OBJECT_STORE_BYTES = 256 * 1024**2
-_RAY_BLOCK_ERRORS = "ray.data._internal.execution.streaming_executor_state"  # logs each dropped batch at length
+_AUTH_SETUP = "ray._private.authentication.authentication_token_setup"
+_PROGRESS = "ray.data._internal.progress"
 
 
 def import_ray() -> Any:
@@ -67,7 +69,13 @@ def connect(address: str | None) -> bool:
     shm = shutil.disk_usage("/dev/shm").free if os.path.isdir("/dev/shm") else 0
     if shm < 2 * OBJECT_STORE_BYTES:
         options["_plasma_directory"] = tempfile.gettempdir()  # small /dev/shm (containers): spill to disk
-    ray.init(address="local", **options, **quiet)  # a new cluster, whatever an earlier one left behind
+    auth_notice = logging.getLogger(_AUTH_SETUP)  # says, as a warning, that the new cluster uses token auth
+    level = auth_notice.level
+    auth_notice.setLevel(logging.ERROR)
+    try:
+        ray.init(address="local", **options, **quiet)  # a new cluster, whatever an earlier one left behind
+    finally:
+        auth_notice.setLevel(level)
     return True
 
 
@@ -94,86 +102,91 @@ def describe_cluster() -> str:
     return f"{len(nodes)} node(s), {cluster_cpus()} CPU(s)"
 
 
-class _Analyse:
-    """The ``map_batches`` callable: one row runner per actor."""
+class CrashLedger:
+    """The run's record of which file each actor is analysing (a Ray actor, no CPU): ``begin`` says how many times
+    the file was started before without ending, i.e. how many workers it has killed."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self) -> None:
+        self.open: dict[str, int] = {}
+        self.deaths = 0
+
+    def begin(self, path: str) -> int:
+        died = self.open.get(path, 0)
+        self.open[path] = died + 1
+        self.deaths += bool(died)
+        return died
+
+    def end(self, path: str) -> None:
+        self.open.pop(path, None)
+
+    def worker_deaths(self) -> int:
+        return self.deaths
+
+
+class _Analyse:
+    """The ``map_batches`` callable: one row runner per actor; each file is begun and ended in the ledger."""
+
+    def __init__(self, config: dict[str, Any], ledger: Any, max_crashes: int) -> None:
         self.runner = RowRunner(RunConfig(**config))
+        self.ledger = ledger
+        self.max_crashes = max_crashes
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
+        import ray
 
         crash_once_if_asked()
         rows = []
         for text in batch["item"]:
             given = json.loads(text)
-            rows.append(self.runner.row(Item(given["path"], given["pixel_size_mm"]), given["sha256"]))
+            item = Item(given["path"], given["pixel_size_mm"])
+            died = ray.get(self.ledger.begin.remote(item.path))
+            if died >= self.max_crashes:
+                rows.append(crash_row(item, died, _sha256_or_none(item.path)))
+            else:
+                rows.append(self.runner.row(item, given["sha256"]))
+            ray.get(self.ledger.end.remote(item.path))
         return {"row": np.array([json.dumps(r, default=str) for r in rows], dtype=object)}
+
+
+def _sha256_or_none(path: str) -> str | None:
+    from fetalscope.pipeline.batch.manifest import sha256_of
+
+    try:
+        return sha256_of(path)
+    except OSError:
+        return None
 
 
 def ray_rows(items: Sequence[Item], config: RunConfig, hashes: dict[str, str], *, workers: int | None,
              batch_size: int = 4, max_crashes: int = 2,
              note: Callable[[str], None] = lambda text: None) -> Iterator[dict[str, Any]]:
-    """One row per item, in the order they finish, from ``workers`` actors (default: one per cluster CPU); the
-    files of a batch whose worker died run again alone, and a file that killed its worker ``max_crashes`` times
-    is an error row."""
+    """One row per item, in the order they finish, from ``workers`` actors (default: one per cluster CPU) taking
+    batches of about ``batch_size`` files; a batch whose worker died is retried by Ray, and a file that killed its
+    worker ``max_crashes`` times is an error row."""
     ray = import_ray()
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the CLI draws the one progress bar
     context.enable_operator_progress_bars = False
     context.enable_auto_log_stats = False
-    # the blocks hold paths (bytes), so where they live does not matter: without this the actor on the driver's
-    # node took every batch of a two-node cluster while the other node's actor waited (measured, bench_batch)
-    context.execution_options.actor_locality_enabled = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    logging.getLogger(_RAY_BLOCK_ERRORS).setLevel(logging.CRITICAL)  # a dropped batch is said below, once
+    logging.getLogger(_PROGRESS).setLevel(logging.ERROR)  # warns that the bars are off: the CLI draws its own
+    blocks = max(1, math.ceil(len(items) / batch_size))
     size = max(1, min(workers or cluster_cpus(), len(items)))
-    done: set[str] = set()
-    with _errored_blocks_allowed(context):
-        for row in _analysed(ray, items, config, hashes, size=size, batch_size=batch_size, retries=0):
-            done.add(row["path"])
-            yield row
-        again = [i for i in items if i.path not in done]
-        if again and max_crashes > 1:
-            note(f"Ray: a worker died; {len(again)} file(s) of its batches run again one by one")
-            for row in _analysed(ray, again, config, hashes, size=min(size, len(again)), batch_size=1,
-                                 retries=max_crashes - 2):
-                done.add(row["path"])
-                yield row
-    for item in items:
-        if item.path not in done:
-            sha = None
-            with contextlib.suppress(OSError):
-                from fetalscope.pipeline.batch.manifest import sha256_of
-
-                sha = sha256_of(item.path)
-            yield crash_row(item, max_crashes, sha)
-
-
-@contextlib.contextmanager
-def _errored_blocks_allowed(context: Any) -> Iterator[None]:
-    before = context.max_errored_blocks
-    context.max_errored_blocks = -1  # a batch whose actor died is dropped; its files are run again
-    try:
-        yield
-    finally:
-        context.max_errored_blocks = before
-
-
-def _analysed(ray: Any, items: Sequence[Item], config: RunConfig, hashes: dict[str, str], *, size: int,
-              batch_size: int, retries: int) -> Iterator[dict[str, Any]]:
+    blocks = max(blocks, size)  # an input for every actor
+    ledger = ray.remote(num_cpus=0)(CrashLedger).remote()
     payload = [{"item": json.dumps({"path": i.path, "pixel_size_mm": i.pixel_size_mm,
                                     "sha256": hashes.get(i.path)})} for i in items]
-    in_flight = {"max_tasks_in_flight_per_actor": 2 if batch_size > 1 else 1}  # alone: no bystander dies too
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-        dataset = ray.data.from_items(payload, override_num_blocks=max(1, len(items) // batch_size)).map_batches(
-            _Analyse, fn_constructor_kwargs={"config": asdict(config)}, batch_size=batch_size,
-            batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=size, **in_flight), num_cpus=1,
-            max_task_retries=retries)
+    dataset = ray.data.from_items(payload, override_num_blocks=blocks).map_batches(
+        _Analyse, fn_constructor_kwargs={"config": asdict(config), "ledger": ledger, "max_crashes": max_crashes},
+        batch_size=None, batch_format="numpy", num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1))
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
         for text in batch["row"]:
             yield json.loads(text)
+    deaths = ray.get(ledger.worker_deaths.remote())
+    if deaths:
+        note(f"Ray: {deaths} worker(s) died while analysing a file; Ray restarted them and ran their batches again")
 
 
 def shutdown() -> None:
