@@ -1,9 +1,10 @@
 """`fetalscope batch` over a folder of real images and every kind of hostile file an archive holds: a zero-byte file,
 a truncated PNG, text named .png, a PNG whose header claims 100000 x 100000 pixels (a decompression bomb), a DICOM
-without pixels, a folder link back to its parent (a loop), a pair of file links that loop, and a file nobody may
-read. Each is exactly one error row that says what is wrong, the real images are ok rows with the session's
-answers, and ``--resume`` adds nothing and takes under half the time. The run is a real process; as root it runs
-without the capabilities that let root read any file, so the unreadable file is unreadable."""
+without pixels, a folder link back to its parent (a loop), a pair of file links that loop, a file nobody may read
+and a folder nobody may search. Each is exactly one error row that says what is wrong, the real images are ok rows
+with the session's answers, and ``--resume`` adds nothing and takes under half the time. The run is a real
+process; as root it runs without the capabilities that let root read any file, so the unreadable file is
+unreadable."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ SAYS = {"empty.png": "file is empty (0 bytes)", "truncated.png": "truncated",
         "text.png": "not a readable image", "bomb.png": "decompression bomb",
         "nopixels.dcm": "has no pixel data", "sub/loop": "a folder that contains it (a loop); not followed",
         "ring1.png": "a symbolic link that loops", "ring2.png": "a symbolic link that loops",
-        "locked.png": "Permission denied"}
+        "locked.png": "Permission denied", "shut": "a folder that cannot be searched (Permission denied)"}
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -64,6 +65,9 @@ def hostile(example_pngs: list[Path], tmp_path_factory: pytest.TempPathFactory) 
     (folder / "ring2.png").symlink_to("ring1.png")
     shutil.copy(good[1], folder / "locked.png")
     (folder / "locked.png").chmod(0)
+    (folder / "shut").mkdir()
+    shutil.copy(good[0], folder / "shut" / "inside.png")
+    (folder / "shut").chmod(0)
     return folder
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 def walk_inputs(folder: Path, suffixes: Sequence[str]) -> Iterator[str]:
     """The files under ``folder`` whose suffix is in ``suffixes`` (resolved absolute paths), each real folder
-    searched once, names sorted; plus, as given (absolute, not resolved), the bad links: links to an enclosing
-    folder (any name) and links with one of ``suffixes`` that loop or point to nothing."""
+    searched once, names sorted; plus, as given (absolute, not resolved), what cannot be searched or read: links to
+    an enclosing folder (any name), links with one of ``suffixes`` that loop or point to nothing, and folders that
+    cannot be listed (no permission)."""
     root = Path(os.path.abspath(folder))
     seen: set[str] = set()
     stack = [(root, (os.path.realpath(root),))]
@@ -26,7 +27,8 @@ def walk_inputs(folder: Path, suffixes: Sequence[str]) -> Iterator[str]:
         seen.add(real)
         try:
             entries = sorted(os.scandir(here), key=lambda e: e.name)
-        except OSError:  # a folder we may not list: its files cannot be named, so there is no row to give
+        except OSError:  # a folder we may not search: one row that says so, not a silent gap
+            yield str(here)
             continue
         folders = []
         for entry in entries:
@@ -52,11 +54,11 @@ def walk_inputs(folder: Path, suffixes: Sequence[str]) -> Iterator[str]:
 
 
 def link_problem(path: str | Path) -> str | None:
-    """What is wrong with ``path`` as a symbolic link (``None``: not a link, or a link to a file): it loops, it
-    points to nothing, or it points to a folder that contains it."""
+    """What is wrong with ``path`` as an input the walk gave (``None``: nothing, a file to read): a symbolic link
+    that loops, points to nothing or points to a folder that contains it, or a folder that cannot be searched."""
     p = Path(path)
     if not p.is_symlink():
-        return None
+        return _unsearchable(p)
     target = os.readlink(p)
     try:
         os.stat(p)
@@ -67,4 +69,14 @@ def link_problem(path: str | Path) -> str | None:
     real, parent = os.path.realpath(p), os.path.realpath(p.parent)
     if os.path.isdir(real) and (parent == real or parent.startswith(real.rstrip(os.sep) + os.sep)):
         return f"a symbolic link to {real}, a folder that contains it (a loop); not followed"
+    return None
+
+
+def _unsearchable(p: Path) -> str | None:
+    if not p.is_dir():
+        return None
+    try:
+        os.scandir(p).close()
+    except OSError as exc:
+        return f"a folder that cannot be searched ({exc.strerror or type(exc).__name__}); its files were not analysed"
     return None
