@@ -50,7 +50,7 @@ def same_rows(rows: pd.DataFrame, expected: pd.DataFrame) -> None:
                                   check_exact=False, atol=1e-6)
 
 
-@pytest.mark.slow  # about 90 s on 2 CPUs: a Ray start, the actors of two passes that each load the models
+@pytest.mark.slow  # about 40 s on 2 CPUs: a Ray start, actors restarted three times, each loading the models
 def test_ray_survives_a_worker_killed_once_and_gives_up_on_a_file_that_kills_every_time(archive, local_rows,
                                                                                           example_pngs, tmp_path):
     flag = tmp_path / "crashed"
