@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""Explore the head ellipse's post-processing on cached network outputs (HC18 early_stop / validation).
+
+    python scripts/tune_head_measure.py cache [--bundle DIR] [--splits early_stop validation]  # network, once
+    python scripts/tune_head_measure.py sweep [--bundle DIR] --split early_stop [--levels 0.5 0.55]
+
+The cache (``/tmp/fetalscope-head-tune/<bundle>``) holds per image the head probability maps of the plain image, its
+mirror image and crops around the plain ellipse (margins 0.15, 0.25, 0.35, 0.5) with the crop offsets, so
+every variant of the ellipse step can be scored in seconds. Settings are chosen on ``early_stop`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+CACHE_ROOT = Path(os.environ.get("FETALSCOPE_TUNE_CACHE", "/tmp/fetalscope-head-tune"))
+BUNDLE = "src/fetalscope/models/bundled/hc18-head"
+VIEW_SETS = {"current": ["plain", "flip", "zoom0.15", "zoom0.35"], "plain": ["plain"],
+             "plain+flip": ["plain", "flip"],
+             "+zoom0.25": ["plain", "flip", "zoom0.15", "zoom0.25", "zoom0.35"],
+             "+zoomflips": ["plain", "flip", "zoom0.15", "zoom0.35", "zoomflip0.15", "zoomflip0.35"]}
+SIZES = ((0.0, 100.0, "< 100 mm"), (100.0, 200.0, "100-200 mm"), (200.0, 1e9, ">= 200 mm"))
+MARGINS = (0.15, 0.25, 0.35, 0.5)
+
+
+def crop_box(around, margin: float, input_size: tuple[int, int]) -> tuple[float, float, int, int]:
+    h0, w0 = input_size
+    bh = bw = 2.0 * around.major * (1.0 + margin)
+    bw, bh = (bh * w0 / h0, bh) if bw / bh < w0 / h0 else (bw, bw * h0 / w0)
+    x0, y0 = around.cx - bw / 2.0, around.cy - bh / 2.0
+    return x0, y0, max(8, int(round(bw))), max(8, int(round(bh)))
+
+
+def cache_dir(bundle: str) -> Path:
+    return CACHE_ROOT / Path(bundle).resolve().name
+
+
+def cache(splits: list[str], bundle: str = BUNDLE) -> None:
+    import cv2
+
+    from fetalscope.biometry.ellipse import fit_ellipse
+    from fetalscope.biometry.measure import Measurer
+    from fetalscope.imaging.loader import load_image
+    from fetalscope.train.segmenter.measurement_report import validation_samples
+
+    folder = Path(bundle)
+    m = Measurer("head", str(folder), runtime="onnx")
+    CACHE = cache_dir(bundle)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for split in splits:
+        samples = validation_samples(folder, "head", split)
+        meta = []
+        for i, s in enumerate(samples):
+            image = load_image(s.path)
+            shape = (image.height, image.width)
+            plain = m.probabilities(image, flip=False)["head"]
+            mirror = m._with_mirror(image, plain)
+            base = fit_ellipse(plain, out_shape=shape)
+            arrays = {"plain": plain, "flip": mirror}
+            crops = {}
+            for margin in MARGINS:
+                x0, y0, w, h = crop_box(base, margin, m.bundle.preprocess.input_size)
+                shift = np.array([[1, 0, -x0], [0, 1, -y0]], np.float32)
+                crop = cv2.warpAffine(image.pixels, shift, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+                arrays[f"zoom{margin}"] = m.probabilities(replace(image, pixels=crop), flip=False)["head"]
+                cimg = replace(image, pixels=crop[:, ::-1].copy())
+                arrays[f"zoomflip{margin}"] = m.probabilities(cimg, flip=False)["head"][:, ::-1].copy()
+                crops[str(margin)] = [x0, y0, w, h]
+            np.savez_compressed(CACHE / f"{s.name}.npz", **arrays)
+            meta.append({"name": s.name, "group": s.group, "hc_ref_mm": float(s.meta["hc_mm"]),
+                         "px": float(s.meta["pixel_size_mm"]), "shape": list(shape), "crops": crops,
+                         "ref": s.ellipses["head"]})
+            if (i + 1) % 25 == 0:
+                print(split, i + 1, len(samples), flush=True)
+        (CACHE / f"{split}.json").write_text(json.dumps(meta))
+
+
+def load(bundle: str, split: str) -> list[dict]:
+    folder = cache_dir(bundle)
+    meta = json.loads((folder / f"{split}.json").read_text())
+    for m in meta:
+        m["arr"] = dict(np.load(folder / f"{m['name']}.npz"))
+    return meta
+
+
+def view_fit(m: dict, view: str, level: float = 0.5):
+    """The ellipse of one cached view in original image pixels, as the Measurer fits it: outline at ``level``,
+    points on the model grid's frame dropped when enough others remain, least squares."""
+    from fetalscope.biometry.ellipse import MIN_FIT_POINTS, fit_ellipse_points, outline_points
+
+    big_h, big_w = m["shape"]
+    p = m["arr"][view]
+    pts, on = outline_points(p, level=level)
+    if len(pts) < MIN_FIT_POINTS:
+        return None
+    h, w = p.shape
+    if view.startswith("zoom"):
+        x0, y0, cw, ch = m["crops"][view.replace("zoomflip", "").replace("zoom", "")]
+        sx, sy = cw / w, ch / h
+    else:
+        x0 = y0 = 0.0
+        sx, sy = big_w / w, big_h / h
+    if on.any() and (~on).sum() >= max(MIN_FIT_POINTS, int(0.25 * len(pts))):
+        pts = pts[~on]
+    xy = np.stack([(pts[:, 0] + 0.5) * sx - 0.5 + x0, (pts[:, 1] + 0.5) * sy - 0.5 + y0], axis=1)
+    return fit_ellipse_points(xy)
+
+
+def score(meta: list[dict], views: list[str], level: float) -> dict[str, tuple[float, float, int]]:
+    """HC mean absolute difference and bias (mm) with the mean ellipse of ``views``, overall and by size."""
+    from fetalscope.biometry.ellipse import mean_ellipse
+
+    diff = np.array([mean_ellipse([view_fit(m, v, level) for v in views]).circumference() * m["px"] - m["hc_ref_mm"]
+                     for m in meta])
+    ref = np.array([m["hc_ref_mm"] for m in meta])
+    out = {"all": (float(np.abs(diff).mean()), float(diff.mean()), len(diff))}
+    for lo, hi, name in SIZES:
+        sel = (ref >= lo) & (ref < hi)
+        out[name] = (float(np.abs(diff[sel]).mean()), float(diff[sel].mean()), int(sel.sum()))
+    return out
+
+
+def sweep(bundle: str, split: str, levels: list[float], view_sets: list[str]) -> None:
+    meta = load(bundle, split)
+    print(f"{Path(bundle).name}, {split} ({len(meta)} heads): HC mean absolute difference mm (bias)")
+    print("| views | level | all | " + " | ".join(n for _, _, n in SIZES) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in SIZES) + " |")
+    for name in view_sets:
+        for level in levels:
+            r = score(meta, VIEW_SETS[name], level)
+            print(f"| {name} | {level} | " + " | ".join(f"{r[k][0]:.3f} ({r[k][1]:+.2f})"
+                                                       for k in ["all", *(n for _, _, n in SIZES)]) + " |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["cache", "sweep"])
+    p.add_argument("--bundle", default=BUNDLE)
+    p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
+    p.add_argument("--split", default="early_stop")
+    p.add_argument("--levels", nargs="+", type=float, default=[0.45, 0.5, 0.55, 0.6])
+    p.add_argument("--views", nargs="+", default=list(VIEW_SETS), choices=list(VIEW_SETS))
+    args = p.parse_args(argv)
+    if args.command == "sweep":
+        sweep(args.bundle, args.split, args.levels, args.views)
+        return 0
+    import torch
+
+    torch.set_num_threads(1)
+    cache(args.splits, args.bundle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
