@@ -3,6 +3,7 @@
 
     python scripts/tune_head_measure.py cache [--bundle DIR] [--splits early_stop validation]  # network, once
     python scripts/tune_head_measure.py sweep [--bundle DIR] --split early_stop [--levels 0.5 0.55]
+    python scripts/tune_head_measure.py report [--bundle DIR] [--out docs/head_postprocessing.md]
 
 The cache (``/tmp/fetalscope-head-tune/<bundle>``) holds per image the head probability maps of the plain image, its
 mirror image and crops around the plain ellipse (margins 0.15, 0.25, 0.35, 0.5) with the crop offsets, so
@@ -127,21 +128,86 @@ def score(meta: list[dict], views: list[str], level: float) -> dict[str, tuple[f
     return out
 
 
-def sweep(bundle: str, split: str, levels: list[float], view_sets: list[str]) -> None:
+def sweep(bundle: str, split: str, levels: list[float], view_sets: list[str]) -> tuple[list[str], dict]:
+    """Markdown table lines of every (view set, level) on ``split`` and the scores by (view set, level)."""
     meta = load(bundle, split)
-    print(f"{Path(bundle).name}, {split} ({len(meta)} heads): HC mean absolute difference mm (bias)")
-    print("| views | level | all | " + " | ".join(n for _, _, n in SIZES) + " |")
-    print("| --- | --- | --- | " + " | ".join("---" for _ in SIZES) + " |")
+    lines = [f"{Path(bundle).name}, {split} ({len(meta)} heads): HC mean absolute difference in mm (bias)", "",
+             "| views | level | all | " + " | ".join(n for _, _, n in SIZES) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in SIZES) + " |"]
+    scores = {}
     for name in view_sets:
         for level in levels:
-            r = score(meta, VIEW_SETS[name], level)
-            print(f"| {name} | {level} | " + " | ".join(f"{r[k][0]:.3f} ({r[k][1]:+.2f})"
-                                                       for k in ["all", *(n for _, _, n in SIZES)]) + " |")
+            r = scores[(name, level)] = score(meta, VIEW_SETS[name], level)
+            lines.append(f"| {name} | {level} | " + " | ".join(f"{r[k][0]:.3f} ({r[k][1]:+.2f})"
+                                                               for k in ["all", *(n for _, _, n in SIZES)]) + " |")
+    return lines, scores
+
+
+def axis_errors(bundle: str, split: str, level: float = 0.5) -> list[str]:
+    """Where the HC error of heads >= 200 mm comes from: the semi-axis errors (mm, current views) and the heads
+    with an HC error over 5 mm."""
+    from fetalscope.biometry.ellipse import Ellipse, mean_ellipse
+
+    rows = []
+    for m in load(bundle, split):
+        if m["hc_ref_mm"] < 200:
+            continue
+        e = mean_ellipse([view_fit(m, v, level) for v in VIEW_SETS["current"]]).normalised()
+        ref = Ellipse.from_dict(m["ref"]).normalised()
+        rows.append((m["name"], e.circumference() * m["px"] - m["hc_ref_mm"], (e.a - ref.a) * m["px"],
+                     (e.b - ref.b) * m["px"]))
+    if not rows:
+        return []
+    d = np.array([r[1:] for r in rows])
+    big = [r for r in rows if abs(r[1]) > 5]
+    return [f"{split}, heads >= 200 mm ({len(rows)}): HC bias {d[:, 0].mean():+.2f} mm; major semi-axis (OFD / 2) "
+            f"bias {d[:, 1].mean():+.2f} mm, minor semi-axis (BPD / 2) bias {d[:, 2].mean():+.2f} mm; "
+            f"{len(big)} heads with |HC difference| > 5 mm"
+            + (": " + ", ".join(f"{n} ({x:+.1f} mm; major {a:+.1f}, minor {b:+.1f})" for n, x, a, b in big) if big
+               else "") + "."]
+
+
+def report(bundle: str, out: Path, levels: list[float], view_sets: list[str]) -> None:
+    """Choose the (views, level) with the lowest early_stop mean absolute difference, then score it and the
+    bundle's current setting once on validation; write both tables and the decision to ``out``."""
+    import json as _json
+
+    card = _json.loads((Path(bundle) / "card.json").read_text())
+    inference = card.get("inference", {})
+    current = ("current", float(inference.get("level", 0.5)))
+    es_lines, es_scores = sweep(bundle, "early_stop", levels, view_sets)
+    chosen = min(es_scores, key=lambda k: es_scores[k]["all"][0])
+    val_lines, val_scores = sweep(bundle, "validation", sorted({current[1], chosen[1]}), sorted({"current", chosen[0]}))
+    before, after = val_scores[current]["all"][0], val_scores[chosen]["all"][0]
+    adopted = after < before
+    refit = (card.get("training") or {}).get("refit")
+    text = ["# Head ellipse post-processing: outline level and views", "",
+            f"Written by `scripts/tune_head_measure.py report` for bundle `{Path(bundle).name}` from the network's "
+            "probability maps cached per image (the image, its mirror image, crops around the head with margins "
+            f"{', '.join(str(m) for m in MARGINS)} and their mirrors). The current setting: views "
+            f"{', '.join(VIEW_SETS['current'])}, level {current[1]}.", ""]
+    if refit:
+        text += ["Caution: this bundle was refit (card `training.refit`: \"" + str(refit) + "\"), so the "
+                 "early_stop split is in-sample for its weights: its errors, and their bias, are not those of unseen "
+                 "heads, and a setting that corrects its bias need not carry over.", ""]
+    text += ["## Early-stopping split (every choice made here)", "", *es_lines, "",
+             f"Chosen on early_stop: views `{chosen[0]}`, level {chosen[1]} "
+             f"({es_scores[chosen]['all'][0]:.3f} mm against {es_scores[current]['all'][0]:.3f} mm for the current "
+             "setting).", "", "## Validation split (measured once, for the current and the chosen setting)", "",
+             *val_lines, "",
+             (f"Decision: adopted (validation {before:.3f} -> {after:.3f} mm)." if adopted else
+              f"Decision: not adopted: validation {before:.3f} mm with the current setting, {after:.3f} mm with the "
+              "chosen one; the bundle keeps its setting."),
+            "", "## Where the large heads' error comes from (current setting)", "",
+            *axis_errors(bundle, "early_stop"), "", *axis_errors(bundle, "validation")]
+    out.write_text("\n".join(text) + "\n", encoding="utf-8")
+    print("\n".join(text))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["cache", "sweep"])
+    p.add_argument("command", choices=["cache", "sweep", "report"])
+    p.add_argument("--out", type=Path, default=Path("docs/head_postprocessing.md"))
     p.add_argument("--bundle", default=BUNDLE)
     p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
     p.add_argument("--split", default="early_stop")
@@ -149,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--views", nargs="+", default=list(VIEW_SETS), choices=list(VIEW_SETS))
     args = p.parse_args(argv)
     if args.command == "sweep":
-        sweep(args.bundle, args.split, args.levels, args.views)
+        print("\n".join(sweep(args.bundle, args.split, args.levels, args.views)[0]))
+        return 0
+    if args.command == "report":
+        report(args.bundle, args.out, args.levels, args.views)
         return 0
     import torch
 
