@@ -91,10 +91,10 @@ def load(bundle: str, split: str) -> list[dict]:
     return meta
 
 
-def view_fit(m: dict, view: str, level: float = 0.5):
+def view_fit(m: dict, view: str, level: float = 0.5, sharpness: float = 0.0):
     """The ellipse of one cached view in original image pixels, as the Measurer fits it: outline at ``level``,
     points on the model grid's frame dropped when enough others remain, least squares."""
-    from fetalscope.biometry.ellipse import MIN_FIT_POINTS, fit_ellipse_points, outline_points
+    from fetalscope.biometry.ellipse import MIN_FIT_POINTS, fit_ellipse_points, outline_points, sharp_outline
 
     big_h, big_w = m["shape"]
     p = m["arr"][view]
@@ -110,16 +110,21 @@ def view_fit(m: dict, view: str, level: float = 0.5):
         sx, sy = big_w / w, big_h / h
     if on.any() and (~on).sum() >= max(MIN_FIT_POINTS, int(0.25 * len(pts))):
         pts = pts[~on]
+    if sharpness > 0:
+        sharp = sharp_outline(p, pts, sharpness)
+        if sharp.sum() >= max(MIN_FIT_POINTS, 0.5 * len(pts)):
+            pts = pts[sharp]
     xy = np.stack([(pts[:, 0] + 0.5) * sx - 0.5 + x0, (pts[:, 1] + 0.5) * sy - 0.5 + y0], axis=1)
     return fit_ellipse_points(xy)
 
 
-def score(meta: list[dict], views: list[str], level: float) -> dict[str, tuple[float, float, int]]:
+def score(meta: list[dict], views: list[str], level: float,
+          sharpness: float = 0.0) -> dict[str, tuple[float, float, int]]:
     """HC mean absolute difference and bias (mm) with the mean ellipse of ``views``, overall and by size."""
     from fetalscope.biometry.ellipse import mean_ellipse
 
-    diff = np.array([mean_ellipse([view_fit(m, v, level) for v in views]).circumference() * m["px"] - m["hc_ref_mm"]
-                     for m in meta])
+    diff = np.array([mean_ellipse([view_fit(m, v, level, sharpness) for v in views]).circumference() * m["px"]
+                     - m["hc_ref_mm"] for m in meta])
     ref = np.array([m["hc_ref_mm"] for m in meta])
     out = {"all": (float(np.abs(diff).mean()), float(diff.mean()), len(diff))}
     for lo, hi, name in SIZES:
@@ -128,17 +133,16 @@ def score(meta: list[dict], views: list[str], level: float) -> dict[str, tuple[f
     return out
 
 
-def sweep(bundle: str, split: str, levels: list[float], view_sets: list[str]) -> tuple[list[str], dict]:
-    """Markdown table lines of every (view set, level) on ``split`` and the scores by (view set, level)."""
+def sweep(bundle: str, split: str, variants: list[tuple[str, float, float]]) -> tuple[list[str], dict]:
+    """Markdown table lines of every (view set, level, outline sharpness) on ``split`` and their scores."""
     meta = load(bundle, split)
     lines = [f"{Path(bundle).name}, {split} ({len(meta)} heads): HC mean absolute difference in mm (bias)", "",
-             "| views | level | all | " + " | ".join(n for _, _, n in SIZES) + " |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in SIZES) + " |"]
+             "| views | level | min outline sharpness | all | " + " | ".join(n for _, _, n in SIZES) + " |",
+             "| --- | --- | --- | --- | " + " | ".join("---" for _ in SIZES) + " |"]
     scores = {}
-    for name in view_sets:
-        for level in levels:
-            r = scores[(name, level)] = score(meta, VIEW_SETS[name], level)
-            lines.append(f"| {name} | {level} | " + " | ".join(f"{r[k][0]:.3f} ({r[k][1]:+.2f})"
+    for name, level, sharpness in variants:
+        r = scores[(name, level, sharpness)] = score(meta, VIEW_SETS[name], level, sharpness)
+        lines.append(f"| {name} | {level} | {sharpness} | " + " | ".join(f"{r[k][0]:.3f} ({r[k][1]:+.2f})"
                                                                for k in ["all", *(n for _, _, n in SIZES)]) + " |")
     return lines, scores
 
@@ -167,39 +171,48 @@ def axis_errors(bundle: str, split: str, level: float = 0.5) -> list[str]:
                else "") + "."]
 
 
-def report(bundle: str, out: Path, levels: list[float], view_sets: list[str]) -> None:
-    """Choose the (views, level) with the lowest early_stop mean absolute difference, then score it and the
-    bundle's current setting once on validation; write both tables and the decision to ``out``."""
+def report(bundle: str, out: Path, levels: list[float], view_sets: list[str], sharpnesses: list[float]) -> None:
+    """Two families of variants, tried in this order: the outline level with the view set, then the outline
+    sharpness (current views, level 0.5). In each the variant with the lowest early_stop mean absolute difference
+    is chosen, then it and the earlier setting (current views, level 0.5, every outline point) are scored once on
+    validation; a family's choice is adopted only when validation improves. Writes the tables and decisions."""
     import json as _json
 
     card = _json.loads((Path(bundle) / "card.json").read_text())
-    inference = card.get("inference", {})
-    current = ("current", float(inference.get("level", 0.5)))
-    es_lines, es_scores = sweep(bundle, "early_stop", levels, view_sets)
-    chosen = min(es_scores, key=lambda k: es_scores[k]["all"][0])
-    val_lines, val_scores = sweep(bundle, "validation", sorted({current[1], chosen[1]}), sorted({"current", chosen[0]}))
-    before, after = val_scores[current]["all"][0], val_scores[chosen]["all"][0]
-    adopted = after < before
     refit = (card.get("training") or {}).get("refit")
-    text = ["# Head ellipse post-processing: outline level and views", "",
+    current = ("current", 0.5, 0.0)
+    families = {"outline level and views": [(name, level, 0.0) for name in view_sets for level in levels],
+                "outline sharpness": [current, *(("current", 0.5, s) for s in sharpnesses if s > 0)]}
+    text = ["# Head ellipse post-processing: outline level, views and outline sharpness", "",
             f"Written by `scripts/tune_head_measure.py report` for bundle `{Path(bundle).name}` from the network's "
             "probability maps cached per image (the image, its mirror image, crops around the head with margins "
-            f"{', '.join(str(m) for m in MARGINS)} and their mirrors). The current setting: views "
-            f"{', '.join(VIEW_SETS['current'])}, level {current[1]}.", ""]
+            f"{', '.join(str(m) for m in MARGINS)} and their mirrors). The earlier setting: views "
+            f"{', '.join(VIEW_SETS['current'])} (`current`), outline level 0.5, every outline point fitted. "
+            "Min outline sharpness s > 0 fits only the outline points where the probability map's gradient is at "
+            "least s times the outline's median (`fetalscope.biometry.ellipse.sharp_outline`).", ""]
     if refit:
         text += ["Caution: this bundle was refit (card `training.refit`: \"" + str(refit) + "\"), so the "
                  "early_stop split is in-sample for its weights: its errors, and their bias, are not those of unseen "
                  "heads, and a setting that corrects its bias need not carry over.", ""]
-    text += ["## Early-stopping split (every choice made here)", "", *es_lines, "",
-             f"Chosen on early_stop: views `{chosen[0]}`, level {chosen[1]} "
-             f"({es_scores[chosen]['all'][0]:.3f} mm against {es_scores[current]['all'][0]:.3f} mm for the current "
-             "setting).", "", "## Validation split (measured once, for the current and the chosen setting)", "",
-             *val_lines, "",
-             (f"Decision: adopted (validation {before:.3f} -> {after:.3f} mm)." if adopted else
-              f"Decision: not adopted: validation {before:.3f} mm with the current setting, {after:.3f} mm with the "
-              "chosen one; the bundle keeps its setting."),
-            "", "## Where the large heads' error comes from (current setting)", "",
-            *axis_errors(bundle, "early_stop"), "", *axis_errors(bundle, "validation")]
+    for family, variants in families.items():
+        es_lines, es_scores = sweep(bundle, "early_stop", variants)
+        chosen = min(es_scores, key=lambda k: es_scores[k]["all"][0])
+        text += [f"## {family[0].upper() + family[1:]}", "", "Early-stopping split (the choice is made here):", "",
+                 *es_lines, "", f"Chosen: views `{chosen[0]}`, level {chosen[1]}, min outline sharpness {chosen[2]} "
+                 f"({es_scores[chosen]['all'][0]:.3f} mm against {es_scores[current]['all'][0]:.3f} mm for the "
+                 "earlier setting)."]
+        if chosen == current:
+            text += ["", "Decision: nothing to change."]
+            continue
+        val_lines, val_scores = sweep(bundle, "validation", [current, chosen])
+        before, after = val_scores[current]["all"][0], val_scores[chosen]["all"][0]
+        text += ["", "Validation split (measured once, the earlier and the chosen setting):", "", *val_lines, "",
+                 (f"Decision: adopted (validation {before:.3f} -> {after:.3f} mm); the bundle's card carries it as "
+                  "`inference.level` / `inference.min_outline_sharpness`." if after < before else
+                  f"Decision: not adopted (validation {before:.3f} mm with the earlier setting, {after:.3f} mm with "
+                  "the chosen one)."), ""]
+    text += ["## Where the large heads' error comes from (earlier setting)", "",
+             *axis_errors(bundle, "early_stop"), "", *axis_errors(bundle, "validation")]
     out.write_text("\n".join(text) + "\n", encoding="utf-8")
     print("\n".join(text))
 
@@ -213,12 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="early_stop")
     p.add_argument("--levels", nargs="+", type=float, default=[0.45, 0.5, 0.55, 0.6])
     p.add_argument("--views", nargs="+", default=list(VIEW_SETS), choices=list(VIEW_SETS))
+    p.add_argument("--sharpness", nargs="+", type=float, default=[0.3, 0.5, 0.7, 0.8, 0.9, 1.0])
     args = p.parse_args(argv)
     if args.command == "sweep":
-        print("\n".join(sweep(args.bundle, args.split, args.levels, args.views)[0]))
+        variants = [(v, level, s) for v in args.views for level in args.levels for s in [0.0, *args.sharpness]]
+        print("\n".join(sweep(args.bundle, args.split, variants)[0]))
         return 0
     if args.command == "report":
-        report(args.bundle, args.out, args.levels, args.views)
+        report(args.bundle, args.out, args.levels, args.views, args.sharpness)
         return 0
     import torch
 

@@ -200,12 +200,14 @@ def test_shipped_head_ellipse_is_averaged_over_views_in_both_runtimes(shared_dat
     assert m.ellipse_views and any(v.startswith("zoom:") for v in m.ellipse_views)
     image = load_image(shared_data / "hc18" / "training_set" / "010_HC.png")
     probs = m.probabilities(image)
-    plain = fit_ellipse(probs["head"], out_shape=(image.height, image.width))
+    sharp = m.head_sharpness  # the bundle's outline-sharpness rule applies to every view
+    plain = fit_ellipse(probs["head"], out_shape=(image.height, image.width), min_sharpness=sharp)
     zoomed = m.zoomed_ellipse(image, plain, 0.35)
     assert zoomed.circumference() == pytest.approx(plain.circumference(), rel=0.03)  # the same head, closer
     assert abs(zoomed.cx - plain.cx) < 5 and abs(zoomed.cy - plain.cy) < 5
     averaged = m.ellipses(image, probs)["head"]
-    views = [plain, fit_ellipse(m.probabilities(image, flip=True)["head"], out_shape=(image.height, image.width)),
+    views = [plain, fit_ellipse(m.probabilities(image, flip=True)["head"], out_shape=(image.height, image.width),
+                                min_sharpness=sharp),
              *(m.zoomed_ellipse(image, plain, float(v.split(":")[1])) for v in m.ellipse_views if ":" in v)]
     assert averaged == mean_ellipse(views)
     torch_e = Measurer("head", runtime="torch").ellipses(image)["head"]
