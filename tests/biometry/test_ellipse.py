@@ -138,3 +138,27 @@ def test_mean_ellipse_averages_axes_and_wraps_the_angle():
     assert min(m.angle_deg, 180 - m.angle_deg) == pytest.approx(0.0, abs=1e-6)
     assert mean_ellipse([None, Ellipse(1, 2, 3, 2, 45)]) == Ellipse(1, 2, 3, 2, 45)
     assert mean_ellipse([]) is None
+
+
+def test_sharp_outline_fit_ignores_a_fuzzy_stretch_of_the_outline():
+    """A probability map whose right end is smeared (an edge in shadow) pulls the plain fit's outline outwards;
+    fitting only the sharp part of the outline recovers the true ellipse, and on a uniformly sharp map the option
+    changes nothing."""
+    from fetalscope.biometry.ellipse import fit_ellipse, sharp_outline
+
+    true = Ellipse(200, 150, 120, 90, 0)
+    sharp_map = cv2.GaussianBlur(true.rasterise((300, 400)).astype(np.float32), (0, 0), 1.5)
+    fuzzy = cv2.GaussianBlur(true.rasterise((300, 400)).astype(np.float32), (0, 0), 25)
+    weight = np.clip((np.arange(400) - 260) / 40.0, 0, 1)[None, :]  # the right end (x > 260) gets fuzzy
+    smeared = (1 - weight) * sharp_map + weight * np.maximum(sharp_map, fuzzy * 1.3)
+    plain = fit_ellipse(smeared)
+    chosen = fit_ellipse(smeared, min_sharpness=0.7)
+    assert abs(plain.circumference() - true.circumference()) > 3  # the smear biases the plain fit
+    assert abs(chosen.circumference() - true.circumference()) < abs(plain.circumference() - true.circumference()) / 2
+    from fetalscope.biometry.ellipse import outline_points
+
+    pts, _ = outline_points(smeared)
+    kept = sharp_outline(smeared, pts, 0.7)
+    assert 0.5 < kept.mean() < 1.0 and pts[~kept, 0].min() > 250  # only the smeared end is dropped
+    same = fit_ellipse(sharp_map, min_sharpness=0.7)
+    assert same.circumference() == pytest.approx(fit_ellipse(sharp_map).circumference(), rel=2e-3)

@@ -200,13 +200,40 @@ def test_shipped_head_ellipse_is_averaged_over_views_in_both_runtimes(shared_dat
     assert m.ellipse_views and any(v.startswith("zoom:") for v in m.ellipse_views)
     image = load_image(shared_data / "hc18" / "training_set" / "010_HC.png")
     probs = m.probabilities(image)
-    plain = fit_ellipse(probs["head"], out_shape=(image.height, image.width))
+    sharp = m.head_sharpness  # the bundle's outline-sharpness rule applies to every view
+    plain = fit_ellipse(probs["head"], out_shape=(image.height, image.width), min_sharpness=sharp)
     zoomed = m.zoomed_ellipse(image, plain, 0.35)
     assert zoomed.circumference() == pytest.approx(plain.circumference(), rel=0.03)  # the same head, closer
     assert abs(zoomed.cx - plain.cx) < 5 and abs(zoomed.cy - plain.cy) < 5
     averaged = m.ellipses(image, probs)["head"]
-    views = [plain, fit_ellipse(m.probabilities(image, flip=True)["head"], out_shape=(image.height, image.width)),
+    views = [plain, fit_ellipse(m.probabilities(image, flip=True)["head"], out_shape=(image.height, image.width),
+                                min_sharpness=sharp),
              *(m.zoomed_ellipse(image, plain, float(v.split(":")[1])) for v in m.ellipse_views if ":" in v)]
     assert averaged == mean_ellipse(views)
     torch_e = Measurer("head", runtime="torch").ellipses(image)["head"]
     assert torch_e.circumference() == pytest.approx(averaged.circumference(), rel=1e-3)
+
+
+def test_head_outline_level_comes_from_the_card(bundles, tmp_path, monkeypatch):
+    """``inference.level`` of a head bundle moves the traced outline on a soft probability map: a higher level
+    gives a smaller ellipse than the default 0.5, the same centre; a level outside (0, 1) is refused."""
+    import cv2
+
+    from fetalscope.errors import UnsupportedError
+
+    soft = cv2.GaussianBlur(HEAD.rasterise((240, 360)).astype(np.float32), (0, 0), 6)
+    probs = {"head": cv2.resize(soft, (72, 48), interpolation=cv2.INTER_AREA)}
+    monkeypatch.setattr(Measurer, "probabilities", lambda self, image, flip=None: probs)
+    model = EllipseUNet(("head",), pretrained=False)
+    pre = segmentation_preprocess("efficientnet_lite0", (48, 72))
+    high = save_seg_bundle(model, tmp_path / "high", pre, {"name": "t-high", "measurement": "head",
+                                                             "inference": {"level": 0.7}})
+    default = Measurer("head", bundles["head"]).ellipses(_image())["head"]
+    raised = Measurer("head", high).ellipses(_image())["head"]
+    assert raised.circumference() < default.circumference() - 5  # pixels on a 180 x 160 px ellipse
+    assert default.circumference() == pytest.approx(HEAD.circumference(), rel=0.03)
+    assert abs(raised.cx - default.cx) < 1 and abs(raised.cy - default.cy) < 1
+    bad = save_seg_bundle(model, tmp_path / "bad", pre, {"name": "t-bad", "measurement": "head",
+                                                           "inference": {"level": 1.5}})
+    with pytest.raises(UnsupportedError, match="level"):
+        Measurer("head", bad)

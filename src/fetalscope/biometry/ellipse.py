@@ -203,9 +203,21 @@ def fit_ellipse_points(points: np.ndarray) -> Ellipse | None:
     return Ellipse(float(cx), float(cy), float(w) / 2.0, float(h) / 2.0, float(angle)).normalised()
 
 
+def sharp_outline(field: np.ndarray, points: np.ndarray, min_sharpness: float) -> np.ndarray:
+    """Which outline ``points`` (x, y) lie where ``field`` changes steeply: its gradient magnitude (Sobel, sampled
+    bilinearly) is at least ``min_sharpness`` times the median over all the points. Where an edge is fuzzy (a
+    skull wall in acoustic shadow) the outline's position is a guess; the sharp part fixes the ellipse."""
+    from scipy import ndimage
+
+    values = np.asarray(field, dtype=np.float64)
+    grad = np.hypot(ndimage.sobel(values, 0), ndimage.sobel(values, 1))
+    at = ndimage.map_coordinates(grad, [points[:, 1], points[:, 0]], order=1, mode="nearest")
+    return at >= min_sharpness * np.median(at)
+
+
 def fit_ellipse(mask: np.ndarray, *, level: float = 0.5, exclude_frame: bool = True,
                 scale_xy: tuple[float, float] | None = None,
-                out_shape: tuple[int, int] | None = None) -> Ellipse | None:
+                out_shape: tuple[int, int] | None = None, min_sharpness: float = 0.0) -> Ellipse | None:
     """Fit an ellipse to the largest region of a mask or probability map; None when there is none.
 
     - ``mask``: ``H x W`` boolean/0-255 mask or float probability map (region = values >= ``level``).
@@ -215,6 +227,8 @@ def fit_ellipse(mask: np.ndarray, *, level: float = 0.5, exclude_frame: bool = T
       (a model's low-resolution output to the original image; pixel centres are aligned as
       ``cv2.resize`` aligns them). ``scale_xy`` is (sx, sy) = (W_out / W, H_out / H); with
       ``out_shape`` given it is computed.
+    - ``min_sharpness``: when > 0, fit only the outline points where the probability map is steep
+      (:func:`sharp_outline`), provided at least half the points remain.
     """
     pts, on_frame = outline_points(mask, level=level)
     if len(pts) < MIN_FIT_POINTS:
@@ -223,6 +237,11 @@ def fit_ellipse(mask: np.ndarray, *, level: float = 0.5, exclude_frame: bool = T
         inner = pts[~on_frame]
         if len(inner) >= max(MIN_FIT_POINTS, int(0.25 * len(pts))):
             pts = inner
+    if min_sharpness > 0:
+        arr = np.asarray(mask, dtype=np.float64)
+        sharp = sharp_outline(arr / 255.0 if arr.max(initial=0) > 1 else arr, pts, min_sharpness)
+        if sharp.sum() >= max(MIN_FIT_POINTS, 0.5 * len(pts)):
+            pts = pts[sharp]
     if out_shape is not None:
         h, w = np.asarray(mask).shape[:2]
         scale_xy = (out_shape[1] / w, out_shape[0] / h)

@@ -80,6 +80,12 @@ class Measurer:
         self.flip_tta = bool(inference.get("flip_tta", False))
         # the head ellipse averaged over several views of the image (see :meth:`head_ellipse`)
         self.ellipse_views = [str(v) for v in inference.get("ellipse_average", [])] if self.what == "head" else []
+        # probability level of the measured head outline (the routing evidence keeps 0.5)
+        self.head_level = float(inference.get("level", 0.5)) if self.what == "head" else 0.5
+        # fit the head only where its outline is sharp (:func:`~fetalscope.biometry.ellipse.sharp_outline`)
+        self.head_sharpness = float(inference.get("min_outline_sharpness", 0.0)) if self.what == "head" else 0.0
+        if not 0.0 < self.head_level < 1.0:
+            raise UnsupportedError(f"bundle {self.bundle.name}: inference level {self.head_level} is not in (0, 1)")
         self._lock = threading.Lock()
 
     # ---- network -----------------------------------------------------------------------------------
@@ -118,27 +124,31 @@ class Measurer:
         shift = np.array([[1, 0, -x0], [0, 1, -y0]], np.float32)
         crop = cv2.warpAffine(image.pixels, shift, size, flags=cv2.INTER_LINEAR, borderValue=0)
         fitted = fit_ellipse(self.probabilities(replace(image, pixels=crop), flip=False)["head"],
-                             out_shape=(size[1], size[0]))
+                             out_shape=(size[1], size[0]), level=self.head_level,
+                             min_sharpness=self.head_sharpness)
         return None if fitted is None else Ellipse(fitted.cx + x0, fitted.cy + y0, fitted.a, fitted.b, fitted.angle_deg)
 
     def head_ellipse(self, image: UltrasoundImage, probs: dict[str, np.ndarray]) -> Ellipse | None:
         """The head ellipse: fitted to ``probs``, then, when the bundle's ``inference.ellipse_average`` lists
         views, the mean of the ellipses of those views (:func:`~fetalscope.biometry.ellipse.mean_ellipse`):
         ``plain`` (the image), ``flip`` (probabilities averaged with the mirror image's), ``zoom:M`` (a crop
-        around the plain ellipse with margin M, :meth:`zoomed_ellipse`)."""
+        around the plain ellipse with margin M, :meth:`zoomed_ellipse`). Every outline is traced at the bundle's
+        ``inference.level`` (default 0.5) and fitted where it is sharp (``inference.min_outline_sharpness``)."""
         shape = (image.height, image.width)
-        base = fit_ellipse(probs["head"], out_shape=shape)
+        level, sharp = self.head_level, self.head_sharpness
+        base = fit_ellipse(probs["head"], out_shape=shape, level=level, min_sharpness=sharp)
         if base is None or not self.ellipse_views:
             return base
         plain = base if not self.flip_tta else fit_ellipse(self.probabilities(image, flip=False)["head"],
-                                                           out_shape=shape) or base
+                                                           out_shape=shape, level=level, min_sharpness=sharp) or base
         fits: list[Ellipse | None] = []
         for view in self.ellipse_views:
             if view == "plain":
                 fits.append(plain)
             elif view == "flip":
                 fits.append(base if self.flip_tta else
-                            fit_ellipse(self._with_mirror(image, probs["head"]), out_shape=shape))
+                            fit_ellipse(self._with_mirror(image, probs["head"]), out_shape=shape, level=level,
+                                        min_sharpness=sharp))
             elif view.startswith("zoom:"):
                 fits.append(self.zoomed_ellipse(image, plain, float(view.split(":", 1)[1])))
             else:

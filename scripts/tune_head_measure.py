@@ -1,0 +1,246 @@
+#!/usr/bin/env python
+"""Explore the head ellipse's post-processing on cached network outputs (HC18 early_stop / validation).
+
+    python scripts/tune_head_measure.py cache [--bundle DIR] [--splits early_stop validation]  # network, once
+    python scripts/tune_head_measure.py sweep [--bundle DIR] --split early_stop [--levels 0.5 0.55]
+    python scripts/tune_head_measure.py report [--bundle DIR] [--out docs/head_postprocessing.md]
+
+The cache (``/tmp/fetalscope-head-tune/<bundle>``) holds per image the head probability maps of the plain image, its
+mirror image and crops around the plain ellipse (margins 0.15, 0.25, 0.35, 0.5) with the crop offsets, so
+every variant of the ellipse step can be scored in seconds. Settings are chosen on ``early_stop`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+CACHE_ROOT = Path(os.environ.get("FETALSCOPE_TUNE_CACHE", "/tmp/fetalscope-head-tune"))
+BUNDLE = "src/fetalscope/models/bundled/hc18-head"
+VIEW_SETS = {"current": ["plain", "flip", "zoom0.15", "zoom0.35"], "plain": ["plain"],
+             "plain+flip": ["plain", "flip"],
+             "+zoom0.25": ["plain", "flip", "zoom0.15", "zoom0.25", "zoom0.35"],
+             "+zoomflips": ["plain", "flip", "zoom0.15", "zoom0.35", "zoomflip0.15", "zoomflip0.35"]}
+SIZES = ((0.0, 100.0, "< 100 mm"), (100.0, 200.0, "100-200 mm"), (200.0, 1e9, ">= 200 mm"))
+MARGINS = (0.15, 0.25, 0.35, 0.5)
+
+
+def crop_box(around, margin: float, input_size: tuple[int, int]) -> tuple[float, float, int, int]:
+    h0, w0 = input_size
+    bh = bw = 2.0 * around.major * (1.0 + margin)
+    bw, bh = (bh * w0 / h0, bh) if bw / bh < w0 / h0 else (bw, bw * h0 / w0)
+    x0, y0 = around.cx - bw / 2.0, around.cy - bh / 2.0
+    return x0, y0, max(8, int(round(bw))), max(8, int(round(bh)))
+
+
+def cache_dir(bundle: str) -> Path:
+    return CACHE_ROOT / Path(bundle).resolve().name
+
+
+def cache(splits: list[str], bundle: str = BUNDLE) -> None:
+    import cv2
+
+    from fetalscope.biometry.ellipse import fit_ellipse
+    from fetalscope.biometry.measure import Measurer
+    from fetalscope.imaging.loader import load_image
+    from fetalscope.train.segmenter.measurement_report import validation_samples
+
+    folder = Path(bundle)
+    m = Measurer("head", str(folder), runtime="onnx")
+    CACHE = cache_dir(bundle)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for split in splits:
+        samples = validation_samples(folder, "head", split)
+        meta = []
+        for i, s in enumerate(samples):
+            image = load_image(s.path)
+            shape = (image.height, image.width)
+            plain = m.probabilities(image, flip=False)["head"]
+            mirror = m._with_mirror(image, plain)
+            base = fit_ellipse(plain, out_shape=shape)
+            arrays = {"plain": plain, "flip": mirror}
+            crops = {}
+            for margin in MARGINS:
+                x0, y0, w, h = crop_box(base, margin, m.bundle.preprocess.input_size)
+                shift = np.array([[1, 0, -x0], [0, 1, -y0]], np.float32)
+                crop = cv2.warpAffine(image.pixels, shift, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+                arrays[f"zoom{margin}"] = m.probabilities(replace(image, pixels=crop), flip=False)["head"]
+                cimg = replace(image, pixels=crop[:, ::-1].copy())
+                arrays[f"zoomflip{margin}"] = m.probabilities(cimg, flip=False)["head"][:, ::-1].copy()
+                crops[str(margin)] = [x0, y0, w, h]
+            np.savez_compressed(CACHE / f"{s.name}.npz", **arrays)
+            meta.append({"name": s.name, "group": s.group, "hc_ref_mm": float(s.meta["hc_mm"]),
+                         "px": float(s.meta["pixel_size_mm"]), "shape": list(shape), "crops": crops,
+                         "ref": s.ellipses["head"]})
+            if (i + 1) % 25 == 0:
+                print(split, i + 1, len(samples), flush=True)
+        (CACHE / f"{split}.json").write_text(json.dumps(meta))
+
+
+def load(bundle: str, split: str) -> list[dict]:
+    folder = cache_dir(bundle)
+    meta = json.loads((folder / f"{split}.json").read_text())
+    for m in meta:
+        m["arr"] = dict(np.load(folder / f"{m['name']}.npz"))
+    return meta
+
+
+def view_fit(m: dict, view: str, level: float = 0.5, sharpness: float = 0.0):
+    """The ellipse of one cached view in original image pixels, as the Measurer fits it: outline at ``level``,
+    points on the model grid's frame dropped when enough others remain, least squares."""
+    from fetalscope.biometry.ellipse import MIN_FIT_POINTS, fit_ellipse_points, outline_points, sharp_outline
+
+    big_h, big_w = m["shape"]
+    p = m["arr"][view]
+    pts, on = outline_points(p, level=level)
+    if len(pts) < MIN_FIT_POINTS:
+        return None
+    h, w = p.shape
+    if view.startswith("zoom"):
+        x0, y0, cw, ch = m["crops"][view.replace("zoomflip", "").replace("zoom", "")]
+        sx, sy = cw / w, ch / h
+    else:
+        x0 = y0 = 0.0
+        sx, sy = big_w / w, big_h / h
+    if on.any() and (~on).sum() >= max(MIN_FIT_POINTS, int(0.25 * len(pts))):
+        pts = pts[~on]
+    if sharpness > 0:
+        sharp = sharp_outline(p, pts, sharpness)
+        if sharp.sum() >= max(MIN_FIT_POINTS, 0.5 * len(pts)):
+            pts = pts[sharp]
+    xy = np.stack([(pts[:, 0] + 0.5) * sx - 0.5 + x0, (pts[:, 1] + 0.5) * sy - 0.5 + y0], axis=1)
+    return fit_ellipse_points(xy)
+
+
+def score(meta: list[dict], views: list[str], level: float,
+          sharpness: float = 0.0) -> dict[str, tuple[float, float, int]]:
+    """HC mean absolute difference and bias (mm) with the mean ellipse of ``views``, overall and by size."""
+    from fetalscope.biometry.ellipse import mean_ellipse
+
+    diff = np.array([mean_ellipse([view_fit(m, v, level, sharpness) for v in views]).circumference() * m["px"]
+                     - m["hc_ref_mm"] for m in meta])
+    ref = np.array([m["hc_ref_mm"] for m in meta])
+    out = {"all": (float(np.abs(diff).mean()), float(diff.mean()), len(diff))}
+    for lo, hi, name in SIZES:
+        sel = (ref >= lo) & (ref < hi)
+        out[name] = (float(np.abs(diff[sel]).mean()), float(diff[sel].mean()), int(sel.sum()))
+    return out
+
+
+def sweep(bundle: str, split: str, variants: list[tuple[str, float, float]]) -> tuple[list[str], dict]:
+    """Markdown table lines of every (view set, level, outline sharpness) on ``split`` and their scores."""
+    meta = load(bundle, split)
+    lines = [f"{Path(bundle).name}, {split} ({len(meta)} heads): HC mean absolute difference in mm (bias)", "",
+             "| views | level | min outline sharpness | all | " + " | ".join(n for _, _, n in SIZES) + " |",
+             "| --- | --- | --- | --- | " + " | ".join("---" for _ in SIZES) + " |"]
+    scores = {}
+    for name, level, sharpness in variants:
+        r = scores[(name, level, sharpness)] = score(meta, VIEW_SETS[name], level, sharpness)
+        lines.append(f"| {name} | {level} | {sharpness} | " + " | ".join(f"{r[k][0]:.3f} ({r[k][1]:+.2f})"
+                                                               for k in ["all", *(n for _, _, n in SIZES)]) + " |")
+    return lines, scores
+
+
+def axis_errors(bundle: str, split: str, level: float = 0.5) -> list[str]:
+    """Where the HC error of heads >= 200 mm comes from: the semi-axis errors (mm, current views) and the heads
+    with an HC error over 5 mm."""
+    from fetalscope.biometry.ellipse import Ellipse, mean_ellipse
+
+    rows = []
+    for m in load(bundle, split):
+        if m["hc_ref_mm"] < 200:
+            continue
+        e = mean_ellipse([view_fit(m, v, level) for v in VIEW_SETS["current"]]).normalised()
+        ref = Ellipse.from_dict(m["ref"]).normalised()
+        rows.append((m["name"], e.circumference() * m["px"] - m["hc_ref_mm"], (e.a - ref.a) * m["px"],
+                     (e.b - ref.b) * m["px"]))
+    if not rows:
+        return []
+    d = np.array([r[1:] for r in rows])
+    big = [r for r in rows if abs(r[1]) > 5]
+    return [f"{split}, heads >= 200 mm ({len(rows)}): HC bias {d[:, 0].mean():+.2f} mm; major semi-axis (OFD / 2) "
+            f"bias {d[:, 1].mean():+.2f} mm, minor semi-axis (BPD / 2) bias {d[:, 2].mean():+.2f} mm; "
+            f"{len(big)} heads with |HC difference| > 5 mm"
+            + (": " + ", ".join(f"{n} ({x:+.1f} mm; major {a:+.1f}, minor {b:+.1f})" for n, x, a, b in big) if big
+               else "") + "."]
+
+
+def report(bundle: str, out: Path, levels: list[float], view_sets: list[str], sharpnesses: list[float]) -> None:
+    """Two families of variants, tried in this order: the outline level with the view set, then the outline
+    sharpness (current views, level 0.5). In each the variant with the lowest early_stop mean absolute difference
+    is chosen, then it and the earlier setting (current views, level 0.5, every outline point) are scored once on
+    validation; a family's choice is adopted only when validation improves. Writes the tables and decisions."""
+    import json as _json
+
+    card = _json.loads((Path(bundle) / "card.json").read_text())
+    refit = (card.get("training") or {}).get("refit")
+    current = ("current", 0.5, 0.0)
+    families = {"outline level and views": [(name, level, 0.0) for name in view_sets for level in levels],
+                "outline sharpness": [current, *(("current", 0.5, s) for s in sharpnesses if s > 0)]}
+    text = ["# Head ellipse post-processing: outline level, views and outline sharpness", "",
+            f"Written by `scripts/tune_head_measure.py report` for bundle `{Path(bundle).name}` from the network's "
+            "probability maps cached per image (the image, its mirror image, crops around the head with margins "
+            f"{', '.join(str(m) for m in MARGINS)} and their mirrors). The earlier setting: views "
+            f"{', '.join(VIEW_SETS['current'])} (`current`), outline level 0.5, every outline point fitted. "
+            "Min outline sharpness s > 0 fits only the outline points where the probability map's gradient is at "
+            "least s times the outline's median (`fetalscope.biometry.ellipse.sharp_outline`).", ""]
+    if refit:
+        text += ["Caution: this bundle was refit (card `training.refit`: \"" + str(refit) + "\"), so the "
+                 "early_stop split is in-sample for its weights: its errors, and their bias, are not those of unseen "
+                 "heads, and a setting that corrects its bias need not carry over.", ""]
+    for family, variants in families.items():
+        es_lines, es_scores = sweep(bundle, "early_stop", variants)
+        chosen = min(es_scores, key=lambda k: es_scores[k]["all"][0])
+        text += [f"## {family[0].upper() + family[1:]}", "", "Early-stopping split (the choice is made here):", "",
+                 *es_lines, "", f"Chosen: views `{chosen[0]}`, level {chosen[1]}, min outline sharpness {chosen[2]} "
+                 f"({es_scores[chosen]['all'][0]:.3f} mm against {es_scores[current]['all'][0]:.3f} mm for the "
+                 "earlier setting)."]
+        if chosen == current:
+            text += ["", "Decision: nothing to change."]
+            continue
+        val_lines, val_scores = sweep(bundle, "validation", [current, chosen])
+        before, after = val_scores[current]["all"][0], val_scores[chosen]["all"][0]
+        text += ["", "Validation split (measured once, the earlier and the chosen setting):", "", *val_lines, "",
+                 (f"Decision: adopted (validation {before:.3f} -> {after:.3f} mm); the bundle's card carries it as "
+                  "`inference.level` / `inference.min_outline_sharpness`." if after < before else
+                  f"Decision: not adopted (validation {before:.3f} mm with the earlier setting, {after:.3f} mm with "
+                  "the chosen one)."), ""]
+    text += ["## Where the large heads' error comes from (earlier setting)", "",
+             *axis_errors(bundle, "early_stop"), "", *axis_errors(bundle, "validation")]
+    out.write_text("\n".join(text) + "\n", encoding="utf-8")
+    print("\n".join(text))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["cache", "sweep", "report"])
+    p.add_argument("--out", type=Path, default=Path("docs/head_postprocessing.md"))
+    p.add_argument("--bundle", default=BUNDLE)
+    p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
+    p.add_argument("--split", default="early_stop")
+    p.add_argument("--levels", nargs="+", type=float, default=[0.45, 0.5, 0.55, 0.6])
+    p.add_argument("--views", nargs="+", default=list(VIEW_SETS), choices=list(VIEW_SETS))
+    p.add_argument("--sharpness", nargs="+", type=float, default=[0.3, 0.5, 0.7, 0.8, 0.9, 1.0])
+    args = p.parse_args(argv)
+    if args.command == "sweep":
+        variants = [(v, level, s) for v in args.views for level in args.levels for s in [0.0, *args.sharpness]]
+        print("\n".join(sweep(args.bundle, args.split, variants)[0]))
+        return 0
+    if args.command == "report":
+        report(args.bundle, args.out, args.levels, args.views, args.sharpness)
+        return 0
+    import torch
+
+    torch.set_num_threads(1)
+    cache(args.splits, args.bundle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
