@@ -112,6 +112,11 @@ def test_compliance_falls_with_the_distance_outside_the_range():
     assert compliance_of(0.0, {"low": 0.2, "high": None, "scale": 0.1}) == 0.0  # clipped at one scale out
     assert compliance_of(80.0, {"low": 30.0, "high": 70.0}) == pytest.approx(0.75)  # default: the range's width
     assert compliance_of(0.1, {"low": 0.3}) == pytest.approx(1 / 3)  # one-sided default: the threshold itself
+    # gain falls in log units (the knob multiplies): each halving costs the same, and darker always complies less
+    gain = {"low": 30.0, "high": 120.0, "fall": "log"}  # default scale ln(4)
+    assert compliance_of(15.0, gain) == pytest.approx(0.5) == compliance_of(240.0, gain)
+    darker = [compliance_of(v, gain) for v in (29.0, 20.0, 12.0, 8.0)]
+    assert darker == sorted(darker, reverse=True) and darker[-1] > 0 and compliance_of(7.0, gain) == 0.0
     card = thresholds()
     for what in ("head", "cardiothoracic"):
         assert all(t["scale"] > 0 and t["weight"] > 0 and t["scale_source"] for t in card[what].values())

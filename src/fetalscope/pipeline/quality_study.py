@@ -94,6 +94,11 @@ STRUCTURES_NOTE = ("midline_falx, cavum_septi_pellucidi, choroid_plexus pass whe
 def _scale(cid: str, t: dict[str, Any]) -> tuple[float, str]:
     """The distance outside the range at which a criterion's compliance reaches 0, and why."""
     low, high = t["low"], t["high"]
+    if t.get("fall") == "log":
+        return round(float(np.log(high / low)), 4), ("for gain, the passing range's width as a log ratio "
+                                                    "(ln(high / low)): the gain knob multiplies the grey levels "
+                                                    "(dB), so compliance falls with |ln(value / limit)| and a "
+                                                    "darker copy always complies less")
     if cid in RELATIVE_SCALE:
         return round(float(low), 4), ("the threshold itself: compliance is the value over the threshold (0 for "
                                       "nothing), as the quantity has no natural top")
@@ -116,7 +121,7 @@ def derive_thresholds(values: dict[str, Any]) -> dict[str, Any]:
         return (f"{which} of {len(v)} calibration images ({'HC18' if what == 'head' else 'FOCUS'} train split of "
                 f"the {SETS[what][0]} bundle; median {np.median(v):.3g})")
 
-    card: dict[str, Any] = {"version": "2", "head": {}, "cardiothoracic": {}}
+    card: dict[str, Any] = {"version": "3", "head": {}, "cardiothoracic": {}}
     for what, plane_id, size_id, view_id in (("head", "plane_confidence", "head_size", "head_in_view"),
                                              ("cardiothoracic", "four_chamber_view", "thorax_size",
                                               "thorax_in_view")):
@@ -144,7 +149,7 @@ def derive_thresholds(values: dict[str, Any]) -> dict[str, Any]:
                             "source": dist(what, "ellipse_fit", "5th percentile") + "; no published limit"}
         c["gain"] = {"low": pct(what, "gain", 2.5), "high": pct(what, "gain", 97.5), "unit": "mean grey level",
                      "source": dist(what, "gain", "2.5th-97.5th percentile") +
-                     "; the guidelines ask for appropriate gain without a number"}
+                     "; the guidelines ask for appropriate gain without a number", "fall": "log"}
         c["sharpness"] = {"low": pct(what, "sharpness", 5), "high": None, "unit": "var(Laplacian)/var(grey)",
                           "source": dist(what, "sharpness", "5th percentile") + "; no published limit"}
     card["cardiothoracic"]["heart_found"] = {
