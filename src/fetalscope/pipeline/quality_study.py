@@ -144,7 +144,10 @@ def derive_thresholds(values: dict[str, Any]) -> dict[str, Any]:
                                 "the whole fitted outline inside the sector (grown by 2% of the image side), less "
                                 "5% for the fit's own slack. The 2% margin was added after the first study run, "
                                 "where blur and gain moved the sector's edge enough to flip this criterion on FOCUS "
-                                "thoraxes that touch it"}
+                                "thoraxes that touch it. Less the share of the segmentation's outline within the "
+                                "same margin of the image frame (a structure cut by the frame is segmented up to "
+                                "the edge and its fitted ellipse stays inside; added in card v3, chosen on the "
+                                "train split's shifted copies)"}
         c["ellipse_fit"] = {"low": pct(what, "ellipse_fit", 5), "high": None, "unit": "IoU mask vs ellipse",
                             "source": dist(what, "ellipse_fit", "5th percentile") + "; no published limit"}
         c["gain"] = {"low": pct(what, "gain", 2.5), "high": pct(what, "gain", 97.5), "unit": "mean grey level",
