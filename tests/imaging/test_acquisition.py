@@ -65,6 +65,12 @@ def test_frame_cut_share_is_the_outline_along_the_frame():
     cv2.circle(whole, (150, 100), 60, 1, -1)
     cv2.circle(cut, (0, 100), 60, 1, -1)  # a disc whose centre sits on the left edge: half of it is out of frame
     assert frame_cut_share(whole, 0.02) == 0.0 and frame_cut_share(np.zeros_like(cut), 0.02) == 0.0
+    near_field = np.zeros_like(cut)
+    cv2.circle(near_field, (150, 58), 60, 1, -1)  # touches the top: the transducer's side, not a cut
+    assert frame_cut_share(near_field, 0.02) == 0.0
+    bottom = np.zeros_like(cut)
+    cv2.circle(bottom, (150, 199), 60, 1, -1)  # cut by the depth (bottom edge)
+    assert frame_cut_share(bottom, 0.02) > 0.3
     # the straight cut (120 px) over the outline (half circle ~188 px + cut; fewer pixels on the 8-connected arc,
     # and the arc's ends inside the band count as on the frame)
     assert 120 / (np.pi * 60 + 120) < frame_cut_share(cut, 0.02) < 0.5
