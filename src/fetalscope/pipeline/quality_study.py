@@ -412,7 +412,8 @@ def write_study(report: dict[str, Any], folder: Path = CARD_DIR) -> None:
                  *report["load_average"]) if report.get("load_average") else "") + ".",
              f"Target: {report['target']}.",
              "Score: 100 x the weighted mean compliance of the judged criteria (compliance 1 inside the expected "
-             "range, falling linearly to 0 at one scale outside it; scales and weights in thresholds.md).",
+             "range, falling linearly to 0 at one scale outside it, in log units for gain; scales and weights in "
+             "thresholds.md).",
              BLINDNESS.format(seen=f"{seen} validation images"), ""]
     for what, table in report["degradations"].items():
         lines += _table_lines(f"## Degradations, {what} checklist", table)
