@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from fetalscope.imaging import degrade, load_image
-from fetalscope.imaging.acquisition import area_share, gain_level, points_inside, sector_mask, sharpness
+from fetalscope.imaging.acquisition import (
+    area_share,
+    frame_cut_share,
+    gain_level,
+    points_inside,
+    sector_mask,
+    sharpness,
+)
 from fetalscope.serve.examples import BUNDLED_DIR
 
 
@@ -49,6 +56,24 @@ def test_points_inside_and_area_share():
     pts = np.array([[1, 1], [2, 8], [7, 7], [20, 3]])  # inside, inside, outside, off the image
     assert points_inside(pts, mask) == 0.5
     assert area_share(25, mask) == 0.5 and area_share(25, (10, 10)) == 0.25
+
+
+def test_frame_cut_share_is_the_outline_along_the_frame():
+    import cv2
+
+    whole, cut = np.zeros((200, 300), np.uint8), np.zeros((200, 300), np.uint8)
+    cv2.circle(whole, (150, 100), 60, 1, -1)
+    cv2.circle(cut, (0, 100), 60, 1, -1)  # a disc whose centre sits on the left edge: half of it is out of frame
+    assert frame_cut_share(whole, 0.02) == 0.0 and frame_cut_share(np.zeros_like(cut), 0.02) == 0.0
+    near_field = np.zeros_like(cut)
+    cv2.circle(near_field, (150, 58), 60, 1, -1)  # touches the top: the transducer's side, not a cut
+    assert frame_cut_share(near_field, 0.02) == 0.0
+    bottom = np.zeros_like(cut)
+    cv2.circle(bottom, (150, 199), 60, 1, -1)  # cut by the depth (bottom edge)
+    assert frame_cut_share(bottom, 0.02) > 0.3
+    # the straight cut (120 px) over the outline (half circle ~188 px + cut; fewer pixels on the 8-connected arc,
+    # and the arc's ends inside the band count as on the frame)
+    assert 120 / (np.pi * 60 + 120) < frame_cut_share(cut, 0.02) < 0.5
 
 
 def test_degradations_keep_the_size_and_do_what_they_say(rgb):

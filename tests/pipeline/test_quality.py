@@ -112,6 +112,11 @@ def test_compliance_falls_with_the_distance_outside_the_range():
     assert compliance_of(0.0, {"low": 0.2, "high": None, "scale": 0.1}) == 0.0  # clipped at one scale out
     assert compliance_of(80.0, {"low": 30.0, "high": 70.0}) == pytest.approx(0.75)  # default: the range's width
     assert compliance_of(0.1, {"low": 0.3}) == pytest.approx(1 / 3)  # one-sided default: the threshold itself
+    # gain falls in log units (the knob multiplies): each halving costs the same, and darker always complies less
+    gain = {"low": 30.0, "high": 120.0, "fall": "log"}  # default scale ln(4)
+    assert compliance_of(15.0, gain) == pytest.approx(0.5) == compliance_of(240.0, gain)
+    darker = [compliance_of(v, gain) for v in (29.0, 20.0, 12.0, 8.0)]
+    assert darker == sorted(darker, reverse=True) and darker[-1] > 0 and compliance_of(7.0, gain) == 0.0
     card = thresholds()
     for what in ("head", "cardiothoracic"):
         assert all(t["scale"] > 0 and t["weight"] > 0 and t["scale_source"] for t in card[what].values())
@@ -175,3 +180,27 @@ def test_html_and_pdf_reports_show_the_checklist(session):
     assert html.count("&#10007; FAIL") == sum(c["passed"] is False for c in record["criteria"])
     not_assessed = session.analyse(BUNDLED_DIR / "phantom_other.png", quality=True)
     assert html_escape(not_assessed.quality["reason"]) in not_assessed.to_html()  # why it has no score
+
+
+def test_in_view_fails_a_head_cut_by_the_frame_although_its_ellipse_fits_inside():
+    """A skull segmented only up to the frame's edge, with an ellipse fitted to the visible part (inside the
+    image): head_in_view fails; the same outline away from the frame passes (pure criterion maths)."""
+    import cv2
+    import numpy as np
+
+    from fetalscope.biometry.ellipse import Ellipse
+    from fetalscope.pipeline.quality import Judged, judge
+
+    h, w = 200, 300
+    rgb, sector = np.full((h, w, 3), 60, np.uint8), np.ones((h, w), bool)
+
+    def in_view(cx: int) -> Criterion:
+        mask = np.zeros((h, w), np.uint8)
+        cv2.circle(mask, (cx, 100), 60, 1, -1)
+        visible = Ellipse(max(cx, 30.0), 100.0, 30.0 if cx == 0 else 60.0, 60.0, 0.0)  # fitted to what is seen
+        j = Judged(rgb, sector, {"Fetal brain": 0.9}, {"head": mask.astype(bool)}, {"head": visible})
+        return next(c for c in judge("head", j) if c.id == "head_in_view")
+
+    inside, cut = in_view(150), in_view(0)
+    assert inside.passed and inside.value == 1.0
+    assert cut.passed is False and cut.value < 0.8 and cut.advice and 0 <= cut.compliance < 1

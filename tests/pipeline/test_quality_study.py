@@ -26,7 +26,9 @@ def test_card_rules_and_sources(tmp_path):
     assert card["cardiothoracic"]["heart_thorax_area"]["high"] == 0.35
     # compliance scales: the threshold itself where the quantity has no top, else the passing range's width
     assert head["head_size"]["scale"] == 0.1 and head["sharpness"]["scale"] == 0.05
-    assert head["ellipse_fit"]["scale"] == 0.95 and head["gain"]["scale"] == 0.95
+    assert head["ellipse_fit"]["scale"] == 0.95
+    # gain falls in log units: the passing range's width as a log ratio
+    assert head["gain"]["fall"] == "log" and head["gain"]["scale"] == round(float(np.log(0.975 / 0.025)), 4)
     assert head["head_in_view"]["scale"] == 0.05 and all(t["weight"] == 1.0 for t in head.values())
     write_card(card, tmp_path)
     md = (tmp_path / "thresholds.md").read_text()

@@ -243,6 +243,13 @@ def test_quality_checklist_section(page, server, client, phantom_png, artifacts_
         if c["advice"]:
             assert c["advice"] in text
     assert "✓" in text or "✗" in text
+    # each judged criterion's compliance (the record's number, as a percentage) in its own row's column
+    headers = [h.strip() for h in info.locator("th").all_inner_texts()]
+    column = headers.index("compliance")
+    for c in expected["criteria"]:
+        row = info.locator("tr").filter(has_text=c["label"]).first
+        cell = row.locator("td").nth(column).inner_text().strip()
+        assert cell == ("" if c["compliance"] is None else f"{100 * c['compliance']:.0f}%"), (c, cell)
     page.locator("#quality-image img").wait_for(state="visible")
     # the calibration and held-out study, as the scripts wrote them
     page.get_by_text("How the checklist was calibrated and tested").click()

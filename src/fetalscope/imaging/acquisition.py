@@ -15,6 +15,8 @@ Pure pixel maths on ``H x W`` grey or ``H x W x 3`` RGB uint8 arrays; the acquis
   it (Pech-Pacheco et al. 2000 for the variance of the Laplacian as a focus measure).
 - :func:`points_inside`: the share of outline points that lie inside a mask (a shape cut by the sector's
   edge or the image frame has points outside).
+- :func:`frame_cut_share`: the share of a mask's outline that runs along the image frame's sides or bottom (a
+  structure cut by the frame is segmented only up to it).
 """
 
 from __future__ import annotations
@@ -111,3 +113,19 @@ def area_share(region_area: float, mask_or_shape: np.ndarray | tuple[int, int]) 
     else:
         total = float(np.count_nonzero(mask_or_shape))
     return float(region_area / total) if total > 0 else 0.0
+
+
+def frame_cut_share(mask: np.ndarray, band: float) -> float:
+    """Share of the outer outline pixels of ``mask`` within ``band`` (share of the image's longest side) of the
+    image frame's left, right or bottom edge: the part of a segmented structure's outline that is the frame's
+    edge, not the structure's (segmenters stop a few pixels short of it). The top edge is left out: it is the
+    transducer's side (depth 0), where anatomy in the near field touches the frame without being cut. 0 for an
+    empty mask."""
+    m = np.ascontiguousarray(np.asarray(mask, dtype=np.uint8))
+    if not m.any():
+        return 0.0
+    h, w = m.shape[:2]
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    x, y = np.concatenate([c.reshape(-1, 2) for c in contours]).T
+    px = band * max(h, w)
+    return float(((x <= px) | (x >= w - 1 - px) | (y >= h - 1 - px)).mean())

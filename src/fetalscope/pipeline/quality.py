@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from fetalscope.biometry.ellipse import Ellipse, mask_iou
-from fetalscope.imaging.acquisition import area_share, gain_level, points_inside, sharpness
+from fetalscope.imaging.acquisition import area_share, frame_cut_share, gain_level, points_inside, sharpness
 
 CARD_DIR = Path(__file__).resolve().parent / "quality_card"
 THRESHOLDS_PATH = CARD_DIR / "thresholds.json"
@@ -133,7 +133,9 @@ def _expected(limits: dict[str, Any]) -> str:
 def compliance_of(value: float, limits: dict[str, Any]) -> float:
     """1 inside ``limits`` (``low`` / ``high``), else ``1 - distance / scale`` clipped at 0: the distance outside
     the range in units of ``limits["scale"]`` (default: the range's width when it has both ends, else the
-    threshold itself)."""
+    threshold itself). ``limits["fall"] == "log"``: distance and scale are log ratios (``|ln(value / limit)|``,
+    default scale ``ln(high / low)``), for a quantity the machine multiplies (gain), so halving it costs the same
+    at every level and a darker copy always complies less until it reaches 0."""
     low, high = limits.get("low"), limits.get("high")
     if low is not None and value < low:
         distance = low - value
@@ -141,6 +143,11 @@ def compliance_of(value: float, limits: dict[str, Any]) -> float:
         distance = value - high
     else:
         return 1.0
+    if limits.get("fall") == "log":  # a ratio (the gain knob is in dB): distance and scale in log units
+        limit = low if low is not None and value < low else high
+        distance = abs(np.log(max(value, 1e-6) / limit))
+        scale = limits.get("scale") or (np.log(high / low) if low and high else 0.0)
+        return max(0.0, 1.0 - float(distance) / scale) if scale else 0.0
     scale = limits.get("scale")
     if not scale:
         scale = high - low if low is not None and high is not None else abs(low if low is not None else high)
@@ -286,16 +293,21 @@ def _image_criteria(j: Judged, limits: dict[str, Any]) -> list[Criterion]:
 IN_VIEW_MARGIN = 0.02  # outline points this close to the sector (share of the image's longest side) count inside
 
 
-def _in_view(e: Ellipse | None, sector: np.ndarray) -> float | None:
-    """Share of the ellipse's outline inside the sector grown by :data:`IN_VIEW_MARGIN` (the fit's own slack,
-    and a sector edge that moves a little with blur or gain); points off the image are outside."""
+def _in_view(e: Ellipse | None, sector: np.ndarray, mask: np.ndarray | None = None) -> float | None:
+    """Share of the outline in view: the share of the ellipse's outline inside the sector grown by
+    :data:`IN_VIEW_MARGIN` (the fit's own slack, and a sector edge that moves a little with blur or gain; points
+    off the image are outside), less the share of the segmentation's own outline that runs along the image frame
+    (within the same margin of it: :func:`~fetalscope.imaging.acquisition.frame_cut_share`). A structure cut by
+    the frame is segmented only up to the edge, and an ellipse fitted to that visible part stays inside the image
+    although the structure does not; the frame is a hard edge, so the outline reaching it is a cut."""
     if e is None:
         return None
     import cv2
 
     size = max(3, round(IN_VIEW_MARGIN * max(sector.shape)) | 1)
     grown = cv2.dilate(sector.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
-    return points_inside(e.points(360), grown.astype(bool))
+    inside = points_inside(e.points(360), grown.astype(bool))
+    return inside if mask is None else min(inside, 1.0 - frame_cut_share(mask, IN_VIEW_MARGIN))
 
 
 def judge_head(j: Judged, limits: dict[str, Any]) -> list[Criterion]:
@@ -306,7 +318,7 @@ def judge_head(j: Judged, limits: dict[str, Any]) -> list[Criterion]:
     out = [check("plane_confidence", j.plane_probabilities.get(HEAD_PLANE), limits["plane_confidence"]),
            check("head_size", None if head is None else area_share(head.area(), shape), limits["head_size"],
                  missing=lost),
-           check("head_in_view", _in_view(head, j.sector), limits["head_in_view"], missing=lost)]
+           check("head_in_view", _in_view(head, j.sector, j.masks.get("head")), limits["head_in_view"], missing=lost)]
     threshold = j.box_threshold or 0.0
     for cid, label in STRUCTURES.items():
         if j.boxes is None:
@@ -333,7 +345,8 @@ def judge_four_chamber(j: Judged, limits: dict[str, Any]) -> list[Criterion]:
     out = [check("four_chamber_view", j.plane_probabilities.get(THORAX_PLANE), limits["four_chamber_view"]),
            check("thorax_size", None if thorax is None else area_share(thorax.area(), shape),
                  limits["thorax_size"], missing=lost),
-           check("thorax_in_view", _in_view(thorax, j.sector), limits["thorax_in_view"], missing=lost),
+           check("thorax_in_view", _in_view(thorax, j.sector, j.masks.get("thorax")), limits["thorax_in_view"],
+                 missing=lost),
            check("heart_found", inside, limits["heart_found"], missing=no_heart),
            check("heart_thorax_area", share, limits["heart_thorax_area"], missing=no_heart),
            check("ellipse_fit", _fit(j.masks.get("thorax"), thorax), limits["ellipse_fit"], missing=lost)]

@@ -21,6 +21,11 @@ def _value(c: dict[str, Any]) -> str:
     return "not found" if c["value"] is None else f"{c['value']:.3g}"
 
 
+def _compliance(c: dict[str, Any]) -> str:
+    """The criterion's graded compliance as a percentage (what the score averages); blank when not judged."""
+    return "" if c.get("compliance") is None else f"{100 * c['compliance']:.0f}%"
+
+
 def quality_markdown(record: dict[str, Any]) -> str:
     """The checklist of a quality record as Markdown (every number from the record)."""
     if not record.get("assessed"):
@@ -29,11 +34,12 @@ def quality_markdown(record: dict[str, Any]) -> str:
     judged = sum(c["passed"] is not None for c in record["criteria"])
     lines = [f"**Score {record['score']} / 100: {record['grade']}** ({record['what']} checklist, {passed} of "
              f"{judged} criteria passed; plane model: {record['plane']} {record['plane_probability']:.2f})", "",
-             "| | criterion | value | expected | advice |", "| --- | --- | --- | --- | --- |"]
+             "| | criterion | value | expected | compliance | advice |", "| --- | --- | --- | --- | --- | --- |"]
     for c in record["criteria"]:
         lines.append(f"| {MARKS[c['passed']]} | {c['label'] or c['id']} | {_value(c)} | {c['expected']} | "
-                     f"{c['advice'] or ''} |")
-    lines += ["", "Grades: standard >= 80, acceptable 60-79, not standard < 60. Thresholds and their sources: "
+                     f"{_compliance(c)} | {c['advice'] or ''} |")
+    lines += ["", "Compliance: 1 inside the expected range, falling to 0 outside it; the score is their weighted "
+              "mean. Grades: standard >= 80, acceptable 60-79, not standard < 60. Thresholds and their sources: "
               f"card version {record['thresholds']}; research use only, not a medical device."]
     return "\n".join(lines)
 
