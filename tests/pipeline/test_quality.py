@@ -114,7 +114,9 @@ def test_compliance_falls_with_the_distance_outside_the_range():
     assert compliance_of(0.1, {"low": 0.3}) == pytest.approx(1 / 3)  # one-sided default: the threshold itself
     # gain falls in log units (the knob multiplies): each halving costs the same, and darker always complies less
     gain = {"low": 30.0, "high": 120.0, "fall": "log"}  # default scale ln(4)
-    assert compliance_of(15.0, gain) == pytest.approx(0.5) == compliance_of(240.0, gain)
+    assert compliance_of(15.0, gain) == pytest.approx(0.5)  # a log ratio below the range
+    assert compliance_of(165.0, gain) == pytest.approx(0.5)  # linear above it (grey levels saturate): width 90
+    assert compliance_of(165.0, {**gain, "scale_high": 180.0}) == pytest.approx(0.75)
     darker = [compliance_of(v, gain) for v in (29.0, 20.0, 12.0, 8.0)]
     assert darker == sorted(darker, reverse=True) and darker[-1] > 0 and compliance_of(7.0, gain) == 0.0
     card = thresholds()

@@ -133,9 +133,11 @@ def _expected(limits: dict[str, Any]) -> str:
 def compliance_of(value: float, limits: dict[str, Any]) -> float:
     """1 inside ``limits`` (``low`` / ``high``), else ``1 - distance / scale`` clipped at 0: the distance outside
     the range in units of ``limits["scale"]`` (default: the range's width when it has both ends, else the
-    threshold itself). ``limits["fall"] == "log"``: distance and scale are log ratios (``|ln(value / limit)|``,
-    default scale ``ln(high / low)``), for a quantity the machine multiplies (gain), so halving it costs the same
-    at every level and a darker copy always complies less until it reaches 0."""
+    threshold itself). ``limits["fall"] == "log"``: below the range, distance and scale are log ratios
+    (``ln(low / value)``, default scale ``ln(high / low)``), for a quantity the machine multiplies (gain), so
+    halving it costs the same at every level and a darker copy always complies less until it reaches 0; above
+    the range the fall stays linear over ``limits["scale_high"]`` (default the range's width), as grey levels
+    saturate at the top instead of multiplying."""
     low, high = limits.get("low"), limits.get("high")
     if low is not None and value < low:
         distance = low - value
@@ -143,11 +145,12 @@ def compliance_of(value: float, limits: dict[str, Any]) -> float:
         distance = value - high
     else:
         return 1.0
-    if limits.get("fall") == "log":  # a ratio (the gain knob is in dB): distance and scale in log units
-        limit = low if low is not None and value < low else high
-        distance = abs(np.log(max(value, 1e-6) / limit))
-        scale = limits.get("scale") or (np.log(high / low) if low and high else 0.0)
-        return max(0.0, 1.0 - float(distance) / scale) if scale else 0.0
+    if limits.get("fall") == "log":
+        if low is not None and value < low:  # a ratio (the gain knob is in dB): distance and scale in log units
+            scale = limits.get("scale") or (np.log(high / low) if low and high else 0.0)
+            return max(0.0, 1.0 - float(np.log(low / max(value, 1e-6))) / scale) if scale else 0.0
+        scale = limits.get("scale_high") or (high - low if low is not None and high is not None else 0.0)
+        return max(0.0, 1.0 - distance / scale) if scale else 0.0
     scale = limits.get("scale")
     if not scale:
         scale = high - low if low is not None and high is not None else abs(low if low is not None else high)
