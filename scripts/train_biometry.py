@@ -4,6 +4,7 @@
     python scripts/train_biometry.py train cardiothoracic [--out DIR] [--epochs N] [--max-minutes M]
     python scripts/train_biometry.py train head [--out DIR] ...
     python scripts/train_biometry.py evaluate DIR            # writes DIR/report.json + report.md
+    python scripts/train_biometry.py ensemble DIR DIR ... --out DIR   # average members (seeds) into one bundle
 
 ``cardiothoracic`` trains heart + thorax on FOCUS (split by ``duplicate_group``); ``head`` trains the
 fetal head on HC18 (split by subject). Each run holds out a validation split (never used for any
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--no-pretrained", action="store_true")
     tr.add_argument("--no-evaluate", action="store_true", help="skip the validation report after training")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--split-seed", type=int, default=None,
+                    help="seed of the train/early-stop/validation split (default: --seed); ensemble members "
+                         "share it")
     tr.add_argument("--init-from", type=Path, default=None, help="start from this bundle's weights")
     tr.add_argument("--lr", type=float, default=None)
     tr.add_argument("--patience", type=int, default=None)
@@ -47,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--no-onnx", action="store_true", help="skip the ONNX export (export later)")
     tr.add_argument("--prepare-only", action="store_true",
                     help="only resize the images into the cache folder (to carry them to a GPU machine)")
+    en = sub.add_parser("ensemble", help="average the probabilities of bundles trained alike (seeds) into one bundle")
+    en.add_argument("members", type=Path, nargs="+", help="member bundle folders (same recipe and --split-seed)")
+    en.add_argument("--out", type=Path, required=True, help="the ensemble's bundle folder")
+    en.add_argument("--name", default=None, help="bundle name (default: the folder's name)")
+    en.add_argument("--threads", type=int, default=2)
+    en.add_argument("--no-evaluate", action="store_true", help="skip the validation report")
+    en.add_argument("--split", default="validation", choices=["validation", "early_stop"],
+                    help="split of the report (early_stop: to choose before validation is looked at)")
+
     ev = sub.add_parser("evaluate", help="write report.json/report.md of a bundle on its validation split")
     ev.add_argument("bundle", type=Path)
     ev.add_argument("--threads", type=int, default=2)
@@ -63,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                                    input_size=tuple(args.input_size) if args.input_size else None,
                                    batch_size=args.batch_size, threads=args.threads, limit=args.limit,
                                    pretrained=not args.no_pretrained, seed=args.seed,
+                                   split_seed=args.split_seed,
                                    init_from=args.init_from, lr=args.lr, patience=args.patience,
                                    device=args.device, num_workers=args.workers, prepare_only=args.prepare_only,
                                    onnx=not args.no_onnx, refit=args.refit,
@@ -75,6 +89,17 @@ def main(argv: list[str] | None = None) -> int:
             from fetalscope.train.segmenter.measurement_report import evaluate_bundle
 
             report = evaluate_bundle(folder, log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+            print(json.dumps(report.get("summary", {}), indent=2))
+    elif args.command == "ensemble":
+        from fetalscope.train.segmenter.ensemble import build_ensemble
+        from fetalscope.train.segmenter.measurement_report import evaluate_bundle
+
+        def log(message: str) -> None:
+            print(time.strftime("%H:%M:%S"), message, flush=True)
+
+        folder = build_ensemble(args.members, args.out, name=args.name, log=log)
+        if not args.no_evaluate:
+            report = evaluate_bundle(folder, split=args.split, log=log)
             print(json.dumps(report.get("summary", {}), indent=2))
     else:
         from fetalscope.train.segmenter.measurement_report import evaluate_bundle

@@ -209,7 +209,9 @@ def test_shipped_head_ellipse_is_averaged_over_views_in_both_runtimes(shared_dat
     views = [plain, fit_ellipse(m.probabilities(image, flip=True)["head"], out_shape=(image.height, image.width),
                                 min_sharpness=sharp),
              *(m.zoomed_ellipse(image, plain, float(v.split(":")[1])) for v in m.ellipse_views if ":" in v)]
-    assert averaged == mean_ellipse(views)
+    expected = mean_ellipse(views)  # the same numbers up to ONNX Runtime's run-to-run float rounding
+    for field in ("cx", "cy", "a", "b", "angle_deg"):
+        assert getattr(averaged, field) == pytest.approx(getattr(expected, field), rel=1e-6, abs=1e-6), field
     torch_e = Measurer("head", runtime="torch").ellipses(image)["head"]
     assert torch_e.circumference() == pytest.approx(averaged.circumference(), rel=1e-3)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_model
+from safetensors.torch import save_file, save_model
 
 from fetalscope.data.transforms import PreprocessConfig
 from fetalscope.errors import MissingWeightsError
@@ -29,7 +29,7 @@ from fetalscope.models.bundle import (
     software_versions,
     write_card_files,
 )
-from fetalscope.models.segmentation import ARCHITECTURE, EllipseUNet, build_segmentation_model
+from fetalscope.models.segmentation import ARCHITECTURE, SegmentationNet, build_segmentation_model
 
 
 @dataclass
@@ -38,7 +38,7 @@ class SegBundle(BundleRecord):
 
     ``name``, ``onnx_path`` and ``report`` come from :class:`~fetalscope.models.bundle.BundleRecord`."""
 
-    model: EllipseUNet
+    model: SegmentationNet
     card: dict[str, Any]
     preprocess: PreprocessConfig
     structures: list[str]
@@ -54,7 +54,7 @@ class SegBundle(BundleRecord):
         return str(self.card.get("measurement", ""))
 
 
-def build_seg_card(model: EllipseUNet, preprocess: PreprocessConfig, card: dict[str, Any]) -> dict[str, Any]:
+def build_seg_card(model: SegmentationNet, preprocess: PreprocessConfig, card: dict[str, Any]) -> dict[str, Any]:
     """The card completed with what the model knows (architecture, structures, preprocessing)."""
     import datetime as _dt
 
@@ -75,25 +75,37 @@ def build_seg_card(model: EllipseUNet, preprocess: PreprocessConfig, card: dict[
     return json.loads(json.dumps(out, default=str))
 
 
-def save_seg_bundle(model: EllipseUNet, folder: str | Path, preprocess: PreprocessConfig,
-                    card: dict[str, Any] | None = None, onnx: bool = False) -> Path:
-    """Write ``card.json``, ``model.safetensors``, ``card.md`` (and ``model.onnx`` with ``onnx=True``)."""
+def save_seg_bundle(model: SegmentationNet, folder: str | Path, preprocess: PreprocessConfig,
+                    card: dict[str, Any] | None = None, onnx: bool = False, half_storage: bool = False) -> Path:
+    """Write ``card.json``, ``model.safetensors``, ``card.md`` (and ``model.onnx`` with ``onnx=True``).
+
+    ``half_storage`` stores the floating-point weights as float16 in both files (half the size; they
+    are computed in float32 after loading): for ensembles, whose members would not fit the repository's
+    25 MB per file otherwise. The card records it under ``storage``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    full = build_seg_card(model, preprocess, card or {})
+    full = build_seg_card(model, preprocess, {**(card or {}), "storage": "float16" if half_storage else "float32"})
     was_training = model.training
     model.eval()
     model = model.to(memory_format=torch.contiguous_format)
-    save_model(model, str(folder / WEIGHTS), metadata={"architecture": ARCHITECTURE}, force_contiguous=True)
+    if half_storage:
+        tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+        save_file(tensors, str(folder / WEIGHTS), metadata={"architecture": ARCHITECTURE, "storage": "float16"})
+    else:
+        save_model(model, str(folder / WEIGHTS), metadata={"architecture": ARCHITECTURE}, force_contiguous=True)
     write_card_files(folder, full, render_seg_card_md(full))
     if onnx:
-        export_seg_onnx(model, folder / ONNX, preprocess)
+        export_seg_onnx(model, folder / ONNX, preprocess, half_storage=half_storage)
     model.train(was_training)
     return folder
 
 
-def export_seg_onnx(model: EllipseUNet, path: str | Path, preprocess: PreprocessConfig) -> Path:
-    """ONNX twin (opset 17, dynamic batch): input ``image`` N x 3 x H x W, output ``logits``."""
+def export_seg_onnx(model: SegmentationNet, path: str | Path, preprocess: PreprocessConfig,
+                    half_storage: bool = False) -> Path:
+    """ONNX twin (opset 17, dynamic batch): input ``image`` N x 3 x H x W, output ``logits``.
+
+    ``half_storage`` keeps the large weights as float16 initializers, each cast to float32 by a
+    ``Cast`` node (ONNX Runtime folds the casts when the session starts, so it computes in float32)."""
     path = Path(path)
     h, w = preprocess.input_size
     model.eval()
@@ -101,7 +113,37 @@ def export_seg_onnx(model: EllipseUNet, path: str | Path, preprocess: Preprocess
     torch.onnx.export(model, (dummy,), str(path), input_names=["image"], output_names=["logits"],
                       dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
                       dynamo=False)
+    if half_storage:
+        store_initializers_half(path)
     return path
+
+
+def store_initializers_half(path: str | Path, min_elements: int = 1024) -> Path:
+    """Rewrite the ONNX file at ``path`` with every float32 initializer of at least ``min_elements``
+    values stored as float16 and cast back to float32 at the start of the graph."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    kept, casts = [], []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
+            kept.append(init)
+            continue
+        half_name = f"{init.name}__float16"
+        kept.append(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), half_name))
+        casts.append(helper.make_node("Cast", [half_name], [init.name], to=TensorProto.FLOAT,
+                                      name=f"{init.name}__to_float32"))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return Path(path)
 
 
 def load_seg_bundle(name_or_path: str | Path) -> SegBundle:

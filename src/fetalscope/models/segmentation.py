@@ -23,6 +23,7 @@ from fetalscope.data.transforms import PreprocessConfig
 from fetalscope.errors import BadInputError
 
 ARCHITECTURE = "ellipse_unet"
+PROB_EPS = 1e-6  # an ensemble's mean probability is clamped to [eps, 1 - eps] before the logit
 
 
 @dataclass(frozen=True)
@@ -151,9 +152,43 @@ class EllipseUNet(nn.Module):
                 "decoder_channels": list(self.decoder_channels)}
 
 
-def build_segmentation_model(arch: dict[str, Any], pretrained: bool = False) -> EllipseUNet:
-    """Rebuild a model from :meth:`EllipseUNet.arch_config` (weights are loaded separately)."""
+class EllipseUNetEnsemble(nn.Module):
+    """Several :class:`EllipseUNet` trained alike (e.g. different seeds) with their probabilities
+    averaged. ``forward`` returns the logit of the mean probability, so every caller sees the same
+    ``N x C x H x W`` logits as from one member (sigmoid > 0.5 is "mean probability > 0.5")."""
+
+    def __init__(self, members: list[EllipseUNet]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise BadInputError(f"an ensemble needs at least two members, got {len(members)}")
+        first = members[0]
+        for other in members[1:]:
+            if other.arch_config() != first.arch_config():
+                raise BadInputError(f"ensemble members differ: {other.arch_config()} vs {first.arch_config()}")
+        self.members = nn.ModuleList(members)
+        self.structures = first.structures
+        self.encoder_name = first.encoder_name
+        self.decoder_channels = first.decoder_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.stack([torch.sigmoid(m(x)) for m in self.members]).mean(0).clamp(PROB_EPS, 1 - PROB_EPS)
+        return torch.log(p) - torch.log1p(-p)
+
+    def arch_config(self) -> dict[str, Any]:
+        return {**self.members[0].arch_config(), "members": len(self.members)}
+
+
+SegmentationNet = EllipseUNet | EllipseUNetEnsemble
+
+
+def build_segmentation_model(arch: dict[str, Any], pretrained: bool = False) -> SegmentationNet:
+    """Rebuild a model from its ``arch_config()`` (weights are loaded separately); ``members: N`` (N > 1)
+    gives an :class:`EllipseUNetEnsemble` of N members."""
     if arch.get("architecture", ARCHITECTURE) != ARCHITECTURE:
         raise BadInputError(f"not a segmentation architecture: {arch.get('architecture')!r}")
+    members = int(arch.get("members", 1))
+    if members > 1:
+        single = {k: v for k, v in arch.items() if k != "members"}
+        return EllipseUNetEnsemble([build_segmentation_model(single, pretrained) for _ in range(members)])
     return EllipseUNet(structures=tuple(arch["structures"]), encoder=arch.get("encoder", "efficientnet_lite0"),
                        pretrained=pretrained, decoder_channels=tuple(arch.get("decoder_channels", (96, 64, 48, 32))))

@@ -172,7 +172,8 @@ def read_split(folder: Path, name: str = "validation") -> list[str]:
 def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequence[SegSample] | None = None,
                       epochs: int | None = None, max_minutes: float | None = None,
                       input_size: tuple[int, int] | None = None, batch_size: int = 8, threads: int = 2,
-                      limit: int | None = None, pretrained: bool = True, seed: int = 0, onnx: bool = True,
+                      limit: int | None = None, pretrained: bool = True, seed: int = 0,
+                      split_seed: int | None = None, onnx: bool = True,
                       init_from: str | Path | None = None, lr: float | None = None,
                       device: str = "auto", num_workers: int = 0, patience: int | None = None,
                       cache: bool = True, prepare_only: bool = False, refit: bool = False,
@@ -185,6 +186,9 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     ``refit`` trains on the training and early-stopping splits together for exactly ``epochs`` epochs and
     keeps the last (the usual final fit once a first run has chosen the epoch count); the validation
     split stays held out, and the early-stop Dice in the history is then in-sample.
+    ``seed`` seeds the training (initialisation, batches, augmentation) and, unless ``split_seed`` is
+    given, the split; ensemble members take different seeds and the same ``split_seed`` so that they
+    share one held-out validation split.
     ``samples`` replaces the default dataset (a user's own set,
     e.g. :func:`fetalscope.data.focus.load_mask_folders`). Returns the bundle folder."""
     if refit and epochs is None:
@@ -193,7 +197,7 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     data = list(samples) if samples is not None else r.load()
     if limit:
         data = data[:limit]
-    splits = group_split(data, r.fractions, seed=seed)
+    splits = group_split(data, r.fractions, seed=seed if split_seed is None else split_seed)
     assert_groups_disjoint(*splits.values())
     log(f"{what}: {', '.join(f'{k} {len(v)}' for k, v in splits.items())} images")
     cfg_kw = dict(r.config)
@@ -224,6 +228,7 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     card["inference"] = dict(r.inference)
     card["base_weights"] = IMAGENET_BASE if pretrained else {"name": "none (random initialisation)"}
     card["data"] = {**card.get("data", {}), "image_list_sha256": digest,
+                    "split_seed": seed if split_seed is None else split_seed,
                     "counts": {k: len(v) for k, v in splits.items()}}
     card["training"] = {
         "device": result.device, "threads": threads, "train_minutes": round(result.train_seconds / 60, 1),

@@ -1,0 +1,101 @@
+"""Ensembles of segmentation bundles: members trained alike (same recipe and split, different seeds)
+become one bundle whose network averages their probabilities
+(:class:`~fetalscope.models.segmentation.EllipseUNetEnsemble`).
+
+``build_ensemble([dir_seed0, dir_seed1, dir_seed2], out)`` checks that the members can be averaged
+honestly (same structures, preprocessing, measurement, training images and held-out ``splits.json``),
+then writes the ensemble bundle (weights stored as float16 so that three members fit one file under
+25 MB; computed in float32) with its card: the first member's card, the members' training records and
+what the first member's post-processing was chosen on.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fetalscope.biometry.segbundle import SegBundle, load_seg_bundle, save_seg_bundle
+from fetalscope.errors import BadInputError
+from fetalscope.models.segmentation import EllipseUNet, EllipseUNetEnsemble
+from fetalscope.train.segmenter.recipes import SPLITS_FILE
+
+# card fields written by the evaluation (they describe one member, not the ensemble)
+_EVALUATION_FIELDS = ("metrics", "speed", "created", "software", "storage")
+
+
+def _check_compatible(bundles: Sequence[SegBundle]) -> None:
+    first = bundles[0]
+    for other in bundles[1:]:
+        for what, a, b in (
+            ("structures", first.structures, other.structures),
+            ("preprocessing", first.preprocess.to_dict(), other.preprocess.to_dict()),
+            ("measurement", first.measurement, other.measurement),
+            ("training images", first.card.get("data", {}).get("image_list_sha256"),
+             other.card.get("data", {}).get("image_list_sha256")),
+        ):
+            if a != b:
+                raise BadInputError(f"{other.path} cannot join an ensemble with {first.path}: its {what} differ "
+                                    f"({b!r} vs {a!r})")
+        if not isinstance(other.model, EllipseUNet):
+            raise BadInputError(f"{other.path} is already an ensemble; give its members instead")
+        splits_a, splits_b = first.path / SPLITS_FILE, other.path / SPLITS_FILE
+        if not splits_a.is_file() or not splits_b.is_file():
+            raise BadInputError(f"ensemble members need their {SPLITS_FILE} (missing in {first.path} or {other.path})")
+        if json.loads(splits_a.read_text()) != json.loads(splits_b.read_text()):
+            raise BadInputError(f"{other.path} was trained on another split than {first.path} (its {SPLITS_FILE} "
+                                "differs); train members with the same --split-seed")
+
+
+def _member_record(bundle: SegBundle) -> dict[str, Any]:
+    training = bundle.card.get("training") or {}
+    config = training.get("config") or {}
+    return {"bundle": bundle.path.name, "seed": config.get("seed"), "epochs_run": training.get("epochs_run"),
+            "best_epoch": training.get("best_epoch"), "train_minutes": training.get("train_minutes"),
+            "refit": bool(training.get("refit"))}
+
+
+def build_ensemble(members: Sequence[str | Path], out: str | Path, *, name: str | None = None,
+                   log: Callable[[str], None] = print) -> Path:
+    """Write the ensemble of the bundles ``members`` to ``out`` (with ``model.onnx`` and ``splits.json``)."""
+    if len(members) < 2:
+        raise BadInputError(f"an ensemble needs at least two member bundles, got {len(members)}")
+    bundles = [load_seg_bundle(m) for m in members]
+    _check_compatible(bundles)
+    out = Path(out)
+    if any(out.resolve() == b.path.resolve() for b in bundles):
+        raise BadInputError(f"{out} is one of the members; write the ensemble to another folder")
+    model = EllipseUNetEnsemble([b.model for b in bundles])  # type: ignore[list-item]
+    first = bundles[0]
+    card = {k: v for k, v in first.card.items() if k not in _EVALUATION_FIELDS}
+    card["name"] = name or out.name
+    records = [_member_record(b) for b in bundles]
+    first_training = first.card.get("training") or {}
+    card["training"] = {
+        "ensemble": (f"mean probability of {len(bundles)} members trained alike on the same images and split, "
+                     f"seeds {', '.join(str(r['seed']) for r in records)}"),
+        "device": first_training.get("device"), "threads": first_training.get("threads"),
+        "train_minutes": round(sum(float(r["train_minutes"] or 0) for r in records), 1),
+        "members": records, "config": first_training.get("config"), "refit": first_training.get("refit"),
+        "how_to_rebuild": ("train each member with `scripts/train_biometry.py train "
+                           f"{'head' if first.measurement == 'head' else 'cardiothoracic'} --seed S --split-seed "
+                           f"{first.card.get('data', {}).get('split_seed', 0)} --out DIR"
+                           + (f" --refit --epochs {first_training.get('epochs_run')}" if first_training.get("refit")
+                              else "")
+                           + "`, then `scripts/train_biometry.py ensemble DIR DIR ... --out BUNDLE`"),
+    }
+    if first.card.get("metrics"):
+        card["revision"] = int(first.card.get("revision") or 1) + 1
+        card["previous_revision"] = {
+            "revision": int(first.card.get("revision") or 1),
+            "how_it_differed": f"one network: the ensemble's first member (seed {records[0]['seed']})",
+            "validation_metrics": first.card["metrics"],
+            "why_replaced": f"the mean of {len(bundles)} members trained alike; the same validation split scores both",
+        }
+    log(f"ensemble of {len(bundles)}: {', '.join(str(b.path) for b in bundles)}")
+    save_seg_bundle(model, out, first.preprocess, card, onnx=True, half_storage=True)
+    shutil.copyfile(first.path / SPLITS_FILE, out / SPLITS_FILE)
+    log(f"saved {out}")
+    return out

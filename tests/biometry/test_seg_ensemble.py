@@ -1,0 +1,63 @@
+"""Ensembles of segmentation bundles (fetalscope.train.segmenter.ensemble): members trained alike with
+different seeds on one split become one bundle that averages their probabilities, stored in float16."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fetalscope.biometry.segbundle import load_seg_bundle
+from fetalscope.errors import BadInputError
+from fetalscope.models.segmentation import EllipseUNetEnsemble
+from fetalscope.train.segmenter.ensemble import build_ensemble
+from fetalscope.train.segmenter.recipes import train_measurement
+
+
+def _member(samples, folder, seed, split_seed=0):
+    return train_measurement("head", out=folder, samples=samples, epochs=1, input_size=(48, 72), batch_size=6,
+                             threads=1, pretrained=False, seed=seed, split_seed=split_seed, onnx=False,
+                             cache=False, log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def members(synthetic_heads, tmp_path_factory):
+    root = tmp_path_factory.mktemp("members")
+    return [_member(synthetic_heads, root / f"seed{s}", s) for s in (1, 2)]
+
+
+def test_ensemble_averages_member_probabilities(members, tmp_path):
+    out = build_ensemble(members, tmp_path / "ens", log=lambda m: None)
+    bundle = load_seg_bundle(out)
+    assert isinstance(bundle.model, EllipseUNetEnsemble) and bundle.card["arch_kwargs"]["members"] == 2
+    assert bundle.card["storage"] == "float16"
+    assert [m["seed"] for m in bundle.card["training"]["members"]] == [1, 2]
+    assert (out / "splits.json").read_text() == (members[0] / "splits.json").read_text()
+    # float16 storage: half the bytes of the two float32 members together
+    member_bytes = sum((m / "model.safetensors").stat().st_size for m in members)
+    assert (out / "model.safetensors").stat().st_size < 0.6 * member_bytes
+
+    x = torch.randn(3, 3, 48, 72)
+    with torch.no_grad():
+        probs = [torch.sigmoid(load_seg_bundle(m).model(x)) for m in members]
+        ens = torch.sigmoid(bundle.model(x))
+    expected = (probs[0] + probs[1]) / 2
+    assert not torch.allclose(probs[0], probs[1], atol=1e-3)  # the seeds gave different networks
+    assert torch.allclose(ens, expected, atol=2e-3)
+
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    (logits,) = sess.run(None, {"image": x.numpy()})
+    assert np.allclose(1 / (1 + np.exp(-logits)), ens.numpy(), atol=1e-3)
+
+
+def test_ensemble_refuses_members_from_other_splits(members, synthetic_heads, tmp_path):
+    other = _member(synthetic_heads, tmp_path / "other_split", seed=3, split_seed=5)
+    with pytest.raises(BadInputError, match="split"):
+        build_ensemble([members[0], other], tmp_path / "ens", log=lambda m: None)
+    assert not (tmp_path / "ens").exists()
+    with pytest.raises(BadInputError, match="at least two"):
+        build_ensemble(members[:1], tmp_path / "ens", log=lambda m: None)
+    with pytest.raises(BadInputError, match="one of the members"):
+        build_ensemble(members, members[0], log=lambda m: None)
