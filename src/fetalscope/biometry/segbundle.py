@@ -29,6 +29,7 @@ from fetalscope.models.bundle import (
     software_versions,
     write_card_files,
 )
+from fetalscope.models.onnx_graph import store_initializers_half
 from fetalscope.models.segmentation import ARCHITECTURE, SegmentationNet, build_segmentation_model
 
 
@@ -116,34 +117,6 @@ def export_seg_onnx(model: SegmentationNet, path: str | Path, preprocess: Prepro
     if half_storage:
         store_initializers_half(path)
     return path
-
-
-def store_initializers_half(path: str | Path, min_elements: int = 1024) -> Path:
-    """Rewrite the ONNX file at ``path`` with every float32 initializer of at least ``min_elements``
-    values stored as float16 and cast back to float32 at the start of the graph."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    proto = onnx.load(str(path))
-    graph = proto.graph
-    kept, casts = [], []
-    for init in graph.initializer:
-        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
-            kept.append(init)
-            continue
-        half_name = f"{init.name}__float16"
-        kept.append(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), half_name))
-        casts.append(helper.make_node("Cast", [half_name], [init.name], to=TensorProto.FLOAT,
-                                      name=f"{init.name}__to_float32"))
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    nodes = casts + list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
-    return Path(path)
 
 
 def load_seg_bundle(name_or_path: str | Path) -> SegBundle:

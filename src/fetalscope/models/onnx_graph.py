@@ -8,6 +8,9 @@ graph that ONNX Runtime optimises well. Input name ``input`` (N x C x H x W floa
 they are frozen to the static padding of the export input size, so the graph holds plain Pad + Conv (which
 ONNX Runtime fuses) instead of shape arithmetic.
 
+:func:`store_initializers_half` rewrites any written graph to keep its large weights as float16 (the
+segmentation ensembles use it to stay under the repository's 25 MB per file).
+
 This module knows nothing of bundles (``bundle.py`` imports it, never the other way round).
 """
 
@@ -102,3 +105,31 @@ def write_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, int], 
 
     onnx.checker.check_model(str(path))
     return path
+
+
+def store_initializers_half(path: str | Path, min_elements: int = 1024) -> Path:
+    """Rewrite the ONNX file at ``path`` with every float32 initializer of at least ``min_elements``
+    values stored as float16 and cast back to float32 at the start of the graph."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    kept, casts = [], []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
+            kept.append(init)
+            continue
+        half_name = f"{init.name}__float16"
+        kept.append(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), half_name))
+        casts.append(helper.make_node("Cast", [half_name], [init.name], to=TensorProto.FLOAT,
+                                      name=f"{init.name}__to_float32"))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return Path(path)
