@@ -61,3 +61,7 @@ def test_ensemble_refuses_members_from_other_splits(members, synthetic_heads, tm
         build_ensemble(members[:1], tmp_path / "ens", log=lambda m: None)
     with pytest.raises(BadInputError, match="one of the members"):
         build_ensemble(members, members[0], log=lambda m: None)
+    nested = build_ensemble(members, tmp_path / "nested", log=lambda m: None)
+    for order in ([nested, members[0]], [members[0], nested]):  # an ensemble is refused wherever it stands
+        with pytest.raises(BadInputError, match="already an ensemble"):
+            build_ensemble(order, tmp_path / "ens", log=lambda m: None)

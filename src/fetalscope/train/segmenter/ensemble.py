@@ -27,6 +27,9 @@ _EVALUATION_FIELDS = ("metrics", "speed", "created", "software", "storage")
 
 
 def _check_compatible(bundles: Sequence[SegBundle]) -> None:
+    for bundle in bundles:
+        if not isinstance(bundle.model, EllipseUNet):
+            raise BadInputError(f"{bundle.path} is already an ensemble; give its members instead")
     first = bundles[0]
     for other in bundles[1:]:
         for what, a, b in (
@@ -39,8 +42,6 @@ def _check_compatible(bundles: Sequence[SegBundle]) -> None:
             if a != b:
                 raise BadInputError(f"{other.path} cannot join an ensemble with {first.path}: its {what} differ "
                                     f"({b!r} vs {a!r})")
-        if not isinstance(other.model, EllipseUNet):
-            raise BadInputError(f"{other.path} is already an ensemble; give its members instead")
         splits_a, splits_b = first.path / SPLITS_FILE, other.path / SPLITS_FILE
         if not splits_a.is_file() or not splits_b.is_file():
             raise BadInputError(f"ensemble members need their {SPLITS_FILE} (missing in {first.path} or {other.path})")

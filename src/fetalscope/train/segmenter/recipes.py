@@ -197,7 +197,8 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     data = list(samples) if samples is not None else r.load()
     if limit:
         data = data[:limit]
-    splits = group_split(data, r.fractions, seed=seed if split_seed is None else split_seed)
+    split_seed = seed if split_seed is None else split_seed
+    splits = group_split(data, r.fractions, seed=split_seed)
     assert_groups_disjoint(*splits.values())
     log(f"{what}: {', '.join(f'{k} {len(v)}' for k, v in splits.items())} images")
     cfg_kw = dict(r.config)
@@ -228,7 +229,7 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     card["inference"] = dict(r.inference)
     card["base_weights"] = IMAGENET_BASE if pretrained else {"name": "none (random initialisation)"}
     card["data"] = {**card.get("data", {}), "image_list_sha256": digest,
-                    "split_seed": seed if split_seed is None else split_seed,
+                    "split_seed": split_seed,
                     "counts": {k: len(v) for k, v in splits.items()}}
     card["training"] = {
         "device": result.device, "threads": threads, "train_minutes": round(result.train_seconds / 60, 1),
