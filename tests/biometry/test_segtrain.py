@@ -14,6 +14,7 @@ from fetalscope.train.runtime_opts import resolve_device
 from fetalscope.train.segmenter.trainer import (
     SegTrainConfig,
     augment_pair,
+    boundary_band,
     dice_bce_loss,
     prepare_arrays,
     prepare_sample,
@@ -27,6 +28,30 @@ def test_loss_prefers_the_right_mask():
     target[..., 4:12, 4:12] = 1
     good = (target * 2 - 1) * 8
     assert dice_bce_loss(good, target) < 0.05 < dice_bce_loss(-good, target)
+
+
+def test_boundary_band_marks_the_outline_only():
+    target = torch.zeros(1, 1, 16, 16)
+    target[..., 4:12, 4:12] = 1
+    band = boundary_band(target, width=1)
+    assert band[0, 0, 8, 8] == 0 and band[0, 0, 0, 0] == 0  # deep inside, far outside
+    assert band[0, 0, 4, 8] == 1 and band[0, 0, 3, 8] == 1  # the edge pixel and the one beside it
+    assert band[0, 0, 5, 8] == 0
+    assert band.sum() == 10 * 10 - 6 * 6  # a 2-pixel ring around the 8 x 8 square's edge
+
+
+def test_boundary_weight_counts_outline_errors_more():
+    target = torch.zeros(1, 1, 16, 16)
+    target[..., 4:12, 4:12] = 1
+    logits = (target * 2 - 1) * 8
+    edge_error, bulk_error = logits.clone(), logits.clone()
+    edge_error[..., 3, 4:12] = 8  # the outline one pixel too far out
+    bulk_error[..., 0, 4:12] = 8  # the same number of wrong pixels far from it
+    plain = [dice_bce_loss(e, target) for e in (edge_error, bulk_error)]
+    weighted = [dice_bce_loss(e, target, boundary_weight=4.0) for e in (edge_error, bulk_error)]
+    assert torch.isclose(plain[0], plain[1], rtol=0.05)
+    assert weighted[0] > 1.5 * weighted[1]
+    assert dice_bce_loss(logits, target, boundary_weight=4.0) < 0.05
 
 
 def test_augmentation_moves_image_and_target_together(synthetic_heads):

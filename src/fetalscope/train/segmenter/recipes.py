@@ -182,7 +182,8 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
                       init_from: str | Path | None = None, lr: float | None = None,
                       device: str = "auto", num_workers: int = 0, patience: int | None = None,
                       cache: bool = True, prepare_only: bool = False, refit: bool = False,
-                      encoder: str | None = None, log: Callable[[str], None] = print) -> Path:
+                      encoder: str | None = None, boundary_weight: float | None = None,
+                      log: Callable[[str], None] = print) -> Path:
     """Train the bundle of measurement ``what`` ("head" | "cardiothoracic") and save it to ``out``
     (default: the bundled model folder). ``init_from`` starts from another bundle's weights (e.g. to
     fine-tune at a larger input size). ``device`` is "auto" (CUDA when available), "cpu" or "cuda";
@@ -219,6 +220,10 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
         cfg_kw["patience"] = patience
     if encoder is not None:
         cfg_kw["encoder"] = encoder_spec(encoder).name
+    if boundary_weight is not None:
+        if not boundary_weight >= 0:
+            raise BadInputError(f"boundary_weight must be >= 0, got {boundary_weight}")
+        cfg_kw["boundary_weight"] = float(boundary_weight)
     cfg = SegTrainConfig(structures=r.structures, batch_size=batch_size, threads=threads, max_minutes=max_minutes,
                          pretrained=pretrained, seed=seed, init_from=str(init_from) if init_from else None,
                          device=device, num_workers=num_workers, keep="last" if refit else "best", **cfg_kw)
