@@ -4,7 +4,8 @@
 head), other hospitals' brains, colour photographs (nothing), and forced measurements on the wrong plane
 (rejected). The study is :mod:`fetalscope.train.recipes.measure_routing`.
 
-    OMP_NUM_THREADS=2 .venv/bin/python scripts/measure_routing.py [--max-images N] [--json out.json] [--md out.md]
+    OMP_NUM_THREADS=2 .venv/bin/python scripts/measure_routing.py [--max-images N] [--every-image]
+        [--json out.json] [--md out.md]
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from fetalscope.train.recipes.measure_routing import measure_routing_study, rout
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--max-images", type=int, default=None, help="cap each real set (a quick run)")
+    p.add_argument("--every-image", action="store_true",
+                   help="add every HC18 and FOCUS image under auto (about 5 more minutes)")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--md", type=Path, default=None)
     args = p.parse_args(argv)
-    result = measure_routing_study(args.max_images)
+    result = measure_routing_study(args.max_images, every_image=args.every_image)
     text = routing_markdown(result)
     print(text)
     if args.json:
