@@ -54,6 +54,16 @@ def test_boundary_weight_counts_outline_errors_more():
     assert dice_bce_loss(logits, target, boundary_weight=4.0) < 0.05
 
 
+@pytest.mark.parametrize("weight", [-1.0, float("nan")])
+def test_a_negative_or_missing_boundary_weight_is_refused_before_training(synthetic_heads, weight):
+    from fetalscope.errors import BadInputError
+
+    cfg = SegTrainConfig(structures=("head",), input_size=(48, 72), pretrained=False, epochs=1,
+                         boundary_weight=weight)
+    with pytest.raises(BadInputError, match="boundary_weight must be >= 0"):
+        train_segmenter(synthetic_heads[:4], synthetic_heads[4:6], cfg, log=lambda m: None)
+
+
 def test_augmentation_moves_image_and_target_together(synthetic_heads):
     cfg = SegTrainConfig(structures=("head",), input_size=(96, 144), pretrained=False)
     rgb, tgt = prepare_sample(synthetic_heads[0], cfg.structures, cfg.preprocess())

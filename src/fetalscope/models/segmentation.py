@@ -33,6 +33,7 @@ class EncoderSpec:
     """What an encoder needs: how images are normalised, where its base weights come from."""
 
     name: str
+    variant: int  # EfficientNet-Lite variant (0, 1, 2): which timm network and ImageNet weights
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     base_weights: str
@@ -48,6 +49,7 @@ class EncoderSpec:
 def _lite_spec(variant: int, skip_channels: tuple[int, ...]) -> EncoderSpec:
     return EncoderSpec(
         name=f"efficientnet_lite{variant}",
+        variant=variant,
         mean=(127.0 / 255.0,) * 3,
         std=(128.0 / 255.0,) * 3,
         base_weights=f"EfficientNet-Lite{variant} ImageNet-1k encoder (timm tf_efficientnet_lite{variant} layout)",
@@ -140,7 +142,7 @@ class EllipseUNet(nn.Module):
         self.structures = tuple(structures)
         self.encoder_name = encoder
         spec = encoder_spec(encoder)
-        self.encoder = EfficientNetLiteEncoder(pretrained, variant=int(encoder.removeprefix("efficientnet_lite")))
+        self.encoder = EfficientNetLiteEncoder(pretrained, variant=spec.variant)
         c = spec.skip_channels
         d = decoder_channels
         self.up4 = UpBlock(c[4], c[3], d[0])

@@ -212,8 +212,6 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     if encoder is not None:
         cfg_kw["encoder"] = encoder_spec(encoder).name
     if boundary_weight is not None:
-        if not boundary_weight >= 0:
-            raise BadInputError(f"boundary_weight must be >= 0, got {boundary_weight}")
         cfg_kw["boundary_weight"] = float(boundary_weight)
     cfg = SegTrainConfig(structures=r.structures, batch_size=batch_size, threads=threads, max_minutes=max_minutes,
                          pretrained=pretrained, seed=seed, init_from=str(init_from) if init_from else None,

@@ -34,7 +34,7 @@ from fetalscope.biometry.ellipse import Ellipse
 from fetalscope.config import shared_data_relative
 from fetalscope.data.segsets import SegSample, load_mask_file
 from fetalscope.data.transforms import PreprocessConfig, normalise, prepare_array
-from fetalscope.errors import DataError
+from fetalscope.errors import BadInputError, DataError
 from fetalscope.imaging.loader import load_image
 from fetalscope.models.segmentation import EllipseUNet, segmentation_preprocess
 from fetalscope.train.runtime_opts import resolve_device
@@ -280,6 +280,8 @@ def train_segmenter(train: Sequence[SegSample], early_stop: Sequence[SegSample],
         raise DataError("no early-stopping images: hold out a group-disjoint split for early stopping")
     if cfg.keep not in ("best", "last"):
         raise DataError(f"keep must be 'best' or 'last', got '{cfg.keep}'")
+    if not cfg.boundary_weight >= 0:
+        raise BadInputError(f"boundary_weight must be >= 0, got {cfg.boundary_weight}")
     torch.manual_seed(cfg.seed)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, cfg.threads))
