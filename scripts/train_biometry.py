@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--workers", type=int, default=0, help="DataLoader workers for augmentation")
     tr.add_argument("--refit", action="store_true",
                     help="train on train + early-stop for exactly --epochs epochs and keep the last")
+    tr.add_argument("--cv-fold", type=int, nargs=2, default=None, metavar=("K", "N"),
+                    help="train model K (0-based) of an N-fold cross-validation over the train and early-stop "
+                         "splits (needs --epochs; keeps the last epoch; the held-out fold is split 'fold')")
     tr.add_argument("--no-onnx", action="store_true", help="skip the ONNX export (export later)")
     tr.add_argument("--prepare-only", action="store_true",
                     help="only resize the images into the cache folder (to carry them to a GPU machine)")
@@ -85,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                                    device=args.device, num_workers=args.workers, prepare_only=args.prepare_only,
                                    onnx=not args.no_onnx, refit=args.refit, encoder=args.encoder,
                                    boundary_weight=args.boundary_weight,
+                                   cv_fold=tuple(args.cv_fold) if args.cv_fold else None,
                                    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
         if args.prepare_only:
             print(f"resized arrays written to {folder}", flush=True)

@@ -3,8 +3,10 @@
 
     python scripts/tune_ctr_measure.py cache [--splits early_stop validation]
     python scripts/tune_ctr_measure.py report [--out docs/ctr_postprocessing.md]
+    python scripts/tune_ctr_measure.py cache --bundle runs/ctr-cvK --splits fold   # each cross-validation model
+    python scripts/tune_ctr_measure.py oof --folds runs/ctr-cv0 ... [--out docs/ctr_oof.md]  # chosen out of fold
 
-The cache (``/tmp/fetalscope-ctr-tune``) holds per image the flip-averaged heart and thorax probability
+The cache (``/tmp/fetalscope-ctr-tune/<bundle>``) holds per image the flip-averaged heart and thorax probability
 maps of the whole image and of crops around the thorax ellipse (margins 0.1, 0.2, 0.35) with the crop
 offsets, so that variants of the ellipse step can be scored in seconds; settings are chosen on early_stop.
 """
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE = Path(os.environ.get("FETALSCOPE_TUNE_CACHE", "/tmp/fetalscope-ctr-tune"))
+CACHE_ROOT = Path(os.environ.get("FETALSCOPE_TUNE_CACHE", "/tmp/fetalscope-ctr-tune"))
+BUNDLE = "src/fetalscope/models/bundled/focus-ctr"
 MARGINS = (0.1, 0.2, 0.35)
 
 
@@ -30,6 +33,10 @@ def crop_box(around, margin: float, input_size: tuple[int, int]) -> tuple[float,
     bw, bh = (bh * w0 / h0, bh) if bw / bh < w0 / h0 else (bw, bw * h0 / w0)
     x0, y0 = around.cx - bw / 2.0, around.cy - bh / 2.0
     return x0, y0, max(8, int(round(bw))), max(8, int(round(bh)))
+
+
+def cache_dir(bundle: str) -> Path:
+    return CACHE_ROOT / Path(bundle).resolve().name
 
 
 def cache(splits: list[str], bundle: str) -> None:
@@ -42,6 +49,7 @@ def cache(splits: list[str], bundle: str) -> None:
 
     folder = Path(bundle)
     m = Measurer("cardiothoracic", str(folder), runtime="onnx")
+    CACHE = cache_dir(bundle)
     CACHE.mkdir(parents=True, exist_ok=True)
     for split in splits:
         meta = []
@@ -78,14 +86,18 @@ VARIANTS = {  # name: (heart views, thorax views, heart level, thorax level)
     "heart level 0.55": (["plain"], ["plain"], 0.55, 0.5),
     "thorax level 0.45": (["plain"], ["plain"], 0.5, 0.45),
     "thorax level 0.55": (["plain"], ["plain"], 0.5, 0.55),
+    "thorax level 0.4": (["plain"], ["plain"], 0.5, 0.4),
+    "thorax level 0.6": (["plain"], ["plain"], 0.5, 0.6),
 }
+EARLY_VARIANTS = list(VARIANTS)[:11]  # the variants of the early-stop report (docs/ctr_postprocessing.md)
 CURRENT = "current (image, level 0.5)"
 
 
-def load(split: str) -> list[dict]:
-    meta = json.loads((CACHE / f"{split}.json").read_text())
+def load(split: str, bundle: str = BUNDLE) -> list[dict]:
+    folder = cache_dir(bundle)
+    meta = json.loads((folder / f"{split}.json").read_text())
     for m in meta:
-        m["arr"] = dict(np.load(CACHE / f"{m['name']}.npz"))
+        m["arr"] = dict(np.load(folder / f"{m['name']}.npz"))
     return meta
 
 
@@ -140,9 +152,10 @@ def score(meta: list[dict], variant: str) -> dict[str, float]:
             "iou_thorax": float(np.mean(iou_t)), "n": len(e)}
 
 
-def table(split: str, variants: list[str]) -> tuple[list[str], dict]:
-    meta = load(split)
-    lines = [f"focus-ctr, {split} ({len(meta)} images)", "",
+def table(split: str, variants: list[str], meta: list[dict] | None = None, title: str = "focus-ctr"
+          ) -> tuple[list[str], dict]:
+    meta = load(split) if meta is None else meta
+    lines = [f"{title}, {split} ({len(meta)} images)", "",
              "| variant | circumference-CTR MAE | bias | ellipse IoU heart | ellipse IoU thorax |",
              "| --- | --- | --- | --- | --- |"]
     scores = {}
@@ -155,7 +168,7 @@ def table(split: str, variants: list[str]) -> tuple[list[str], dict]:
 def report(out: Path) -> None:
     """Every variant on early_stop; the lowest MAE is chosen there and scored once on validation beside the current
     setting (skipped when the current setting is chosen)."""
-    es_lines, es = table("early_stop", list(VARIANTS))
+    es_lines, es = table("early_stop", EARLY_VARIANTS)
     chosen = min(es, key=lambda k: es[k]["mae"])
     text = ["# Heart and thorax ellipse post-processing (focus-ctr)", "",
             "Written by `scripts/tune_ctr_measure.py report` from flip-averaged probability maps cached per image "
@@ -172,15 +185,69 @@ def report(out: Path) -> None:
     print("\n".join(text))
 
 
+def oof_report(folds: list[str], bundle: str, out: Path) -> None:
+    """Every variant on the out-of-fold predictions of cross-validation models (``train_biometry.py train
+    cardiothoracic --cv-fold K N``: each image predicted by the one model that never trained on it). Chosen there:
+    the highest thorax IoU among variants whose CTR MAE is at most 0.0005 and heart IoU at most 0.002 worse than
+    the current setting's; then it and the current setting are scored once on validation with ``bundle``, and it is
+    adopted when validation thorax IoU improves without CTR MAE rising above 0.016 or heart IoU falling below 0.87
+    (the targets of issue 14)."""
+    oof = []
+    for k, folder in enumerate(folds):
+        oof += [{**m, "fold": k} for m in load("fold", folder)]
+    names = [m["name"] for m in oof]
+    if len(set(names)) != len(names):
+        raise SystemExit("an image is held out by two fold models: are these folds of one cross-validation?")
+    card = json.loads((Path(folds[0]) / "card.json").read_text())
+    cfg = card["training"]["config"]
+    oof_lines, sc = table("out of fold", list(VARIANTS), meta=oof, title=f"{len(folds)} fold models")
+    cur = sc[CURRENT]
+    allowed = [v for v in VARIANTS
+               if sc[v]["mae"] <= cur["mae"] + 0.0005 and sc[v]["iou_heart"] >= cur["iou_heart"] - 0.002]
+    chosen = max(allowed, key=lambda v: sc[v]["iou_thorax"])
+    text = ["# Heart and thorax ellipse post-processing chosen out of fold", "",
+            "Written by `scripts/tune_ctr_measure.py oof`. The choice is made on the out-of-fold predictions of a "
+            f"{len(folds)}-fold cross-validation over the train and early-stop images ({len(oof)} images; "
+            f"`scripts/train_biometry.py train cardiothoracic --cv-fold K {len(folds)} --epochs {cfg['epochs']} "
+            f"--seed {cfg['seed']} --split-seed {card['data']['split_seed']}`, flip-averaged probability maps): every "
+            "image is predicted by the one model that never trained on it. Validation is held out by every fold model "
+            f"and by `{Path(bundle).name}`, and is scored once at the end. Caution: each fold model is one network "
+            "trained on about 4/5 of the bundle's images for a fixed number of epochs; the bundle is the mean of "
+            "three networks chosen by early stopping.", "",
+            "Rule (written before the out-of-fold table was seen): choose the highest thorax IoU among variants "
+            "whose CTR MAE is at most 0.0005 and heart IoU at most 0.002 worse than the current setting's; adopt it "
+            "if on validation its thorax IoU is higher, its CTR MAE at most 0.016 and its heart IoU at least 0.87.",
+            "", "## Out of fold (the choice is made here)", "", *oof_lines, "",
+            f"Chosen: {chosen} (thorax IoU {sc[chosen]['iou_thorax']:.4f}; current {cur['iou_thorax']:.4f})."]
+    if chosen != CURRENT:
+        val_lines, val = table("validation", [CURRENT, chosen], meta=load("validation", bundle),
+                               title=Path(bundle).name)
+        v = val[chosen]
+        adopted = (v["iou_thorax"] > val[CURRENT]["iou_thorax"] and v["mae"] <= 0.016 and v["iou_heart"] >= 0.87)
+        text += ["", "## Validation (measured once)", "", *val_lines, "",
+                 f"Decision: {'adopted' if adopted else 'not adopted'} (validation thorax IoU "
+                 f"{val[CURRENT]['iou_thorax']:.4f} current, {v['iou_thorax']:.4f} chosen; CTR MAE "
+                 f"{val[CURRENT]['mae']:.4f} / {v['mae']:.4f}; heart IoU {val[CURRENT]['iou_heart']:.4f} / "
+                 f"{v['iou_heart']:.4f})."]
+    out.write_text("\n".join(text) + "\n", encoding="utf-8")
+    print("\n".join(text))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["cache", "report"])
+    p.add_argument("command", choices=["cache", "report", "oof"])
+    p.add_argument("--folds", nargs="+", default=[], help="oof: the cross-validation models' bundle folders")
     p.add_argument("--out", type=Path, default=Path("docs/ctr_postprocessing.md"))
     p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
-    p.add_argument("--bundle", default="src/fetalscope/models/bundled/focus-ctr")
+    p.add_argument("--bundle", default=BUNDLE)
     args = p.parse_args(argv)
     if args.command == "report":
         report(args.out)
+        return 0
+    if args.command == "oof":
+        if not args.folds:
+            p.error("oof needs --folds DIR DIR ...")
+        oof_report(args.folds, args.bundle, args.out)
         return 0
     import torch
 

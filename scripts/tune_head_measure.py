@@ -4,6 +4,8 @@
     python scripts/tune_head_measure.py cache [--bundle DIR] [--splits early_stop validation]  # network, once
     python scripts/tune_head_measure.py sweep [--bundle DIR] --split early_stop [--levels 0.5 0.55]
     python scripts/tune_head_measure.py report [--bundle DIR] [--out docs/head_postprocessing.md]
+    python scripts/tune_head_measure.py cache --bundle runs/head-cvK --splits fold   # each cross-validation model
+    python scripts/tune_head_measure.py oof --folds runs/head-cv0 ... [--out docs/head_oof.md]  # chosen out of fold
 
 The cache (``/tmp/fetalscope-head-tune/<bundle>``) holds per image the head probability maps of the plain image, its
 mirror image and crops around the plain ellipse (margins 0.15, 0.25, 0.35, 0.5) with the crop offsets, so
@@ -118,19 +120,29 @@ def view_fit(m: dict, view: str, level: float = 0.5, sharpness: float = 0.0):
     return fit_ellipse_points(xy)
 
 
-def score(meta: list[dict], views: list[str], level: float,
-          sharpness: float = 0.0) -> dict[str, tuple[float, float, int]]:
-    """HC mean absolute difference and bias (mm) with the mean ellipse of ``views``, overall and by size."""
+def predictions(meta: list[dict], views: list[str], level: float, sharpness: float = 0.0) -> np.ndarray:
+    """Predicted HC (mm) per cached head: the mean ellipse of ``views`` at outline ``level``."""
     from fetalscope.biometry.ellipse import mean_ellipse
 
-    diff = np.array([mean_ellipse([view_fit(m, v, level, sharpness) for v in views]).circumference() * m["px"]
-                     - m["hc_ref_mm"] for m in meta])
-    ref = np.array([m["hc_ref_mm"] for m in meta])
+    return np.array([mean_ellipse([view_fit(m, v, level, sharpness) for v in views]).circumference() * m["px"]
+                     for m in meta])
+
+
+def by_size(diff: np.ndarray, ref: np.ndarray) -> dict[str, tuple[float, float, int]]:
+    """HC mean absolute difference and bias (mm) of ``diff`` (prediction - reference), overall and by size."""
     out = {"all": (float(np.abs(diff).mean()), float(diff.mean()), len(diff))}
     for lo, hi, name in SIZES:
         sel = (ref >= lo) & (ref < hi)
-        out[name] = (float(np.abs(diff[sel]).mean()), float(diff[sel].mean()), int(sel.sum()))
+        out[name] = ((float(np.abs(diff[sel]).mean()), float(diff[sel].mean()), int(sel.sum())) if sel.any()
+                     else (float("nan"), float("nan"), 0))
     return out
+
+
+def score(meta: list[dict], views: list[str], level: float,
+          sharpness: float = 0.0) -> dict[str, tuple[float, float, int]]:
+    """HC mean absolute difference and bias (mm) with the mean ellipse of ``views``, overall and by size."""
+    ref = np.array([m["hc_ref_mm"] for m in meta])
+    return by_size(predictions(meta, views, level, sharpness) - ref, ref)
 
 
 def sweep(bundle: str, split: str, variants: list[tuple[str, float, float]]) -> tuple[list[str], dict]:
@@ -217,9 +229,156 @@ def report(bundle: str, out: Path, levels: list[float], view_sets: list[str], sh
     print("\n".join(text))
 
 
+# ---- out-of-fold choices (cross-validation models, ``train_biometry.py train head --cv-fold K N``) ---------
+SHIPPED = ("current", 0.5, 0.7)  # views, outline level, min outline sharpness of the shipped hc18-head
+CORRECTIONS = {"none": "no correction",
+               "scale": "HC x (1 - mean relative difference)",
+               "linear": "HC - (a + b HC), a and b by least squares on the difference"}
+
+
+def load_oof(folds: list[str]) -> list[dict]:
+    """The cached held-out (``fold``) heads of every cross-validation model, each tagged with its fold."""
+    out = []
+    for k, folder in enumerate(folds):
+        for m in load(folder, "fold"):
+            out.append({**m, "fold": k})
+    names = [m["name"] for m in out]
+    if len(set(names)) != len(names):
+        raise SystemExit("a head is held out by two fold models: are these folds of one cross-validation?")
+    return out
+
+
+def fit_correction(kind: str, pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Parameters of HC correction ``kind`` fitted on predictions ``pred`` against references ``ref`` (mm)."""
+    if kind == "none":
+        return np.zeros(0)
+    if kind == "scale":
+        return np.array([float(np.mean((pred - ref) / pred))])
+    slope, intercept = np.polyfit(pred, pred - ref, 1)
+    return np.array([intercept, slope])
+
+
+def apply_correction(kind: str, params: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    if kind == "none":
+        return pred
+    if kind == "scale":
+        return pred * (1.0 - params[0])
+    return pred - (params[0] + params[1] * pred)
+
+
+def cross_fitted(kind: str, pred: np.ndarray, ref: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Corrected ``pred`` where each fold's correction is fitted on the other folds only."""
+    out = pred.copy()
+    for k in np.unique(fold):
+        sel = fold == k
+        out[sel] = apply_correction(kind, fit_correction(kind, pred[~sel], ref[~sel]), pred[sel])
+    return out
+
+
+def _row(label: str, diff: np.ndarray, ref: np.ndarray) -> str:
+    r = by_size(diff, ref)
+    return f"| {label} | " + " | ".join(f"{r[k][0]:.3f} ({r[k][1]:+.2f})" if r[k][2] else "n/a"
+                                        for k in ["all", *(n for _, _, n in SIZES)]) + " |"
+
+
+def _gain(before: np.ndarray, after: np.ndarray, groups: list[str]) -> str:
+    """Mean reduction of the absolute HC difference (mm) with its group-bootstrap 95% interval."""
+    from fetalscope.evaluate.agreement import mean_ci
+
+    c = mean_ci(np.abs(before) - np.abs(after), groups, n_boot=1000)
+    return f"{c['estimate']:+.3f} mm (95% CI {c['lower']:+.3f} to {c['upper']:+.3f})"
+
+
+def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], view_sets: list[str]) -> None:
+    """Post-processing of ``bundle`` chosen on the out-of-fold predictions of cross-validation models (honest for
+    every non-validation head, unlike the refit bundle's in-sample early_stop), then scored once on validation.
+    Families: the outline level with the view set (outline sharpness as shipped), and an HC correction fitted
+    on the out-of-fold differences (scored leave-one-fold-out); the final candidate is the best out of fold of
+    the shipped setting, each family's choice and both together, and is adopted only when it improves
+    validation."""
+    oof = load_oof(folds)
+    val = load(bundle, "validation")
+    ref_o = np.array([m["hc_ref_mm"] for m in oof])
+    ref_v = np.array([m["hc_ref_mm"] for m in val])
+    fold = np.array([m["fold"] for m in oof])
+    groups_o, groups_v = [m["group"] for m in oof], [m["group"] for m in val]
+    cards = [json.loads((Path(f) / "card.json").read_text()) for f in folds]
+    tr = cards[0]["training"]
+    header = "| variant | all | " + " | ".join(n for _, _, n in SIZES) + " |"
+    rule = "| --- | --- | " + " | ".join("---" for _ in SIZES) + " |"
+    text = ["# Head post-processing chosen out of fold", "",
+            f"Written by `scripts/tune_head_measure.py oof` for bundle `{Path(bundle).name}`. The choices are made on "
+            f"the out-of-fold predictions of a {len(folds)}-fold cross-validation over the train and early-stop heads "
+            f"({len(oof)} heads; `scripts/train_biometry.py train head --cv-fold K {len(folds)} --epochs "
+            f"{tr['config']['epochs']} --seed {tr['config']['seed']} --split-seed {cards[0]['data']['split_seed']}`): "
+            "every head is predicted by the one model that never trained on it, so its error is that of an unseen "
+            "head. The validation split is held out by every fold model and by the bundle, and is scored once at the "
+            "end. Caution: each fold model is one network trained on about 4/5 of the heads the bundle trained on; "
+            "the bundle is the mean of three networks trained on all of them.", "",
+            "Cells: HC mean absolute difference in mm (bias). Shipped setting: views "
+            f"{', '.join(VIEW_SETS['current'])}, "
+            f"outline level {SHIPPED[1]}, min outline sharpness {SHIPPED[2]}.", "",
+            "## Does the out-of-fold error look like the validation error?", "", header, rule,
+            _row(f"out of fold ({len(oof)} heads), fold models", predictions(oof, *_vls(SHIPPED)) - ref_o, ref_o),
+            _row(f"validation ({len(val)} heads), bundle", predictions(val, *_vls(SHIPPED)) - ref_v, ref_v), ""]
+    # family 1: outline level and views
+    variants = [(v, lv, SHIPPED[2]) for v in view_sets for lv in levels]
+    if SHIPPED not in variants:
+        variants.insert(0, SHIPPED)
+    preds = {k: predictions(oof, *_vls(k)) for k in variants}
+    chosen = min(preds, key=lambda k: np.abs(preds[k] - ref_o).mean())
+    text += ["## Outline level and views", "", "Out of fold (the choice is made here):", "", header, rule,
+             *(_row(f"{k[0]}, level {k[1]}", preds[k] - ref_o, ref_o) for k in variants), "",
+             f"Chosen: views `{chosen[0]}`, level {chosen[1]}; out-of-fold gain over the shipped setting "
+             f"{_gain(preds[SHIPPED] - ref_o, preds[chosen] - ref_o, groups_o)}.", ""]
+    base_o = preds[SHIPPED]
+    # family 2: an HC correction on the shipped setting, fitted out of fold
+    corrected = {kind: cross_fitted(kind, base_o, ref_o, fold) for kind in CORRECTIONS}
+    best = min(corrected, key=lambda k: np.abs(corrected[k] - ref_o).mean())
+    text += ["## HC correction", "", "Out of fold, each fold corrected by the fit on the other folds (the choice is "
+             "made here):", "", header, rule,
+             *(_row(f"{kind}: {CORRECTIONS[kind]}", corrected[kind] - ref_o, ref_o) for kind in CORRECTIONS), "",
+             f"Chosen: `{best}`" + (f"; out-of-fold gain {_gain(base_o - ref_o, corrected[best] - ref_o, groups_o)}."
+                                    if best != "none" else "."), ""]
+    # the final candidate: the best out of fold of the shipped setting, each family's choice and both together
+    candidates = {SHIPPED + ("none",): base_o, chosen + ("none",): preds[chosen],
+                  SHIPPED + (best,): corrected[best],
+                  chosen + (best,): cross_fitted(best, preds[chosen], ref_o, fold)}
+    final = min(candidates, key=lambda k: np.abs(candidates[k] - ref_o).mean())
+    text += ["## Final candidate", "", "Out of fold:", "", header, rule,
+             *(_row(_label(k), p - ref_o, ref_o) for k, p in candidates.items()), "",
+             f"Chosen: {_label(final)}.", ""]
+    if final == SHIPPED + ("none",):
+        text.append("Nothing chosen out of fold differs from the shipped setting; validation not needed.")
+    else:
+        params = fit_correction(final[3], preds[final[:3]], ref_o)  # on every out-of-fold head
+        if final[3] != "none":
+            text.append(f"Correction fitted on every out-of-fold head: {', '.join(f'{p:.5g}' for p in params)}.")
+        base_v = predictions(val, *_vls(SHIPPED))
+        final_v = apply_correction(final[3], params, predictions(val, *_vls(final[:3])))
+        after, before = np.abs(final_v - ref_v).mean(), np.abs(base_v - ref_v).mean()
+        text += ["", "## Validation (measured once)", "", header, rule, _row("shipped setting", base_v - ref_v, ref_v),
+                 _row(_label(final), final_v - ref_v, ref_v), "",
+                 f"Decision: {'adopted' if after < before else 'not adopted'} (validation {before:.3f} -> {after:.3f} "
+                 f"mm; gain {_gain(base_v - ref_v, final_v - ref_v, groups_v)})."]
+    out.write_text("\n".join(text) + "\n", encoding="utf-8")
+    print("\n".join(text))
+
+
+def _vls(variant: tuple) -> tuple[list[str], float, float]:
+    return VIEW_SETS[variant[0]], variant[1], variant[2]
+
+
+def _label(candidate: tuple) -> str:
+    views, level, _, correction = candidate
+    return f"views `{views}`, level {level}" + (f" + `{correction}` correction" if correction != "none" else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["cache", "sweep", "report"])
+    p.add_argument("command", choices=["cache", "sweep", "report", "oof"])
+    p.add_argument("--folds", nargs="+", default=[], help="oof: the cross-validation models' bundle folders, in "
+                   "fold order (each cached with `cache --bundle DIR --splits fold`)")
     p.add_argument("--out", type=Path, default=Path("docs/head_postprocessing.md"))
     p.add_argument("--bundle", default=BUNDLE)
     p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
@@ -234,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "report":
         report(args.bundle, args.out, args.levels, args.views, args.sharpness)
+        return 0
+    if args.command == "oof":
+        if not args.folds:
+            p.error("oof needs --folds DIR DIR ...")
+        oof_report(args.folds, args.bundle, args.out, args.levels, args.views)
         return 0
     import torch
 

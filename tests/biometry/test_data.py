@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fetalscope.data.focus import load_ellipse_csv, load_mask_folders
-from fetalscope.data.segsets import SegSample, assert_groups_disjoint, group_split
+from fetalscope.data.segsets import SegSample, assert_groups_disjoint, group_folds, group_split
 from fetalscope.errors import DataError
 
 
@@ -38,6 +38,26 @@ def test_assert_groups_disjoint_raises():
     assert_groups_disjoint(a, [SegSample(path=Path("x.png"), group="other")])
     with pytest.raises(DataError):
         group_split(b, {"validation": 0.6, "early_stop": 0.5})
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_group_folds_partition_whole_groups(seed):
+    samples = _samples([1, 4, 2, 1, 3, 1, 1, 5, 2, 1] * 3)
+    folds = group_folds(samples, 5, seed=seed)
+    assert len(folds) == 5
+    assert sorted(s.path.name for f in folds for s in f) == sorted(s.path.name for s in samples)
+    groups = [{s.group for s in f} for f in folds]
+    assert all(not (a & b) for i, a in enumerate(groups) for b in groups[i + 1:])
+    assert max(len(f) for f in folds) - min(len(f) for f in folds) <= 5  # balanced by size (largest group 5)
+    assert folds == group_folds(samples, 5, seed=seed)
+    assert any(group_folds(samples, 5, seed=s) != folds for s in range(seed + 1, seed + 4))
+
+
+def test_group_folds_refuse_too_few_groups():
+    with pytest.raises(DataError, match="3 group"):
+        group_folds(_samples([2, 2, 1]), 4)
+    with pytest.raises(DataError, match="at least 2 folds"):
+        group_folds(_samples([2, 2, 1]), 1)
 
 
 @pytest.mark.shared

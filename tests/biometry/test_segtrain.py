@@ -173,3 +173,38 @@ def test_refit_needs_its_epoch_count(tmp_path):
     with pytest.raises(BadInputError, match="number of epochs"):
         train_measurement("head", out=tmp_path / "never", refit=True)
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("kwargs", [{"cv_fold": (0, 3)}, {"cv_fold": (0, 3), "epochs": 2, "refit": True},
+                                    {"cv_fold": (3, 3), "epochs": 2}, {"cv_fold": (0, 1), "epochs": 2}])
+def test_a_bad_cross_validation_fold_is_refused_before_training(synthetic_heads, tmp_path, kwargs):
+    from fetalscope.errors import BadInputError
+    from fetalscope.train.segmenter.recipes import train_measurement
+
+    with pytest.raises(BadInputError):
+        train_measurement("head", samples=synthetic_heads, out=tmp_path / "never", **kwargs)
+    assert not (tmp_path / "never").exists()
+
+
+def test_cross_validation_folds_hold_out_every_non_validation_image_once(synthetic_heads, tmp_path):
+    import json
+    from pathlib import Path
+
+    from fetalscope.train.segmenter.recipes import read_split, train_measurement
+
+    held, validation = [], set()
+    for k in range(3):
+        folder = train_measurement("head", samples=synthetic_heads, out=tmp_path / f"cv{k}", epochs=1,
+                                   input_size=(48, 72), pretrained=False, onnx=False, cache=False,
+                                   split_seed=0, cv_fold=(k, 3), log=lambda m: None)
+        fold, train = read_split(folder, "fold"), read_split(folder, "train")
+        assert fold and train and not set(fold) & set(train)
+        validation.add(tuple(read_split(folder, "validation")))
+        assert not set(fold) & set(validation.copy().pop())
+        held += fold
+        card = json.loads((folder / "card.json").read_text())
+        assert card["training"]["cv_fold"]["fold"] == k and card["training"]["config"]["keep"] == "last"
+        assert card["training"]["epochs_run"] == 1
+    assert len(validation) == 1  # every fold model holds out the same validation split
+    non_validation = {s.path.name for s in synthetic_heads} - {Path(v).name for v in validation.pop()}
+    assert sorted(Path(h).name for h in held) == sorted(non_validation)

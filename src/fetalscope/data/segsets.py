@@ -78,6 +78,28 @@ def group_split(samples: Sequence[SegSample], fractions: dict[str, float], seed:
     return out
 
 
+def group_folds(samples: Sequence[SegSample], n_folds: int, seed: int = 0) -> list[list[SegSample]]:
+    """``samples`` divided into ``n_folds`` folds of whole groups with about equal numbers of samples: groups
+    shuffled by ``seed``, then largest first, each to the fold with the fewest samples so far (scikit-learn's
+    ``GroupKFold`` with ``shuffle`` balances group counts instead, leaving folds of uneven size). Fold ``k`` is
+    the ``k``-th held-out part; deterministic for a seed and sample list."""
+    if n_folds < 2:
+        raise DataError(f"cross-validation needs at least 2 folds, got {n_folds}")
+    groups: dict[str, list[SegSample]] = defaultdict(list)
+    for s in samples:
+        groups[s.group].append(s)
+    if len(groups) < n_folds:
+        raise DataError(f"cannot divide {len(groups)} group(s) into {n_folds} folds")
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    keys.sort(key=lambda g: -len(groups[g]))  # stable: equal sizes keep their shuffled order
+    folds: list[list[SegSample]] = [[] for _ in range(n_folds)]
+    for key in keys:
+        min(folds, key=len).extend(groups[key])
+    assert_groups_disjoint(*folds)
+    return folds
+
+
 def assert_groups_disjoint(*splits: Sequence[SegSample]) -> None:
     """Raise :class:`DataError` if any group appears in more than one split."""
     seen: dict[str, int] = {}

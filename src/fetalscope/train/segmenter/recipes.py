@@ -17,7 +17,7 @@ from typing import Any
 from fetalscope.biometry.head import hc18_reference_ellipse
 from fetalscope.biometry.segbundle import save_seg_bundle
 from fetalscope.config import bundled_models_dir, cache_dir, shared_data_relative
-from fetalscope.data.segsets import SegSample, assert_groups_disjoint, group_split, load_mask_file
+from fetalscope.data.segsets import SegSample, assert_groups_disjoint, group_folds, group_split, load_mask_file
 from fetalscope.errors import BadInputError, DataError
 from fetalscope.models.segmentation import encoder_spec
 from fetalscope.train.segmenter.trainer import SegTrainConfig, prepare_arrays, prepared_cache_file, train_segmenter
@@ -174,6 +174,7 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
                       device: str = "auto", num_workers: int = 0, patience: int | None = None,
                       cache: bool = True, prepare_only: bool = False, refit: bool = False,
                       encoder: str | None = None, boundary_weight: float | None = None,
+                      cv_fold: tuple[int, int] | None = None,
                       log: Callable[[str], None] = print) -> Path:
     """Train the bundle of measurement ``what`` ("head" | "cardiothoracic") and save it to ``out``
     (default: the bundled model folder). ``init_from`` starts from another bundle's weights (e.g. to
@@ -188,16 +189,33 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     share one held-out validation split.
     ``encoder`` picks the network's encoder (default the recipe's, EfficientNet-Lite0; see
     :data:`fetalscope.models.segmentation.ENCODERS`).
+    ``cv_fold=(k, n)`` trains one model of an ``n``-fold cross-validation: the training and early-stopping
+    splits together are divided into ``n`` folds of whole groups (:func:`~fetalscope.data.segsets.group_folds`,
+    by ``split_seed``); fold ``k`` (0-based) is held out as split ``fold`` and the others are trained on for
+    exactly ``epochs`` epochs, keeping the last (nothing is chosen on the held-out fold). The ``fold`` splits of
+    the ``n`` models together give an out-of-fold prediction for every non-validation image, on which
+    post-processing can be chosen without touching validation (``scripts/tune_head_measure.py --oof``).
     ``samples`` replaces the default dataset (a user's own set,
     e.g. :func:`fetalscope.data.focus.load_mask_folders`). Returns the bundle folder."""
     if refit and epochs is None:
         raise BadInputError("a refit needs the number of epochs (e.g. the best epoch of a first run)")
+    if cv_fold is not None:
+        k, n = cv_fold
+        if refit or epochs is None:
+            raise BadInputError("a cross-validation fold needs the number of epochs and no refit (it keeps the "
+                                "last epoch and never trains on its held-out fold)")
+        if not (n >= 2 and 0 <= k < n):
+            raise BadInputError(f"cross-validation fold {k} of {n}: need n >= 2 and 0 <= k < n")
     r = recipe(what)
     data = list(samples) if samples is not None else r.load()
     if limit:
         data = data[:limit]
     split_seed = seed if split_seed is None else split_seed
     splits = group_split(data, r.fractions, seed=split_seed)
+    if cv_fold is not None:
+        folds = group_folds([*splits["train"], *splits["early_stop"]], cv_fold[1], seed=split_seed)
+        splits = {"validation": splits["validation"], "fold": folds[cv_fold[0]],
+                  "train": [s for i, f in enumerate(folds) if i != cv_fold[0] for s in f]}
     assert_groups_disjoint(*splits.values())
     log(f"{what}: {', '.join(f'{k} {len(v)}' for k, v in splits.items())} images")
     cfg_kw = dict(r.config)
@@ -215,15 +233,17 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
         cfg_kw["boundary_weight"] = float(boundary_weight)
     cfg = SegTrainConfig(structures=r.structures, batch_size=batch_size, threads=threads, max_minutes=max_minutes,
                          pretrained=pretrained, seed=seed, init_from=str(init_from) if init_from else None,
-                         device=device, num_workers=num_workers, keep="last" if refit else "best", **cfg_kw)
+                         device=device, num_workers=num_workers, keep="last" if refit or cv_fold else "best",
+                         **cfg_kw)
     cache_folder = cache_dir() / "biometry" / "prepared" if cache or prepare_only else None
+    monitor = "fold" if cv_fold is not None else "early_stop"
     if prepare_only:
-        for name in ("train", "early_stop"):
+        for name in ("train", monitor):
             prepare_arrays(splits[name], cfg, cache_folder)
             log(f"{name}: arrays in {prepared_cache_file(splits[name], cfg, cache_folder)}")
         return cache_folder
     fit_on = [*splits["train"], *splits["early_stop"]] if refit else splits["train"]
-    result = train_segmenter(fit_on, splits["early_stop"], cfg, log=log, cache=cache_folder)
+    result = train_segmenter(fit_on, splits[monitor], cfg, log=log, cache=cache_folder)
     folder = Path(out) if out is not None else bundled_models_dir() / r.bundle_name
     digest = hashlib.sha256("\n".join(sorted(shared_data_relative(s.path) for s in fit_on)).encode()).hexdigest()
     card = dict(r.card)
@@ -242,6 +262,10 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
         "stopped_because": result.stopped_because, "config": cfg.to_dict(), "history": result.history,
         "refit": ("trained on the train and early-stop splits together for a fixed number of epochs, keeping "
                   "the last; the early-stop Dice in the history is in-sample") if refit else None,
+        "cv_fold": {"fold": cv_fold[0], "folds": cv_fold[1],
+                    "note": "one model of a cross-validation over the train and early-stop splits: split `fold` "
+                            "is held out, the last epoch is kept, the history's Dice is that of the held-out fold"}
+        if cv_fold is not None else None,
         "note": "CPU shared with other jobs; wall-clock times are upper bounds" if result.device == "cpu"
         else None,
     }

@@ -1,0 +1,55 @@
+"""Out-of-fold choices of the post-processing tuners (scripts/tune_head_measure.py): an HC correction is fitted
+on the other folds only, removes a bias it has seen, and a head held out by two fold models is refused."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tune_head_measure.py"
+
+
+@pytest.fixture(scope="module")
+def tune():
+    spec = importlib.util.spec_from_file_location("tune_head_measure", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_corrections_remove_the_bias_they_were_fitted_on(tune):
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(60, 340, 400)
+    pred = ref * 0.98 - 0.5 + rng.normal(0, 0.3, ref.size)  # 2% and 0.5 mm too small
+    for kind in ("scale", "linear"):
+        params = tune.fit_correction(kind, pred, ref)
+        fixed = tune.apply_correction(kind, params, pred)
+        assert abs(np.mean(fixed - ref)) < 0.2 < 4.0 < abs(np.mean(pred - ref))
+    lin = tune.apply_correction("linear", tune.fit_correction("linear", pred, ref), pred)
+    assert np.abs(lin - ref).mean() < 0.35  # only the noise is left
+    assert np.array_equal(tune.apply_correction("none", tune.fit_correction("none", pred, ref), pred), pred)
+
+
+def test_cross_fitting_never_uses_the_fold_it_corrects(tune):
+    ref = np.full(20, 100.0)
+    pred = ref.copy()
+    pred[:10] += 10.0  # fold 0 is 10 mm too large, fold 1 exact
+    fold = np.repeat([0, 1], 10)
+    fixed = tune.cross_fitted("scale", pred, ref, fold)
+    # fold 0 is corrected by fold 1's fit (no bias: unchanged) and fold 1 by fold 0's (shrunk by ~9%)
+    assert np.allclose(fixed[:10], pred[:10])
+    assert np.allclose(fixed[10:], 100.0 * (1 - 10 / 110))
+
+
+def test_a_head_held_out_twice_is_refused(tune, tmp_path, monkeypatch):
+    monkeypatch.setattr(tune, "CACHE_ROOT", tmp_path)
+    for name in ("cv0", "cv1"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "fold.json").write_text(json.dumps([{"name": "001_HC.png", "group": "001"}]))
+        np.savez_compressed(tmp_path / name / "001_HC.png.npz", plain=np.zeros((2, 2)))
+    with pytest.raises(SystemExit, match="held out by two fold models"):
+        tune.load_oof([str(tmp_path / "cv0"), str(tmp_path / "cv1")])
