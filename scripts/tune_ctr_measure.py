@@ -138,18 +138,19 @@ def score(meta: list[dict], variant: str) -> dict[str, float]:
     from fetalscope.biometry.ellipse import Ellipse, ellipse_overlap, mean_ellipse
 
     views_h, views_t, lh, lt = VARIANTS[variant]
-    errs, iou_h, iou_t = [], [], []
+    errs, refs, iou_h, iou_t = [], [], [], []
     for m in meta:
         fits = {v: fit_view(m, v, lh, lt) for v in {*views_h, *views_t}}
         heart = mean_ellipse([fits[v][0] for v in views_h if fits[v][0] is not None])
         thorax = mean_ellipse([fits[v][1] for v in views_t if fits[v][1] is not None])
         ref_h, ref_t = Ellipse.from_dict(m["ref"]["heart"]), Ellipse.from_dict(m["ref"]["thorax"])
-        errs.append(ctr_ratios(heart, thorax)["circumference"] - ctr_ratios(ref_h, ref_t)["circumference"])
+        refs.append(ctr_ratios(ref_h, ref_t)["circumference"])
+        errs.append(ctr_ratios(heart, thorax)["circumference"] - refs[-1])
         iou_h.append(ellipse_overlap(heart, ref_h, tuple(m["shape"]))["iou"])
         iou_t.append(ellipse_overlap(thorax, ref_t, tuple(m["shape"]))["iou"])
     e = np.array(errs)
     return {"mae": float(np.abs(e).mean()), "bias": float(e.mean()), "iou_heart": float(np.mean(iou_h)),
-            "iou_thorax": float(np.mean(iou_t)), "n": len(e)}
+            "iou_thorax": float(np.mean(iou_t)), "n": len(e), "errors": e, "references": np.array(refs)}
 
 
 def table(split: str, variants: list[str], meta: list[dict] | None = None, title: str = "focus-ctr"
@@ -199,25 +200,34 @@ def oof_report(folds: list[str], bundle: str, out: Path) -> None:
     if len(set(names)) != len(names):
         raise SystemExit("an image is held out by two fold models: are these folds of one cross-validation?")
     card = json.loads((Path(folds[0]) / "card.json").read_text())
+    scored = json.loads((Path(bundle) / "card.json").read_text())
     cfg = card["training"]["config"]
     oof_lines, sc = table("out of fold", list(VARIANTS), meta=oof, title=f"{len(folds)} fold models")
     cur = sc[CURRENT]
     allowed = [v for v in VARIANTS
                if sc[v]["mae"] <= cur["mae"] + 0.0005 and sc[v]["iou_heart"] >= cur["iou_heart"] - 0.002]
     chosen = max(allowed, key=lambda v: sc[v]["iou_thorax"])
+    # the constant predictor of each fold: the mean reference CTR of the images its model trained on
+    fold = np.array([m["fold"] for m in oof])
+    ref = cur["references"]
+    constant = np.array([ref[fold != k].mean() for k in fold])
+    const_mae = float(np.abs(constant - ref).mean())
     text = ["# Heart and thorax ellipse post-processing chosen out of fold", "",
             "Written by `scripts/tune_ctr_measure.py oof`. The choice is made on the out-of-fold predictions of a "
             f"{len(folds)}-fold cross-validation over the train and early-stop images ({len(oof)} images; "
             f"`scripts/train_biometry.py train cardiothoracic --cv-fold K {len(folds)} --epochs {cfg['epochs']} "
             f"--seed {cfg['seed']} --split-seed {card['data']['split_seed']}`, flip-averaged probability maps): every "
             "image is predicted by the one model that never trained on it. Validation is held out by every fold model "
-            f"and by `{Path(bundle).name}`, and is scored once at the end. Caution: each fold model is one network "
-            "trained on about 4/5 of the bundle's images for a fixed number of epochs; the bundle is the mean of "
-            "three networks chosen by early stopping.", "",
+            f"and by `{Path(bundle).name}` (revision {scored.get('revision', 1)}), and is scored once at the end. "
+            "Caution: each fold model is one network trained on about 4/5 of the train and early-stop images for a "
+            f"fixed number of epochs; the bundle is {_described(scored)}.", "",
             "Rule (written before the out-of-fold table was seen): choose the highest thorax IoU among variants "
             "whose CTR MAE is at most 0.0005 and heart IoU at most 0.002 worse than the current setting's; adopt it "
             "if on validation its thorax IoU is higher, its CTR MAE at most 0.016 and its heart IoU at least 0.87.",
             "", "## Out of fold (the choice is made here)", "", *oof_lines, "",
+            f"Out of fold the current setting's circumference-CTR MAE is {cur['mae']:.4f} against {const_mae:.4f} for "
+            "the constant predictor (each fold's training-mean CTR): "
+            f"{cur['mae'] / const_mae:.2f}x, for single networks on images none of them trained on.", "",
             f"Chosen: {chosen} (thorax IoU {sc[chosen]['iou_thorax']:.4f}; current {cur['iou_thorax']:.4f})."]
     if chosen != CURRENT:
         val_lines, val = table("validation", [CURRENT, chosen], meta=load("validation", bundle),
@@ -231,6 +241,15 @@ def oof_report(folds: list[str], bundle: str, out: Path) -> None:
                  f"{v['iou_heart']:.4f})."]
     out.write_text("\n".join(text) + "\n", encoding="utf-8")
     print("\n".join(text))
+
+
+def _described(card: dict) -> str:
+    """What the scored bundle is, from its card: one network or an ensemble, chosen by early stopping or refit."""
+    training = card.get("training") or {}
+    members = len(training.get("members") or []) or 1
+    how = "trained on the train and early-stop images (refit)" if training.get("refit") else \
+        "trained on the train images and chosen by early stopping"
+    return f"{'one network' if members == 1 else f'the mean of {members} networks'} {how}"
 
 
 def main(argv: list[str] | None = None) -> int:

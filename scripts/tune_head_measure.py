@@ -329,8 +329,9 @@ def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], vi
     chosen = min(preds, key=lambda k: np.abs(preds[k] - ref_o).mean())
     text += ["## Outline level and views", "", "Out of fold (the choice is made here):", "", header, rule,
              *(_row(f"{k[0]}, level {k[1]}", preds[k] - ref_o, ref_o) for k in variants), "",
-             f"Chosen: views `{chosen[0]}`, level {chosen[1]}; out-of-fold gain over the shipped setting "
-             f"{_gain(preds[SHIPPED] - ref_o, preds[chosen] - ref_o, groups_o)}.", ""]
+             ("Chosen: the shipped setting." if chosen == SHIPPED else
+              f"Chosen: views `{chosen[0]}`, level {chosen[1]}; out-of-fold gain over the shipped setting "
+              f"{_gain(preds[SHIPPED] - ref_o, preds[chosen] - ref_o, groups_o)}."), ""]
     base_o = preds[SHIPPED]
     # family 2: an HC correction on the shipped setting, fitted out of fold
     corrected = {kind: cross_fitted(kind, base_o, ref_o, fold) for kind in CORRECTIONS}

@@ -239,3 +239,74 @@ def test_head_outline_level_comes_from_the_card(bundles, tmp_path, monkeypatch):
                                                            "inference": {"level": 1.5}})
     with pytest.raises(UnsupportedError, match="level"):
         Measurer("head", bad)
+
+
+def _drawn_probabilities(self, image, flip=None):
+    """Probability maps read off the image itself (thorax: grey >= 100, heart: grey >= 200) at the model's
+    input size, so that a crop of the image gives the crop's own maps, as a network would."""
+    import cv2
+
+    h, w = self.bundle.preprocess.input_size
+    grey = image.pixels[..., 0].astype(np.float32)
+    return {"thorax": cv2.resize((grey >= 100).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA),
+            "heart": cv2.resize((grey >= 200).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)}
+
+
+def test_ctr_ellipses_are_averaged_over_the_cards_views(tmp_path, monkeypatch):
+    """``inference.ellipse_average`` of a cardiothoracic bundle: the heart and thorax are also fitted on crops
+    around the thorax (seen at a higher resolution) and each record ellipse is the mean of the views; an
+    unknown view is refused."""
+    from fetalscope.biometry.ellipse import ellipse_overlap
+    from fetalscope.errors import UnsupportedError
+
+    pixels = np.zeros((240, 360, 3), np.uint8)
+    pixels[THORAX.rasterise((240, 360))] = 150
+    pixels[HEART.rasterise((240, 360))] = 250
+    image = UltrasoundImage(pixels=pixels, source="drawn.png")
+    monkeypatch.setattr(Measurer, "probabilities", _drawn_probabilities)
+    model = EllipseUNet(("heart", "thorax"), pretrained=False)
+    pre = segmentation_preprocess("efficientnet_lite0", (48, 72))
+    card = {"name": "t-views", "measurement": "cardiothoracic",
+            "inference": {"ellipse_average": ["plain", "zoom:0.1", "zoom:0.35"]}}
+    m = Measurer("cardiothoracic", save_seg_bundle(model, tmp_path / "views", pre, card))
+    plain = m.ellipses(image, refine=False)
+    averaged = m.ellipses(image)
+    for name, ref in (("heart", HEART), ("thorax", THORAX)):
+        iou_plain = ellipse_overlap(plain[name], ref, (240, 360))["iou"]
+        iou_avg = ellipse_overlap(averaged[name], ref, (240, 360))["iou"]
+        assert iou_avg > 0.95 and iou_avg >= iou_plain - 0.005, name  # the crops see the outline finer
+        assert averaged[name].circumference() != pytest.approx(plain[name].circumference(), rel=1e-9)
+    rec = m.measure(image, plane="Fetal thorax")
+    assert rec["thorax"] == averaged["thorax"].normalised().to_dict() and rec["quality"] == "ok"
+    card["inference"]["ellipse_average"] = ["plain", "tilt:5"]
+    bad = Measurer("cardiothoracic", save_seg_bundle(model, tmp_path / "bad", pre, card))
+    with pytest.raises(UnsupportedError, match="tilt:5"):
+        bad.ellipses(image)
+
+
+@pytest.mark.shared
+def test_shipped_ctr_ellipses_are_averaged_over_views_in_both_runtimes(shared_data):
+    """The shipped focus-ctr fits heart and thorax on the image and on crops around the thorax; the record's
+    ellipses are the views' means, and ONNX Runtime gives the same ellipses as PyTorch."""
+    from fetalscope.biometry.ellipse import mean_ellipse
+
+    m = Measurer("cardiothoracic", runtime="onnx")
+    assert m.ellipse_views and any(v.startswith("zoom:") for v in m.ellipse_views)
+    path = sorted((shared_data / "focus_fetal_thorax").rglob("*.png"))[0]
+    image = load_image(path)
+    plain = m.ellipses(image, refine=False)
+    views = [plain]
+    for v in m.ellipse_views[1:]:
+        crop, x0, y0 = m.crop_around(image, plain["thorax"], float(v.split(":")[1]))
+        fitted = m.ellipses(crop, refine=False)
+        views.append({k: Ellipse(e.cx + x0, e.cy + y0, e.a, e.b, e.angle_deg) for k, e in fitted.items()})
+    averaged = m.ellipses(image)
+    for name in ("heart", "thorax"):
+        expected = mean_ellipse([vw[name] for vw in views])
+        for field in ("cx", "cy", "a", "b", "angle_deg"):
+            assert getattr(averaged[name], field) == pytest.approx(getattr(expected, field), rel=1e-6, abs=1e-6)
+        zoomed = views[-1][name]
+        assert zoomed.circumference() == pytest.approx(plain[name].circumference(), rel=0.1)  # same structure
+    torch_e = Measurer("cardiothoracic", runtime="torch").ellipses(image)
+    for name in ("heart", "thorax"):
+        assert torch_e[name].circumference() == pytest.approx(averaged[name].circumference(), rel=2e-3)

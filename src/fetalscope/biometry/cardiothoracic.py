@@ -58,7 +58,9 @@ CTR_CARD: dict[str, Any] = {
     "postprocessing": [
         "probabilities averaged over the image and its mirror image (flip test-time augmentation); "
         "sigmoid > 0.5 per structure; thorax: largest component, holes filled; heart: restricted to the "
-        "thorax region, largest component; sub-pixel outline; least-squares ellipse (OpenCV fitEllipse)",
+        "thorax region, largest component; sub-pixel outline; least-squares ellipse (OpenCV fitEllipse); with "
+        "`inference.ellipse_average`, each ellipse is the mean of the fits on the image and on crops around its "
+        "thorax ellipse (the thorax seen at a higher resolution)",
         "ellipse: cx, cy, a, b (pixels), angle_deg from +x towards +y, image y pointing down; a >= b",
         "CTR = heart / thorax: circumference (Ramanujan, primary), area (pi a b), diameter (major axes)",
         "quality gate: no CTR when a structure is missing, the heart is not inside the thorax, an axis ratio "

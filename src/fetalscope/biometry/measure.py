@@ -78,8 +78,8 @@ class Measurer:
         inference = self.bundle.card.get("inference", {})
         # test-time augmentation: average the probabilities of the image and its mirror image
         self.flip_tta = bool(inference.get("flip_tta", False))
-        # the head ellipse averaged over several views of the image (see :meth:`head_ellipse`)
-        self.ellipse_views = [str(v) for v in inference.get("ellipse_average", [])] if self.what == "head" else []
+        # the ellipses averaged over several views of the image (:meth:`head_ellipse`, :meth:`ctr_ellipses`)
+        self.ellipse_views = [str(v) for v in inference.get("ellipse_average", [])]
         # probability level of the measured head outline (the routing evidence keeps 0.5)
         self.head_level = float(inference.get("level", 0.5)) if self.what == "head" else 0.5
         # fit the head only where its outline is sharp (:func:`~fetalscope.biometry.ellipse.sharp_outline`)
@@ -113,9 +113,10 @@ class Measurer:
         mirrored = self._sigmoid(x)[0][self.bundle.structures.index("head")][..., ::-1]
         return ((plain.astype(np.float64) + mirrored) / 2).astype(np.float32)
 
-    def zoomed_ellipse(self, image: UltrasoundImage, around: Ellipse, margin: float) -> Ellipse | None:
-        """The head ellipse fitted on a crop around ``around`` (its major axis plus ``margin`` on each side, in
-        the model's aspect ratio, zero-padded beyond the image), mapped back to the image."""
+    def crop_around(self, image: UltrasoundImage, around: Ellipse,
+                    margin: float) -> tuple[UltrasoundImage, float, float]:
+        """A crop of ``image`` around ``around`` (its major axis plus ``margin`` on each side, in the model's
+        aspect ratio, zero-padded beyond the image) and the crop's top-left corner in image pixels."""
         h0, w0 = self.bundle.preprocess.input_size
         bh = bw = 2.0 * around.major * (1.0 + margin)
         bw, bh = (bh * w0 / h0, bh) if bw / bh < w0 / h0 else (bw, bw * h0 / w0)
@@ -123,10 +124,14 @@ class Measurer:
         size = (max(8, int(round(bw))), max(8, int(round(bh))))
         shift = np.array([[1, 0, -x0], [0, 1, -y0]], np.float32)
         crop = cv2.warpAffine(image.pixels, shift, size, flags=cv2.INTER_LINEAR, borderValue=0)
-        fitted = fit_ellipse(self.probabilities(replace(image, pixels=crop), flip=False)["head"],
-                             out_shape=(size[1], size[0]), level=self.head_level,
-                             min_sharpness=self.head_sharpness)
-        return None if fitted is None else Ellipse(fitted.cx + x0, fitted.cy + y0, fitted.a, fitted.b, fitted.angle_deg)
+        return replace(image, pixels=crop), x0, y0
+
+    def zoomed_ellipse(self, image: UltrasoundImage, around: Ellipse, margin: float) -> Ellipse | None:
+        """The head ellipse fitted on a crop around ``around`` (:meth:`crop_around`), mapped back to the image."""
+        crop, x0, y0 = self.crop_around(image, around, margin)
+        fitted = fit_ellipse(self.probabilities(crop, flip=False)["head"], out_shape=(crop.height, crop.width),
+                             level=self.head_level, min_sharpness=self.head_sharpness)
+        return _shifted(fitted, x0, y0)
 
     def head_ellipse(self, image: UltrasoundImage, probs: dict[str, np.ndarray]) -> Ellipse | None:
         """The head ellipse: fitted to ``probs``, then, when the bundle's ``inference.ellipse_average`` lists
@@ -163,14 +168,27 @@ class Measurer:
         shape = (image.height, image.width)
         if self.what == "head":
             return {"head": self.head_ellipse(image, probs) if refine else fit_ellipse(probs["head"], out_shape=shape)}
-        thorax_p = probs["thorax"]
-        region = fill_holes(largest_component(thorax_p >= 0.5))
-        # the fitter keeps the largest region itself and reads the soft boundary around it
-        thorax = fit_ellipse(thorax_p, out_shape=shape) if region.any() else None
-        near = cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        heart_p = np.where(near, probs["heart"], 0.0)  # the heart is kept inside the thorax
-        heart = fit_ellipse(heart_p, out_shape=shape) if region.any() else None
-        return {"heart": heart, "thorax": thorax}
+        plain = _heart_and_thorax(probs, shape)
+        return self.ctr_ellipses(image, plain) if refine else plain
+
+    def ctr_ellipses(self, image: UltrasoundImage, plain: dict[str, Ellipse | None]) -> dict[str, Ellipse | None]:
+        """Heart and thorax ellipses: ``plain`` (those of the whole image) or, when the bundle's
+        ``inference.ellipse_average`` lists views, per structure the mean of the ellipses of those views:
+        ``plain`` and ``zoom:M`` (the image's probabilities on a crop around the plain thorax ellipse with
+        margin M, :meth:`crop_around`: the thorax seen at a higher resolution)."""
+        if not self.ellipse_views or plain["thorax"] is None:
+            return plain
+        fits: list[dict[str, Ellipse | None]] = []
+        for view in self.ellipse_views:
+            if view == "plain":
+                fits.append(plain)
+            elif view.startswith("zoom:"):
+                crop, x0, y0 = self.crop_around(image, plain["thorax"], float(view.split(":", 1)[1]))
+                fitted = _heart_and_thorax(self.probabilities(crop), (crop.height, crop.width))
+                fits.append({k: _shifted(e, x0, y0) for k, e in fitted.items()})
+            else:
+                raise UnsupportedError(f"bundle {self.bundle.name}: unknown ellipse_average view '{view}'")
+        return {k: mean_ellipse([f[k] for f in fits if f[k] is not None]) or plain[k] for k in ("heart", "thorax")}
 
     def masks(self, image: UltrasoundImage, probs: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Raw masks at the original resolution (probability resized bilinearly, > 0.5, largest
@@ -219,6 +237,23 @@ class Measurer:
         record["model"] = dict(self.model_info)
         record["timing_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return record
+
+
+def _shifted(e: Ellipse | None, dx: float, dy: float) -> Ellipse | None:
+    return None if e is None else Ellipse(e.cx + dx, e.cy + dy, e.a, e.b, e.angle_deg)
+
+
+def _heart_and_thorax(probs: dict[str, np.ndarray], shape: tuple[int, int]) -> dict[str, Ellipse | None]:
+    """Heart and thorax ellipses (pixels of an image of ``shape``) of one view's probability maps: the thorax
+    fitted to its largest region's soft boundary, the heart kept within (one pixel around) that region."""
+    region = fill_holes(largest_component(probs["thorax"] >= 0.5))
+    if not region.any():
+        return {"heart": None, "thorax": None}
+    # the fitter keeps the largest region itself and reads the soft boundary around it
+    thorax = fit_ellipse(probs["thorax"], out_shape=shape)
+    near = cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    heart = fit_ellipse(np.where(near, probs["heart"], 0.0), out_shape=shape)  # the heart is kept inside the thorax
+    return {"heart": heart, "thorax": thorax}
 
 
 def _head_record(ellipse: Ellipse | None, image: UltrasoundImage, pixel_size_mm: float | None,
