@@ -184,6 +184,30 @@ def test_html_and_pdf_reports_show_the_checklist(session):
     assert html_escape(not_assessed.quality["reason"]) in not_assessed.to_html()  # why it has no score
 
 
+def test_ellipse_fit_compares_the_mask_with_its_own_fit_not_the_measured_ellipse():
+    """The measured ellipse may be averaged over views and crops; ellipse_fit judges the segmentation's own
+    shape, so it uses the ellipse fitted to the mask alone when one is given (pure criterion maths)."""
+    import cv2
+    import numpy as np
+
+    from fetalscope.biometry.ellipse import Ellipse
+    from fetalscope.pipeline.quality import Judged, judge
+
+    h, w = 200, 300
+    rgb, sector = np.full((h, w, 3), 60, np.uint8), np.ones((h, w), bool)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.ellipse(mask, (150, 100), (70, 50), 0, 0, 360, 1, -1)
+    own = Ellipse(150.0, 100.0, 70.0, 50.0, 0.0)
+    measured = Ellipse(156.0, 100.0, 66.0, 50.0, 0.0)  # e.g. the mean of views: a little off this mask
+
+    def fit(**extra) -> Criterion:
+        j = Judged(rgb, sector, {"Fetal brain": 0.9}, {"head": mask.astype(bool)}, {"head": measured}, **extra)
+        return next(c for c in judge("head", j) if c.id == "ellipse_fit")
+
+    assert fit(mask_fits={"head": own}).value > 0.97
+    assert fit().value < fit(mask_fits={"head": own}).value - 0.05  # without: the measured ellipse
+
+
 def test_in_view_fails_a_head_cut_by_the_frame_although_its_ellipse_fits_inside():
     """A skull segmented only up to the frame's edge, with an ellipse fitted to the visible part (inside the
     image): head_in_view fails; the same outline away from the frame passes (pure criterion maths)."""

@@ -279,10 +279,16 @@ class Judged:
     boxes: list[dict[str, Any]] | None = None
     detector_note: str | None = None
     box_threshold: float | None = None  # the detector's operating threshold; ``boxes`` may hold weaker ones
+    # the ellipse fitted to each segmentation alone (no averaging over views or crops): ``ellipse_fit`` compares
+    # the mask with it, so that it measures the outline's own shape; None: the measured ``ellipses``
+    mask_fits: dict[str, Ellipse | None] | None = None
+
+    def mask_fit(self, structure: str) -> Ellipse | None:
+        return (self.mask_fits if self.mask_fits is not None else self.ellipses).get(structure)
 
 
 def _fit(mask: np.ndarray | None, ellipse: Ellipse | None) -> float | None:
-    """IoU of a segmentation mask and its fitted ellipse (how well the outline is an ellipse)."""
+    """IoU of a segmentation mask and the ellipse fitted to it (how well the outline is an ellipse)."""
     if mask is None or ellipse is None or not mask.any():
         return None
     return mask_iou(mask, ellipse.rasterise(mask.shape))
@@ -333,7 +339,8 @@ def judge_head(j: Judged, limits: dict[str, Any]) -> list[Criterion]:
                          expected=f"detected (box score >= {threshold:.2g})", missing=ADVICE[cid]["low"]))
     out.append(Criterion("cerebellum_not_visible", None, None, "not visible (trans-thalamic, not "
                          "trans-cerebellar)", None, f"{LABELS['cerebellum_not_visible']} ({CEREBELLUM_NOT_JUDGED})"))
-    out.append(check("ellipse_fit", _fit(j.masks.get("head"), head), limits["ellipse_fit"], missing=lost))
+    out.append(check("ellipse_fit", _fit(j.masks.get("head"), j.mask_fit("head")), limits["ellipse_fit"],
+                     missing=lost))
     return out + _image_criteria(j, limits)
 
 
@@ -352,7 +359,8 @@ def judge_four_chamber(j: Judged, limits: dict[str, Any]) -> list[Criterion]:
                  missing=lost),
            check("heart_found", inside, limits["heart_found"], missing=no_heart),
            check("heart_thorax_area", share, limits["heart_thorax_area"], missing=no_heart),
-           check("ellipse_fit", _fit(j.masks.get("thorax"), thorax), limits["ellipse_fit"], missing=lost)]
+           check("ellipse_fit", _fit(j.masks.get("thorax"), j.mask_fit("thorax")), limits["ellipse_fit"],
+                 missing=lost)]
     return out + _image_criteria(j, limits)
 
 

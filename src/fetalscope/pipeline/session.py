@@ -455,6 +455,7 @@ class Session:
             measurer = get_measurer(what, runtime=runtime)
             seg = measurer.probabilities(img)
             ellipses = measurer.ellipses(img, seg)
+            mask_fits = measurer.ellipses(img, seg, refine=False)
             masks = measurer.masks(img, seg)
         models["segmentation"] = dict(measurer.model_info)
         boxes, note, box_threshold = None, None, None
@@ -469,7 +470,7 @@ class Session:
             else:
                 note = f"not assessed: {self._detector_error or 'no detector loaded'}"
         sector = sector_mask(img.pixels)
-        judged = q.Judged(img.pixels, sector, probs, masks, ellipses, boxes, note, box_threshold)
+        judged = q.Judged(img.pixels, sector, probs, masks, ellipses, boxes, note, box_threshold, mask_fits)
         criteria = q.judge(what, judged)
         score = q.score_of(criteria, q.weights(what))
         return q.QualityRecord(
