@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +26,11 @@ BUNDLE = "src/fetalscope/models/bundled/focus-ctr"
 MARGINS = (0.1, 0.2, 0.35)
 
 
-def crop_box(around, margin: float, input_size: tuple[int, int]) -> tuple[float, float, int, int]:
-    h0, w0 = input_size
-    bh = bw = 2.0 * around.major * (1.0 + margin)
-    bw, bh = (bh * w0 / h0, bh) if bw / bh < w0 / h0 else (bw, bw * h0 / w0)
-    x0, y0 = around.cx - bw / 2.0, around.cy - bh / 2.0
-    return x0, y0, max(8, int(round(bw))), max(8, int(round(bh)))
-
-
 def cache_dir(bundle: str) -> Path:
     return CACHE_ROOT / Path(bundle).resolve().name
 
 
 def cache(splits: list[str], bundle: str) -> None:
-    import cv2
 
     from fetalscope.biometry.ellipse import Ellipse
     from fetalscope.biometry.measure import Measurer
@@ -56,16 +46,14 @@ def cache(splits: list[str], bundle: str) -> None:
         for s in validation_samples(folder, "cardiothoracic", split):
             image = load_image(s.path)
             probs = m.probabilities(image, flip=True)
-            thorax = m.ellipses(image, probs)["thorax"]
+            thorax = m.ellipses(image, probs, refine=False)["thorax"]  # the crops' centre, as the Measurer's
             arrays = {f"plain_{k}": v for k, v in probs.items()}
             crops = {}
             for margin in MARGINS:
-                x0, y0, w, h = crop_box(thorax, margin, m.bundle.preprocess.input_size)
-                shift = np.array([[1, 0, -x0], [0, 1, -y0]], np.float32)
-                crop = cv2.warpAffine(image.pixels, shift, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
-                for k, v in m.probabilities(replace(image, pixels=crop), flip=True).items():
+                crop, x0, y0 = m.crop_around(image, thorax, margin)
+                for k, v in m.probabilities(crop, flip=True).items():
                     arrays[f"zoom{margin}_{k}"] = v
-                crops[str(margin)] = [x0, y0, w, h]
+                crops[str(margin)] = [x0, y0, crop.width, crop.height]
             np.savez_compressed(CACHE / f"{s.name}.npz", **arrays)
             meta.append({"name": s.name, "group": s.group, "shape": [image.height, image.width], "crops": crops,
                          "ref": {k: Ellipse.from_dict(s.ellipses[k]).to_dict(None) for k in ("heart", "thorax")}})

@@ -33,20 +33,11 @@ SIZES = ((0.0, 100.0, "< 100 mm"), (100.0, 200.0, "100-200 mm"), (200.0, 1e9, ">
 MARGINS = (0.15, 0.25, 0.35, 0.5)
 
 
-def crop_box(around, margin: float, input_size: tuple[int, int]) -> tuple[float, float, int, int]:
-    h0, w0 = input_size
-    bh = bw = 2.0 * around.major * (1.0 + margin)
-    bw, bh = (bh * w0 / h0, bh) if bw / bh < w0 / h0 else (bw, bw * h0 / w0)
-    x0, y0 = around.cx - bw / 2.0, around.cy - bh / 2.0
-    return x0, y0, max(8, int(round(bw))), max(8, int(round(bh)))
-
-
 def cache_dir(bundle: str) -> Path:
     return CACHE_ROOT / Path(bundle).resolve().name
 
 
 def cache(splits: list[str], bundle: str = BUNDLE) -> None:
-    import cv2
 
     from fetalscope.biometry.ellipse import fit_ellipse
     from fetalscope.biometry.measure import Measurer
@@ -69,13 +60,11 @@ def cache(splits: list[str], bundle: str = BUNDLE) -> None:
             arrays = {"plain": plain, "flip": mirror}
             crops = {}
             for margin in MARGINS:
-                x0, y0, w, h = crop_box(base, margin, m.bundle.preprocess.input_size)
-                shift = np.array([[1, 0, -x0], [0, 1, -y0]], np.float32)
-                crop = cv2.warpAffine(image.pixels, shift, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
-                arrays[f"zoom{margin}"] = m.probabilities(replace(image, pixels=crop), flip=False)["head"]
-                cimg = replace(image, pixels=crop[:, ::-1].copy())
+                crop, x0, y0 = m.crop_around(image, base, margin)
+                arrays[f"zoom{margin}"] = m.probabilities(crop, flip=False)["head"]
+                cimg = replace(crop, pixels=crop.pixels[:, ::-1].copy())
                 arrays[f"zoomflip{margin}"] = m.probabilities(cimg, flip=False)["head"][:, ::-1].copy()
-                crops[str(margin)] = [x0, y0, w, h]
+                crops[str(margin)] = [x0, y0, crop.width, crop.height]
             np.savez_compressed(CACHE / f"{s.name}.npz", **arrays)
             meta.append({"name": s.name, "group": s.group, "hc_ref_mm": float(s.meta["hc_mm"]),
                          "px": float(s.meta["pixel_size_mm"]), "shape": list(shape), "crops": crops,
