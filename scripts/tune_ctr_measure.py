@@ -31,7 +31,6 @@ def cache_dir(bundle: str) -> Path:
 
 
 def cache(splits: list[str], bundle: str) -> None:
-
     from fetalscope.biometry.ellipse import Ellipse
     from fetalscope.biometry.measure import Measurer
     from fetalscope.imaging.loader import load_image
@@ -138,7 +137,7 @@ def score(meta: list[dict], variant: str) -> dict[str, float]:
         iou_t.append(ellipse_overlap(thorax, ref_t, tuple(m["shape"]))["iou"])
     e = np.array(errs)
     return {"mae": float(np.abs(e).mean()), "bias": float(e.mean()), "iou_heart": float(np.mean(iou_h)),
-            "iou_thorax": float(np.mean(iou_t)), "n": len(e), "errors": e, "references": np.array(refs)}
+            "iou_thorax": float(np.mean(iou_t)), "n": len(e), "references": np.array(refs)}
 
 
 def table(split: str, variants: list[str], meta: list[dict] | None = None, title: str = "focus-ctr"

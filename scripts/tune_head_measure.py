@@ -38,7 +38,6 @@ def cache_dir(bundle: str) -> Path:
 
 
 def cache(splits: list[str], bundle: str = BUNDLE) -> None:
-
     from fetalscope.biometry.ellipse import fit_ellipse
     from fetalscope.biometry.measure import Measurer
     from fetalscope.imaging.loader import load_image
@@ -293,6 +292,11 @@ def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], vi
     groups_o, groups_v = [m["group"] for m in oof], [m["group"] for m in val]
     cards = [json.loads((Path(f) / "card.json").read_text()) for f in folds]
     tr = cards[0]["training"]
+    variants = [(v, lv, SHIPPED[2]) for v in view_sets for lv in levels]
+    if SHIPPED not in variants:
+        variants.insert(0, SHIPPED)
+    preds = {k: predictions(oof, *_vls(k)) for k in variants}
+    base_o, base_v = preds[SHIPPED], predictions(val, *_vls(SHIPPED))
     header = "| variant | all | " + " | ".join(n for _, _, n in SIZES) + " |"
     rule = "| --- | --- | " + " | ".join("---" for _ in SIZES) + " |"
     text = ["# Head post-processing chosen out of fold", "",
@@ -308,20 +312,15 @@ def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], vi
             f"{', '.join(VIEW_SETS['current'])}, "
             f"outline level {SHIPPED[1]}, min outline sharpness {SHIPPED[2]}.", "",
             "## Does the out-of-fold error look like the validation error?", "", header, rule,
-            _row(f"out of fold ({len(oof)} heads), fold models", predictions(oof, *_vls(SHIPPED)) - ref_o, ref_o),
-            _row(f"validation ({len(val)} heads), bundle", predictions(val, *_vls(SHIPPED)) - ref_v, ref_v), ""]
+            _row(f"out of fold ({len(oof)} heads), fold models", base_o - ref_o, ref_o),
+            _row(f"validation ({len(val)} heads), bundle", base_v - ref_v, ref_v), ""]
     # family 1: outline level and views
-    variants = [(v, lv, SHIPPED[2]) for v in view_sets for lv in levels]
-    if SHIPPED not in variants:
-        variants.insert(0, SHIPPED)
-    preds = {k: predictions(oof, *_vls(k)) for k in variants}
     chosen = min(preds, key=lambda k: np.abs(preds[k] - ref_o).mean())
     text += ["## Outline level and views", "", "Out of fold (the choice is made here):", "", header, rule,
              *(_row(f"{k[0]}, level {k[1]}", preds[k] - ref_o, ref_o) for k in variants), "",
              ("Chosen: the shipped setting." if chosen == SHIPPED else
               f"Chosen: views `{chosen[0]}`, level {chosen[1]}; out-of-fold gain over the shipped setting "
-              f"{_gain(preds[SHIPPED] - ref_o, preds[chosen] - ref_o, groups_o)}."), ""]
-    base_o = preds[SHIPPED]
+              f"{_gain(base_o - ref_o, preds[chosen] - ref_o, groups_o)}."), ""]
     # family 2: an HC correction on the shipped setting, fitted out of fold
     corrected = {kind: cross_fitted(kind, base_o, ref_o, fold) for kind in CORRECTIONS}
     best = min(corrected, key=lambda k: np.abs(corrected[k] - ref_o).mean())
@@ -344,7 +343,6 @@ def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], vi
         params = fit_correction(final[3], preds[final[:3]], ref_o)  # on every out-of-fold head
         if final[3] != "none":
             text.append(f"Correction fitted on every out-of-fold head: {', '.join(f'{p:.5g}' for p in params)}.")
-        base_v = predictions(val, *_vls(SHIPPED))
         final_v = apply_correction(final[3], params, predictions(val, *_vls(final[:3])))
         after, before = np.abs(final_v - ref_v).mean(), np.abs(base_v - ref_v).mean()
         text += ["", "## Validation (measured once)", "", header, rule, _row("shipped setting", base_v - ref_v, ref_v),
