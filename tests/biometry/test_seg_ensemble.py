@@ -62,6 +62,24 @@ def test_ensemble_refuses_members_from_other_splits(members, synthetic_heads, tm
     with pytest.raises(BadInputError, match="one of the members"):
         build_ensemble(members, members[0], log=lambda m: None)
     nested = build_ensemble(members, tmp_path / "nested", log=lambda m: None)
-    for order in ([nested, members[0]], [members[0], nested]):  # an ensemble is refused wherever it stands
-        with pytest.raises(BadInputError, match="already an ensemble"):
+    for order in ([nested, members[0]], [members[0], nested]):  # a network may not be averaged in twice
+        with pytest.raises(BadInputError, match="seed 1 appears twice"):
             build_ensemble(order, tmp_path / "ens", log=lambda m: None)
+    assert not (tmp_path / "ens").exists()
+
+
+def test_an_ensemble_grows_by_a_member_without_its_members_folders(members, synthetic_heads, tmp_path):
+    """An ensemble bundle given as a member contributes its networks (the members' folders may be gone)."""
+    pair = build_ensemble(members, tmp_path / "pair", log=lambda m: None)
+    third = _member(synthetic_heads, tmp_path / "seed3", seed=3)
+    grown = build_ensemble([pair, third], tmp_path / "grown", name="grown", log=lambda m: None)
+    bundle = load_seg_bundle(grown)
+    assert bundle.card["arch_kwargs"]["members"] == 3
+    assert [m["seed"] for m in bundle.card["training"]["members"]] == [1, 2, 3]
+    assert "seeds 1, 2, 3" in bundle.card["training"]["ensemble"]
+
+    x = torch.randn(2, 3, 48, 72)
+    with torch.no_grad():
+        probs = [torch.sigmoid(load_seg_bundle(m).model(x)) for m in (*members, third)]
+        ens = torch.sigmoid(bundle.model(x))
+    assert torch.allclose(ens, sum(probs) / 3, atol=2e-3)

@@ -3,10 +3,11 @@ become one bundle whose network averages their probabilities
 (:class:`~fetalscope.models.segmentation.EllipseUNetEnsemble`).
 
 ``build_ensemble([dir_seed0, dir_seed1, dir_seed2], out)`` checks that the members can be averaged
-honestly (same structures, preprocessing, measurement, training images and held-out ``splits.json``),
-then writes the ensemble bundle (weights stored as float16 so that three members fit one file under
+honestly (same structures, preprocessing, measurement, training images and held-out ``splits.json``,
+no seed twice), then writes the ensemble bundle (weights stored as float16 so that three members fit one file under
 25 MB; computed in float32) with its card: the first member's card, the members' training records and
-what the first member's post-processing was chosen on.
+what the first member's post-processing was chosen on. An ensemble bundle given as a member
+contributes its members, so an ensemble grows by one seed with ``build_ensemble([ensemble, dir_seed3], out)``.
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ _EVALUATION_FIELDS = ("metrics", "speed", "created", "software", "storage")
 
 
 def _check_compatible(bundles: Sequence[SegBundle]) -> None:
-    for bundle in bundles:
-        if not isinstance(bundle.model, EllipseUNet):
-            raise BadInputError(f"{bundle.path} is already an ensemble; give its members instead")
     first = bundles[0]
     for other in bundles[1:]:
         for what, a, b in (
@@ -58,6 +56,18 @@ def _member_record(bundle: SegBundle) -> dict[str, Any]:
             "refit": bool(training.get("refit"))}
 
 
+def _networks_and_records(bundle: SegBundle) -> list[tuple[EllipseUNet, dict[str, Any]]]:
+    """The single networks of ``bundle`` with their training records: itself, or an ensemble's members."""
+    if isinstance(bundle.model, EllipseUNet):
+        return [(bundle.model, _member_record(bundle))]
+    records = (bundle.card.get("training") or {}).get("members") or []
+    members = list(bundle.model.members)
+    if len(records) != len(members):
+        raise BadInputError(f"{bundle.path} is an ensemble of {len(members)} networks but its card records "
+                            f"{len(records)} members; give the member bundles instead")
+    return [(m, dict(r)) for m, r in zip(members, records, strict=True)]  # type: ignore[misc]
+
+
 def build_ensemble(members: Sequence[str | Path], out: str | Path, *, name: str | None = None,
                    log: Callable[[str], None] = print) -> Path:
     """Write the ensemble of the bundles ``members`` to ``out`` (with ``model.onnx`` and ``splits.json``)."""
@@ -68,14 +78,20 @@ def build_ensemble(members: Sequence[str | Path], out: str | Path, *, name: str 
     out = Path(out)
     if any(out.resolve() == b.path.resolve() for b in bundles):
         raise BadInputError(f"{out} is one of the members; write the ensemble to another folder")
-    model = EllipseUNetEnsemble([b.model for b in bundles])  # type: ignore[list-item]
+    pairs = [pair for b in bundles for pair in _networks_and_records(b)]
+    seeds = [r["seed"] for _, r in pairs]
+    twice = sorted({str(s) for s in seeds if s is not None and seeds.count(s) > 1})
+    if twice:
+        raise BadInputError(f"seed {', '.join(twice)} appears twice among the members; an ensemble averages "
+                            "networks trained with different seeds")
+    model = EllipseUNetEnsemble([net for net, _ in pairs])
     first = bundles[0]
     card = {k: v for k, v in first.card.items() if k not in _EVALUATION_FIELDS}
     card["name"] = name or out.name
-    records = [_member_record(b) for b in bundles]
+    records = [r for _, r in pairs]
     first_training = first.card.get("training") or {}
     card["training"] = {
-        "ensemble": (f"mean probability of {len(bundles)} members trained alike on the same images and split, "
+        "ensemble": (f"mean probability of {len(records)} members trained alike on the same images and split, "
                      f"seeds {', '.join(str(r['seed']) for r in records)}"),
         "device": first_training.get("device"), "threads": first_training.get("threads"),
         "train_minutes": round(sum(float(r["train_minutes"] or 0) for r in records), 1),
@@ -83,7 +99,7 @@ def build_ensemble(members: Sequence[str | Path], out: str | Path, *, name: str 
         "how_to_rebuild": ("train each member with `scripts/train_biometry.py train "
                            f"{'head' if first.measurement == 'head' else 'cardiothoracic'} --seed S --split-seed "
                            f"{first.card.get('data', {}).get('split_seed', 0)} --out DIR"
-                           + (f" --refit --epochs {first_training.get('epochs_run')}" if first_training.get("refit")
+                           + (f" --refit --epochs {records[0]['epochs_run']}" if first_training.get("refit")
                               else "")
                            + "`, then `scripts/train_biometry.py ensemble DIR DIR ... --out BUNDLE`"),
     }
@@ -91,11 +107,14 @@ def build_ensemble(members: Sequence[str | Path], out: str | Path, *, name: str 
         card["revision"] = int(first.card.get("revision") or 1) + 1
         card["previous_revision"] = {
             "revision": int(first.card.get("revision") or 1),
-            "how_it_differed": f"one network: the ensemble's first member (seed {records[0]['seed']})",
+            "how_it_differed": (f"one network: the ensemble's first member (seed {records[0]['seed']})"
+                                if isinstance(first.model, EllipseUNet) else
+                                f"the mean of {len(first.model.members)} members, the first "
+                                f"{len(first.model.members)} of this ensemble"),
             "validation_metrics": first.card["metrics"],
-            "why_replaced": f"the mean of {len(bundles)} members trained alike; the same validation split scores both",
+            "why_replaced": f"the mean of {len(records)} members trained alike; the same validation split scores both",
         }
-    log(f"ensemble of {len(bundles)}: {', '.join(str(b.path) for b in bundles)}")
+    log(f"ensemble of {len(records)} networks from {', '.join(str(b.path) for b in bundles)}")
     save_seg_bundle(model, out, first.preprocess, card, onnx=True, half_storage=True)
     shutil.copyfile(first.path / SPLITS_FILE, out / SPLITS_FILE)
     log(f"saved {out}")
