@@ -277,6 +277,12 @@ def _gain(before: np.ndarray, after: np.ndarray, groups: list[str]) -> str:
     return f"{c['estimate']:+.3f} mm (95% CI {c['lower']:+.3f} to {c['upper']:+.3f})"
 
 
+def _members(bundle: str) -> int:
+    """How many networks the bundle averages (its card's ``arch_kwargs.members``; 1 for one network)."""
+    card = json.loads((Path(bundle) / "card.json").read_text())
+    return int((card.get("arch_kwargs") or {}).get("members", 1))
+
+
 def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], view_sets: list[str]) -> None:
     """Post-processing of ``bundle`` chosen on the out-of-fold predictions of cross-validation models (honest for
     every non-validation head, unlike the refit bundle's in-sample early_stop), then scored once on validation.
@@ -307,7 +313,7 @@ def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], vi
             "every head is predicted by the one model that never trained on it, so its error is that of an unseen "
             "head. The validation split is held out by every fold model and by the bundle, and is scored once at the "
             "end. Caution: each fold model is one network trained on about 4/5 of the heads the bundle trained on; "
-            "the bundle is the mean of three networks trained on all of them.", "",
+            f"the bundle is the mean of {_members(bundle)} networks trained on all of them.", "",
             "Cells: HC mean absolute difference in mm (bias). Shipped setting: views "
             f"{', '.join(VIEW_SETS['current'])}, "
             f"outline level {SHIPPED[1]}, min outline sharpness {SHIPPED[2]}.", "",

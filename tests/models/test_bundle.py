@@ -127,3 +127,16 @@ def test_card_markdown_covers_use_data_weights_metrics(tmp_path):
     assert "0.875 (95% CI 0.800-0.930)" in md
     assert "per_class.Fetal brain.recall" in md
     assert "fails on cervix images" in md and "Burgos-Artizzu" in md
+
+
+def test_every_bundled_model_file_is_under_25_mb_and_has_a_card():
+    """The project's rule for models kept in the repository: each file under 25 MB, with a model card."""
+    root = config.bundled_models_dir()
+    folders = [f for f in sorted(root.iterdir()) if f.is_dir() and not f.name.startswith(("_", "."))]
+    assert folders, f"no bundled models under {root}"
+    for folder in folders:
+        weights = [f for f in folder.iterdir() if f.suffix in (".onnx", ".safetensors", ".pt")]
+        assert weights, f"{folder.name}: no model file"
+        assert (folder / "card.json").is_file() and (folder / "card.md").is_file(), f"{folder.name}: no card"
+        for f in weights:
+            assert f.stat().st_size < 25_000_000, f"{folder.name}/{f.name}: {f.stat().st_size} bytes"
