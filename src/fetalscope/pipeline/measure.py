@@ -13,12 +13,14 @@ of a measurement (``check_pixel_size``: millimetres per pixel, 0.005-5), in one 
    find ellipses in many things, so they overrule only an unsure or contradicted plane call;
 4. otherwise the segmentations decide (``by: "segmentation"``): an unsure brain call whose head region fits
    its ellipse -> head, else a clear heart inside a thorax -> CTR, else a head region that fits its ellipse
-   -> head, else a thorax call the segmentation could not confirm -> CTR (its quality gate judges);
+   -> head, else a thorax call below 0.9 that the heart/thorax segmentation does not support (no plausible
+   heart) on an image whose head region is plausible -> head (a head the plane model took for a thorax; FOCUS
+   thorax images almost always show a plausible heart: 246 of 247), else a thorax call the segmentation
+   could not confirm -> CTR (its quality gate judges);
 5. last, a head region that is only plausible (:data:`~fetalscope.biometry.evidence.HEAD_PLAUSIBLE_LIMITS`)
-   -> head when the plane model leans to a head (an unsure brain call with no clear heart, or an unsure thorax
-   call the heart/thorax segmentation does not support): small early heads with a faint skull, which the
-   plane model doubts and whose head map is fuzzier than the strict limits; else nothing, and the record says
-   why.
+   -> head when the plane model leans to a head (an unsure brain call with no clear heart): small early heads
+   with a faint skull, which the plane model doubts and whose head map is fuzzier than the strict limits; else
+   nothing, and the record says why.
 
 A measurement asked for by name (``what=head|cardiothoracic``) is made, but rejected with the route's reason
 when the route would not have chosen it (``not_head_plane`` / ``not_thorax_plane`` flags), so an abdomen, a
@@ -122,15 +124,15 @@ def choose_route(plane: str | None, probability: float | None, *, ood: bool, hea
     if head_good:
         return route("head", "segmentation", f"the plane model calls it {said}, but the head segmentation fits "
                      "its ellipse well")
+    if routed == "cardiothoracic" and p < UNOVERRULED_PLANE and head_plausible and not ctr_plausible:
+        return route("head", "segmentation", f"the plane model calls it {said}, below {UNOVERRULED_PLANE}, but the "
+                     "heart/thorax segmentation does not support a thorax and the head segmentation is plausible")
     if routed == "cardiothoracic" and p >= CONFIDENT_PLANE:
         return route("cardiothoracic", "plane", f"the plane model calls it {said}; the heart/thorax "
                      "segmentation did not confirm it (the quality gate judges)")
     if head_plausible and routed == "head" and not ctr_clear:
         return route("head", "segmentation", f"the plane model leans to a head ({said}) and the head segmentation "
                      "is plausible")
-    if head_plausible and routed == "cardiothoracic" and not ctr_plausible:
-        return route("head", "segmentation", f"the plane model is unsure ({said}), the heart/thorax segmentation "
-                     "does not support a thorax and the head segmentation is plausible")
     why = "; ".join(f"{name}: {', '.join(fit.get('reasons') or []) or 'not clear enough'}"
                     for name, fit in (("head", head_fit), ("heart/thorax", ctr_fit)) if fit is not None)
     return route(None, "segmentation", f"the plane model calls it {said} and neither segmentation is convincing"
