@@ -15,7 +15,8 @@ of a measurement (``check_pixel_size``: millimetres per pixel, 0.005-5), in one 
    its ellipse -> head, else a clear heart inside a thorax -> CTR, else a head region that fits its ellipse
    -> head, else a thorax call below 0.9 that the heart/thorax segmentation does not support (no plausible
    heart) on an image whose head region is plausible -> head (a head the plane model took for a thorax; FOCUS
-   thorax images almost always show a plausible heart: 246 of 247), else a thorax call the segmentation
+   thorax images almost always show a plausible heart: 246 of 247; found on HC18 validation head 032_2HC, so
+   the validation share measured is not blind to this rule), else a thorax call the segmentation
    could not confirm -> CTR (its quality gate judges);
 5. last, a head region that is only plausible (:data:`~fetalscope.biometry.evidence.HEAD_PLAUSIBLE_LIMITS`)
    -> head when the plane model leans to a head (an unsure brain call with no clear heart): small early heads
