@@ -5,6 +5,8 @@
     python scripts/tune_ctr_measure.py report [--out docs/ctr_postprocessing.md]
     python scripts/tune_ctr_measure.py cache --bundle runs/ctr-cvK --splits fold   # each cross-validation model
     python scripts/tune_ctr_measure.py oof --folds runs/ctr-cv0 ... [--out docs/ctr_oof.md]  # chosen out of fold
+    python scripts/tune_ctr_measure.py seeds --folds runs/ctr-cv0 ... --folds runs/ctr-cv0-s1 ... \
+        [--out docs/ctr_oof_seeds.md]   # one network against the mean of seeds, out of fold
 
 The cache (``/tmp/fetalscope-ctr-tune/<bundle>``) holds per image the flip-averaged heart and thorax probability
 maps of the whole image and of crops around the thorax ellipse (margins 0.1, 0.2, 0.35) with the crop
@@ -137,7 +139,7 @@ def score(meta: list[dict], variant: str) -> dict[str, float]:
         iou_t.append(ellipse_overlap(thorax, ref_t, tuple(m["shape"]))["iou"])
     e = np.array(errs)
     return {"mae": float(np.abs(e).mean()), "bias": float(e.mean()), "iou_heart": float(np.mean(iou_h)),
-            "iou_thorax": float(np.mean(iou_t)), "n": len(e), "references": np.array(refs)}
+            "iou_thorax": float(np.mean(iou_t)), "n": len(e), "references": np.array(refs), "errors": e}
 
 
 def table(split: str, variants: list[str], meta: list[dict] | None = None, title: str = "focus-ctr"
@@ -230,6 +232,140 @@ def oof_report(folds: list[str], bundle: str, out: Path) -> None:
     print("\n".join(text))
 
 
+def seed_average(metas: list[list[dict]]) -> list[dict]:
+    """One image list whose ``plain`` maps are the mean over the seeds' fold models, as an ensemble averages its
+    members' probabilities (the caches' maps are flip-averaged, and the flip average of a mean is the mean of the
+    flip averages). Crop views are dropped: each model cropped around its own thorax ellipse."""
+    by_name = [{m["name"]: m for m in meta} for meta in metas]
+    if any(set(b) != set(by_name[0]) for b in by_name[1:]):
+        raise SystemExit("the seeds' fold models hold out different images: were they trained with one --split-seed?")
+    out = []
+    for m in metas[0]:
+        same = [b[m["name"]] for b in by_name]
+        arr = {f"plain_{k}": np.mean([s["arr"][f"plain_{k}"] for s in same], axis=0) for k in ("heart", "thorax")}
+        out.append({**m, "arr": arr, "crops": {}})
+    return out
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of mean(a) - mean(b) over images resampled with replacement (the same images for both)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(n, len(a)))
+    diffs = a[idx].mean(1) - b[idx].mean(1)
+    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
+def pipeline_scores(fold_sets: list[list[str]], metas_by_name: dict[str, dict]) -> dict:
+    """The whole measurement out of fold (the Measurer with the first seed set's card: flip, crop views) by the
+    mean of the seeds' fold models, built per fold with ``build_ensemble``: the shape of the shipped bundle."""
+    import tempfile
+
+    from fetalscope.biometry.cardiothoracic import ctr_ratios
+    from fetalscope.biometry.ellipse import Ellipse, ellipse_overlap
+    from fetalscope.biometry.measure import Measurer
+    from fetalscope.imaging.loader import load_image
+    from fetalscope.train.segmenter.ensemble import build_ensemble
+    from fetalscope.train.segmenter.measurement_report import validation_samples
+
+    errs, refs, iou_h, iou_t, names = [], [], [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(len(fold_sets[0])):
+            members = [folds[k] for folds in fold_sets]
+            ens = build_ensemble(members, Path(tmp) / f"fold{k}", log=lambda m: None)
+            m = Measurer("cardiothoracic", str(ens), runtime="onnx")
+            for sample in validation_samples(Path(members[0]), "cardiothoracic", "fold"):
+                got = m.ellipses(load_image(sample.path))
+                names.append(sample.name)
+                ref = metas_by_name[sample.name]["ref"]
+                ref_h, ref_t = Ellipse.from_dict(ref["heart"]), Ellipse.from_dict(ref["thorax"])
+                shape = tuple(metas_by_name[sample.name]["shape"])
+                refs.append(ctr_ratios(ref_h, ref_t)["circumference"])
+                errs.append(ctr_ratios(got["heart"], got["thorax"])["circumference"] - refs[-1])
+                iou_h.append(ellipse_overlap(got["heart"], ref_h, shape)["iou"])
+                iou_t.append(ellipse_overlap(got["thorax"], ref_t, shape)["iou"])
+            print(f"fold {k}: {len(errs)} images", flush=True)
+    e = np.array(errs)
+    return {"mae": float(np.abs(e).mean()), "bias": float(e.mean()), "iou_heart": float(np.mean(iou_h)),
+            "iou_thorax": float(np.mean(iou_t)), "n": len(e), "references": np.array(refs), "errors": e,
+            "names": names}
+
+
+def seeds_report(fold_sets: list[list[str]], out: Path, pipeline: list[list[str]] | None = None) -> None:
+    """Out of fold, each seed's network alone against the mean of the seeds' networks (image view, level 0.5):
+    does averaging seeds help on images none of the networks trained on? With ``pipeline`` (seed sets whose fold
+    bundles are on disk) also the whole measurement, crop views included, of each set alone and of their mean.
+    Nothing is chosen here."""
+    metas = []
+    for folds in fold_sets:
+        meta = []
+        for k, folder in enumerate(folds):
+            meta += [{**m, "fold": k} for m in load("fold", folder)]
+        names = [m["name"] for m in meta]
+        if len(set(names)) != len(names):
+            raise SystemExit("an image is held out by two fold models: are these folds of one cross-validation?")
+        metas.append(sorted(meta, key=lambda m: m["name"]))
+    seeds = [json.loads((Path(f[0]) / "card.json").read_text())["training"]["config"]["seed"] for f in fold_sets]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"each --folds set must be one seed's models; seeds {seeds}")
+    rows: dict[str, dict] = {}
+    for seed, meta in zip(seeds, metas, strict=True):
+        rows[f"seed {seed} alone"] = score(meta, CURRENT)
+    mean = seed_average(metas)
+    rows[f"mean of seeds {', '.join(str(s) for s in seeds)}"] = ens = score(mean, CURRENT)
+    fold = np.array([m["fold"] for m in metas[0]])
+    ref = ens["references"]
+    const_mae = float(np.abs(np.array([ref[fold != k].mean() for k in fold]) - ref).mean())
+    single = rows[f"seed {seeds[0]} alone"]
+    lo, hi = paired_bootstrap(np.abs(ens["errors"]), np.abs(single["errors"]))
+    lines = ["# Averaging seeds, out of fold (focus-ctr recipe)", "",
+             "Written by `scripts/tune_ctr_measure.py seeds`. Each seed's 5-fold cross-validation "
+             "(`scripts/train_biometry.py train cardiothoracic --cv-fold K 5 --seed S --split-seed 0`, the same folds "
+             f"for every seed) predicts each of the {len(mean)} train and early-stop images with networks that never "
+             "trained on it. The mean of the seeds' probability maps is what an ensemble bundle computes. Image view "
+             "only (flip-averaged), level 0.5: the crop views are left out because each network cropped around its "
+             "own thorax ellipse. Nothing is chosen from this table.", "",
+             "| networks | circumference-CTR MAE | x constant | bias | ellipse IoU heart | ellipse IoU thorax |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['mae']:.4f} | {r['mae'] / const_mae:.2f} | {r['bias']:+.4f} | "
+                     f"{r['iou_heart']:.3f} | {r['iou_thorax']:.3f} |")
+    lines += ["", f"Constant predictor (each fold's training-mean CTR): MAE {const_mae:.4f}.", "",
+              f"Mean of seeds minus seed {seeds[0]} alone, CTR absolute error: {ens['mae'] - single['mae']:+.4f} "
+              f"(95% paired bootstrap interval over images {lo:+.4f} to {hi:+.4f})."]
+    if pipeline:
+        by_name = {m["name"]: m for m in metas[0]}
+        cards = [json.loads((Path(f[0]) / "card.json").read_text()) for f in pipeline]
+        views = ", ".join((cards[0].get("inference") or {}).get("ellipse_average") or ["plain"])
+        names = [f"seed {c['training']['config']['seed']}" for c in cards]
+        full = {f"{n} alone": score(load_cached_folds(f), "image + all crops")
+                for n, f in zip(names, pipeline, strict=True)}
+        full[f"mean of {', '.join(names)}"] = mean_full = pipeline_scores(pipeline, by_name)
+        lines += ["", "## The whole measurement, out of fold", "",
+                  f"The Measurer as shipped (flip-averaged maps; each ellipse the mean of the views {views}, the "
+                  "crops centred on the image view's thorax ellipse), run on each fold's held-out images by one "
+                  "seed's fold model alone (from the caches) and by the mean of the seeds' fold models (an ensemble "
+                  "bundle built per fold). Only seeds whose fold bundles are on disk can be averaged here.", "",
+                  "| networks | circumference-CTR MAE | x constant | bias | ellipse IoU heart | ellipse IoU thorax |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for name, r in full.items():
+            lines.append(f"| {name} | {r['mae']:.4f} | {r['mae'] / const_mae:.2f} | {r['bias']:+.4f} | "
+                         f"{r['iou_heart']:.3f} | {r['iou_thorax']:.3f} |")
+        first = full[f"{names[0]} alone"]
+        if mean_full["names"] != [m["name"] for m in load_cached_folds(pipeline[0])]:
+            raise SystemExit("the fold bundles hold out other images than their caches: rerun `cache --splits fold`")
+        lo, hi = paired_bootstrap(np.abs(mean_full["errors"]), np.abs(first["errors"]))
+        gain = mean_full["mae"] - first["mae"]
+        lines += ["", f"Mean of seeds minus {names[0]} alone, CTR absolute error: {gain:+.4f} "
+                  f"(95% paired bootstrap interval over images {lo:+.4f} to {hi:+.4f})."]
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+def load_cached_folds(folds: list[str]) -> list[dict]:
+    """The cached held-out images of one seed's fold models, in fold order."""
+    return [m for folder in folds for m in load("fold", folder)]
+
+
 def _described(card: dict) -> str:
     """What the scored bundle is, from its card: one network or an ensemble, chosen by early stopping or refit."""
     training = card.get("training") or {}
@@ -241,19 +377,29 @@ def _described(card: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["cache", "report", "oof"])
-    p.add_argument("--folds", nargs="+", default=[], help="oof: the cross-validation models' bundle folders")
-    p.add_argument("--out", type=Path, default=Path("docs/ctr_postprocessing.md"))
+    p.add_argument("command", choices=["cache", "report", "oof", "seeds"])
+    p.add_argument("--folds", nargs="+", action="append", default=[],
+                   help="oof: the cross-validation models' bundle folders; seeds: repeat once per seed")
+    p.add_argument("--pipeline", nargs="+", action="append", default=[],
+                   help="seeds: one seed's fold bundle folders (repeat per seed) to also run the whole measurement "
+                        "by their mean")
+    p.add_argument("--out", type=Path, default=None,
+                   help="report file (default docs/ctr_postprocessing.md, docs/ctr_oof.md, docs/ctr_oof_seeds.md)")
     p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
     p.add_argument("--bundle", default=BUNDLE)
     args = p.parse_args(argv)
     if args.command == "report":
-        report(args.out)
+        report(args.out or Path("docs/ctr_postprocessing.md"))
         return 0
     if args.command == "oof":
-        if not args.folds:
-            p.error("oof needs --folds DIR DIR ...")
-        oof_report(args.folds, args.bundle, args.out)
+        if len(args.folds) != 1:
+            p.error("oof needs one --folds DIR DIR ...")
+        oof_report(args.folds[0], args.bundle, args.out or Path("docs/ctr_oof.md"))
+        return 0
+    if args.command == "seeds":
+        if len(args.folds) < 2 or len({len(f) for f in args.folds}) != 1:
+            p.error("seeds needs --folds DIR ... once per seed (at least two), each with the same number of folds")
+        seeds_report(args.folds, args.out or Path("docs/ctr_oof_seeds.md"), args.pipeline or None)
         return 0
     import torch
 

@@ -1,5 +1,6 @@
 """Out-of-fold choices of the post-processing tuners (scripts/tune_head_measure.py): an HC correction is fitted
-on the other folds only, removes a bias it has seen, and a head held out by two fold models is refused."""
+on the other folds only, removes a bias it has seen, and a head held out by two fold models is refused; the
+seed comparison of scripts/tune_ctr_measure.py averages what an ensemble averages."""
 
 from __future__ import annotations
 
@@ -10,15 +11,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tune_head_measure.py"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def tune():
-    spec = importlib.util.spec_from_file_location("tune_head_measure", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _script("tune_head_measure")
+
+
+@pytest.fixture(scope="module")
+def tune_ctr():
+    return _script("tune_ctr_measure")
 
 
 def test_corrections_remove_the_bias_they_were_fitted_on(tune):
@@ -53,3 +63,30 @@ def test_a_head_held_out_twice_is_refused(tune, tmp_path, monkeypatch):
         np.savez_compressed(tmp_path / name / "001_HC.png.npz", plain=np.zeros((2, 2)))
     with pytest.raises(SystemExit, match="held out by two fold models"):
         tune.load_oof([str(tmp_path / "cv0"), str(tmp_path / "cv1")])
+
+
+def _cached(name: str, heart: float, thorax: float) -> dict:
+    arr = {"plain_heart": np.full((4, 6), heart), "plain_thorax": np.full((4, 6), thorax),
+           "zoom0.1_heart": np.zeros((4, 6)), "zoom0.1_thorax": np.zeros((4, 6))}
+    return {"name": name, "group": name, "shape": [40, 60], "crops": {"0.1": [0, 0, 6, 4]}, "arr": arr}
+
+
+def test_seed_average_is_the_mean_of_the_image_maps_and_drops_crops(tune_ctr):
+    a = [_cached("x.png", 0.2, 0.9), _cached("y.png", 0.4, 0.1)]
+    b = [_cached("y.png", 0.8, 0.3), _cached("x.png", 0.6, 0.5)]  # the same images in another order
+    mean = {m["name"]: m for m in tune_ctr.seed_average([a, b])}
+    x, y = mean["x.png"]["arr"], mean["y.png"]["arr"]
+    assert np.allclose(x["plain_heart"], 0.4) and np.allclose(x["plain_thorax"], 0.7)
+    assert np.allclose(y["plain_heart"], 0.6) and np.allclose(y["plain_thorax"], 0.2)
+    assert set(mean["x.png"]["arr"]) == {"plain_heart", "plain_thorax"} and mean["x.png"]["crops"] == {}
+    with pytest.raises(SystemExit, match="hold out different images"):
+        tune_ctr.seed_average([a, [_cached("x.png", 0.1, 0.1), _cached("z.png", 0.1, 0.1)]])
+
+
+def test_paired_bootstrap_brackets_the_difference_of_means(tune_ctr):
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0, 0.04, 300)
+    lo, hi = tune_ctr.paired_bootstrap(a, a)
+    assert lo == hi == 0.0  # the same errors: no difference in any resample
+    lo, hi = tune_ctr.paired_bootstrap(a, a + 0.01 + rng.normal(0, 0.002, a.size))
+    assert -0.02 < lo < -0.01 < hi < 0  # the true difference is -0.01
