@@ -182,12 +182,7 @@ def oof_report(folds: list[str], bundle: str, out: Path) -> None:
     the current setting's; then it and the current setting are scored once on validation with ``bundle``, and it is
     adopted when validation thorax IoU improves without CTR MAE rising above 0.016 or heart IoU falling below 0.87
     (the targets of issue 14)."""
-    oof = []
-    for k, folder in enumerate(folds):
-        oof += [{**m, "fold": k} for m in load("fold", folder)]
-    names = [m["name"] for m in oof]
-    if len(set(names)) != len(names):
-        raise SystemExit("an image is held out by two fold models: are these folds of one cross-validation?")
+    oof = load_cached_folds(folds)
     card = json.loads((Path(folds[0]) / "card.json").read_text())
     scored = json.loads((Path(bundle) / "card.json").read_text())
     cfg = card["training"]["config"]
@@ -295,15 +290,7 @@ def seeds_report(fold_sets: list[list[str]], out: Path, pipeline: list[list[str]
     does averaging seeds help on images none of the networks trained on? With ``pipeline`` (seed sets whose fold
     bundles are on disk) also the whole measurement, crop views included, of each set alone and of their mean.
     Nothing is chosen here."""
-    metas = []
-    for folds in fold_sets:
-        meta = []
-        for k, folder in enumerate(folds):
-            meta += [{**m, "fold": k} for m in load("fold", folder)]
-        names = [m["name"] for m in meta]
-        if len(set(names)) != len(names):
-            raise SystemExit("an image is held out by two fold models: are these folds of one cross-validation?")
-        metas.append(sorted(meta, key=lambda m: m["name"]))
+    metas = [sorted(load_cached_folds(folds), key=lambda m: m["name"]) for folds in fold_sets]
     seeds = [json.loads((Path(f[0]) / "card.json").read_text())["training"]["config"]["seed"] for f in fold_sets]
     if len(set(seeds)) != len(seeds):
         raise SystemExit(f"each --folds set must be one seed's models; seeds {seeds}")
@@ -362,8 +349,13 @@ def seeds_report(fold_sets: list[list[str]], out: Path, pipeline: list[list[str]
 
 
 def load_cached_folds(folds: list[str]) -> list[dict]:
-    """The cached held-out images of one seed's fold models, in fold order."""
-    return [m for folder in folds for m in load("fold", folder)]
+    """The cached held-out images of one cross-validation's fold models, in fold order, each with its ``fold``
+    index; an image held out by two of them is refused."""
+    oof = [{**m, "fold": k} for k, folder in enumerate(folds) for m in load("fold", folder)]
+    names = [m["name"] for m in oof]
+    if len(set(names)) != len(names):
+        raise SystemExit("an image is held out by two fold models: are these folds of one cross-validation?")
+    return oof
 
 
 def _described(card: dict) -> str:
