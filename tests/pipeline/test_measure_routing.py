@@ -123,12 +123,13 @@ def test_real_head_and_thorax_forced_as_each_other_are_rejected(session, shared_
     assert forced["flags"][0].startswith("not_head_plane:") and forced["route"]["what"] == "cardiothoracic"
 
 
-@pytest.mark.parametrize(("name", "evidence"), [
-    ("118_HC.png", "good"), ("028_HC.png", "good"),  # called thorax (0.70) and Other (0.45) today
-    ("009_HC.png", "plausible"), ("132_HC.png", "plausible"),  # brain 0.43 / thorax 0.48 with a fuzzy head map
-    ("032_2HC.png", "plausible"),  # thorax 0.88, no plausible heart: was measured as a CTR ('ok') before
+@pytest.mark.parametrize(("name", "evidence", "tolerance_mm"), [
+    ("118_HC.png", "good", 6.0), ("028_HC.png", "good", 6.0),  # called thorax (0.70) and Other (0.45) today
+    ("009_HC.png", "plausible", 6.0), ("132_HC.png", "plausible", 6.0),  # brain 0.43 / thorax 0.48, fuzzy head map
+    # thorax 0.88, no plausible heart: was measured as a CTR ('ok') before; an early head measured 10% large
+    ("032_2HC.png", "plausible", 7.0),
 ])
-def test_heads_the_plane_model_doubts_are_measured(session, shared_data, name, evidence):
+def test_heads_the_plane_model_doubts_are_measured(session, shared_data, name, evidence, tolerance_mm):
     import json
 
     sizes = {r["filename"]: float(r["pixel size(mm)"]) for r in
@@ -136,8 +137,7 @@ def test_heads_the_plane_model_doubts_are_measured(session, shared_data, name, e
     record = session.measure(shared_data / "hc18" / "training_set" / name, "auto", sizes[name])
     assert record["measurement"] == "head" and record["quality"] == "ok", json.dumps(record["route"])
     assert record["route"]["head_fit"][evidence]
-    reference = _hc18_reference(shared_data, name)  # the head's size, not accuracy (032_2HC: 10% large)
-    assert abs(record["hc_mm"] - reference) < max(6.0, 0.12 * reference)
+    assert abs(record["hc_mm"] - _hc18_reference(shared_data, name)) < tolerance_mm
     if record["route"]["by"] == "segmentation":  # the plane model doubted: the record names its call
         assert record["plane"] in record["route"]["reason"]
 

@@ -4,10 +4,11 @@ become one bundle whose network averages their probabilities
 
 ``build_ensemble([dir_seed0, dir_seed1, dir_seed2], out)`` checks that the members can be averaged
 honestly (same structures, preprocessing, measurement, training images and held-out ``splits.json``,
-no seed twice), then writes the ensemble bundle (weights stored as float16 so that three members fit one file under
-25 MB; computed in float32) with its card: the first member's card, the members' training records and
-what the first member's post-processing was chosen on. An ensemble bundle given as a member
-contributes its members, so an ensemble grows by one seed with ``build_ensemble([ensemble, dir_seed3], out)``.
+no seed twice), then writes the ensemble bundle (weights stored as float16 so that four EfficientNet-Lite0
+members fit one file under 25 MB; computed in float32) with its card: the first member's card, the
+members' training records and what the first member's post-processing was chosen on. An ensemble bundle
+given as a member contributes its members, so an ensemble grows by one seed with
+``build_ensemble([ensemble, dir_seed3], out)``.
 """
 
 from __future__ import annotations
