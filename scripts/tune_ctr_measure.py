@@ -311,11 +311,7 @@ def seeds_report(fold_sets: list[list[str]], out: Path, pipeline: list[list[str]
              "trained on it. The mean of the seeds' probability maps is what an ensemble bundle computes. Image view "
              "only (flip-averaged), level 0.5: the crop views are left out because each network cropped around its "
              "own thorax ellipse. Nothing is chosen from this table.", "",
-             "| networks | circumference-CTR MAE | x constant | bias | ellipse IoU heart | ellipse IoU thorax |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['mae']:.4f} | {r['mae'] / const_mae:.2f} | {r['bias']:+.4f} | "
-                     f"{r['iou_heart']:.3f} | {r['iou_thorax']:.3f} |")
+             *_networks_table(rows, const_mae)]
     lines += ["", f"Constant predictor (each fold's training-mean CTR): MAE {const_mae:.4f}.", "",
               f"Mean of seeds minus seed {seeds[0]} alone, CTR absolute error: {ens['mae'] - single['mae']:+.4f} "
               f"(95% paired bootstrap interval over images {lo:+.4f} to {hi:+.4f})."]
@@ -324,21 +320,17 @@ def seeds_report(fold_sets: list[list[str]], out: Path, pipeline: list[list[str]
         cards = [json.loads((Path(f[0]) / "card.json").read_text()) for f in pipeline]
         views = ", ".join((cards[0].get("inference") or {}).get("ellipse_average") or ["plain"])
         names = [f"seed {c['training']['config']['seed']}" for c in cards]
-        full = {f"{n} alone": score(load_cached_folds(f), "image + all crops")
-                for n, f in zip(names, pipeline, strict=True)}
+        cached = [load_cached_folds(f) for f in pipeline]
+        full = {f"{n} alone": score(c, "image + all crops") for n, c in zip(names, cached, strict=True)}
         full[f"mean of {', '.join(names)}"] = mean_full = pipeline_scores(pipeline, by_name)
         lines += ["", "## The whole measurement, out of fold", "",
                   f"The Measurer as shipped (flip-averaged maps; each ellipse the mean of the views {views}, the "
                   "crops centred on the image view's thorax ellipse), run on each fold's held-out images by one "
                   "seed's fold model alone (from the caches) and by the mean of the seeds' fold models (an ensemble "
                   "bundle built per fold). Only seeds whose fold bundles are on disk can be averaged here.", "",
-                  "| networks | circumference-CTR MAE | x constant | bias | ellipse IoU heart | ellipse IoU thorax |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        for name, r in full.items():
-            lines.append(f"| {name} | {r['mae']:.4f} | {r['mae'] / const_mae:.2f} | {r['bias']:+.4f} | "
-                         f"{r['iou_heart']:.3f} | {r['iou_thorax']:.3f} |")
+                  *_networks_table(full, const_mae)]
         first = full[f"{names[0]} alone"]
-        if mean_full["names"] != [m["name"] for m in load_cached_folds(pipeline[0])]:
+        if mean_full["names"] != [m["name"] for m in cached[0]]:
             raise SystemExit("the fold bundles hold out other images than their caches: rerun `cache --splits fold`")
         lo, hi = paired_bootstrap(np.abs(mean_full["errors"]), np.abs(first["errors"]))
         gain = mean_full["mae"] - first["mae"]
@@ -346,6 +338,14 @@ def seeds_report(fold_sets: list[list[str]], out: Path, pipeline: list[list[str]
                   f"(95% paired bootstrap interval over images {lo:+.4f} to {hi:+.4f})."]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
+
+
+def _networks_table(rows: dict[str, dict], const_mae: float) -> list[str]:
+    """Markdown rows of scores (:func:`score`) by network set, with the MAE as a multiple of the constant's."""
+    return ["| networks | circumference-CTR MAE | x constant | bias | ellipse IoU heart | ellipse IoU thorax |",
+            "| --- | --- | --- | --- | --- | --- |",
+            *(f"| {name} | {r['mae']:.4f} | {r['mae'] / const_mae:.2f} | {r['bias']:+.4f} | {r['iou_heart']:.3f} | "
+              f"{r['iou_thorax']:.3f} |" for name, r in rows.items())]
 
 
 def load_cached_folds(folds: list[str]) -> list[dict]:
