@@ -31,11 +31,10 @@ def images_for(what: str, bundle: str, shared: Path | None, n: int) -> list[Path
     """``n`` images to time: the bundle's first validation images from ``shared``, else the bundled example."""
     if shared is None:
         return [EXAMPLES / EXAMPLE[what]] * n
-    from fetalscope.biometry.segbundle import load_seg_bundle
+    from fetalscope.models.bundle import resolve_bundle
     from fetalscope.train.segmenter.recipes import read_split
 
-    folder = load_seg_bundle(bundle).path
-    return [shared / "data" / rel for rel in read_split(folder, "validation")[:n]]
+    return [shared / "data" / rel for rel in read_split(resolve_bundle(bundle), "validation")[:n]]
 
 
 def time_measurer(measurer: Measurer, paths: list[Path], warmup: int = 1) -> list[float]:
