@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tune_folds import pool_folds  # noqa: E402
+
 CACHE_ROOT = Path(os.environ.get("FETALSCOPE_TUNE_CACHE", "/tmp/fetalscope-ctr-tune"))
 BUNDLE = "src/fetalscope/models/bundled/focus-ctr"
 MARGINS = (0.1, 0.2, 0.35)
@@ -351,11 +354,7 @@ def _networks_table(rows: dict[str, dict], const_mae: float) -> list[str]:
 def load_cached_folds(folds: list[str]) -> list[dict]:
     """The cached held-out images of one cross-validation's fold models, in fold order, each with its ``fold``
     index; an image held out by two of them is refused."""
-    oof = [{**m, "fold": k} for k, folder in enumerate(folds) for m in load("fold", folder)]
-    names = [m["name"] for m in oof]
-    if len(set(names)) != len(names):
-        raise SystemExit("an image is held out by two fold models: are these folds of one cross-validation?")
-    return oof
+    return pool_folds([load("fold", folder) for folder in folds])
 
 
 def _described(card: dict) -> str:

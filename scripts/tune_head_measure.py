@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tune_folds import pool_folds  # noqa: E402
+
 CACHE_ROOT = Path(os.environ.get("FETALSCOPE_TUNE_CACHE", "/tmp/fetalscope-head-tune"))
 BUNDLE = "src/fetalscope/models/bundled/hc18-head"
 VIEW_SETS = {"current": ["plain", "flip", "zoom0.15", "zoom0.35"], "plain": ["plain"],
@@ -226,14 +229,7 @@ CORRECTIONS = {"none": "no correction",
 
 def load_oof(folds: list[str]) -> list[dict]:
     """The cached held-out (``fold``) heads of every cross-validation model, each tagged with its fold."""
-    out = []
-    for k, folder in enumerate(folds):
-        for m in load(folder, "fold"):
-            out.append({**m, "fold": k})
-    names = [m["name"] for m in out]
-    if len(set(names)) != len(names):
-        raise SystemExit("a head is held out by two fold models: are these folds of one cross-validation?")
-    return out
+    return pool_folds([load(folder, "fold") for folder in folds])
 
 
 def fit_correction(kind: str, pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
