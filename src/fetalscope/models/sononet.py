@@ -32,6 +32,7 @@ from fetalscope.models.spec import ModelSpec
 from fetalscope.models.weights.sononet_npz import (
     SONONET16_NPZ,
     SONONET_BN_EPS,
+    ConvBNWeights,
     assign_conv_bn,
     read_sononet16_npz,
 )
@@ -314,6 +315,16 @@ class SonoNetClassifier(FetalscopeClassifier):
         return native, native
 
 
+def load_sononet16_features(features: SonoNetFeatures, path: str | Path | None = None) -> None:
+    """Load the 13 convolution layers of SonoNet16.npz into ``features`` (e.g. a segmentation encoder)."""
+    _assign_features(features, read_sononet16_npz(path))
+
+
+def _assign_features(features: SonoNetFeatures, layers: list[ConvBNWeights]) -> None:
+    for i, (block, layer) in enumerate(zip(features.conv_layers(), layers, strict=False)):
+        assign_conv_bn(block.conv, block.bn, layer, f"backbone conv {i + 1}")
+
+
 def load_sononet16_weights(model: SonoNetClassifier, path: str | Path | None = None,
                            *, head: bool = True) -> None:
     """Load SonoNet16.npz into ``model.backbone`` and, where the head has them, its adaptation layers.
@@ -323,8 +334,7 @@ def load_sononet16_weights(model: SonoNetClassifier, path: str | Path | None = N
     """
     layers = read_sononet16_npz(path)
     convs = model.backbone.conv_layers()
-    for i, (block, layer) in enumerate(zip(convs, layers, strict=False)):
-        assign_conv_bn(block.conv, block.bn, layer, f"backbone conv {i + 1}")
+    _assign_features(model.backbone, layers)
     if not head:
         return
     target = model.head.native if isinstance(model.head, SonoNetPlanesHead) else model.head
