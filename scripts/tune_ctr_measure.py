@@ -7,6 +7,8 @@
     python scripts/tune_ctr_measure.py oof --folds runs/ctr-cv0 ... [--out docs/ctr_oof.md]  # chosen out of fold
     python scripts/tune_ctr_measure.py seeds --folds runs/ctr-cv0 ... --folds runs/ctr-cv0-s1 ... \
         [--out docs/ctr_oof_seeds.md]   # one network against the mean of seeds, out of fold
+    python scripts/tune_ctr_measure.py recipes --folds runs/ctr-cv0 ... --folds runs/ctr-cv0-sono ... \
+        [--out docs/ctr_oof_recipes.md]   # training recipes (encoder, input size) against the shipped one, out of fold
 
 The cache (``/tmp/fetalscope-ctr-tune/<bundle>``) holds per image the flip-averaged heart and thorax probability
 maps of the whole image and of crops around the thorax ellipse (margins 0.1, 0.2, 0.35) with the crop
@@ -317,7 +319,8 @@ def seeds_report(fold_sets: list[list[str]], out: Path, pipeline: list[list[str]
              *_networks_table(rows, const_mae)]
     lines += ["", f"Constant predictor (each fold's training-mean CTR): MAE {const_mae:.4f}.", "",
               f"Mean of seeds minus seed {seeds[0]} alone, CTR absolute error: {ens['mae'] - single['mae']:+.4f} "
-              f"(95% paired bootstrap interval over images {lo:+.4f} to {hi:+.4f})."]
+              f"(95% paired bootstrap interval over images {lo:+.4f} to {hi:+.4f}).", "",
+              *_error_agreement([rows[f"seed {s} alone"]["errors"] for s in seeds], "image view")]
     if pipeline:
         by_name = {m["name"]: m for m in metas[0]}
         cards = [json.loads((Path(f[0]) / "card.json").read_text()) for f in pipeline]
@@ -338,9 +341,87 @@ def seeds_report(fold_sets: list[list[str]], out: Path, pipeline: list[list[str]
         lo, hi = paired_bootstrap(np.abs(mean_full["errors"]), np.abs(first["errors"]))
         gain = mean_full["mae"] - first["mae"]
         lines += ["", f"Mean of seeds minus {names[0]} alone, CTR absolute error: {gain:+.4f} "
-                  f"(95% paired bootstrap interval over images {lo:+.4f} to {hi:+.4f})."]
+                  f"(95% paired bootstrap interval over images {lo:+.4f} to {hi:+.4f}).", "",
+                  *_error_agreement([full[f"{n} alone"]["errors"] for n in names], "whole measurement")]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
+
+
+def _recipe_name(card: dict) -> str:
+    """A fold set's recipe in a few words, from its card: encoder, input size and seed."""
+    cfg = card["training"]["config"]
+    h, w = cfg["input_size"]
+    return f"{cfg.get('encoder', 'efficientnet_lite0')}, {h}x{w}, seed {cfg['seed']}"
+
+
+def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
+    """Training recipes compared out of fold: each ``--folds`` set is one recipe's cross-validation (the same
+    folds: one ``--split-seed``), scored from the caches as the shipped measurement (image + all crops) and as the
+    image view alone, each paired against the first set (the shipped recipe). Nothing is chosen here; the rule
+    that decides is written where the recipe is tried (the model card's ``training.selection`` or limitations)."""
+    metas = [sorted(load_cached_folds(folds), key=lambda m: m["name"]) for folds in fold_sets]
+    if any([m["name"] for m in meta] != [m["name"] for m in metas[0]] for meta in metas[1:]):
+        raise SystemExit("the fold sets hold out different images: were they trained with one --split-seed?")
+    names = [_recipe_name(json.loads((Path(f[0]) / "card.json").read_text())) for f in fold_sets]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"two --folds sets have the same recipe: {names}")
+    fold = np.array([m["fold"] for m in metas[0]])
+    lines = ["# Training recipes compared out of fold (focus-ctr)", "",
+             "Written by `scripts/tune_ctr_measure.py recipes`. Each recipe's 5-fold cross-validation "
+             "(`scripts/train_biometry.py train cardiothoracic --cv-fold K 5 --split-seed 0 ...`, the same folds for "
+             f"every recipe) predicts each of the {len(metas[0])} train and early-stop images with a network that "
+             "never trained on it; the caches (`cache --splits fold`) hold its flip-averaged maps of the image and of "
+             "crops around its own thorax ellipse. The differences are paired over images against the first recipe "
+             "(95% bootstrap interval). Nothing is chosen from this table."]
+    for title, variant in (("The shipped measurement (image + crops 0.1, 0.2, 0.35)", "image + all crops"),
+                           ("Image view alone", CURRENT)):
+        rows = {n: score(meta, variant) for n, meta in zip(names, metas, strict=True)}
+        ref = rows[names[0]]["references"]
+        const_mae = float(np.abs(np.array([ref[fold != k].mean() for k in fold]) - ref).mean())
+        lines += ["", f"## {title}", "", *_networks_table(rows, const_mae), "",
+                  f"Constant predictor (each fold's training-mean CTR): MAE {const_mae:.4f}."]
+        first = rows[names[0]]
+        for n in names[1:]:
+            lo, hi = paired_bootstrap(np.abs(rows[n]["errors"]), np.abs(first["errors"]))
+            r, f = rows[n], first
+            lines += ["", f"{n} minus {names[0]}, CTR absolute error: {r['mae'] - f['mae']:+.4f} (95% interval "
+                          f"{lo:+.4f} to {hi:+.4f}); IoU heart {r['iou_heart'] - f['iou_heart']:+.3f}, thorax "
+                          f"{r['iou_thorax'] - f['iou_thorax']:+.3f}."]
+    lines += ["", *_by_focus_folder(metas[0], score(metas[0], "image + all crops"), names[0])]
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+def _by_focus_folder(meta: list[dict], scored: dict, name: str) -> list[str]:
+    """The first recipe's shipped measurement by the FOCUS folder an image came from (its ``focus_split``:
+    FOCUS's own training and validation folders, possibly annotated apart): reference mean and the model's bias."""
+    from fetalscope.data.focus import load_focus
+
+    folder = {s.path.name: s.meta.get("focus_split", "?") for s in load_focus(with_masks=False)}
+    which = np.array([folder.get(m["name"], "?") for m in meta])
+    lines = [f"## By FOCUS folder (out of fold: {name}, image + crops)", "",
+             "| FOCUS folder | images | reference CTR mean | CTR MAE | bias |", "| --- | --- | --- | --- | --- |"]
+    for f in sorted(set(which)):
+        e, ref = scored["errors"][which == f], scored["references"][which == f]
+        lines.append(f"| {f} | {len(e)} | {ref.mean():.4f} | {np.abs(e).mean():.4f} | {e.mean():+.4f} |")
+    return lines
+
+
+def _error_agreement(errors: list[np.ndarray], view: str) -> list[str]:
+    """How alike the seeds' networks err on the same images: the pairwise correlation of their per-image CTR
+    errors and the mean spread of their predictions against their mean absolute error. Errors that agree are
+    systematic (what the networks learnt against how each image was annotated): averaging seeds cannot remove
+    them."""
+    e = np.stack(errors)
+    corr = [float(np.corrcoef(e[i], e[j])[0, 1]) for i in range(len(e)) for j in range(i + 1, len(e))]
+    spread = float(e.std(axis=0, ddof=1).mean())  # errors differ by what the predictions differ by
+    mae = float(np.abs(e).mean())
+    r = f"{min(corr):.2f}" if f"{min(corr):.2f}" == f"{max(corr):.2f}" else f"{min(corr):.2f} to {max(corr):.2f}"
+    pairs = f"{len(corr)} {'pair' if len(corr) == 1 else 'pairs'}"
+    return [f"The seeds' per-image CTR errors ({view}) correlate r = {r} (pairwise, {pairs}): their predictions "
+            f"of an image differ by {spread:.4f} on average (standard deviation over seeds) while they miss the "
+            f"reference by {mae:.4f}. Most of the error is shared by every seed, so more "
+            "seeds cannot remove it."]
 
 
 def _networks_table(rows: dict[str, dict], const_mae: float) -> list[str]:
@@ -368,14 +449,16 @@ def _described(card: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["cache", "report", "oof", "seeds"])
+    p.add_argument("command", choices=["cache", "report", "oof", "seeds", "recipes"])
     p.add_argument("--folds", nargs="+", action="append", default=[],
-                   help="oof: the cross-validation models' bundle folders; seeds: repeat once per seed")
+                   help="oof: the cross-validation models' bundle folders; seeds: repeat once per seed; "
+                        "recipes: repeat once per recipe, the shipped recipe first")
     p.add_argument("--pipeline", nargs="+", action="append", default=[],
                    help="seeds: one seed's fold bundle folders (repeat per seed) to also run the whole measurement "
                         "by their mean")
     p.add_argument("--out", type=Path, default=None,
-                   help="report file (default docs/ctr_postprocessing.md, docs/ctr_oof.md, docs/ctr_oof_seeds.md)")
+                   help="report file (default docs/ctr_postprocessing.md, docs/ctr_oof.md, docs/ctr_oof_seeds.md, "
+                        "docs/ctr_oof_recipes.md)")
     p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
     p.add_argument("--bundle", default=BUNDLE)
     args = p.parse_args(argv)
@@ -391,6 +474,11 @@ def main(argv: list[str] | None = None) -> int:
         if len(args.folds) < 2 or len({len(f) for f in args.folds}) != 1:
             p.error("seeds needs --folds DIR ... once per seed (at least two), each with the same number of folds")
         seeds_report(args.folds, args.out or Path("docs/ctr_oof_seeds.md"), args.pipeline or None)
+        return 0
+    if args.command == "recipes":
+        if len(args.folds) < 2 or len({len(f) for f in args.folds}) != 1:
+            p.error("recipes needs --folds DIR ... once per recipe (at least two), each with the same number of folds")
+        recipes_report(args.folds, args.out or Path("docs/ctr_oof_recipes.md"))
         return 0
     import torch
 

@@ -90,3 +90,38 @@ def test_paired_bootstrap_brackets_the_difference_of_means(tune_ctr):
     assert lo == hi == 0.0  # the same errors: no difference in any resample
     lo, hi = tune_ctr.paired_bootstrap(a, a + 0.01 + rng.normal(0, 0.002, a.size))
     assert -0.02 < lo < -0.01 < hi < 0  # the true difference is -0.01
+
+
+def test_error_agreement_tells_shared_errors_from_seed_noise(tune_ctr):
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 0.02, 300)
+    alike = tune_ctr._error_agreement([shared + rng.normal(0, 0.002, 300) for _ in range(3)], "image view")[0]
+    apart = tune_ctr._error_agreement([rng.normal(0, 0.02, 300) for _ in range(2)], "image view")[0]
+    r_alike = float(alike.split("r = ")[1].split(" ")[0])
+    r_apart = float(apart.split("r = ")[1].split(" ")[0])
+    assert r_alike > 0.95 and abs(r_apart) < 0.2
+    assert "(pairwise, 3 pairs)" in alike and "(pairwise, 1 pair)" in apart
+    spread = float(alike.split("differ by ")[1].split(" ")[0])
+    assert 0.001 < spread < 0.003  # the seeds' own noise (sd 0.002), not the shared error (sd 0.02)
+
+
+def _fold_set(root: Path, encoder: str, seed: int = 0) -> list[str]:
+    folder = root / f"{encoder}-s{seed}"
+    folder.mkdir()
+    card = {"training": {"config": {"encoder": encoder, "input_size": [160, 240], "seed": seed}}}
+    (folder / "card.json").write_text(json.dumps(card))
+    return [str(folder)]
+
+
+def test_recipes_refuse_two_sets_of_one_recipe_or_other_held_out_images(tune_ctr, tmp_path, monkeypatch):
+    held_out = {"efficientnet_lite0": ["x.png", "y.png"], "sononet16": ["x.png", "z.png"]}
+    monkeypatch.setattr(tune_ctr, "load_cached_folds",
+                        lambda folds: [{"name": n, "fold": 0} for n in held_out[Path(folds[0]).name[:-3]]])
+    lite = _fold_set(tmp_path, "efficientnet_lite0")
+    sono = _fold_set(tmp_path, "sononet16")
+    with pytest.raises(SystemExit, match="hold out different images"):
+        tune_ctr.recipes_report([lite, sono], tmp_path / "out.md")
+    with pytest.raises(SystemExit, match="same recipe"):
+        tune_ctr.recipes_report([lite, lite], tmp_path / "out.md")
+    assert not (tmp_path / "out.md").exists()
+    assert tune_ctr._recipe_name(json.loads((Path(sono[0]) / "card.json").read_text())) == "sononet16, 160x240, seed 0"
