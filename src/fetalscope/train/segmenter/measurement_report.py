@@ -36,6 +36,7 @@ from fetalscope.evaluate.agreement import agreement, mean_ci
 from fetalscope.imaging.loader import load_image
 from fetalscope.models.bundle import read_card_file, write_card_files
 from fetalscope.train.segmenter.recipes import SPLITS_FILE, read_split, recipe
+from fetalscope.train.segmenter.repeatability import reference_repeatability
 
 RATIOS = ("circumference", "area", "diameter")
 
@@ -256,6 +257,7 @@ def render_report_md(report: dict[str, Any]) -> str:
                   "Outside the published ranges the card cites (flags, not findings): expert references "
                   f"{_flag_text(s['outside_published_ranges']['expert_reference'])}; model "
                   f"{_flag_text(s['outside_published_ranges']['model'])}.", "",
+                  *_repeatability_lines(s.get("reference_repeatability"), s["ctr"]["circumference"]["mae"]),
                   "Targets: heart ellipse IoU >= 0.80 "
                   f"{'met' if t['heart_iou_ge_0.80'] else 'NOT met'}; thorax ellipse IoU >= 0.90 "
                   f"{'met' if t['thorax_iou_ge_0.90'] else 'NOT met'}; circumference CTR MAE <= 0.02 "
@@ -273,6 +275,27 @@ def render_report_md(report: dict[str, Any]) -> str:
     for plot in report.get("plots", []):
         lines.append(f"![{plot}]({plot})")
     return "\n".join(lines) + "\n"
+
+
+def _repeatability_lines(rep: dict[str, Any] | None, mae: dict[str, Any]) -> list[str]:
+    """The report's paragraph on how repeatable the expert CTR is (:mod:`.repeatability`), beside the model's MAE."""
+    if not rep:
+        return []
+    if not rep["pairs"]:
+        return [f"Reference repeatability: no two of the bundle's {rep['images']} images share a duplicate group, so "
+                "it cannot be measured here.", ""]
+    ident = rep["identical_pairs"]
+    same = (f"; the {len(ident)} pixel-identical pairs (one image annotated twice) by "
+            f"{rep['identical_mean_absolute_difference']:.4f}" if ident else "; none is pixel-identical")
+    return ["## How repeatable the reference is", "",
+            f"Among the bundle's {rep['images']} images (all splits), {rep['groups_with_pairs']} duplicate groups hold "
+            f"{rep['pairs']} pairs of near-identical frames. Their expert {rep['ratio']} CTRs differ by "
+            f"{rep['mean_absolute_difference']:.4f} on average{same}. A model that answers alike for both images of "
+            f"a pair keeps an error of about {rep['implied_per_image_mae']:.4f} (that mean / sqrt 2) against single "
+            "references where the pairs differ by annotation alone; near-identical frames can also differ in cardiac "
+            "phase, so this overstates the annotation part. Read the model's MAE above "
+            f"({mae['estimate']:.4f}) and the constant predictor's beside it "
+            "(`fetalscope.train.segmenter.repeatability`).", ""]
 
 
 def _plots(report: dict[str, Any], rows: list[dict[str, Any]], folder: Path) -> list[str]:
@@ -350,6 +373,9 @@ def evaluate_bundle(folder: str | Path, *, split: str = "validation", n_boot: in
                                                    and summary["hc_mm"]["mean_absolute_difference"]["estimate"] <= 2.0)}
     else:
         summary = summarise_ctr(rows, _train_mean_ctr(folder, what), n_boot)
+        splits = json.loads((folder / SPLITS_FILE).read_text(encoding="utf-8"))
+        summary["reference_repeatability"] = reference_repeatability(
+            [s for name in splits for s in validation_samples(folder, what, name)])
 
         def est(c: dict[str, Any]) -> float:
             return c["estimate"] if c and c.get("estimate") is not None else math.nan
@@ -403,7 +429,10 @@ def _headline(report: dict[str, Any]) -> dict[str, Any]:
             "thorax_ellipse_iou": short(s["thorax"]["ellipse_iou"]),
             "ctr_circumference_mae": short(s["ctr"]["circumference"]["mae"]),
             "ctr_circumference_mae_constant_baseline": short(s["ctr_constant_baseline"]["circumference"]["mae"]),
-            "ctr_circumference_bias": short(s["ctr"]["circumference"]["bias"])}
+            "ctr_circumference_bias": short(s["ctr"]["circumference"]["bias"]),
+            **({"ctr_reference_repeatability": {k: s["reference_repeatability"][k] for k in
+                                                ("pairs", "mean_absolute_difference", "implied_per_image_mae")}}
+               if s.get("reference_repeatability") else {})}
 
 
 def _update_card(folder: Path, report: dict[str, Any]) -> None:
