@@ -279,10 +279,12 @@ def _members(bundle: str) -> int:
     return int((card.get("arch_kwargs") or {}).get("members", 1))
 
 
-def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], view_sets: list[str]) -> None:
+def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], view_sets: list[str],
+               sharpnesses: list[float] = ()) -> None:
     """Post-processing of ``bundle`` chosen on the out-of-fold predictions of cross-validation models (honest for
     every non-validation head, unlike the refit bundle's in-sample early_stop), then scored once on validation.
-    Families: the outline level with the view set (outline sharpness as shipped), and an HC correction fitted
+    Families: the outline level with the view set (outline sharpness as shipped) and the outline sharpness
+    ``sharpnesses`` (views and level as shipped; 0: the whole outline), and an HC correction fitted
     on the out-of-fold differences (scored leave-one-fold-out); the final candidate is the best out of fold of
     the shipped setting, each family's choice and both together, and is adopted only when it improves
     validation."""
@@ -295,6 +297,7 @@ def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], vi
     cards = [json.loads((Path(f) / "card.json").read_text()) for f in folds]
     tr = cards[0]["training"]
     variants = [(v, lv, SHIPPED[2]) for v in view_sets for lv in levels]
+    variants += [(SHIPPED[0], SHIPPED[1], sh) for sh in sharpnesses if (SHIPPED[0], SHIPPED[1], sh) not in variants]
     if SHIPPED not in variants:
         variants.insert(0, SHIPPED)
     preds = {k: predictions(oof, *_vls(k)) for k in variants}
@@ -318,10 +321,11 @@ def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], vi
             _row(f"validation ({len(val)} heads), bundle", base_v - ref_v, ref_v), ""]
     # family 1: outline level and views
     chosen = min(preds, key=lambda k: np.abs(preds[k] - ref_o).mean())
-    text += ["## Outline level and views", "", "Out of fold (the choice is made here):", "", header, rule,
-             *(_row(f"{k[0]}, level {k[1]}", preds[k] - ref_o, ref_o) for k in variants), "",
+    text += ["## Outline level, views and sharpness", "", "Out of fold (the choice is made here):", "", header, rule,
+             *(_row(f"{k[0]}, level {k[1]}, sharpness {k[2]}", preds[k] - ref_o, ref_o) for k in variants), "",
              ("Chosen: the shipped setting." if chosen == SHIPPED else
-              f"Chosen: views `{chosen[0]}`, level {chosen[1]}; out-of-fold gain over the shipped setting "
+              f"Chosen: views `{chosen[0]}`, level {chosen[1]}, sharpness {chosen[2]}; out-of-fold gain over the "
+              "shipped setting "
               f"{_gain(base_o - ref_o, preds[chosen] - ref_o, groups_o)}."), ""]
     # family 2: an HC correction on the shipped setting, fitted out of fold
     corrected = {kind: cross_fitted(kind, base_o, ref_o, fold) for kind in CORRECTIONS}
@@ -360,8 +364,9 @@ def _vls(variant: tuple) -> tuple[list[str], float, float]:
 
 
 def _label(candidate: tuple) -> str:
-    views, level, _, correction = candidate
-    return f"views `{views}`, level {level}" + (f" + `{correction}` correction" if correction != "none" else "")
+    views, level, sharpness, correction = candidate
+    return (f"views `{views}`, level {level}, sharpness {sharpness}"
+            + (f" + `{correction}` correction" if correction != "none" else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -375,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="early_stop")
     p.add_argument("--levels", nargs="+", type=float, default=[0.45, 0.5, 0.55, 0.6])
     p.add_argument("--views", nargs="+", default=list(VIEW_SETS), choices=list(VIEW_SETS))
-    p.add_argument("--sharpness", nargs="+", type=float, default=[0.3, 0.5, 0.7, 0.8, 0.9, 1.0])
+    p.add_argument("--sharpness", nargs="+", type=float, default=[0.3, 0.5, 0.7, 0.8, 0.9, 1.0],
+                   help="min outline sharpness values (sweep and report: beside 0; oof: on the shipped views and "
+                        "level)")
     args = p.parse_args(argv)
     if args.command == "sweep":
         variants = [(v, level, s) for v in args.views for level in args.levels for s in [0.0, *args.sharpness]]
@@ -387,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "oof":
         if not args.folds:
             p.error("oof needs --folds DIR DIR ...")
-        oof_report(args.folds, args.bundle, args.out, args.levels, args.views)
+        oof_report(args.folds, args.bundle, args.out, args.levels, args.views, args.sharpness)
         return 0
     import torch
 
