@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -280,7 +281,7 @@ def _members(bundle: str) -> int:
 
 
 def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], view_sets: list[str],
-               sharpnesses: list[float] = ()) -> None:
+               sharpnesses: Sequence[float] = ()) -> None:
     """Post-processing of ``bundle`` chosen on the out-of-fold predictions of cross-validation models (honest for
     every non-validation head, unlike the refit bundle's in-sample early_stop), then scored once on validation.
     Families: the outline level with the view set (outline sharpness as shipped) and the outline sharpness

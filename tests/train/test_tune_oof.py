@@ -101,6 +101,7 @@ def test_error_agreement_tells_shared_errors_from_seed_noise(tune_ctr):
     r_apart = float(apart.split("r = ")[1].split(" ")[0])
     assert r_alike > 0.95 and abs(r_apart) < 0.2
     assert "(pairwise, 3 pairs)" in alike and "(pairwise, 1 pair)" in apart
+    assert "more seeds cannot remove it" in alike and "averaging more of them can remove part" in apart
     spread = float(alike.split("differ by ")[1].split(" ")[0])
     assert 0.001 < spread < 0.003  # the seeds' own noise (sd 0.002), not the shared error (sd 0.02)
 
