@@ -36,7 +36,7 @@ from fetalscope.evaluate.agreement import agreement, mean_ci
 from fetalscope.imaging.loader import load_image
 from fetalscope.models.bundle import read_card_file, write_card_files
 from fetalscope.train.segmenter.recipes import SPLITS_FILE, read_split, recipe
-from fetalscope.train.segmenter.repeatability import reference_repeatability
+from fetalscope.train.segmenter.repeatability import reference_ratios, reference_repeatability
 
 RATIOS = ("circumference", "area", "diameter")
 
@@ -44,14 +44,24 @@ RATIOS = ("circumference", "area", "diameter")
 # ---- per-image evaluation --------------------------------------------------------------------------
 def validation_samples(folder: Path, what: str, split: str = "validation") -> list[SegSample]:
     """The bundle's held-out samples (as listed in its ``splits.json``) from the measurement's dataset."""
+    return split_samples(folder, what, [split])[split]
+
+
+def split_samples(folder: Path, what: str, splits: Sequence[str] | None = None) -> dict[str, list[SegSample]]:
+    """The samples of each of the bundle's ``splits`` (default: every split in its ``splits.json``) from the
+    measurement's dataset, read once."""
     if not (folder / SPLITS_FILE).is_file():
         raise DataError(f"{folder}: no {SPLITS_FILE}; evaluate with explicit samples instead")
-    wanted = read_split(folder, split)
+    names = list(json.loads((folder / SPLITS_FILE).read_text(encoding="utf-8"))) if splits is None else splits
     by_rel = {shared_data_relative(s.path): s for s in recipe(what).load()}
-    missing = [w for w in wanted if w not in by_rel]
-    if missing:
-        raise DataError(f"{len(missing)} {split} images of {folder} are not in the dataset, e.g. {missing[:3]}")
-    return [by_rel[w] for w in wanted]
+    out = {}
+    for split in names:
+        wanted = read_split(folder, split)
+        missing = [w for w in wanted if w not in by_rel]
+        if missing:
+            raise DataError(f"{len(missing)} {split} images of {folder} are not in the dataset, e.g. {missing[:3]}")
+        out[split] = [by_rel[w] for w in wanted]
+    return out
 
 
 def evaluate_head_sample(m: Measurer, sample: SegSample) -> dict[str, Any]:
@@ -86,7 +96,7 @@ def evaluate_ctr_sample(m: Measurer, sample: SegSample) -> dict[str, Any]:
     refs = {s: Ellipse.from_dict(sample.ellipses[s]) for s in ("heart", "thorax")}
     masks = m.masks(image, probs)
     row: dict[str, Any] = {"image": sample.name, "group": sample.group, "seconds": seconds,
-                           "ctr_ref": ctr_ratios(refs["heart"], refs["thorax"])}
+                           "ctr_ref": reference_ratios(sample)}
     from fetalscope.biometry.cardiothoracic import quality_gate
 
     row["gate"] = quality_gate(ellipses["heart"], ellipses["thorax"], shape)
@@ -173,14 +183,10 @@ def _count_flags(flag_lists: list[list[str]]) -> dict[str, int]:
     return counts
 
 
-def _train_mean_ctr(folder: Path, what: str) -> dict[str, float]:
-    train = validation_samples(folder, what, "train")
-    vals = {k: [] for k in RATIOS}
-    for s in train:
-        r = ctr_ratios(Ellipse.from_dict(s.ellipses["heart"]), Ellipse.from_dict(s.ellipses["thorax"]))
-        for k in RATIOS:
-            vals[k].append(r[k])
-    return {k: float(np.mean(v)) for k, v in vals.items()}
+def _train_mean_ctr(train: Sequence[SegSample]) -> dict[str, float]:
+    """The mean reference CTR of the training images: the constant predictor's answer."""
+    refs = [reference_ratios(s) for s in train]
+    return {k: float(np.mean([r[k] for r in refs])) for k in RATIOS}
 
 
 def _fmt(c: dict[str, Any] | None, digits: int = 3) -> str:
@@ -351,7 +357,8 @@ def evaluate_bundle(folder: str | Path, *, split: str = "validation", n_boot: in
     folder = Path(folder)
     bundle = load_seg_bundle(folder)
     what = bundle.measurement
-    samples = validation_samples(folder, what, split)
+    by_split = split_samples(folder, what)
+    samples = by_split.get(split, [])
     m = Measurer(what, bundle, runtime=runtime)
     log(f"evaluating {bundle.name} ({what}) on {len(samples)} {split} images")
     rows = []
@@ -372,10 +379,8 @@ def evaluate_bundle(folder: str | Path, *, split: str = "validation", n_boot: in
         report["targets"] = {"hc_mad_le_2mm": bool(summary["hc_mm"]["mean_absolute_difference"]["estimate"] is not None
                                                    and summary["hc_mm"]["mean_absolute_difference"]["estimate"] <= 2.0)}
     else:
-        summary = summarise_ctr(rows, _train_mean_ctr(folder, what), n_boot)
-        splits = json.loads((folder / SPLITS_FILE).read_text(encoding="utf-8"))
-        summary["reference_repeatability"] = reference_repeatability(
-            [s for name in splits for s in validation_samples(folder, what, name)])
+        summary = summarise_ctr(rows, _train_mean_ctr(by_split.get("train", [])), n_boot)
+        summary["reference_repeatability"] = reference_repeatability([s for ss in by_split.values() for s in ss])
 
         def est(c: dict[str, Any]) -> float:
             return c["estimate"] if c and c.get("estimate") is not None else math.nan

@@ -25,15 +25,15 @@ from fetalscope.data.segsets import SegSample
 from fetalscope.imaging.loader import load_image
 
 
-def reference_ctr(sample: SegSample, ratio: str = "circumference") -> float:
-    """The expert CTR of a sample from its heart and thorax ellipses."""
+def reference_ratios(sample: SegSample) -> dict[str, float]:
+    """The expert CTRs (circumference, area, diameter) of a sample from its heart and thorax ellipses."""
     ellipses = {s: Ellipse.from_dict(sample.ellipses[s]) for s in ("heart", "thorax")}
-    return float(ctr_ratios(ellipses["heart"], ellipses["thorax"])[ratio])
+    return {k: float(v) for k, v in ctr_ratios(ellipses["heart"], ellipses["thorax"]).items()}
 
 
-def _same_pixels(a: SegSample, b: SegSample) -> bool:
-    pa, pb = load_image(a.path).pixels, load_image(b.path).pixels
-    return pa.shape == pb.shape and bool(np.array_equal(pa, pb))
+def reference_ctr(sample: SegSample, ratio: str = "circumference") -> float:
+    """One expert CTR of a sample (:func:`reference_ratios`)."""
+    return reference_ratios(sample)[ratio]
 
 
 def reference_repeatability(samples: Sequence[SegSample], ratio: str = "circumference") -> dict[str, Any]:
@@ -47,10 +47,13 @@ def reference_repeatability(samples: Sequence[SegSample], ratio: str = "circumfe
     diffs: list[float] = []
     identical: list[tuple[SegSample, SegSample, float]] = []
     for members in by_group.values():
-        for a, b in combinations(members, 2):
+        if len(members) < 2:
+            continue
+        pixels = [load_image(s.path).pixels for s in members]  # each image decoded once
+        for (i, a), (j, b) in combinations(enumerate(members), 2):
             d = abs(reference_ctr(a, ratio) - reference_ctr(b, ratio))
             diffs.append(d)
-            if _same_pixels(a, b):
+            if pixels[i].shape == pixels[j].shape and np.array_equal(pixels[i], pixels[j]):
                 identical.append((a, b, d))
     mean = float(np.mean(diffs)) if diffs else None
     return {"ratio": ratio, "images": sum(len(m) for m in by_group.values()), "pairs": len(diffs),
