@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
                          "ultrasound-pretrained, from <shared>/weights)")
     tr.add_argument("--boundary-weight", type=float, default=None,
                     help="extra BCE weight on pixels near the target outlines (default 0: plain BCE + Dice)")
+    tr.add_argument("--circumference-weight", type=float, default=None,
+                    help="weight of a loss on each structure's relative circumference error (moment ellipses of "
+                         "the predicted and target maps), added to BCE + Dice (default 0: none)")
     tr.add_argument("--init-from", type=Path, default=None, help="start from this bundle's weights")
     tr.add_argument("--lr", type=float, default=None)
     tr.add_argument("--patience", type=int, default=None)
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                                    device=args.device, num_workers=args.workers, prepare_only=args.prepare_only,
                                    onnx=not args.no_onnx, refit=args.refit, encoder=args.encoder,
                                    boundary_weight=args.boundary_weight,
+                                   circumference_weight=args.circumference_weight,
                                    cv_fold=tuple(args.cv_fold) if args.cv_fold else None,
                                    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
         if args.prepare_only:

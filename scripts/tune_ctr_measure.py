@@ -348,10 +348,13 @@ def seeds_report(fold_sets: list[list[str]], out: Path, pipeline: list[list[str]
 
 
 def _recipe_name(card: dict) -> str:
-    """A fold set's recipe in a few words, from its card: encoder, input size and seed."""
+    """A fold set's recipe in a few words, from its card: encoder, input size, extra loss terms and seed."""
     cfg = card["training"]["config"]
     h, w = cfg["input_size"]
-    return f"{cfg.get('encoder', 'efficientnet_lite0')}, {h}x{w}, seed {cfg['seed']}"
+    losses = "".join(f", {label} {cfg[key]:g}" for key, label in (("boundary_weight", "boundary weight"),
+                                                                   ("circumference_weight", "circumference weight"))
+                     if cfg.get(key))
+    return f"{cfg.get('encoder', 'efficientnet_lite0')}, {h}x{w}{losses}, seed {cfg['seed']}"
 
 
 def recipes_report(fold_sets: list[list[str]], out: Path) -> None:

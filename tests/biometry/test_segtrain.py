@@ -15,7 +15,9 @@ from fetalscope.train.segmenter.trainer import (
     SegTrainConfig,
     augment_pair,
     boundary_band,
+    circumference_loss,
     dice_bce_loss,
+    moment_circumferences,
     prepare_arrays,
     prepare_sample,
     prepared_cache_file,
@@ -54,13 +56,41 @@ def test_boundary_weight_counts_outline_errors_more():
     assert dice_bce_loss(logits, target, boundary_weight=4.0) < 0.05
 
 
+def _filled_ellipse(shape: tuple[int, int], a: float, b: float, angle: float) -> torch.Tensor:
+    h, w = shape
+    ell = Ellipse(cx=w / 2, cy=h / 2, a=a, b=b, angle_deg=angle)
+    return torch.from_numpy(ell.rasterise(shape).astype(np.float32))
+
+
+@pytest.mark.parametrize(("a", "b", "angle"), [(60, 40, 0), (60, 40, 35), (30, 30, 0), (70, 22, 80)])
+def test_moment_circumference_is_the_ellipse_circumference(a, b, angle):
+    maps = _filled_ellipse((160, 240), a, b, angle)[None, None]
+    circumference, present = moment_circumferences(maps)
+    expected = Ellipse(cx=0, cy=0, a=a, b=b, angle_deg=angle).circumference()
+    assert bool(present.all())
+    assert abs(float(circumference) / expected - 1) < 0.015  # pixel steps of the rasterised outline
+
+
+def test_circumference_loss_counts_a_too_small_outline_and_ignores_absent_targets():
+    target = torch.stack([_filled_ellipse((96, 144), 40, 25, 10), torch.zeros(96, 144)])[None]
+    exact = (target * 2 - 1) * 12
+    small = (torch.stack([_filled_ellipse((96, 144), 36, 22.5, 10), torch.zeros(96, 144)])[None] * 2 - 1) * 12
+    assert float(circumference_loss(exact, target)) < 0.002
+    assert abs(float(circumference_loss(small, target)) - 0.10) < 0.02  # 10% smaller; the empty channel skipped
+    assert float(circumference_loss(exact, torch.zeros_like(target))) == 0.0
+    small.requires_grad_(True)
+    circumference_loss(small, target).backward()
+    assert small.grad is not None and float(small.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("field", ["boundary_weight", "circumference_weight"])
 @pytest.mark.parametrize("weight", [-1.0, float("nan")])
-def test_a_negative_or_missing_boundary_weight_is_refused_before_training(synthetic_heads, weight):
+def test_a_negative_or_missing_loss_weight_is_refused_before_training(synthetic_heads, field, weight):
     from fetalscope.errors import BadInputError
 
     cfg = SegTrainConfig(structures=("head",), input_size=(48, 72), pretrained=False, epochs=1,
-                         boundary_weight=weight)
-    with pytest.raises(BadInputError, match="boundary_weight must be >= 0"):
+                         **{field: weight})
+    with pytest.raises(BadInputError, match=f"{field} must be >= 0"):
         train_segmenter(synthetic_heads[:4], synthetic_heads[4:6], cfg, log=lambda m: None)
 
 
@@ -88,6 +118,18 @@ def test_missing_structure_is_a_data_error(synthetic_heads):
     cfg = SegTrainConfig(structures=("heart",), input_size=(48, 72), pretrained=False)
     with pytest.raises(DataError, match="heart"):
         prepare_sample(synthetic_heads[0], cfg.structures, cfg.preprocess())
+
+
+def test_a_circumference_loss_training_run_adds_its_term(synthetic_heads):
+    base = dict(structures=("head",), input_size=(48, 72), pretrained=False, epochs=2, batch_size=5, lr=3e-3,
+                min_epochs=1, threads=1, seed=0, augment=False)
+    plain = train_segmenter(synthetic_heads[:10], synthetic_heads[10:], SegTrainConfig(**base), log=lambda _: None)
+    weighted = train_segmenter(synthetic_heads[:10], synthetic_heads[10:],
+                               SegTrainConfig(**base, circumference_weight=1.0), log=lambda _: None)
+    assert all(np.isfinite(h["loss"]) for h in weighted.history)
+    # the same seed, images and batches: the added (non-negative) term raises the first epoch's loss
+    assert weighted.history[0]["loss"] > plain.history[0]["loss"]
+    assert weighted.config.to_dict()["circumference_weight"] == 1.0
 
 
 def test_tiny_training_run_and_bundle_round_trip(synthetic_heads, tmp_path):

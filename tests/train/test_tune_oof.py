@@ -126,3 +126,11 @@ def test_recipes_refuse_two_sets_of_one_recipe_or_other_held_out_images(tune_ctr
         tune_ctr.recipes_report([lite, lite], tmp_path / "out.md")
     assert not (tmp_path / "out.md").exists()
     assert tune_ctr._recipe_name(json.loads((Path(sono[0]) / "card.json").read_text())) == "sononet16, 160x240, seed 0"
+
+
+def test_a_recipe_name_says_its_extra_loss_terms(tune_ctr):
+    config = {"encoder": "efficientnet_lite0", "input_size": [160, 240], "seed": 1}
+    assert tune_ctr._recipe_name({"training": {"config": {**config, "boundary_weight": 0.0}}}) == \
+        "efficientnet_lite0, 160x240, seed 1"
+    named = tune_ctr._recipe_name({"training": {"config": {**config, "circumference_weight": 2.0}}})
+    assert named == "efficientnet_lite0, 160x240, circumference weight 2, seed 1"

@@ -178,6 +178,7 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
                       device: str = "auto", num_workers: int = 0, patience: int | None = None,
                       cache: bool = True, prepare_only: bool = False, refit: bool = False,
                       encoder: str | None = None, boundary_weight: float | None = None,
+                      circumference_weight: float | None = None,
                       cv_fold: tuple[int, int] | None = None,
                       log: Callable[[str], None] = print) -> Path:
     """Train the bundle of measurement ``what`` ("head" | "cardiothoracic") and save it to ``out``
@@ -235,6 +236,8 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
         cfg_kw["encoder"] = encoder_spec(encoder).name
     if boundary_weight is not None:
         cfg_kw["boundary_weight"] = float(boundary_weight)
+    if circumference_weight is not None:
+        cfg_kw["circumference_weight"] = float(circumference_weight)
     cfg = SegTrainConfig(structures=r.structures, batch_size=batch_size, threads=threads, max_minutes=max_minutes,
                          pretrained=pretrained, seed=seed, init_from=str(init_from) if init_from else None,
                          device=device, num_workers=num_workers, keep="last" if refit or cv_fold else "best",

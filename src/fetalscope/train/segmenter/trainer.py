@@ -70,6 +70,7 @@ class SegTrainConfig:
     device: str = "auto"  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ...
     num_workers: int = 0  # DataLoader worker processes for augmentation (0: in the training process)
     boundary_weight: float = 0.0  # extra BCE weight near the target outlines (:func:`dice_bce_loss`)
+    circumference_weight: float = 0.0  # weight of :func:`circumference_loss` added to the Dice + BCE loss
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -206,6 +207,46 @@ def dice_bce_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0,
     return bce + (1 - dice).mean()
 
 
+def moment_circumferences(maps: torch.Tensor, min_mass: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The circumference (pixels) of the ellipse with the same first and second moments as each map of
+    ``maps`` (``N x C x H x W``, values in [0, 1]): a filled ellipse with semi-axes a, b has variances
+    a^2/4 and b^2/4 along its axes, and the circumference is Ramanujan's. Returns (``N x C``
+    circumferences, ``N x C`` boolean: the map holds at least ``min_mass`` pixels). Differentiable."""
+    n, c, h, w = maps.shape
+    ys = torch.arange(h, dtype=maps.dtype, device=maps.device).view(1, 1, h, 1)
+    xs = torch.arange(w, dtype=maps.dtype, device=maps.device).view(1, 1, 1, w)
+    mass = maps.sum(dim=(2, 3))
+    valid = mass >= min_mass
+    m0 = mass.clamp_min(min_mass)
+    mx = (maps * xs).sum(dim=(2, 3)) / m0
+    my = (maps * ys).sum(dim=(2, 3)) / m0
+    dx = xs - mx[..., None, None]
+    dy = ys - my[..., None, None]
+    vxx = (maps * dx * dx).sum(dim=(2, 3)) / m0
+    vyy = (maps * dy * dy).sum(dim=(2, 3)) / m0
+    vxy = (maps * dx * dy).sum(dim=(2, 3)) / m0
+    half_trace = (vxx + vyy) / 2
+    spread = torch.sqrt(((vxx - vyy) / 2) ** 2 + vxy ** 2 + 1e-8)
+    a = 2 * torch.sqrt((half_trace + spread).clamp_min(1e-6))
+    b = 2 * torch.sqrt((half_trace - spread).clamp_min(1e-6))
+    hh = ((a - b) / (a + b)) ** 2
+    circumference = math.pi * (a + b) * (1 + 3 * hh / (10 + torch.sqrt(4 - 3 * hh)))
+    return circumference, valid
+
+
+def circumference_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean absolute relative difference between the moment-ellipse circumference
+    (:func:`moment_circumferences`) of each predicted probability map and of its target, over the images
+    and structures whose target is present; 0 when none is. Biometry is read from ellipse circumferences
+    (HC, the CTR), which the per-pixel Dice and BCE weigh only through the few pixels near the outline."""
+    pred, _ = moment_circumferences(torch.sigmoid(logits))
+    ref, valid = moment_circumferences(targets)
+    if not bool(valid.any()):
+        return logits.new_zeros(())
+    rel = (pred / ref.clamp_min(1e-3) - 1).abs()
+    return rel[valid].clamp_max(1.0).mean()
+
+
 @torch.no_grad()
 def dice_scores(model: torch.nn.Module, loader: DataLoader, channels_last: bool = True,
                 device: torch.device | str = "cpu") -> np.ndarray:
@@ -282,6 +323,8 @@ def train_segmenter(train: Sequence[SegSample], early_stop: Sequence[SegSample],
         raise DataError(f"keep must be 'best' or 'last', got '{cfg.keep}'")
     if not cfg.boundary_weight >= 0:
         raise BadInputError(f"boundary_weight must be >= 0, got {cfg.boundary_weight}")
+    if not cfg.circumference_weight >= 0:
+        raise BadInputError(f"circumference_weight must be >= 0, got {cfg.circumference_weight}")
     torch.manual_seed(cfg.seed)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, cfg.threads))
@@ -351,7 +394,10 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            loss = dice_bce_loss(model(x), y, boundary_weight=cfg.boundary_weight)
+            logits = model(x)
+            loss = dice_bce_loss(logits, y, boundary_weight=cfg.boundary_weight)
+            if cfg.circumference_weight > 0:
+                loss = loss + cfg.circumference_weight * circumference_loss(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
