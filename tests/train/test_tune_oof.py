@@ -134,3 +134,21 @@ def test_a_recipe_name_says_its_extra_loss_terms(tune_ctr):
         "efficientnet_lite0, 160x240, seed 1"
     named = tune_ctr._recipe_name({"training": {"config": {**config, "circumference_weight": 2.0}}})
     assert named == "efficientnet_lite0, 160x240, circumference weight 2, seed 1"
+
+
+def test_every_ellipse_fitter_recovers_an_ellipse_from_its_outline(tune):
+    from fetalscope.biometry.ellipse import Ellipse, fit_ellipse_points
+
+    truth = Ellipse(cx=320.0, cy=240.0, a=150.0, b=110.0, angle_deg=25.0)
+    t = np.linspace(0, 2 * np.pi, 200, endpoint=False)
+    rng = np.random.default_rng(0)
+    c, s = np.cos(np.deg2rad(truth.angle_deg)), np.sin(np.deg2rad(truth.angle_deg))
+    u, v = truth.a * np.cos(t), truth.b * np.sin(t)
+    arc = t < 1.4 * np.pi  # a skull wall lost in shadow: only part of the outline is seen
+    xy = np.stack([truth.cx + u * c - v * s, truth.cy + u * s + v * c], axis=1)[arc] + rng.normal(0, 0.5, (arc.sum(), 2))
+    for name, (_, fit) in tune.FITTERS.items():
+        got = (fit or fit_ellipse_points)(xy)
+        assert got is not None, name
+        assert abs(got.circumference() / truth.circumference() - 1) < 0.01, name
+        assert abs(got.cx - truth.cx) < 2 and abs(got.cy - truth.cy) < 2, name
+    assert tune.FITTERS["radial"][1](xy[:5]) is None  # too few points for any fit
