@@ -145,7 +145,8 @@ def test_every_ellipse_fitter_recovers_an_ellipse_from_its_outline(tune):
     c, s = np.cos(np.deg2rad(truth.angle_deg)), np.sin(np.deg2rad(truth.angle_deg))
     u, v = truth.a * np.cos(t), truth.b * np.sin(t)
     arc = t < 1.4 * np.pi  # a skull wall lost in shadow: only part of the outline is seen
-    xy = np.stack([truth.cx + u * c - v * s, truth.cy + u * s + v * c], axis=1)[arc] + rng.normal(0, 0.5, (arc.sum(), 2))
+    xy = np.stack([truth.cx + u * c - v * s, truth.cy + u * s + v * c], axis=1)[arc]
+    xy = xy + rng.normal(0, 0.5, xy.shape)
     for name, (_, fit) in tune.FITTERS.items():
         got = (fit or fit_ellipse_points)(xy)
         assert got is not None, name
