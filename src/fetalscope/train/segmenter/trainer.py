@@ -212,7 +212,7 @@ def moment_circumferences(maps: torch.Tensor, min_mass: float = 4.0) -> tuple[to
     ``maps`` (``N x C x H x W``, values in [0, 1]): a filled ellipse with semi-axes a, b has variances
     a^2/4 and b^2/4 along its axes, and the circumference is Ramanujan's. Returns (``N x C``
     circumferences, ``N x C`` boolean: the map holds at least ``min_mass`` pixels). Differentiable."""
-    n, c, h, w = maps.shape
+    h, w = maps.shape[-2:]
     ys = torch.arange(h, dtype=maps.dtype, device=maps.device).view(1, 1, h, 1)
     xs = torch.arange(w, dtype=maps.dtype, device=maps.device).view(1, 1, 1, w)
     mass = maps.sum(dim=(2, 3))
