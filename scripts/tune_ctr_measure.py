@@ -132,7 +132,7 @@ def score(meta: list[dict], variant: str) -> dict[str, float]:
     from fetalscope.biometry.ellipse import Ellipse, ellipse_overlap, mean_ellipse
 
     views_h, views_t, lh, lt = VARIANTS[variant]
-    errs, refs, iou_h, iou_t = [], [], [], []
+    errs, refs, iou_h, iou_t, exact_heart, exact_thorax, rel_h, rel_t = ([] for _ in range(8))
     for m in meta:
         fits = {v: fit_view(m, v, lh, lt) for v in {*views_h, *views_t}}
         heart = mean_ellipse([fits[v][0] for v in views_h if fits[v][0] is not None])
@@ -140,11 +140,17 @@ def score(meta: list[dict], variant: str) -> dict[str, float]:
         ref_h, ref_t = Ellipse.from_dict(m["ref"]["heart"]), Ellipse.from_dict(m["ref"]["thorax"])
         refs.append(ctr_ratios(ref_h, ref_t)["circumference"])
         errs.append(ctr_ratios(heart, thorax)["circumference"] - refs[-1])
+        exact_heart.append(ctr_ratios(ref_h, thorax)["circumference"] - refs[-1])
+        exact_thorax.append(ctr_ratios(heart, ref_t)["circumference"] - refs[-1])
+        rel_h.append(heart.circumference() / ref_h.circumference() - 1)
+        rel_t.append(thorax.circumference() / ref_t.circumference() - 1)
         iou_h.append(ellipse_overlap(heart, ref_h, tuple(m["shape"]))["iou"])
         iou_t.append(ellipse_overlap(thorax, ref_t, tuple(m["shape"]))["iou"])
     e = np.array(errs)
     return {"mae": float(np.abs(e).mean()), "bias": float(e.mean()), "iou_heart": float(np.mean(iou_h)),
-            "iou_thorax": float(np.mean(iou_t)), "n": len(e), "references": np.array(refs), "errors": e}
+            "iou_thorax": float(np.mean(iou_t)), "n": len(e), "references": np.array(refs), "errors": e,
+            "errors_exact_heart": np.array(exact_heart), "errors_exact_thorax": np.array(exact_thorax),
+            "heart_relative": np.array(rel_h), "thorax_relative": np.array(rel_t)}
 
 
 def table(split: str, variants: list[str], meta: list[dict] | None = None, title: str = "focus-ctr"
@@ -392,6 +398,7 @@ def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
                           f"{lo:+.4f} to {hi:+.4f}); IoU heart {r['iou_heart'] - f['iou_heart']:+.3f}, thorax "
                           f"{r['iou_thorax'] - f['iou_thorax']:+.3f}."]
     lines += ["", *_by_focus_folder(metas[0], by_view["image + all crops"][names[0]], names[0])]
+    lines += ["", *_error_by_ellipse(by_view["image + all crops"][names[0]], names[0])]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
@@ -409,6 +416,19 @@ def _by_focus_folder(meta: list[dict], scored: dict, name: str) -> list[str]:
         e, ref = scored["errors"][which == f], scored["references"][which == f]
         lines.append(f"| {f} | {len(e)} | {ref.mean():.4f} | {np.abs(e).mean():.4f} | {e.mean():+.4f} |")
     return lines
+
+
+def _error_by_ellipse(scored: dict, name: str) -> list[str]:
+    """Which ellipse carries the CTR error: each ellipse's relative circumference error, and the CTR error left
+    when one predicted ellipse is swapped for the reference's (the other kept as predicted)."""
+    mae = {k: float(np.abs(scored[k]).mean()) for k in ("errors", "errors_exact_heart", "errors_exact_thorax")}
+    rows = [("heart", scored["heart_relative"]), ("thorax", scored["thorax_relative"])]
+    return [f"## Which ellipse carries the error (out of fold: {name}, image + crops)", "",
+            "| ellipse | circumference error, mean absolute | bias | CTR MAE were it exact |",
+            "| --- | --- | --- | --- |",
+            *(f"| {label} | {100 * np.abs(r).mean():.1f}% | {100 * r.mean():+.1f}% | "
+              f"{mae['errors_exact_' + label]:.4f} |" for label, r in rows), "",
+            f"CTR MAE as measured: {mae['errors']:.4f}."]
 
 
 def _error_agreement(errors: list[np.ndarray], view: str) -> list[str]:

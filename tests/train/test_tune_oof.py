@@ -153,3 +153,16 @@ def test_every_ellipse_fitter_recovers_an_ellipse_from_its_outline(tune):
         assert abs(got.circumference() / truth.circumference() - 1) < 0.01, name
         assert abs(got.cx - truth.cx) < 2 and abs(got.cy - truth.cy) < 2, name
     assert tune.FITTERS["radial"][1](xy[:5]) is None  # too few points for any fit
+
+
+def test_the_error_by_ellipse_section_names_the_ellipse_that_carries_the_error(tune_ctr):
+    rng = np.random.default_rng(0)
+    heart_only = rng.normal(0, 0.02, 100)  # the CTR error is the heart's: exact heart leaves nothing
+    scored = {"errors": heart_only, "errors_exact_heart": np.zeros(100), "errors_exact_thorax": heart_only,
+              "heart_relative": heart_only / 0.5, "thorax_relative": np.zeros(100)}
+    lines = tune_ctr._error_by_ellipse(scored, "recipe")
+    heart = next(line for line in lines if line.startswith("| heart"))
+    thorax = next(line for line in lines if line.startswith("| thorax"))
+    assert heart.endswith("| 0.0000 |") and thorax.endswith(f"| {np.abs(heart_only).mean():.4f} |")
+    assert "| 0.0% | +0.0% |" in thorax
+    assert lines[-1] == f"CTR MAE as measured: {np.abs(heart_only).mean():.4f}."
