@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--circumference-weight", type=float, default=None,
                     help="weight of a loss on each structure's relative circumference error (moment ellipses of "
                          "the predicted and target maps), added to BCE + Dice (default 0: none)")
+    tr.add_argument("--scale-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="random zoom of the training augmentation (default 0.9 1.1)")
     tr.add_argument("--init-from", type=Path, default=None, help="start from this bundle's weights")
     tr.add_argument("--lr", type=float, default=None)
     tr.add_argument("--patience", type=int, default=None)
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                                    onnx=not args.no_onnx, refit=args.refit, encoder=args.encoder,
                                    boundary_weight=args.boundary_weight,
                                    circumference_weight=args.circumference_weight,
+                                   scale_range=tuple(args.scale_range) if args.scale_range else None,
                                    cv_fold=tuple(args.cv_fold) if args.cv_fold else None,
                                    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
         if args.prepare_only:

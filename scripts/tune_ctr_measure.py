@@ -360,7 +360,9 @@ def _recipe_name(card: dict) -> str:
     losses = "".join(f", {label} {cfg[key]:g}" for key, label in (("boundary_weight", "boundary weight"),
                                                                    ("circumference_weight", "circumference weight"))
                      if cfg.get(key))
-    return f"{cfg.get('encoder', 'efficientnet_lite0')}, {h}x{w}{losses}, seed {cfg['seed']}"
+    scales = cfg.get("scale_range") or [0.9, 1.1]
+    zoom = f", zoom {scales[0]:g}-{scales[1]:g}" if list(scales) != [0.9, 1.1] else ""
+    return f"{cfg.get('encoder', 'efficientnet_lite0')}, {h}x{w}{losses}{zoom}, seed {cfg['seed']}"
 
 
 def recipes_report(fold_sets: list[list[str]], out: Path) -> None:

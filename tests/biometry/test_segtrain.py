@@ -104,6 +104,26 @@ def test_augmentation_moves_image_and_target_together(synthetic_heads):
         assert mask_iou(bright, a_tgt[0] > 0.5) > 0.8
 
 
+def test_the_augmentation_zoom_follows_its_scale_range(synthetic_heads):
+    cfg = SegTrainConfig(structures=("head",), input_size=(96, 144), pretrained=False)
+    rgb, tgt = prepare_sample(synthetic_heads[0], cfg.structures, cfg.preprocess())
+    area = {}
+    for scale in (0.7, 1.0, 1.3):
+        areas = [augment_pair(rgb, tgt, np.random.default_rng(seed), (scale, scale))[1].sum() for seed in range(3)]
+        area[scale] = float(np.mean(areas))
+    assert area[0.7] / area[1.0] == pytest.approx(0.49, rel=0.1)
+    assert area[1.3] / area[1.0] == pytest.approx(1.69, rel=0.15)  # a little of the head may leave the frame
+
+
+@pytest.mark.parametrize("scales", [(0.0, 1.1), (1.2, 0.9), (-1.0, 1.0)])
+def test_a_bad_scale_range_is_refused_before_training(synthetic_heads, scales):
+    from fetalscope.errors import BadInputError
+
+    cfg = SegTrainConfig(structures=("head",), input_size=(48, 72), pretrained=False, epochs=1, scale_range=scales)
+    with pytest.raises(BadInputError, match="scale_range must be"):
+        train_segmenter(synthetic_heads[:4], synthetic_heads[4:6], cfg, log=lambda m: None)
+
+
 def test_targets_are_soft_area_averages(synthetic_heads):
     s = synthetic_heads[1]
     cfg = SegTrainConfig(structures=("head",), input_size=(48, 72), pretrained=False)

@@ -128,12 +128,16 @@ def test_recipes_refuse_two_sets_of_one_recipe_or_other_held_out_images(tune_ctr
     assert tune_ctr._recipe_name(json.loads((Path(sono[0]) / "card.json").read_text())) == "sononet16, 160x240, seed 0"
 
 
-def test_a_recipe_name_says_its_extra_loss_terms(tune_ctr):
+def test_a_recipe_name_says_its_extra_loss_terms_and_zoom(tune_ctr):
     config = {"encoder": "efficientnet_lite0", "input_size": [160, 240], "seed": 1}
     assert tune_ctr._recipe_name({"training": {"config": {**config, "boundary_weight": 0.0}}}) == \
         "efficientnet_lite0, 160x240, seed 1"
     named = tune_ctr._recipe_name({"training": {"config": {**config, "circumference_weight": 2.0}}})
     assert named == "efficientnet_lite0, 160x240, circumference weight 2, seed 1"
+    assert tune_ctr._recipe_name({"training": {"config": {**config, "scale_range": [0.9, 1.1]}}}) == \
+        "efficientnet_lite0, 160x240, seed 1"
+    assert tune_ctr._recipe_name({"training": {"config": {**config, "scale_range": [0.7, 1.4]}}}) == \
+        "efficientnet_lite0, 160x240, zoom 0.7-1.4, seed 1"
 
 
 def test_every_ellipse_fitter_recovers_an_ellipse_from_its_outline(tune):

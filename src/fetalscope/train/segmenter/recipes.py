@@ -179,6 +179,7 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
                       cache: bool = True, prepare_only: bool = False, refit: bool = False,
                       encoder: str | None = None, boundary_weight: float | None = None,
                       circumference_weight: float | None = None,
+                      scale_range: tuple[float, float] | None = None,
                       cv_fold: tuple[int, int] | None = None,
                       log: Callable[[str], None] = print) -> Path:
     """Train the bundle of measurement ``what`` ("head" | "cardiothoracic") and save it to ``out``
@@ -238,6 +239,8 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
         cfg_kw["boundary_weight"] = float(boundary_weight)
     if circumference_weight is not None:
         cfg_kw["circumference_weight"] = float(circumference_weight)
+    if scale_range is not None:
+        cfg_kw["scale_range"] = (float(scale_range[0]), float(scale_range[1]))
     cfg = SegTrainConfig(structures=r.structures, batch_size=batch_size, threads=threads, max_minutes=max_minutes,
                          pretrained=pretrained, seed=seed, init_from=str(init_from) if init_from else None,
                          device=device, num_workers=num_workers, keep="last" if refit or cv_fold else "best",

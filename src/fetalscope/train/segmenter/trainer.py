@@ -71,12 +71,14 @@ class SegTrainConfig:
     num_workers: int = 0  # DataLoader worker processes for augmentation (0: in the training process)
     boundary_weight: float = 0.0  # extra BCE weight near the target outlines (:func:`dice_bce_loss`)
     circumference_weight: float = 0.0  # weight of :func:`circumference_loss` added to the Dice + BCE loss
+    scale_range: tuple[float, float] = (0.9, 1.1)  # random zoom of the augmentation (:func:`augment_pair`)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["structures"] = list(self.structures)
         d["input_size"] = list(self.input_size)
         d["decoder_channels"] = list(self.decoder_channels)
+        d["scale_range"] = list(self.scale_range)
         return d
 
     def preprocess(self) -> PreprocessConfig:
@@ -131,12 +133,13 @@ def prepare_sample(sample: SegSample, structures: Sequence[str], pre: Preprocess
     return rgb, soft
 
 
-def augment_pair(rgb: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random affine (rotation +-15 deg, scale 0.9-1.1, shift +-6%), horizontal flip, and intensity
-    changes (contrast, brightness, gamma, noise, blur). Geometry is applied to image and targets alike."""
+def augment_pair(rgb: np.ndarray, targets: np.ndarray, rng: np.random.Generator,
+                 scale_range: tuple[float, float] = (0.9, 1.1)) -> tuple[np.ndarray, np.ndarray]:
+    """Random affine (rotation +-15 deg, scale drawn from ``scale_range``, shift +-6%), horizontal flip, and
+    intensity changes (contrast, brightness, gamma, noise, blur). Geometry is applied to image and targets alike."""
     h, w = rgb.shape[:2]
     angle = rng.uniform(-15, 15)
-    scale = rng.uniform(0.9, 1.1)
+    scale = rng.uniform(*scale_range)
     m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, scale)
     m[0, 2] += rng.uniform(-0.06, 0.06) * w
     m[1, 2] += rng.uniform(-0.06, 0.06) * h
@@ -161,10 +164,11 @@ class SegArrayDataset(Dataset):
     """Pre-resized (image, targets) pairs -> (normalised ``3 x h x w`` tensor, ``C x h x w`` targets)."""
 
     def __init__(self, arrays: list[tuple[np.ndarray, np.ndarray]], pre: PreprocessConfig,
-                 augment: bool = False, seed: int = 0) -> None:
+                 augment: bool = False, seed: int = 0, scale_range: tuple[float, float] = (0.9, 1.1)) -> None:
         self.arrays = arrays
         self.pre = pre
         self.augment = augment
+        self.scale_range = scale_range
         self.seed = seed
         self.epoch = 0
 
@@ -175,7 +179,7 @@ class SegArrayDataset(Dataset):
         rgb, tgt = self.arrays[index]
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, index))
-            rgb, tgt = augment_pair(rgb, tgt, rng)
+            rgb, tgt = augment_pair(rgb, tgt, rng, self.scale_range)
         return normalise(rgb, self.pre), torch.from_numpy(np.ascontiguousarray(tgt, dtype=np.float32))
 
 
@@ -325,6 +329,9 @@ def train_segmenter(train: Sequence[SegSample], early_stop: Sequence[SegSample],
         raise BadInputError(f"boundary_weight must be >= 0, got {cfg.boundary_weight}")
     if not cfg.circumference_weight >= 0:
         raise BadInputError(f"circumference_weight must be >= 0, got {cfg.circumference_weight}")
+    low, high = cfg.scale_range
+    if not 0 < low <= high:
+        raise BadInputError(f"scale_range must be 0 < low <= high, got {tuple(cfg.scale_range)}")
     torch.manual_seed(cfg.seed)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, cfg.threads))
@@ -364,7 +371,8 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
     opt = torch.optim.AdamW([{"params": enc, "lr": cfg.lr * cfg.encoder_lr_mult},
                              {"params": dec, "lr": cfg.lr}], weight_decay=cfg.weight_decay)
     base_lrs = [g["lr"] for g in opt.param_groups]
-    train_ds = SegArrayDataset(train_arrays, pre, augment=cfg.augment, seed=cfg.seed)
+    train_ds = SegArrayDataset(train_arrays, pre, augment=cfg.augment, seed=cfg.seed,
+                               scale_range=tuple(cfg.scale_range))
     gen = torch.Generator().manual_seed(cfg.seed)
     train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size,
                           generator=gen, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
