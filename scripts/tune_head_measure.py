@@ -85,6 +85,13 @@ def load(bundle: str, split: str) -> list[dict]:
     return meta
 
 
+def _shipped_fit(xy: np.ndarray):
+    """The Measurer's fitter (:func:`fetalscope.biometry.ellipse.fit_ellipse_points`, OpenCV ``fitEllipse``)."""
+    from fetalscope.biometry.ellipse import fit_ellipse_points
+
+    return fit_ellipse_points(xy)
+
+
 def _opencv_fit(function_name: str):
     """An OpenCV ellipse fitter (``fitEllipseAMS``, ``fitEllipseDirect``) returning an :class:`Ellipse` or None."""
     def fit(xy: np.ndarray):
@@ -127,7 +134,7 @@ def _radial_fit(loss: str = "linear", scale_px: float = 1.0):
 
 
 FITTERS = {  # name: (description, fitter of N x 2 image-pixel points); "opencv" is the shipped one
-    "opencv": ("OpenCV fitEllipse (algebraic least squares; shipped)", None),
+    "opencv": ("OpenCV fitEllipse (algebraic least squares; shipped)", _shipped_fit),
     "ams": ("OpenCV fitEllipseAMS (approximate mean square)", _opencv_fit("fitEllipseAMS")),
     "direct": ("OpenCV fitEllipseDirect (Fitzgibbon's direct fit)", _opencv_fit("fitEllipseDirect")),
     "radial": ("geometric: least squares of the radial distance to the ellipse", _radial_fit()),
@@ -139,7 +146,7 @@ def view_fit(m: dict, view: str, level: float = 0.5, sharpness: float = 0.0, fit
     """The ellipse of one cached view in original image pixels, as the Measurer fits it: outline at ``level``,
     points on the model grid's frame dropped when enough others remain, least squares (``fitter``: a
     :data:`FITTERS` name)."""
-    from fetalscope.biometry.ellipse import MIN_FIT_POINTS, fit_ellipse_points, outline_points, sharp_outline
+    from fetalscope.biometry.ellipse import MIN_FIT_POINTS, outline_points, sharp_outline
 
     big_h, big_w = m["shape"]
     p = m["arr"][view]
@@ -160,7 +167,7 @@ def view_fit(m: dict, view: str, level: float = 0.5, sharpness: float = 0.0, fit
         if sharp.sum() >= max(MIN_FIT_POINTS, 0.5 * len(pts)):
             pts = pts[sharp]
     xy = np.stack([(pts[:, 0] + 0.5) * sx - 0.5 + x0, (pts[:, 1] + 0.5) * sy - 0.5 + y0], axis=1)
-    return (FITTERS[fitter][1] or fit_ellipse_points)(xy)
+    return FITTERS[fitter][1](xy)
 
 
 def predictions(meta: list[dict], views: list[str], level: float, sharpness: float = 0.0,
