@@ -360,8 +360,10 @@ def _recipe_name(card: dict) -> str:
     losses = "".join(f", {label} {cfg[key]:g}" for key, label in (("boundary_weight", "boundary weight"),
                                                                    ("circumference_weight", "circumference weight"))
                      if cfg.get(key))
-    scales = cfg.get("scale_range") or [0.9, 1.1]
-    zoom = f", zoom {scales[0]:g}-{scales[1]:g}" if list(scales) != [0.9, 1.1] else ""
+    from fetalscope.train.segmenter.trainer import DEFAULT_SCALE_RANGE
+
+    scales = tuple(cfg.get("scale_range") or DEFAULT_SCALE_RANGE)
+    zoom = f", zoom {scales[0]:g}-{scales[1]:g}" if scales != DEFAULT_SCALE_RANGE else ""
     return f"{cfg.get('encoder', 'efficientnet_lite0')}, {h}x{w}{losses}{zoom}, seed {cfg['seed']}"
 
 

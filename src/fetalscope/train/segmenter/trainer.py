@@ -39,6 +39,8 @@ from fetalscope.imaging.loader import load_image
 from fetalscope.models.segmentation import EllipseUNet, segmentation_preprocess
 from fetalscope.train.runtime_opts import resolve_device
 
+DEFAULT_SCALE_RANGE = (0.9, 1.1)  # the augmentation's random zoom unless a config says otherwise
+
 
 @dataclass
 class SegTrainConfig:
@@ -71,7 +73,7 @@ class SegTrainConfig:
     num_workers: int = 0  # DataLoader worker processes for augmentation (0: in the training process)
     boundary_weight: float = 0.0  # extra BCE weight near the target outlines (:func:`dice_bce_loss`)
     circumference_weight: float = 0.0  # weight of :func:`circumference_loss` added to the Dice + BCE loss
-    scale_range: tuple[float, float] = (0.9, 1.1)  # random zoom of the augmentation (:func:`augment_pair`)
+    scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE  # random zoom of the augmentation (:func:`augment_pair`)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -134,7 +136,7 @@ def prepare_sample(sample: SegSample, structures: Sequence[str], pre: Preprocess
 
 
 def augment_pair(rgb: np.ndarray, targets: np.ndarray, rng: np.random.Generator,
-                 scale_range: tuple[float, float] = (0.9, 1.1)) -> tuple[np.ndarray, np.ndarray]:
+                 scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE) -> tuple[np.ndarray, np.ndarray]:
     """Random affine (rotation +-15 deg, scale drawn from ``scale_range``, shift +-6%), horizontal flip, and
     intensity changes (contrast, brightness, gamma, noise, blur). Geometry is applied to image and targets alike."""
     h, w = rgb.shape[:2]
@@ -164,7 +166,8 @@ class SegArrayDataset(Dataset):
     """Pre-resized (image, targets) pairs -> (normalised ``3 x h x w`` tensor, ``C x h x w`` targets)."""
 
     def __init__(self, arrays: list[tuple[np.ndarray, np.ndarray]], pre: PreprocessConfig,
-                 augment: bool = False, seed: int = 0, scale_range: tuple[float, float] = (0.9, 1.1)) -> None:
+                 augment: bool = False, seed: int = 0,
+                 scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE) -> None:
         self.arrays = arrays
         self.pre = pre
         self.augment = augment
