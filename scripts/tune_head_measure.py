@@ -6,6 +6,7 @@
     python scripts/tune_head_measure.py report [--bundle DIR] [--out docs/head_postprocessing.md]
     python scripts/tune_head_measure.py cache --bundle runs/head-cvK --splits fold   # each cross-validation model
     python scripts/tune_head_measure.py oof --folds runs/head-cv0 ... [--out docs/head_oof.md]  # chosen out of fold
+    python scripts/tune_head_measure.py interval --folds runs/head-cv0 ... [--adopt]  # HC interval, out of fold
 
 The cache (``/tmp/fetalscope-head-tune/<bundle>``) holds per image the head probability maps of the plain image, its
 mirror image and crops around the plain ellipse (margins 0.15, 0.25, 0.35, 0.5) with the crop offsets, so
@@ -434,6 +435,162 @@ def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], vi
     print("\n".join(text))
 
 
+# ---- the HC interval (``fetalscope.biometry.uncertainty``), calibrated out of fold -----------------------------
+INTERVAL_COVERAGE = 0.9
+INTERVAL_OVERALL, INTERVAL_WITHIN = 0.88, 0.85  # eligibility, fixed before the results (see interval_report)
+INTERVAL_SHIP = 0.85  # the chosen rule ships only if validation coverage reaches this
+INTERVAL_CANDIDATES = ("constant", "relative", "spread:0.002", "spread:0.005", "spread:0.01",
+                       # added after the first table (rule U1b): between constant and relative, and per size band
+                       "affine:50", "affine:100", "affine:200", "affine:400", "banded:100,200",
+                       # rule U1c, after the second: per size band, wide where the views disagree
+                       "banded:100,200:0.005", "banded:100,200:0.01")
+
+
+def view_values(meta: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """HC (mm) of the shipped measurement and the standard deviation (mm) of its views' HCs, per cached head."""
+    from fetalscope.biometry.ellipse import mean_ellipse
+    from fetalscope.biometry.uncertainty import views_sd
+
+    views, level, sharpness = _vls(SHIPPED)
+    hc, sd = [], []
+    for m in meta:
+        fits = [f for f in (view_fit(m, v, level, sharpness) for v in views) if f is not None]
+        hc.append(mean_ellipse(fits).circumference() * m["px"])
+        sd.append(views_sd([f.circumference() * m["px"] for f in fits]))
+    return np.array(hc), np.array(sd)
+
+
+def _candidate(spec: str):
+    from fetalscope.train.segmenter.interval_calibration import Candidate
+
+    form, _, arg = spec.partition(":")
+    if form == "affine":
+        return Candidate(form, offset=float(arg))
+    if form == "banded":
+        edges, _, floor = arg.partition(":")
+        return Candidate(form, float(floor or 0.0), edges=tuple(float(e) for e in edges.split(",")))
+    return Candidate(form, float(arg or 0.0))
+
+
+def interval_report(folds: list[str], bundle: str, out: Path, adopt: bool = False) -> None:
+    """The HC interval out of fold, by a rule written before the results (also in the output): each candidate form
+    is cross-fitted on the fold models' out-of-fold heads (fold k's intervals from the other folds' quantile);
+    eligible forms cover >= 0.88 overall and >= 0.85 in each size band, in the fifth of heads whose views disagree
+    most (SD / HC) and in the rest; the narrowest eligible form is chosen (if none, ``relative`` if it covers
+    overall), its quantile fitted on every out-of-fold head and its coverage measured once on validation by the
+    bundle; with ``adopt`` it is written into the bundle's card (``inference.hc_interval``) if that coverage is
+    >= 0.85."""
+    from fetalscope.biometry.uncertainty import coverage_and_width
+    from fetalscope.train.segmenter.interval_calibration import calibrate, cross_fitted, eligible
+
+    oof = load_oof(folds)
+    ref = np.array([m["hc_ref_mm"] for m in oof])
+    fold = np.array([m["fold"] for m in oof])
+    hc, sd = view_values(oof)
+    rel = sd / hc
+    top = rel >= np.quantile(rel, 0.8)
+    groups = {name: (ref >= lo) & (ref < hi) for lo, hi, name in SIZES}
+    groups |= {"views disagree most (top fifth of SD / HC)": top, "the other four fifths": ~top}
+    results = [cross_fitted(_candidate(c), hc, sd, ref, fold, INTERVAL_COVERAGE, groups)
+               for c in INTERVAL_CANDIDATES]
+    ok = [r for r in results if eligible(r, INTERVAL_OVERALL, INTERVAL_WITHIN)]
+    chosen = min(ok, key=lambda r: r.mean_width()) if ok else next(
+        (r for r in results if r.candidate.form == "relative" and r.coverage() >= INTERVAL_OVERALL), None)
+    cols = ["all", *groups]
+    text = ["# An interval for each HC, calibrated out of fold", "",
+            f"Written by `scripts/tune_head_measure.py interval` for bundle `{Path(bundle).name}`. Each head's HC is "
+            f"the mean of the ellipses of {len(_vls(SHIPPED)[0])} views ({', '.join(_vls(SHIPPED)[0])}); where "
+            "they disagree, the measurement is less sure. An interval `HC +- q x scale` is calibrated "
+            f"(split-conformal, nominal coverage {INTERVAL_COVERAGE:.0%}) on the out-of-fold heads of a "
+            f"{len(folds)}-fold cross-validation ({len(oof)} heads; each measured by the one fold model that never "
+            "trained on it, shipped post-processing). Forms of `scale` (`fetalscope.biometry.uncertainty`): "
+            "`constant` (1 mm), `relative` (HC), `spread` (SD of the views' HCs + floor x HC), `affine` (HC + "
+            "offset), `banded` (its own quantile per band of the measured HC, optionally of the `spread` scale).", "",
+            "Rule, written before the results: every form is cross-fitted (fold k's intervals use the quantile of "
+            f"the other folds). A form is eligible if it covers >= {INTERVAL_OVERALL} of all heads and >= "
+            f"{INTERVAL_WITHIN} within each group below; the eligible form with the narrowest mean interval is "
+            "chosen (if none is eligible: `relative`, if it covers overall). Its quantile is then fitted on every "
+            "out-of-fold head and its coverage measured once on the validation split by the bundle; it ships "
+            f"(the card's `inference.hc_interval`) if that coverage is >= {INTERVAL_SHIP}.", "",
+            "The candidates grew twice, each time after the table had shown the earlier ones failing and before "
+            "the new ones were scored (rules kept with the session's notes): first `constant`, `relative` and "
+            "`spread`; then `affine` and `banded` (a quantile per band of the measured HC); then `banded` with the "
+            "`spread` scale inside each band. Under the first rule alone the fallback `relative` would have shipped "
+            "(see the last section), although out of fold it covers heads under 100 mm worst of all.", "",
+            f"Groups: HC size bands; the heads whose views disagree most (SD / HC >= {np.quantile(rel, 0.8):.4f}, "
+            f"the top fifth) and the rest. Median SD of the views' HCs: {np.median(sd):.2f} mm.", "",
+            "## Out of fold, cross-fitted", "",
+            "Cells: coverage (mean interval width, mm).", "",
+            "| form | " + " | ".join(cols) + " | eligible |", "| --- | " + " | ".join("---" for _ in cols) + " | --- |"]
+    for r in results:
+        cells = [f"{r.coverage():.3f} ({r.mean_width():.2f})",
+                 *(f"{r.coverage(g):.3f} ({r.mean_width(g):.2f})" for g in groups.values())]
+        text.append(f"| {r.candidate.label} | " + " | ".join(cells) + f" | {'yes' if r in ok else 'no'} |")
+    text.append("")
+    if chosen is None:
+        text.append("No form met the rule; nothing ships.")
+        out.write_text("\n".join(text) + "\n", encoding="utf-8")
+        print("\n".join(text))
+        return
+    basis = (f"split-conformal on the out-of-fold HCs of {len(oof)} HC18 heads (a {len(folds)}-fold "
+             "cross-validation over the train and early-stop splits, one network per fold); docs/head_interval.md")
+    rule = calibrate(chosen.candidate, hc, sd, ref, INTERVAL_COVERAGE, unit="mm", basis=basis)
+    val = load(bundle, "validation")
+    ref_v = np.array([m["hc_ref_mm"] for m in val])
+    hc_v, sd_v = view_values(val)
+    cov_v, width_v = coverage_and_width(rule, hc_v, sd_v, ref_v, unit="mm")
+    ships = cov_v >= INTERVAL_SHIP
+    qs = ", ".join(f"{q:.4g}" for q in rule.band_q) if rule.form == "banded" else f"{rule.q:.4g}"
+    text += [f"Chosen: `{chosen.candidate.label}`; quantile{'s per band' if rule.form == 'banded' else ''} fitted "
+             f"on all {len(oof)} out-of-fold heads: {qs}.", "",
+             "## Validation (measured once, the bundle)", "",
+             f"{len(val)} heads: coverage {cov_v:.3f}, mean interval width {width_v:.2f} mm "
+             f"(median SD of the views' HCs {np.median(sd_v):.2f} mm), from the cached views (ONNX Runtime, crops "
+             "around the plain fit at level 0.5).", "",
+             *_report_interval_line(bundle),
+             f"Decision: {'ships' if ships else 'does not ship'} (coverage {cov_v:.3f} "
+             f"{'>=' if ships else '<'} {INTERVAL_SHIP})."]
+    if chosen.candidate.form != "relative":  # what the first rule's fallback would have given (scored then)
+        first = next(r for r in results if r.candidate.form == "relative")
+        fallback = calibrate(first.candidate, hc, sd, ref, INTERVAL_COVERAGE)
+        cov_f, width_f = coverage_and_width(fallback, hc_v, sd_v, ref_v)
+        text += ["", "## The first rule's fallback, `relative`", "",
+                 f"Out of fold (cross-fitted) it covers {first.coverage():.3f} of all heads but "
+                 + ", ".join(f"{first.coverage(w):.3f} of {g}" for g, w in groups.items()) + "; on validation "
+                 f"{cov_f:.3f} (mean width {width_f:.2f} mm). It met the first rule's bar but not the eligibility "
+                 "within groups, and is not used."]
+    out.write_text("\n".join(text) + "\n", encoding="utf-8")
+    print("\n".join(text))
+    print(json.dumps(rule.to_dict()))
+    if adopt and ships:
+        _write_interval_to_card(bundle, rule)
+
+
+def _report_interval_line(bundle: str) -> list[str]:
+    """The interval's coverage in the bundle's validation report (the Measurer itself), when it has one."""
+    path = Path(bundle) / "report.json"
+    iv = json.loads(path.read_text()).get("summary", {}).get("hc_interval") if path.is_file() else None
+    if not iv:
+        return []
+    c = iv["coverage"]
+    return [f"The bundle's validation report (`train_biometry.py evaluate`, the Measurer with the card's rule, "
+            f"PyTorch): coverage {c['estimate']:.3f} (95% CI {c['lower']:.3f} to {c['upper']:.3f}), mean width "
+            f"{iv['mean_width_mm']['estimate']:.2f} mm; by reference size "
+            + ", ".join(f"{b['reference_hc']} {b['coverage']:.2f} ({b['n']})" for b in iv["by_reference_hc"]
+                        if b["coverage"] is not None) + ".", ""]
+
+
+def _write_interval_to_card(bundle: str, rule) -> None:
+    from fetalscope.biometry.segbundle import render_seg_card_md
+    from fetalscope.models.bundle import write_card_files
+
+    folder = Path(bundle)
+    card = json.loads((folder / "card.json").read_text())
+    card.setdefault("inference", {})["hc_interval"] = rule.to_dict()
+    write_card_files(folder, card, render_seg_card_md(card))
+    print(f"wrote inference.hc_interval into {folder / 'card.json'}")
+
+
 def _vls(variant: tuple) -> tuple[list[str], float, float]:
     return VIEW_SETS[variant[0]], variant[1], variant[2]
 
@@ -446,10 +603,11 @@ def _label(candidate: tuple) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["cache", "sweep", "report", "oof"])
+    p.add_argument("command", choices=["cache", "sweep", "report", "oof", "interval"])
     p.add_argument("--folds", nargs="+", default=[], help="oof: the cross-validation models' bundle folders, in "
                    "fold order (each cached with `cache --bundle DIR --splits fold`)")
-    p.add_argument("--out", type=Path, default=Path("docs/head_postprocessing.md"))
+    p.add_argument("--out", type=Path, default=None, help="the report written (default: docs/head_postprocessing.md "
+                   "for report, docs/head_oof.md for oof, docs/head_interval.md for interval)")
     p.add_argument("--bundle", default=BUNDLE)
     p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
     p.add_argument("--split", default="early_stop")
@@ -460,18 +618,26 @@ def main(argv: list[str] | None = None) -> int:
                         "level)")
     p.add_argument("--fitters", nargs="*", default=[], choices=list(FITTERS),
                    help="oof: ellipse fitters to compare on the shipped setting (beside the shipped opencv)")
+    p.add_argument("--adopt", action="store_true", help="interval: write the chosen rule into the bundle's card "
+                   "when its validation coverage passes")
     args = p.parse_args(argv)
     if args.command == "sweep":
         variants = [(v, level, s) for v in args.views for level in args.levels for s in [0.0, *args.sharpness]]
         print("\n".join(sweep(args.bundle, args.split, variants)[0]))
         return 0
     if args.command == "report":
-        report(args.bundle, args.out, args.levels, args.views, args.sharpness)
+        report(args.bundle, args.out or Path("docs/head_postprocessing.md"), args.levels, args.views, args.sharpness)
         return 0
     if args.command == "oof":
         if not args.folds:
             p.error("oof needs --folds DIR DIR ...")
-        oof_report(args.folds, args.bundle, args.out, args.levels, args.views, args.sharpness, args.fitters)
+        oof_report(args.folds, args.bundle, args.out or Path("docs/head_oof.md"), args.levels, args.views,
+                   args.sharpness, args.fitters)
+        return 0
+    if args.command == "interval":
+        if not args.folds:
+            p.error("interval needs --folds DIR DIR ...")
+        interval_report(args.folds, args.bundle, args.out or Path("docs/head_interval.md"), args.adopt)
         return 0
     import torch
 

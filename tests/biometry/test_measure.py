@@ -24,7 +24,7 @@ from fetalscope.models.segmentation import EllipseUNet, segmentation_preprocess
 
 HEAD_KEYS = {"image", "measurement", "image_size", "ellipse", "pixel_size_mm", "pixel_size_source", "hc_mm",
              "bpd_mm", "ofd_mm", "hc_px", "bpd_px", "ofd_px", "cephalic_index", "ga_weeks", "ga", "ga_formula",
-             "quality", "flags", "model", "timing_ms"}
+             "quality", "flags", "model", "timing_ms", "hc_views_sd_px", "hc_interval_mm", "hc_interval_coverage"}
 CTR_KEYS = {"image", "measurement", "image_size", "heart", "thorax", "ctr", "quality", "flags", "model", "timing_ms"}
 ELLIPSE_KEYS = {"cx", "cy", "a", "b", "angle_deg"}
 
@@ -187,6 +187,8 @@ def test_shipped_head_bundle_on_a_real_image(shared_data):
     rec = measure_image(load_image(s.path), "head", pixel_size_mm=s.meta["pixel_size_mm"])
     assert rec["quality"] == "ok"
     assert rec["hc_mm"] == pytest.approx(s.meta["hc_mm"], rel=0.05)
+    low, high = rec["hc_interval_mm"]  # the card's calibrated interval, around the measurement
+    assert low < rec["hc_mm"] < high and 1.0 < high - low < 0.2 * rec["hc_mm"] and rec["hc_interval_coverage"] == 0.9
 
 
 @pytest.mark.shared

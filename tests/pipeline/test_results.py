@@ -77,6 +77,10 @@ def test_row_has_detection_and_measurement_columns_only_when_they_ran():
                                                               "hc_mm": 170.2, "ga_weeks": 19.6}).to_row()
     assert row["detections"] == 2 and row["detected"] == "CSP;MIDLINE_FALX"
     assert row["measurement"] == "head" and row["hc_mm"] == 170.2 and row["bpd_mm"] == "" and row["ga_weeks"] == 19.6
+    assert row["hc_interval_low_mm"] == row["hc_interval_high_mm"] == ""  # no interval in the record
+    ranged = _analysis(measurement={"measurement": "head", "quality": "ok", "hc_mm": 170.2,
+                                    "hc_interval_mm": [166.9, 173.5], "hc_interval_coverage": 0.9}).to_row()
+    assert (ranged["hc_interval_low_mm"], ranged["hc_interval_high_mm"]) == (166.9, 173.5)
 
 
 def test_row_carries_the_timings_of_each_step():

@@ -23,6 +23,8 @@ def test_measure_reads_the_dicom_pixel_spacing_and_says_so(real_server, shared_d
     assert rec["pixel_size_source"] == "dicom" and abs(rec["pixel_size_mm"] - spacing) < 1e-6
     # the measurement itself, in mm (this 44 mm head is one of HC18's smallest: 10%, where a wrong spacing is 2x off)
     assert abs(rec["hc_mm"] - reference_hc) < 0.10 * reference_hc
+    low, high = rec["hc_interval_mm"]  # the shipped card's calibrated 90% interval, around the measurement
+    assert low < rec["hc_mm"] < high and rec["hc_interval_coverage"] == 0.9
 
     given = httpx.post(real_server + "/v1/measure", files={"file": ("head.dcm", body)},
                        data={"what": "head", "pixel_size_mm": str(2 * spacing)}, timeout=120).json()

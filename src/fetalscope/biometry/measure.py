@@ -34,6 +34,7 @@ from fetalscope.biometry.ellipse import (
 from fetalscope.biometry.evidence import ctr_fit, head_fit
 from fetalscope.biometry.head import check_pixel_size, head_measurements
 from fetalscope.biometry.segbundle import SegBundle, load_seg_bundle
+from fetalscope.biometry.uncertainty import IntervalRule, views_sd
 from fetalscope.data.transforms import to_tensor
 from fetalscope.errors import BadInputError, UnsupportedError
 from fetalscope.imaging.loader import UltrasoundImage, iter_image_paths, load_image
@@ -86,6 +87,12 @@ class Measurer:
         self.head_sharpness = float(inference.get("min_outline_sharpness", 0.0)) if self.what == "head" else 0.0
         if not 0.0 < self.head_level < 1.0:
             raise UnsupportedError(f"bundle {self.bundle.name}: inference level {self.head_level} is not in (0, 1)")
+        # the HC interval calibrated out of fold (:mod:`fetalscope.biometry.uncertainty`); None: no interval
+        rule = inference.get("hc_interval") if self.what == "head" else None
+        try:
+            self.hc_interval = IntervalRule.from_dict(rule) if rule else None
+        except (TypeError, UnsupportedError) as exc:
+            raise UnsupportedError(f"bundle {self.bundle.name}: bad inference.hc_interval ({exc})") from exc
         self._lock = threading.Lock()
 
     # ---- network -----------------------------------------------------------------------------------
@@ -139,11 +146,15 @@ class Measurer:
         ``plain`` (the image), ``flip`` (probabilities averaged with the mirror image's), ``zoom:M`` (a crop
         around the plain ellipse with margin M, :meth:`zoomed_ellipse`). Every outline is traced at the bundle's
         ``inference.level`` (default 0.5) and fitted where it is sharp (``inference.min_outline_sharpness``)."""
+        return self.head_views(image, probs)[0]
+
+    def head_views(self, image: UltrasoundImage, probs: dict[str, np.ndarray]) -> tuple[Ellipse | None, list[Ellipse]]:
+        """:meth:`head_ellipse` and the ellipses of the views it averaged (empty without views)."""
         shape = (image.height, image.width)
         level, sharp = self.head_level, self.head_sharpness
         base = fit_ellipse(probs["head"], out_shape=shape, level=level, min_sharpness=sharp)
         if base is None or not self.ellipse_views:
-            return base
+            return base, []
         plain = base if not self.flip_tta else fit_ellipse(self.probabilities(image, flip=False)["head"],
                                                            out_shape=shape, level=level, min_sharpness=sharp) or base
         fits: list[Ellipse | None] = []
@@ -158,7 +169,8 @@ class Measurer:
                 fits.append(self.zoomed_ellipse(image, plain, float(view.split(":", 1)[1])))
             else:
                 raise UnsupportedError(f"bundle {self.bundle.name}: unknown ellipse_average view '{view}'")
-        return mean_ellipse([f for f in fits if f is not None]) or base
+        found = [f for f in fits if f is not None]
+        return mean_ellipse(found) or base, found
 
     def ellipses(self, image: UltrasoundImage, probs: dict[str, np.ndarray] | None = None, *,
                  refine: bool = True) -> dict[str, Ellipse | None]:
@@ -223,12 +235,14 @@ class Measurer:
         probabilities when the caller has them; ``reject``: reasons (flags) to reject the measurement for
         that came from elsewhere (e.g. the routing's evidence that the image is not this plane)."""
         t0 = time.perf_counter()
-        ellipses = self.ellipses(image, probs)
         record: dict[str, Any] = {"image": image.source, "measurement": self.what,
                                   "image_size": [image.width, image.height]}
         if self.what == "head":
-            record.update(_head_record(ellipses["head"], image, pixel_size_mm, plane, plane_probability, reject))
+            head, views = self.head_views(image, probs if probs is not None else self.probabilities(image))
+            record.update(_head_record(head, image, pixel_size_mm, plane, plane_probability, reject))
+            record.update(_hc_interval(record, views, self.hc_interval))
         else:
+            ellipses = self.ellipses(image, probs)
             record.update(cardiothoracic_record(ellipses["heart"], ellipses["thorax"], (image.height, image.width),
                                                 plane=plane, plane_probability=plane_probability))
             if reject:
@@ -292,6 +306,21 @@ def _head_record(ellipse: Ellipse | None, image: UltrasoundImage, pixel_size_mm:
     return record
 
 
+def _hc_interval(record: dict[str, Any], views: list[Ellipse], rule: IntervalRule | None) -> dict[str, Any]:
+    """The spread of the views' HCs (pixels) and, where the bundle has a calibrated rule and the HC is reported in
+    its unit, the HC interval (:mod:`fetalscope.biometry.uncertainty`)."""
+    sd_px = views_sd([v.circumference() for v in views])
+    out: dict[str, Any] = {"hc_views_sd_px": round(sd_px, 2) if views else None, "hc_interval_mm": None,
+                           "hc_interval_coverage": None}
+    hc, pixel = record.get("hc_mm"), record.get("pixel_size_mm")
+    if rule is None or hc is None or pixel is None or not views:
+        return out
+    interval = rule.interval(hc, sd_px * pixel, unit="mm")
+    if interval is not None:
+        out.update(hc_interval_mm=[round(interval[0], 2), round(interval[1], 2)], hc_interval_coverage=rule.coverage)
+    return out
+
+
 _CACHE: dict[tuple[str, str, str], Measurer] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -318,7 +347,10 @@ def measure_image(image: UltrasoundImage | str | Path | bytes, what: Measurement
       ``ofd_mm``, ``ga_weeks``/``ga`` (Hadlock 1984), their ``*_px`` twins, ``pixel_size_mm`` and its
       ``pixel_size_source`` ("argument" | "dicom" | None). Without a pixel size the millimetres and
       GA are None, ``quality`` is "no_pixel_size" and a flag says how to give one; the ellipse is
-      still returned (and drawn by :func:`draw_measurement`).
+      still returned (and drawn by :func:`draw_measurement`). ``hc_views_sd_px``: the standard deviation of
+      the HCs of the views the ellipse averages; ``hc_interval_mm`` [low, high]: where the bundle carries a
+      rule calibrated out of fold (card ``inference.hc_interval``), the interval that held the reference HC in
+      ``hc_interval_coverage`` of unseen heads (:mod:`fetalscope.biometry.uncertainty`); None otherwise.
     - ``what="cardiothoracic"``: ``heart`` and ``thorax`` ellipses, ``ctr`` {circumference, area,
       diameter} or None when the quality gate fails (``quality`` "rejected", reasons in ``flags``).
       ``plane``/``plane_probability`` come from the plane classifier (thorax plane expected).

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file, save_model
 
+from fetalscope.biometry.uncertainty import IntervalRule
 from fetalscope.data.transforms import PreprocessConfig
 from fetalscope.errors import MissingWeightsError
 from fetalscope.models.bundle import (
@@ -157,6 +158,8 @@ def render_seg_card_md(card: dict[str, Any]) -> str:
                      + (f" ({inference['note']})" if inference.get("note") else ""))
         if inference.get("ellipse_average"):
             extra.append(f"- ellipse averaged over the views: {', '.join(inference['ellipse_average'])}")
+        if inference.get("hc_interval"):
+            extra.append(f"- HC interval: {IntervalRule.from_dict(inference['hc_interval']).describe()}")
     speed = card.get("speed") or {}
     if speed:
         onnx = f", ONNX Runtime median {speed['onnx_median_ms']:.0f} ms" if speed.get("onnx_median_ms") else ""

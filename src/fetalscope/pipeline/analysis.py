@@ -122,10 +122,11 @@ class Analysis:
         """Flat CSV row: image, predicted plane, its probability, one column per class, the brain sub-plane,
         flags and model, then the brain findings (label, status; ``brain_findings_p_<class>`` columns only
         when findings ran), the detections (``detections``: boxes kept, ``detected``: their labels) and the
-        measurement's numbers (``measurement``, ``measurement_quality``, ``hc_mm``, ``bpd_mm``, ``ofd_mm``,
-        ``ga_weeks``, ``ctr``) and the acquisition checklist (``quality_score``, ``quality_grade``,
-        ``quality_failed``) only when they ran, so a CSV writer takes the union of the rows' keys; last, what
-        took how long (``time_<step>_ms``: ``time_load_ms``, ``time_plane_ms``, ..., ``time_total_ms``)."""
+        measurement's numbers (``measurement``, ``measurement_quality``, ``hc_mm``, ``hc_interval_low_mm``,
+        ``hc_interval_high_mm``, ``bpd_mm``, ``ofd_mm``, ``ga_weeks``, ``ctr``) and the acquisition checklist
+        (``quality_score``, ``quality_grade``, ``quality_failed``) only when they ran, so a CSV writer takes the
+        union of the rows' keys; last, what took how long (``time_<step>_ms``: ``time_load_ms``,
+        ``time_plane_ms``, ..., ``time_total_ms``)."""
         row: dict[str, Any] = {
             "image": self.image,
             "plane": self.plane,
@@ -151,7 +152,10 @@ class Analysis:
             row["measurement"] = m.get("measurement") or ""
             row["measurement_quality"] = m.get("quality") or ""
             if m.get("measurement") == "head":
-                for key in ("hc_mm", "bpd_mm", "ofd_mm", "ga_weeks"):
+                interval = m.get("hc_interval_mm") or ["", ""]
+                row["hc_mm"] = "" if m.get("hc_mm") is None else m["hc_mm"]
+                row["hc_interval_low_mm"], row["hc_interval_high_mm"] = interval
+                for key in ("bpd_mm", "ofd_mm", "ga_weeks"):
                     row[key] = "" if m.get(key) is None else m[key]
             elif m.get("measurement") == "cardiothoracic":
                 row["ctr"] = "" if not m.get("ctr") else m["ctr"].get("circumference")

@@ -147,6 +147,9 @@ def measurement_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
         return [(f"cardiothoracic ratio ({k})", fmt(ctr.get(k), 3)) for k in ("circumference", "area", "diameter")]
     rows = [(label, fmt(record.get(key), 1)) for key, label in (
         ("hc_mm", "HC (mm)"), ("bpd_mm", "BPD (mm)"), ("ofd_mm", "OFD (mm)"))]
+    interval, coverage = record.get("hc_interval_mm"), record.get("hc_interval_coverage")
+    if interval and coverage:  # calibrated out of fold against the reference HC (the bundle's card)
+        rows.insert(1, (f"HC {coverage:.0%} interval (mm)", f"{interval[0]:.1f} to {interval[1]:.1f}"))
     ga = record.get("ga")  # weeks and days, e.g. 20w3d, as obstetrics writes it
     weeks = record.get("ga_weeks")
     rows.append(("gestational age (Hadlock, from HC)",

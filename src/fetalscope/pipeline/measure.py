@@ -159,6 +159,10 @@ def measurement_line(record: dict[str, Any]) -> str:
         for key, label in (("hc_mm", "HC"), ("bpd_mm", "BPD"), ("ofd_mm", "OFD")):
             if record.get(key) is not None:
                 parts.append(f"{label} {record[key]:.1f} mm")
+                interval = record.get("hc_interval_mm") if key == "hc_mm" else None
+                if interval and record.get("hc_interval_coverage"):
+                    parts[-1] += (f" ({record['hc_interval_coverage']:.0%} interval {interval[0]:.1f}-"
+                                  f"{interval[1]:.1f})")
         if record.get("ga"):
             parts.append(f"GA {record['ga']}")
     elif what == "cardiothoracic" and record.get("ctr"):

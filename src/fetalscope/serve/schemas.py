@@ -54,7 +54,9 @@ class DetectionRecord(_Record):
 
 class MeasurementRecord(_Record):
     """`POST /v1/measure` (and an analysis's `measurement`). Head: `ellipse`, `hc_mm`, `bpd_mm`, `ofd_mm`,
-    `ga_weeks`, `ga`, `pixel_size_mm`, `pixel_size_source`; cardiothoracic: `heart`, `thorax`, `ctr`."""
+    `ga_weeks`, `ga`, `pixel_size_mm`, `pixel_size_source`, `hc_interval_mm` ([low, high], calibrated out of
+    fold to hold the reference HC in `hc_interval_coverage` of unseen heads; null without a pixel size),
+    `hc_views_sd_px`; cardiothoracic: `heart`, `thorax`, `ctr`."""
 
     image: str
     measurement: str | None = Field(description="head, cardiothoracic, or null when nothing was measured")

@@ -29,6 +29,7 @@ from fetalscope.biometry.cardiothoracic import ctr_ratios
 from fetalscope.biometry.ellipse import Ellipse, ellipse_overlap, hausdorff_distance, mask_dice, mask_iou
 from fetalscope.biometry.measure import Measurer
 from fetalscope.biometry.segbundle import load_seg_bundle, render_seg_card_md
+from fetalscope.biometry.uncertainty import views_sd
 from fetalscope.config import shared_data_relative
 from fetalscope.data.segsets import SegSample, load_mask_file
 from fetalscope.errors import DataError
@@ -68,7 +69,7 @@ def evaluate_head_sample(m: Measurer, sample: SegSample) -> dict[str, Any]:
     image = load_image(sample.path)
     t0 = time.perf_counter()
     probs = m.probabilities(image)
-    pred = m.ellipses(image, probs)["head"]
+    pred, views = m.head_views(image, probs)
     seconds = time.perf_counter() - t0
     shape = (image.height, image.width)
     ref = Ellipse.from_dict(sample.ellipses["head"])
@@ -83,6 +84,10 @@ def evaluate_head_sample(m: Measurer, sample: SegSample) -> dict[str, Any]:
                ellipse_dice=ellipse_overlap(pred, ref, shape)["dice"], hd_mm=hausdorff_distance(pred, ref) * px,
                mask_dice=mask_dice(raw, ref_mask))
     row["hc_diff_mm"] = row["hc_pred_mm"] - row["hc_ref_mm"]
+    row["hc_views_sd_mm"] = views_sd([v.circumference() for v in views]) * px
+    interval = m.hc_interval.interval(row["hc_pred_mm"], row["hc_views_sd_mm"], unit="mm") if m.hc_interval else None
+    if interval is not None:
+        row.update(hc_interval_mm=interval, hc_in_interval=bool(interval[0] <= row["hc_ref_mm"] <= interval[1]))
     return row
 
 
@@ -132,7 +137,23 @@ def summarise_head(rows: list[dict[str, Any]], n_boot: int) -> dict[str, Any]:
         "mask_dice": mean_ci([r["mask_dice"] for r in ok], g, n_boot),
         "within_2mm": mean_ci([float(abs(r["hc_diff_mm"]) <= 2.0) for r in ok], g, n_boot),
         "by_reference_hc": _by_size(ok),
+        **({"hc_interval": _interval_summary(ok, n_boot)} if any("hc_in_interval" in r for r in ok) else {}),
     }
+
+
+def _interval_summary(rows: list[dict[str, Any]], n_boot: int) -> dict[str, Any]:
+    """How often the HC interval (the card's ``inference.hc_interval``) held the reference, its mean width, and
+    the coverage by reference head size."""
+    rows = [r for r in rows if "hc_in_interval" in r]
+    g = [r["group"] for r in rows]
+    by_size = []
+    for lo, hi, label in ((0.0, 100.0, "< 100 mm"), (100.0, 200.0, "100-200 mm"), (200.0, 1e9, ">= 200 mm")):
+        inside = [r["hc_in_interval"] for r in rows if lo <= r["hc_ref_mm"] < hi]
+        by_size.append({"reference_hc": label, "n": len(inside),
+                        "coverage": float(np.mean(inside)) if inside else None})
+    return {"coverage": mean_ci([float(r["hc_in_interval"]) for r in rows], g, n_boot),
+            "mean_width_mm": mean_ci([r["hc_interval_mm"][1] - r["hc_interval_mm"][0] for r in rows], g, n_boot),
+            "by_reference_hc": by_size}
 
 
 def _by_size(rows: list[dict[str, Any]], edges: Sequence[float] = (0.0, 100.0, 200.0, 1e9)) -> list[dict[str, Any]]:
@@ -231,6 +252,14 @@ def render_report_md(report: dict[str, Any]) -> str:
         lines += [f"| {b['reference_hc']} | {b['n']} | {num(b['mean_absolute_difference_mm'])} | "
                   f"{num(b['mean_difference_mm'])} |" for b in s["by_reference_hc"]]
         lines += [""]
+        if s.get("hc_interval"):
+            iv = s["hc_interval"]
+            nominal = report.get("hc_interval_rule", {}).get("coverage")
+            lines += ["HC interval (card `inference.hc_interval`, calibrated out of fold"
+                      + (f" for {nominal:.0%}" if nominal else "") + f"): the reference lay inside for "
+                      f"{_fmt(iv['coverage'], 3)} of the heads; mean width {_fmt(iv['mean_width_mm'], 2)} mm; by "
+                      "reference size: " + ", ".join(f"{b['reference_hc']} {num(b['coverage'])} ({b['n']})"
+                                                     for b in iv["by_reference_hc"]) + ".", ""]
         mad = s["hc_mm"]["mean_absolute_difference"]
         where = ""
         if mad.get("lower") is not None and mad.get("upper") is not None:
@@ -378,6 +407,8 @@ def evaluate_bundle(folder: str | Path, *, split: str = "validation", n_boot: in
         summary = summarise_head(rows, n_boot)
         report["targets"] = {"hc_mad_le_2mm": bool(summary["hc_mm"]["mean_absolute_difference"]["estimate"] is not None
                                                    and summary["hc_mm"]["mean_absolute_difference"]["estimate"] <= 2.0)}
+        if m.hc_interval is not None:
+            report["hc_interval_rule"] = m.hc_interval.to_dict()
     else:
         summary = summarise_ctr(rows, _train_mean_ctr(by_split.get("train", [])), n_boot)
         summary["reference_repeatability"] = reference_repeatability([s for ss in by_split.values() for s in ss])
@@ -429,7 +460,10 @@ def _headline(report: dict[str, Any]) -> dict[str, Any]:
     if report["measurement"] == "head":
         return {"validation_images": s["n_images"], "hc_mad_mm": short(s["hc_mm"]["mean_absolute_difference"]),
                 "hc_bias_mm": short(s["hc_mm"]["mean_difference"]), "ellipse_dice": short(s["ellipse_dice"]),
-                "hausdorff_mm": short(s["hausdorff_mm"])}
+                "hausdorff_mm": short(s["hausdorff_mm"]),
+                **({"hc_interval_coverage": short(s["hc_interval"]["coverage"]),
+                    "hc_interval_mean_width_mm": short(s["hc_interval"]["mean_width_mm"])} if s.get("hc_interval")
+                   else {})}
     return {"validation_images": s["n_images"], "heart_ellipse_iou": short(s["heart"]["ellipse_iou"]),
             "thorax_ellipse_iou": short(s["thorax"]["ellipse_iou"]),
             "ctr_circumference_mae": short(s["ctr"]["circumference"]["mae"]),
