@@ -9,6 +9,7 @@
         [--out docs/ctr_oof_seeds.md]   # one network against the mean of seeds, out of fold
     python scripts/tune_ctr_measure.py recipes --folds runs/ctr-cv0 ... --folds runs/ctr-cv0-sono ... \
         [--out docs/ctr_oof_recipes.md]   # training recipes (encoder, input size) against the shipped one, out of fold
+    python scripts/tune_ctr_measure.py interval --folds runs/ctr-cv0 ... [--adopt]  # CTR interval, out of fold
 
 The cache (``/tmp/fetalscope-ctr-tune/<bundle>``) holds per image the flip-averaged heart and thorax probability
 maps of the whole image and of crops around the thorax ellipse (margins 0.1, 0.2, 0.35) with the crop
@@ -476,9 +477,121 @@ def _described(card: dict) -> str:
     return f"{'one network' if members == 1 else f'the mean of {members} networks'} {how}"
 
 
+# ---- the circumference-CTR interval (``fetalscope.biometry.uncertainty``), calibrated out of fold ------------------
+SHIPPED_VARIANT = "image + all crops"  # the shipped focus-ctr's views (flip-averaged maps, level 0.5)
+INTERVAL_COVERAGE, INTERVAL_OVERALL, INTERVAL_WITHIN, INTERVAL_SHIP = 0.9, 0.88, 0.85, 0.85
+
+
+def view_ctrs(meta: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Circumference CTR of the shipped measurement and the standard deviation of its views' own CTRs, per image."""
+    from fetalscope.biometry.cardiothoracic import ctr_ratios
+    from fetalscope.biometry.ellipse import mean_ellipse
+    from fetalscope.biometry.uncertainty import views_sd
+
+    views, _, lh, lt = VARIANTS[SHIPPED_VARIANT]
+    ctr, sd = [], []
+    for m in meta:
+        fits = [fit_view(m, v, lh, lt) for v in views]
+        heart = mean_ellipse([h for h, _ in fits if h is not None])
+        thorax = mean_ellipse([t for _, t in fits if t is not None])
+        ctr.append(ctr_ratios(heart, thorax)["circumference"])
+        sd.append(views_sd([ctr_ratios(h, t)["circumference"] for h, t in fits if h is not None and t is not None]))
+    return np.array(ctr), np.array(sd)
+
+
+def _reference_ctrs(meta: list[dict]) -> np.ndarray:
+    from fetalscope.biometry.cardiothoracic import ctr_ratios
+    from fetalscope.biometry.ellipse import Ellipse
+
+    return np.array([ctr_ratios(Ellipse.from_dict(m["ref"]["heart"]), Ellipse.from_dict(m["ref"]["thorax"]))
+                     ["circumference"] for m in meta])
+
+
+def interval_report(folds: list[str], bundle: str, out: Path, adopt: bool = False) -> None:
+    """The circumference-CTR interval out of fold, by a rule written before the results (also in the output): each
+    candidate is cross-fitted on the fold models' out-of-fold images; eligible forms cover >= 0.88 overall and
+    >= 0.85 within each tertile of the reference CTR, in the fifth of images whose views disagree most and in the
+    rest; the narrowest eligible form is chosen (none eligible: nothing ships), its quantile(s) fitted on every
+    out-of-fold image and its coverage measured once on validation by the bundle; with ``adopt`` it is written
+    into the bundle's card (``inference.ctr_interval``) if that coverage is >= 0.85."""
+    from fetalscope.biometry.uncertainty import coverage_and_width
+    from fetalscope.train.segmenter.interval_calibration import (
+        Candidate,
+        calibrate,
+        choose,
+        cross_fitted,
+        table_lines,
+    )
+
+    oof = load_cached_folds(folds)
+    ref = _reference_ctrs(oof)
+    fold = np.array([m["fold"] for m in oof])
+    ctr, sd = view_ctrs(oof)
+    t1, t2 = np.quantile(ref, [1 / 3, 2 / 3])
+    top = sd >= np.quantile(sd, 0.8)
+    groups = {f"reference CTR < {t1:.3f}": ref < t1, f"{t1:.3f}-{t2:.3f}": (ref >= t1) & (ref < t2),
+              f">= {t2:.3f}": ref >= t2, "views disagree most (top fifth of SD)": top, "the other four fifths": ~top}
+    e1, e2 = (round(float(x), 4) for x in np.quantile(ctr, [1 / 3, 2 / 3]))  # tertiles of the measured CTR
+    candidates = [Candidate("constant"), Candidate("relative"), *(Candidate("spread", f) for f in (0.01, 0.02, 0.04)),
+                  Candidate("banded", edges=(e1, e2)), Candidate("banded", 0.02, edges=(e1, e2))]
+    results = [cross_fitted(c, ctr, sd, ref, fold, INTERVAL_COVERAGE, groups) for c in candidates]
+    chosen = choose(results, INTERVAL_OVERALL, INTERVAL_WITHIN)
+    text = ["# An interval for each cardiothoracic ratio, calibrated out of fold", "",
+            f"Written by `scripts/tune_ctr_measure.py interval` for bundle `{Path(bundle).name}`. Each circumference "
+            f"CTR is measured from the mean heart and thorax ellipses of {len(VARIANTS[SHIPPED_VARIANT][0])} views "
+            f"({', '.join(VARIANTS[SHIPPED_VARIANT][0])}; flip-averaged maps); the spread is the standard deviation "
+            "of the CTRs of the views taken one by one. An interval `CTR +- q x scale` is calibrated "
+            f"(split-conformal, nominal coverage {INTERVAL_COVERAGE:.0%}) on the out-of-fold images of a "
+            f"{len(folds)}-fold cross-validation ({len(oof)} images, each measured by the one fold model that never "
+            "trained on it). Forms of `scale` (`fetalscope.biometry.uncertainty`): `constant`, `relative` (CTR), "
+            "`spread` (SD of the views' CTRs + floor x CTR), `banded` (its own quantile per tertile of the "
+            "measured CTR, optionally of the `spread` scale).", "",
+            "Rule, written before the results (after the head's interval, so its candidate list borrows what worked "
+            "there): every form is cross-fitted (fold k's intervals use the quantile of the other folds). A form is "
+            f"eligible if it covers >= {INTERVAL_OVERALL} of all images and >= {INTERVAL_WITHIN} within each group "
+            "below; the eligible form with the narrowest mean interval is chosen (none eligible: nothing ships). "
+            "Its quantile is then fitted on every out-of-fold image and its coverage measured once on the "
+            f"validation split by the bundle; it ships (the card's `inference.ctr_interval`) if that coverage is "
+            f">= {INTERVAL_SHIP}.", "",
+            f"Median SD of the views' CTRs out of fold: {np.median(sd):.4f}; CTR MAE out of fold "
+            f"{np.abs(ctr - ref).mean():.4f}.", "",
+            "## Out of fold, cross-fitted", "", "Cells: coverage (mean interval width, CTR units).", "",
+            *table_lines(results, INTERVAL_OVERALL, INTERVAL_WITHIN, width_digits=4), ""]
+    if chosen is None:
+        text.append("No form met the rule; nothing ships.")
+        out.write_text("\n".join(text) + "\n", encoding="utf-8")
+        print("\n".join(text))
+        return
+    basis = (f"split-conformal on the out-of-fold circumference CTRs of {len(oof)} FOCUS images (a {len(folds)}-fold "
+             "cross-validation over the train and early-stop splits, one network per fold); docs/ctr_interval.md")
+    rule = calibrate(chosen.candidate, ctr, sd, ref, INTERVAL_COVERAGE, basis=basis)
+    val = load("validation", bundle)
+    ref_v = _reference_ctrs(val)
+    ctr_v, sd_v = view_ctrs(val)
+    cov_v, width_v = coverage_and_width(rule, ctr_v, sd_v, ref_v)
+    ships = cov_v >= INTERVAL_SHIP
+    text += [f"Chosen: `{chosen.candidate.label}`: {rule.describe(basis=False)}.", "",
+             "## Validation (measured once, the bundle)", "",
+             f"{len(val)} images: coverage {cov_v:.3f}, mean interval width {width_v:.4f} (median SD of the views' "
+             f"CTRs {np.median(sd_v):.4f}; CTR MAE {np.abs(ctr_v - ref_v).mean():.4f}).", "",
+             f"Decision: {'ships' if ships else 'does not ship'} (coverage {cov_v:.3f} "
+             f"{'>=' if ships else '<'} {INTERVAL_SHIP})."]
+    out.write_text("\n".join(text) + "\n", encoding="utf-8")
+    print("\n".join(text))
+    print(json.dumps(rule.to_dict()))
+    if adopt and ships:
+        from fetalscope.biometry.segbundle import render_seg_card_md
+        from fetalscope.models.bundle import write_card_files
+
+        card = json.loads((Path(bundle) / "card.json").read_text())
+        card.setdefault("inference", {})["ctr_interval"] = rule.to_dict()
+        write_card_files(Path(bundle), card, render_seg_card_md(card))
+        print(f"wrote inference.ctr_interval into {Path(bundle) / 'card.json'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["cache", "report", "oof", "seeds", "recipes"])
+    p.add_argument("command", choices=["cache", "report", "oof", "seeds", "recipes", "interval"])
     p.add_argument("--folds", nargs="+", action="append", default=[],
                    help="oof: the cross-validation models' bundle folders; seeds: repeat once per seed; "
                         "recipes: repeat once per recipe, the shipped recipe first")
@@ -487,7 +600,9 @@ def main(argv: list[str] | None = None) -> int:
                         "by their mean")
     p.add_argument("--out", type=Path, default=None,
                    help="report file (default docs/ctr_postprocessing.md, docs/ctr_oof.md, docs/ctr_oof_seeds.md, "
-                        "docs/ctr_oof_recipes.md)")
+                        "docs/ctr_oof_recipes.md, docs/ctr_interval.md)")
+    p.add_argument("--adopt", action="store_true", help="interval: write the chosen rule into the bundle's card "
+                   "when its validation coverage passes")
     p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
     p.add_argument("--bundle", default=BUNDLE)
     args = p.parse_args(argv)
@@ -503,6 +618,11 @@ def main(argv: list[str] | None = None) -> int:
         if len(args.folds) < 2 or len({len(f) for f in args.folds}) != 1:
             p.error("seeds needs --folds DIR ... once per seed (at least two), each with the same number of folds")
         seeds_report(args.folds, args.out or Path("docs/ctr_oof_seeds.md"), args.pipeline or None)
+        return 0
+    if args.command == "interval":
+        if len(args.folds) != 1:
+            p.error("interval needs one --folds DIR DIR ...")
+        interval_report(args.folds[0], args.bundle, args.out or Path("docs/ctr_interval.md"), args.adopt)
         return 0
     if args.command == "recipes":
         if len(args.folds) < 2 or len({len(f) for f in args.folds}) != 1:

@@ -481,7 +481,7 @@ def interval_report(folds: list[str], bundle: str, out: Path, adopt: bool = Fals
     bundle; with ``adopt`` it is written into the bundle's card (``inference.hc_interval``) if that coverage is
     >= 0.85."""
     from fetalscope.biometry.uncertainty import coverage_and_width
-    from fetalscope.train.segmenter.interval_calibration import calibrate, cross_fitted, eligible
+    from fetalscope.train.segmenter.interval_calibration import calibrate, cross_fitted, eligible, table_lines
 
     oof = load_oof(folds)
     ref = np.array([m["hc_ref_mm"] for m in oof])
@@ -496,7 +496,6 @@ def interval_report(folds: list[str], bundle: str, out: Path, adopt: bool = Fals
     ok = [r for r in results if eligible(r, INTERVAL_OVERALL, INTERVAL_WITHIN)]
     chosen = min(ok, key=lambda r: r.mean_width()) if ok else next(
         (r for r in results if r.candidate.form == "relative" and r.coverage() >= INTERVAL_OVERALL), None)
-    cols = ["all", *groups]
     text = ["# An interval for each HC, calibrated out of fold", "",
             f"Written by `scripts/tune_head_measure.py interval` for bundle `{Path(bundle).name}`. Each head's HC is "
             f"the mean of the ellipses of {len(_vls(SHIPPED)[0])} views ({', '.join(_vls(SHIPPED)[0])}); where "
@@ -521,11 +520,7 @@ def interval_report(folds: list[str], bundle: str, out: Path, adopt: bool = Fals
             f"the top fifth) and the rest. Median SD of the views' HCs: {np.median(sd):.2f} mm.", "",
             "## Out of fold, cross-fitted", "",
             "Cells: coverage (mean interval width, mm).", "",
-            "| form | " + " | ".join(cols) + " | eligible |", "| --- | " + " | ".join("---" for _ in cols) + " | --- |"]
-    for r in results:
-        cells = [f"{r.coverage():.3f} ({r.mean_width():.2f})",
-                 *(f"{r.coverage(g):.3f} ({r.mean_width(g):.2f})" for g in groups.values())]
-        text.append(f"| {r.candidate.label} | " + " | ".join(cells) + f" | {'yes' if r in ok else 'no'} |")
+            *table_lines(results, INTERVAL_OVERALL, INTERVAL_WITHIN)]
     text.append("")
     if chosen is None:
         text.append("No form met the rule; nothing ships.")
@@ -575,8 +570,8 @@ def _report_interval_line(bundle: str) -> list[str]:
     c = iv["coverage"]
     return [f"The bundle's validation report (`train_biometry.py evaluate`, the Measurer with the card's rule, "
             f"PyTorch): coverage {c['estimate']:.3f} (95% CI {c['lower']:.3f} to {c['upper']:.3f}), mean width "
-            f"{iv['mean_width_mm']['estimate']:.2f} mm; by reference size "
-            + ", ".join(f"{b['reference_hc']} {b['coverage']:.2f} ({b['n']})" for b in iv["by_reference_hc"]
+            f"{iv['mean_width']['estimate']:.2f} mm; by reference size "
+            + ", ".join(f"{b['reference']} {b['coverage']:.2f} ({b['n']})" for b in iv["by_reference"]
                         if b["coverage"] is not None) + ".", ""]
 
 

@@ -25,7 +25,8 @@ from fetalscope.models.segmentation import EllipseUNet, segmentation_preprocess
 HEAD_KEYS = {"image", "measurement", "image_size", "ellipse", "pixel_size_mm", "pixel_size_source", "hc_mm",
              "bpd_mm", "ofd_mm", "hc_px", "bpd_px", "ofd_px", "cephalic_index", "ga_weeks", "ga", "ga_formula",
              "quality", "flags", "model", "timing_ms", "hc_views_sd_px", "hc_interval_mm", "hc_interval_coverage"}
-CTR_KEYS = {"image", "measurement", "image_size", "heart", "thorax", "ctr", "quality", "flags", "model", "timing_ms"}
+CTR_KEYS = {"image", "measurement", "image_size", "heart", "thorax", "ctr", "quality", "flags", "model", "timing_ms",
+            "ctr_views_sd", "ctr_interval", "ctr_interval_coverage"}
 ELLIPSE_KEYS = {"cx", "cy", "a", "b", "angle_deg"}
 
 
@@ -173,6 +174,8 @@ def test_shipped_ctr_bundle_on_a_real_image(shared_data):
 
     shape = (rec["image_size"][1], rec["image_size"][0])
     assert ellipse_overlap(Ellipse.from_dict(rec["thorax"]), ref, shape)["iou"] > 0.8
+    low, high = rec["ctr_interval"]  # the card's calibrated interval around the circumference CTR
+    assert low < rec["ctr"]["circumference"] < high < low + 0.3 and rec["ctr_interval_coverage"] == 0.9
 
 
 @pytest.mark.shared

@@ -158,9 +158,46 @@ def test_the_cards_rule_reaches_the_record(tmp_path, monkeypatch):
         Measurer("head", bad)
 
 
+def _drawn_heart_and_thorax(self, image, flip=None):
+    """Probability maps read off the image (thorax: grey >= 100, heart: grey >= 200) at the model's input size."""
+    import cv2
+
+    h, w = self.bundle.preprocess.input_size
+    grey = image.pixels[..., 0].astype(np.float32)
+    return {s: cv2.resize((grey >= t).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+            for s, t in (("heart", 200), ("thorax", 100))}
+
+
+def test_the_cards_ctr_rule_reaches_the_record(tmp_path, monkeypatch):
+    from fetalscope.biometry.cardiothoracic import ctr_ratios
+
+    pixels = np.zeros((240, 360, 3), np.uint8)
+    thorax, heart = Ellipse(180, 120, 100, 90, 10), Ellipse(200, 110, 50, 40, 60)
+    pixels[thorax.rasterise((240, 360))] = 150
+    pixels[heart.rasterise((240, 360))] = 250
+    monkeypatch.setattr(Measurer, "probabilities", _drawn_heart_and_thorax)
+    rule = IntervalRule("spread", 1.8, 0.9, floor=0.04)
+    model = EllipseUNet(("heart", "thorax"), pretrained=False)
+    folder = save_seg_bundle(model, tmp_path / "ctr", segmentation_preprocess("efficientnet_lite0", (48, 72)),
+                             {"name": "t-ctr", "measurement": "cardiothoracic",
+                              "inference": {"ellipse_average": ["plain", "zoom:0.1", "zoom:0.35"],
+                                            "ctr_interval": rule.to_dict()}})
+    m = Measurer("cardiothoracic", folder)
+    rec = m.measure(UltrasoundImage(pixels=pixels, source="drawn.png"), plane="Fetal thorax")
+    ctr, (low, high) = rec["ctr"]["circumference"], rec["ctr_interval"]
+    assert ctr == pytest.approx(ctr_ratios(heart, thorax)["circumference"], abs=0.02)
+    assert rec["ctr_views_sd"] > 0 and rec["ctr_interval_coverage"] == 0.9
+    assert high - low == pytest.approx(2 * 1.8 * (rec["ctr_views_sd"] + 0.04 * ctr), abs=2e-4)
+    rejected = m.measure(UltrasoundImage(pixels=pixels, source="drawn.png"), plane="Fetal femur")
+    assert rejected["ctr"] is None and rejected["ctr_interval"] is None  # no CTR, no interval
+
+
 def test_the_shipped_head_bundle_carries_a_calibrated_rule():
     card = json.loads((bundled_models_dir() / "hc18-head" / "card.json").read_text())
     rule = IntervalRule.from_dict(card["inference"]["hc_interval"])
     assert rule.coverage == 0.9 and rule.unit == "mm" and "out-of-fold" in rule.basis
     assert card["metrics"]["hc_interval_coverage"]["value"] >= 0.85  # measured on validation by the report
     assert "HC interval" in (bundled_models_dir() / "hc18-head" / "card.md").read_text()
+    ctr_card = json.loads((bundled_models_dir() / "focus-ctr" / "card.json").read_text())
+    ctr_rule = IntervalRule.from_dict(ctr_card["inference"]["ctr_interval"])
+    assert ctr_rule.coverage == 0.9 and ctr_card["metrics"]["ctr_interval_coverage"]["value"] >= 0.85

@@ -177,3 +177,22 @@ def test_a_multi_page_tiff_is_a_clip_and_detect_runs_on_each_planes_best_frame(t
 
 def text(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+def test_clip_row_carries_each_measurements_interval():
+    """The clip row's measurement columns are the still rows' ones, the calibrated intervals included."""
+    from types import SimpleNamespace
+
+    from fetalscope.pipeline.batch.clips import clip_columns
+
+    summary = {"segments": [{"plane": "Fetal brain", "frames_processed": 5}],
+               "best_frames": {"Fetal brain": {"frame": 3, "time_s": 0.1, "probability": 0.9}},
+               "frames": 10, "frames_source": 10, "fps_source": 30.0, "duration_s": 0.33, "stride": 1,
+               "measurements": {"head": {"frame": 3, "hc_mm": 170.2, "bpd_mm": 45.0, "ofd_mm": 60.0, "ga_weeks": 19.6,
+                                         "hc_interval_mm": [166.9, 173.5]},
+                                "cardiothoracic": {"frame": 7, "ctr": {"circumference": 0.51},
+                                                   "ctr_interval": [0.46, 0.56]}},
+               "measurements_skipped": {}, "warnings": [], "timings_ms": {"total": 12.0, "frames_per_s": 800.0}}
+    row = clip_columns(SimpleNamespace(to_dict=lambda: summary))
+    assert (row["hc_mm"], row["hc_interval_low_mm"], row["hc_interval_high_mm"]) == (170.2, 166.9, 173.5)
+    assert (row["ctr"], row["ctr_interval_low"], row["ctr_interval_high"]) == (0.51, 0.46, 0.56)

@@ -81,6 +81,9 @@ def test_row_has_detection_and_measurement_columns_only_when_they_ran():
     ranged = _analysis(measurement={"measurement": "head", "quality": "ok", "hc_mm": 170.2,
                                     "hc_interval_mm": [166.9, 173.5], "hc_interval_coverage": 0.9}).to_row()
     assert (ranged["hc_interval_low_mm"], ranged["hc_interval_high_mm"]) == (166.9, 173.5)
+    ctr = _analysis(measurement={"measurement": "cardiothoracic", "quality": "ok", "ctr": {"circumference": 0.51},
+                                 "ctr_interval": [0.46, 0.56], "ctr_interval_coverage": 0.9}).to_row()
+    assert ctr["ctr"] == 0.51 and (ctr["ctr_interval_low"], ctr["ctr_interval_high"]) == (0.46, 0.56)
 
 
 def test_row_carries_the_timings_of_each_step():

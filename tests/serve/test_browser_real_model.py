@@ -27,6 +27,8 @@ def test_real_thorax_image_shows_plane_ellipses_and_ctr(page, real_server, share
     info.filter(has_text="circumference").wait_for()
     # the number on the page is the one the API computes for the same file
     assert f"{api['ctr']['circumference']:.3f}" in info.inner_text()
+    low, high = api["ctr_interval"]  # and so is its calibrated interval
+    assert f"{low:.3f} to {high:.3f}" in info.inner_text() and "90% interval" in info.inner_text()
     assert page.locator("#measure-what input").input_value() == "cardiothoracic"  # the selector says what ran
     page.screenshot(path=str(artifacts_dir / "ui-thorax.png"), full_page=True)
     # the downloadable report carries the measurement that was shown, and fits the window

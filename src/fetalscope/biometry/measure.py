@@ -22,7 +22,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from fetalscope.biometry.cardiothoracic import cardiothoracic_record
+from fetalscope.biometry.cardiothoracic import cardiothoracic_record, ctr_ratios
 from fetalscope.biometry.ellipse import (
     Ellipse,
     draw_ellipse,
@@ -44,6 +44,7 @@ DEFAULT_BUNDLES: dict[str, str] = {"head": "hc18-head", "cardiothoracic": "focus
 ALIASES = {"hc": "head", "head": "head", "cardiothoracic": "cardiothoracic", "ctr": "cardiothoracic",
            "heart": "cardiothoracic"}
 HEAD_PLANE = "Fetal brain"
+INTERVAL_KEYS = {"head": "hc_interval", "cardiothoracic": "ctr_interval"}  # the card's inference key per measurement
 MIN_HEAD_AXIS_RATIO = 0.5
 
 
@@ -87,12 +88,13 @@ class Measurer:
         self.head_sharpness = float(inference.get("min_outline_sharpness", 0.0)) if self.what == "head" else 0.0
         if not 0.0 < self.head_level < 1.0:
             raise UnsupportedError(f"bundle {self.bundle.name}: inference level {self.head_level} is not in (0, 1)")
-        # the HC interval calibrated out of fold (:mod:`fetalscope.biometry.uncertainty`); None: no interval
-        rule = inference.get("hc_interval") if self.what == "head" else None
+        # the interval of the HC or the circumference CTR, calibrated out of fold
+        # (:mod:`fetalscope.biometry.uncertainty`); None: no interval
+        key = INTERVAL_KEYS[self.what]
         try:
-            self.hc_interval = IntervalRule.from_dict(rule) if rule else None
+            self.interval_rule = IntervalRule.from_dict(inference[key]) if inference.get(key) else None
         except (TypeError, UnsupportedError) as exc:
-            raise UnsupportedError(f"bundle {self.bundle.name}: bad inference.hc_interval ({exc})") from exc
+            raise UnsupportedError(f"bundle {self.bundle.name}: bad inference.{key} ({exc})") from exc
         self._lock = threading.Lock()
 
     # ---- network -----------------------------------------------------------------------------------
@@ -188,8 +190,14 @@ class Measurer:
         ``inference.ellipse_average`` lists views, per structure the mean of the ellipses of those views:
         ``plain`` and ``zoom:M`` (the image's probabilities on a crop around the plain thorax ellipse with
         margin M, :meth:`crop_around`: the thorax seen at a higher resolution)."""
+        return self.ctr_views(image, plain)[0]
+
+    def ctr_views(self, image: UltrasoundImage, plain: dict[str, Ellipse | None]
+                  ) -> tuple[dict[str, Ellipse | None], list[dict[str, Ellipse | None]]]:
+        """:meth:`ctr_ellipses` and the heart and thorax ellipses of each view it averaged (empty without
+        views)."""
         if not self.ellipse_views or plain["thorax"] is None:
-            return plain
+            return plain, []
         fits: list[dict[str, Ellipse | None]] = []
         for view in self.ellipse_views:
             if view == "plain":
@@ -200,7 +208,8 @@ class Measurer:
                 fits.append({k: _shifted(e, x0, y0) for k, e in fitted.items()})
             else:
                 raise UnsupportedError(f"bundle {self.bundle.name}: unknown ellipse_average view '{view}'")
-        return {k: mean_ellipse([f[k] for f in fits if f[k] is not None]) or plain[k] for k in ("heart", "thorax")}
+        means = {k: mean_ellipse([f[k] for f in fits if f[k] is not None]) or plain[k] for k in ("heart", "thorax")}
+        return means, fits
 
     def masks(self, image: UltrasoundImage, probs: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Raw masks at the original resolution (probability resized bilinearly, > 0.5, largest
@@ -240,14 +249,16 @@ class Measurer:
         if self.what == "head":
             head, views = self.head_views(image, probs if probs is not None else self.probabilities(image))
             record.update(_head_record(head, image, pixel_size_mm, plane, plane_probability, reject))
-            record.update(_hc_interval(record, views, self.hc_interval))
+            record.update(_hc_interval(record, views, self.interval_rule))
         else:
-            ellipses = self.ellipses(image, probs)
+            probs = probs if probs is not None else self.probabilities(image)
+            ellipses, ctr_views = self.ctr_views(image, _heart_and_thorax(probs, (image.height, image.width)))
             record.update(cardiothoracic_record(ellipses["heart"], ellipses["thorax"], (image.height, image.width),
                                                 plane=plane, plane_probability=plane_probability))
             if reject:
                 record.update(ctr=None, quality="rejected",
                               flags=[*reject, *(f for f in record["flags"] if not f.startswith("ctr_"))])
+            record.update(_ctr_interval(record, ctr_views, self.interval_rule))
         record["model"] = dict(self.model_info)
         record["timing_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return record
@@ -321,6 +332,23 @@ def _hc_interval(record: dict[str, Any], views: list[Ellipse], rule: IntervalRul
     return out
 
 
+def _ctr_interval(record: dict[str, Any], views: list[dict[str, Ellipse | None]],
+                  rule: IntervalRule | None) -> dict[str, Any]:
+    """The spread of the views' circumference CTRs and, where the bundle has a calibrated rule and a CTR was given,
+    its interval (:mod:`fetalscope.biometry.uncertainty`)."""
+    values = [ctr_ratios(v["heart"], v["thorax"])["circumference"] for v in views
+              if v["heart"] is not None and v["thorax"] is not None]
+    out: dict[str, Any] = {"ctr_views_sd": round(views_sd(values), 5) if values else None, "ctr_interval": None,
+                           "ctr_interval_coverage": None}
+    ctr = (record.get("ctr") or {}).get("circumference")
+    if rule is None or ctr is None or not values:
+        return out
+    interval = rule.interval(ctr, views_sd(values))
+    if interval is not None:
+        out.update(ctr_interval=[round(interval[0], 4), round(interval[1], 4)], ctr_interval_coverage=rule.coverage)
+    return out
+
+
 _CACHE: dict[tuple[str, str, str], Measurer] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -352,7 +380,9 @@ def measure_image(image: UltrasoundImage | str | Path | bytes, what: Measurement
       rule calibrated out of fold (card ``inference.hc_interval``), the interval that held the reference HC in
       ``hc_interval_coverage`` of unseen heads (:mod:`fetalscope.biometry.uncertainty`); None otherwise.
     - ``what="cardiothoracic"``: ``heart`` and ``thorax`` ellipses, ``ctr`` {circumference, area,
-      diameter} or None when the quality gate fails (``quality`` "rejected", reasons in ``flags``).
+      diameter} or None when the quality gate fails (``quality`` "rejected", reasons in ``flags``);
+      ``ctr_views_sd`` and, with a calibrated rule (card ``inference.ctr_interval``), ``ctr_interval`` [low, high]
+      of the circumference CTR and its ``ctr_interval_coverage``.
       ``plane``/``plane_probability`` come from the plane classifier (thorax plane expected).
     - always: ``image``, ``measurement``, ``quality``, ``flags``, ``model`` {id, version, runtime},
       ``image_size`` [W, H], ``timing_ms``.

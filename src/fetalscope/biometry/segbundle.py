@@ -158,8 +158,9 @@ def render_seg_card_md(card: dict[str, Any]) -> str:
                      + (f" ({inference['note']})" if inference.get("note") else ""))
         if inference.get("ellipse_average"):
             extra.append(f"- ellipse averaged over the views: {', '.join(inference['ellipse_average'])}")
-        if inference.get("hc_interval"):
-            extra.append(f"- HC interval: {IntervalRule.from_dict(inference['hc_interval']).describe()}")
+        for key, label in (("hc_interval", "HC"), ("ctr_interval", "circumference CTR")):
+            if inference.get(key):
+                extra.append(f"- {label} interval: {IntervalRule.from_dict(inference[key]).describe()}")
     speed = card.get("speed") or {}
     if speed:
         onnx = f", ONNX Runtime median {speed['onnx_median_ms']:.0f} ms" if speed.get("onnx_median_ms") else ""

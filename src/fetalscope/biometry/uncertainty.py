@@ -116,8 +116,8 @@ class IntervalRule:
         d = asdict(self)
         return {**d, "edges": list(self.edges), "band_q": list(self.band_q)}
 
-    def describe(self) -> str:
-        """The rule in words, e.g. for a model card."""
+    def describe(self, basis: bool = True) -> str:
+        """The rule in words, e.g. for a model card (``basis``: with the calibration data in brackets)."""
         u = f" {self.unit}" if self.unit else ""
         if self.form == "banded":
             scale = "" if self.floor == 0 else f" x (SD of the views + {self.floor:g} x value)"
@@ -129,7 +129,7 @@ class IntervalRule:
             scale = {"constant": u, "relative": " x value", "spread": f" x (SD of the views + {self.floor:g} x value)",
                      "affine": f" x (value + {self.offset:g}{u})"}[self.form]
             how = f"+- {self.q:.4g}{scale}"
-        return (f"{self.coverage:.0%} interval, {how}" + (f" ({self.basis})" if self.basis else ""))
+        return f"{self.coverage:.0%} interval, {how}" + (f" ({self.basis})" if basis and self.basis else "")
 
     def half_widths(self, value: np.ndarray | float, spread: np.ndarray | float) -> np.ndarray:
         """The half-widths around ``value`` (the views' standard deviation ``spread``), in the value's unit."""

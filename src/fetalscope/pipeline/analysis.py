@@ -123,7 +123,8 @@ class Analysis:
         flags and model, then the brain findings (label, status; ``brain_findings_p_<class>`` columns only
         when findings ran), the detections (``detections``: boxes kept, ``detected``: their labels) and the
         measurement's numbers (``measurement``, ``measurement_quality``, ``hc_mm``, ``hc_interval_low_mm``,
-        ``hc_interval_high_mm``, ``bpd_mm``, ``ofd_mm``, ``ga_weeks``, ``ctr``) and the acquisition checklist
+        ``hc_interval_high_mm``, ``bpd_mm``, ``ofd_mm``, ``ga_weeks``, ``ctr``, ``ctr_interval_low``,
+        ``ctr_interval_high``) and the acquisition checklist
         (``quality_score``, ``quality_grade``, ``quality_failed``) only when they ran, so a CSV writer takes the
         union of the rows' keys; last, what took how long (``time_<step>_ms``: ``time_load_ms``,
         ``time_plane_ms``, ..., ``time_total_ms``)."""
@@ -159,6 +160,7 @@ class Analysis:
                     row[key] = "" if m.get(key) is None else m[key]
             elif m.get("measurement") == "cardiothoracic":
                 row["ctr"] = "" if not m.get("ctr") else m["ctr"].get("circumference")
+                row["ctr_interval_low"], row["ctr_interval_high"] = m.get("ctr_interval") or ["", ""]
         if self.quality is not None:
             row["quality_score"] = "" if self.quality.get("score") is None else self.quality["score"]
             row["quality_grade"] = self.quality.get("grade") or ""

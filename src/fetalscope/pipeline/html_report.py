@@ -144,7 +144,11 @@ def measurement_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
 
     if record.get("measurement") == "cardiothoracic":
         ctr = record.get("ctr") or {}
-        return [(f"cardiothoracic ratio ({k})", fmt(ctr.get(k), 3)) for k in ("circumference", "area", "diameter")]
+        rows = [(f"cardiothoracic ratio ({k})", fmt(ctr.get(k), 3)) for k in ("circumference", "area", "diameter")]
+        interval, coverage = record.get("ctr_interval"), record.get("ctr_interval_coverage")
+        if interval and coverage:  # calibrated out of fold against the reference CTR (the bundle's card)
+            rows.insert(1, (f"circumference ratio, {coverage:.0%} interval", f"{interval[0]:.3f} to {interval[1]:.3f}"))
+        return rows
     rows = [(label, fmt(record.get(key), 1)) for key, label in (
         ("hc_mm", "HC (mm)"), ("bpd_mm", "BPD (mm)"), ("ofd_mm", "OFD (mm)"))]
     interval, coverage = record.get("hc_interval_mm"), record.get("hc_interval_coverage")

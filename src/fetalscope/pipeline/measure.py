@@ -168,6 +168,9 @@ def measurement_line(record: dict[str, Any]) -> str:
     elif what == "cardiothoracic" and record.get("ctr"):
         parts += [f"CTR ({k}) {record['ctr'][k]:.3f}" for k in ("circumference", "area", "diameter")
                   if record["ctr"].get(k) is not None]
+        interval = record.get("ctr_interval")
+        if interval and record.get("ctr_interval_coverage") and record["ctr"].get("circumference") is not None:
+            parts[3] += f" ({record['ctr_interval_coverage']:.0%} interval {interval[0]:.3f}-{interval[1]:.3f})"
     line = "\t".join(parts)
     flags = record.get("flags") or []
     return line + ("\t[" + "; ".join(flags) + "]" if flags else "")

@@ -75,8 +75,10 @@ def clip_columns(result: Any) -> dict[str, Any]:
         row[f"{what}_frame"] = m.get("frame")
         if what == "head":
             row.update({k: m.get(k) for k in HEAD_KEYS})
+            row["hc_interval_low_mm"], row["hc_interval_high_mm"] = m.get("hc_interval_mm") or [None, None]
         elif what == "cardiothoracic":
             row["ctr"] = (m.get("ctr") or {}).get("circumference")
+            row["ctr_interval_low"], row["ctr_interval_high"] = m.get("ctr_interval") or [None, None]
     row["clip_warnings"] = ";".join(summary["warnings"])
     row["time_clip_ms"] = summary["timings_ms"].get("total")
     row["clip_frames_per_s"] = summary["timings_ms"].get("frames_per_s")

@@ -117,3 +117,16 @@ def calibrate(candidate: Candidate, value: np.ndarray, spread: np.ndarray, refer
     return IntervalRule(candidate.form, 1.0 if banded else float(qs[0]), coverage, candidate.floor,
                         unit if candidate.form in UNIT_FORMS else "", basis, candidate.offset,
                         candidate.edges if banded else (), tuple(float(q) for q in qs) if banded else ())
+
+
+def table_lines(results: list[CrossFitted], overall: float, within: float, width_digits: int = 2) -> list[str]:
+    """Markdown table of cross-fitted results: coverage (mean width) overall and per group, and eligibility."""
+    groups = list(results[0].groups) if results else []
+    lines = ["| form | all | " + " | ".join(groups) + " | eligible |",
+             "| --- | --- | " + " | ".join("---" for _ in groups) + " | --- |"]
+    for r in results:
+        cells = [f"{r.coverage():.3f} ({r.mean_width():.{width_digits}f})",
+                 *(f"{r.coverage(w):.3f} ({r.mean_width(w):.{width_digits}f})" for w in r.groups.values())]
+        lines.append(f"| {r.candidate.label} | " + " | ".join(cells)
+                     + f" | {'yes' if eligible(r, overall, within) else 'no'} |")
+    return lines

@@ -85,9 +85,10 @@ def evaluate_head_sample(m: Measurer, sample: SegSample) -> dict[str, Any]:
                mask_dice=mask_dice(raw, ref_mask))
     row["hc_diff_mm"] = row["hc_pred_mm"] - row["hc_ref_mm"]
     row["hc_views_sd_mm"] = views_sd([v.circumference() for v in views]) * px
-    interval = m.hc_interval.interval(row["hc_pred_mm"], row["hc_views_sd_mm"], unit="mm") if m.hc_interval else None
+    rule = m.interval_rule
+    interval = rule.interval(row["hc_pred_mm"], row["hc_views_sd_mm"], unit="mm") if rule else None
     if interval is not None:
-        row.update(hc_interval_mm=interval, hc_in_interval=bool(interval[0] <= row["hc_ref_mm"] <= interval[1]))
+        row.update(hc_interval=interval, hc_in_interval=bool(interval[0] <= row["hc_ref_mm"] <= interval[1]))
     return row
 
 
@@ -95,7 +96,7 @@ def evaluate_ctr_sample(m: Measurer, sample: SegSample) -> dict[str, Any]:
     image = load_image(sample.path)
     t0 = time.perf_counter()
     probs = m.probabilities(image)
-    ellipses = m.ellipses(image, probs)
+    ellipses, views = m.ctr_views(image, m.ellipses(image, probs, refine=False))
     seconds = time.perf_counter() - t0
     shape = (image.height, image.width)
     refs = {s: Ellipse.from_dict(sample.ellipses[s]) for s in ("heart", "thorax")}
@@ -118,6 +119,13 @@ def evaluate_ctr_sample(m: Measurer, sample: SegSample) -> dict[str, Any]:
         row[s] = pred.normalised().to_dict()
     if ellipses["heart"] is not None and ellipses["thorax"] is not None:
         row["ctr_pred"] = ctr_ratios(ellipses["heart"], ellipses["thorax"])
+        row["ctr_views_sd"] = views_sd([ctr_ratios(v["heart"], v["thorax"])["circumference"] for v in views
+                                        if v["heart"] is not None and v["thorax"] is not None])
+        rule = m.interval_rule
+        interval = rule.interval(row["ctr_pred"]["circumference"], row["ctr_views_sd"]) if rule else None
+        if interval is not None:
+            ref = row["ctr_ref"]["circumference"]
+            row.update(ctr_interval=interval, ctr_in_interval=bool(interval[0] <= ref <= interval[1]))
     return row
 
 
@@ -137,23 +145,30 @@ def summarise_head(rows: list[dict[str, Any]], n_boot: int) -> dict[str, Any]:
         "mask_dice": mean_ci([r["mask_dice"] for r in ok], g, n_boot),
         "within_2mm": mean_ci([float(abs(r["hc_diff_mm"]) <= 2.0) for r in ok], g, n_boot),
         "by_reference_hc": _by_size(ok),
-        **({"hc_interval": _interval_summary(ok, n_boot)} if any("hc_in_interval" in r for r in ok) else {}),
+        **({"hc_interval": _interval_summary(ok, n_boot, "hc", HC_BANDS, lambda r: r["hc_ref_mm"])}
+           if any("hc_in_interval" in r for r in ok) else {}),
     }
 
 
-def _interval_summary(rows: list[dict[str, Any]], n_boot: int) -> dict[str, Any]:
-    """How often the HC interval (the card's ``inference.hc_interval``) held the reference, its mean width, and
-    the coverage by reference head size."""
-    rows = [r for r in rows if "hc_in_interval" in r]
+def _interval_summary(rows: list[dict[str, Any]], n_boot: int, prefix: str,
+                      bands: Sequence[tuple[float, float, str]] = (),
+                      reference: Callable[[dict[str, Any]], float] | None = None) -> dict[str, Any]:
+    """How often the measurement interval (the card's ``inference.<prefix>_interval``) held the reference, its mean
+    width, and the coverage per band of the reference (``bands``: low, high, label; ``reference``: a row's
+    reference value)."""
+    inside, interval = f"{prefix}_in_interval", f"{prefix}_interval"
+    rows = [r for r in rows if inside in r]
     g = [r["group"] for r in rows]
-    by_size = []
-    for lo, hi, label in ((0.0, 100.0, "< 100 mm"), (100.0, 200.0, "100-200 mm"), (200.0, 1e9, ">= 200 mm")):
-        inside = [r["hc_in_interval"] for r in rows if lo <= r["hc_ref_mm"] < hi]
-        by_size.append({"reference_hc": label, "n": len(inside),
-                        "coverage": float(np.mean(inside)) if inside else None})
-    return {"coverage": mean_ci([float(r["hc_in_interval"]) for r in rows], g, n_boot),
-            "mean_width_mm": mean_ci([r["hc_interval_mm"][1] - r["hc_interval_mm"][0] for r in rows], g, n_boot),
-            "by_reference_hc": by_size}
+    by_band = []
+    for lo, hi, label in bands:
+        hits = [r[inside] for r in rows if reference is not None and lo <= reference(r) < hi]
+        by_band.append({"reference": label, "n": len(hits), "coverage": float(np.mean(hits)) if hits else None})
+    return {"coverage": mean_ci([float(r[inside]) for r in rows], g, n_boot),
+            "mean_width": mean_ci([r[interval][1] - r[interval][0] for r in rows], g, n_boot),
+            "by_reference": by_band}
+
+
+HC_BANDS = ((0.0, 100.0, "< 100 mm"), (100.0, 200.0, "100-200 mm"), (200.0, 1e9, ">= 200 mm"))
 
 
 def _by_size(rows: list[dict[str, Any]], edges: Sequence[float] = (0.0, 100.0, 200.0, 1e9)) -> list[dict[str, Any]]:
@@ -186,6 +201,11 @@ def summarise_ctr(rows: list[dict[str, Any]], train_mean: dict[str, float], n_bo
         base["pearson_r"] = {"estimate": None, "note": "undefined for a constant prediction"}
         out["ctr_constant_baseline"][ratio] = {**base, "constant": round(train_mean[ratio], 4)}
     out["n_with_ctr"] = len(with_ctr)
+    if any("ctr_in_interval" in r for r in with_ctr):
+        t1, t2 = (float(x) for x in np.quantile([r["ctr_ref"]["circumference"] for r in with_ctr], [1 / 3, 2 / 3]))
+        bands = ((0.0, t1, f"< {t1:.3f}"), (t1, t2, f"{t1:.3f}-{t2:.3f}"), (t2, 10.0, f">= {t2:.3f}"))
+        out["ctr_interval"] = _interval_summary(with_ctr, n_boot, "ctr", bands,
+                                                lambda r: r["ctr_ref"]["circumference"])
     from fetalscope.biometry.cardiothoracic import NORMAL_RANGES, range_flags
 
     out["outside_published_ranges"] = {
@@ -217,6 +237,21 @@ def _fmt(c: dict[str, Any] | None, digits: int = 3) -> str:
     if c.get("lower") is not None and c.get("upper") is not None:
         text += f" ({c['lower']:.{digits}f} to {c['upper']:.{digits}f})"
     return text
+
+
+def _interval_lines(report: dict[str, Any], prefix: str, label: str, items: str, unit: str, digits: int) -> list[str]:
+    """One paragraph on the measurement interval's coverage on this split (nothing when the card has no rule)."""
+    iv = report["summary"].get(f"{prefix}_interval")
+    if not iv:
+        return []
+    nominal = (report.get("interval_rule") or {}).get("coverage")
+    u = f" {unit}" if unit else ""
+    bands = ", ".join(f"{b['reference']} " + ("n/a" if b["coverage"] is None else f"{b['coverage']:.2f}")
+                      + f" ({b['n']})" for b in iv["by_reference"])
+    return [f"{label} interval (card `inference.{prefix}_interval`, calibrated out of fold"
+            + (f" for {nominal:.0%}" if nominal else "") + "): the reference lay inside for "
+            f"{_fmt(iv['coverage'], 3)} of the {items}; mean width {_fmt(iv['mean_width'], digits)}{u}"
+            + (f"; by reference: {bands}" if bands else "") + ".", ""]
 
 
 def _flag_text(counts: dict[str, int]) -> str:
@@ -252,14 +287,7 @@ def render_report_md(report: dict[str, Any]) -> str:
         lines += [f"| {b['reference_hc']} | {b['n']} | {num(b['mean_absolute_difference_mm'])} | "
                   f"{num(b['mean_difference_mm'])} |" for b in s["by_reference_hc"]]
         lines += [""]
-        if s.get("hc_interval"):
-            iv = s["hc_interval"]
-            nominal = report.get("hc_interval_rule", {}).get("coverage")
-            lines += ["HC interval (card `inference.hc_interval`, calibrated out of fold"
-                      + (f" for {nominal:.0%}" if nominal else "") + f"): the reference lay inside for "
-                      f"{_fmt(iv['coverage'], 3)} of the heads; mean width {_fmt(iv['mean_width_mm'], 2)} mm; by "
-                      "reference size: " + ", ".join(f"{b['reference_hc']} {num(b['coverage'])} ({b['n']})"
-                                                     for b in iv["by_reference_hc"]) + ".", ""]
+        lines += _interval_lines(report, "hc", "HC", "heads", "mm", 2)
         mad = s["hc_mm"]["mean_absolute_difference"]
         where = ""
         if mad.get("lower") is not None and mad.get("upper") is not None:
@@ -293,6 +321,7 @@ def render_report_md(report: dict[str, Any]) -> str:
                   f"{_flag_text(s['outside_published_ranges']['expert_reference'])}; model "
                   f"{_flag_text(s['outside_published_ranges']['model'])}.", "",
                   *_repeatability_lines(s.get("reference_repeatability"), s["ctr"]["circumference"]["mae"]),
+                  *_interval_lines(report, "ctr", "Circumference-CTR", "images", "", 4),
                   "Targets: heart ellipse IoU >= 0.80 "
                   f"{'met' if t['heart_iou_ge_0.80'] else 'NOT met'}; thorax ellipse IoU >= 0.90 "
                   f"{'met' if t['thorax_iou_ge_0.90'] else 'NOT met'}; circumference CTR MAE <= 0.02 "
@@ -407,8 +436,7 @@ def evaluate_bundle(folder: str | Path, *, split: str = "validation", n_boot: in
         summary = summarise_head(rows, n_boot)
         report["targets"] = {"hc_mad_le_2mm": bool(summary["hc_mm"]["mean_absolute_difference"]["estimate"] is not None
                                                    and summary["hc_mm"]["mean_absolute_difference"]["estimate"] <= 2.0)}
-        if m.hc_interval is not None:
-            report["hc_interval_rule"] = m.hc_interval.to_dict()
+
     else:
         summary = summarise_ctr(rows, _train_mean_ctr(by_split.get("train", [])), n_boot)
         summary["reference_repeatability"] = reference_repeatability([s for ss in by_split.values() for s in ss])
@@ -419,6 +447,8 @@ def evaluate_bundle(folder: str | Path, *, split: str = "validation", n_boot: in
         report["targets"] = {"heart_iou_ge_0.80": bool(est(summary["heart"]["ellipse_iou"]) >= 0.80),
                              "thorax_iou_ge_0.90": bool(est(summary["thorax"]["ellipse_iou"]) >= 0.90),
                              "ctr_mae_le_0.02": bool(est(summary["ctr"]["circumference"]["mae"]) <= 0.02)}
+    if m.interval_rule is not None:
+        report["interval_rule"] = m.interval_rule.to_dict()
     if bundle.onnx_path is not None:
         report["timing_onnx"] = _onnx_check(bundle, what, samples[:20], rows[:20])
     report["summary"] = summary
@@ -462,13 +492,15 @@ def _headline(report: dict[str, Any]) -> dict[str, Any]:
                 "hc_bias_mm": short(s["hc_mm"]["mean_difference"]), "ellipse_dice": short(s["ellipse_dice"]),
                 "hausdorff_mm": short(s["hausdorff_mm"]),
                 **({"hc_interval_coverage": short(s["hc_interval"]["coverage"]),
-                    "hc_interval_mean_width_mm": short(s["hc_interval"]["mean_width_mm"])} if s.get("hc_interval")
+                    "hc_interval_mean_width_mm": short(s["hc_interval"]["mean_width"])} if s.get("hc_interval")
                    else {})}
     return {"validation_images": s["n_images"], "heart_ellipse_iou": short(s["heart"]["ellipse_iou"]),
             "thorax_ellipse_iou": short(s["thorax"]["ellipse_iou"]),
             "ctr_circumference_mae": short(s["ctr"]["circumference"]["mae"]),
             "ctr_circumference_mae_constant_baseline": short(s["ctr_constant_baseline"]["circumference"]["mae"]),
             "ctr_circumference_bias": short(s["ctr"]["circumference"]["bias"]),
+            **({"ctr_interval_coverage": short(s["ctr_interval"]["coverage"]),
+                "ctr_interval_mean_width": short(s["ctr_interval"]["mean_width"])} if s.get("ctr_interval") else {}),
             **({"ctr_reference_repeatability": {k: s["reference_repeatability"][k] for k in
                                                 ("pairs", "mean_absolute_difference", "implied_per_image_mae")}}
                if s.get("reference_repeatability") else {})}
