@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_folds import pool_folds  # noqa: E402
+from tune_folds import pool_folds, write_card_inference, write_report  # noqa: E402
 
 CACHE_ROOT = Path(os.environ.get("FETALSCOPE_TUNE_CACHE", "/tmp/fetalscope-ctr-tune"))
 BUNDLE = "src/fetalscope/models/bundled/focus-ctr"
@@ -558,10 +558,7 @@ def interval_report(folds: list[str], bundle: str, out: Path, adopt: bool = Fals
             "## Out of fold, cross-fitted", "", "Cells: coverage (mean interval width, CTR units).", "",
             *table_lines(results, INTERVAL_OVERALL, INTERVAL_WITHIN, width_digits=4), ""]
     if chosen is None:
-        text.append("No form met the rule; nothing ships.")
-        out.write_text("\n".join(text) + "\n", encoding="utf-8")
-        print("\n".join(text))
-        return
+        return write_report(out, [*text, "No form met the rule; nothing ships."])
     basis = (f"split-conformal on the out-of-fold circumference CTRs of {len(oof)} FOCUS images (a {len(folds)}-fold "
              "cross-validation over the train and early-stop splits, one network per fold); docs/ctr_interval.md")
     rule = calibrate(chosen.candidate, ctr, sd, ref, INTERVAL_COVERAGE, basis=basis)
@@ -576,17 +573,10 @@ def interval_report(folds: list[str], bundle: str, out: Path, adopt: bool = Fals
              f"CTRs {np.median(sd_v):.4f}; CTR MAE {np.abs(ctr_v - ref_v).mean():.4f}).", "",
              f"Decision: {'ships' if ships else 'does not ship'} (coverage {cov_v:.3f} "
              f"{'>=' if ships else '<'} {INTERVAL_SHIP})."]
-    out.write_text("\n".join(text) + "\n", encoding="utf-8")
-    print("\n".join(text))
+    write_report(out, text)
     print(json.dumps(rule.to_dict()))
     if adopt and ships:
-        from fetalscope.biometry.segbundle import render_seg_card_md
-        from fetalscope.models.bundle import write_card_files
-
-        card = json.loads((Path(bundle) / "card.json").read_text())
-        card.setdefault("inference", {})["ctr_interval"] = rule.to_dict()
-        write_card_files(Path(bundle), card, render_seg_card_md(card))
-        print(f"wrote inference.ctr_interval into {Path(bundle) / 'card.json'}")
+        write_card_inference(bundle, "ctr_interval", rule.to_dict())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_folds import pool_folds  # noqa: E402
+from tune_folds import pool_folds, write_card_inference, write_report  # noqa: E402
 
 CACHE_ROOT = Path(os.environ.get("FETALSCOPE_TUNE_CACHE", "/tmp/fetalscope-head-tune"))
 BUNDLE = "src/fetalscope/models/bundled/hc18-head"
@@ -523,10 +523,7 @@ def interval_report(folds: list[str], bundle: str, out: Path, adopt: bool = Fals
             *table_lines(results, INTERVAL_OVERALL, INTERVAL_WITHIN)]
     text.append("")
     if chosen is None:
-        text.append("No form met the rule; nothing ships.")
-        out.write_text("\n".join(text) + "\n", encoding="utf-8")
-        print("\n".join(text))
-        return
+        return write_report(out, [*text, "No form met the rule; nothing ships."])
     basis = (f"split-conformal on the out-of-fold HCs of {len(oof)} HC18 heads (a {len(folds)}-fold "
              "cross-validation over the train and early-stop splits, one network per fold); docs/head_interval.md")
     rule = calibrate(chosen.candidate, hc, sd, ref, INTERVAL_COVERAGE, unit="mm", basis=basis)
@@ -554,11 +551,10 @@ def interval_report(folds: list[str], bundle: str, out: Path, adopt: bool = Fals
                  + ", ".join(f"{first.coverage(w):.3f} of {g}" for g, w in groups.items()) + "; on validation "
                  f"{cov_f:.3f} (mean width {width_f:.2f} mm). It met the first rule's bar but not the eligibility "
                  "within groups, and is not used."]
-    out.write_text("\n".join(text) + "\n", encoding="utf-8")
-    print("\n".join(text))
+    write_report(out, text)
     print(json.dumps(rule.to_dict()))
     if adopt and ships:
-        _write_interval_to_card(bundle, rule)
+        write_card_inference(bundle, "hc_interval", rule.to_dict())
 
 
 def _report_interval_line(bundle: str) -> list[str]:
@@ -573,17 +569,6 @@ def _report_interval_line(bundle: str) -> list[str]:
             f"{iv['mean_width']['estimate']:.2f} mm; by reference size "
             + ", ".join(f"{b['reference']} {b['coverage']:.2f} ({b['n']})" for b in iv["by_reference"]
                         if b["coverage"] is not None) + ".", ""]
-
-
-def _write_interval_to_card(bundle: str, rule) -> None:
-    from fetalscope.biometry.segbundle import render_seg_card_md
-    from fetalscope.models.bundle import write_card_files
-
-    folder = Path(bundle)
-    card = json.loads((folder / "card.json").read_text())
-    card.setdefault("inference", {})["hc_interval"] = rule.to_dict()
-    write_card_files(folder, card, render_seg_card_md(card))
-    print(f"wrote inference.hc_interval into {folder / 'card.json'}")
 
 
 def _vls(variant: tuple) -> tuple[list[str], float, float]:
