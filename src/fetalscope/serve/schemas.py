@@ -56,7 +56,8 @@ class MeasurementRecord(_Record):
     """`POST /v1/measure` (and an analysis's `measurement`). Head: `ellipse`, `hc_mm`, `bpd_mm`, `ofd_mm`,
     `ga_weeks`, `ga`, `pixel_size_mm`, `pixel_size_source`, `hc_interval_mm` ([low, high], calibrated out of
     fold to hold the reference HC in `hc_interval_coverage` of unseen heads; null without a pixel size),
-    `hc_views_sd_px`; cardiothoracic: `heart`, `thorax`, `ctr`."""
+    `hc_views_sd_px`; cardiothoracic: `heart`, `thorax`, `ctr`, `ctr_interval` ([low, high] of the circumference
+    ratio, calibrated alike; null when no CTR is given), `ctr_interval_coverage`, `ctr_views_sd`."""
 
     image: str
     measurement: str | None = Field(description="head, cardiothoracic, or null when nothing was measured")
