@@ -123,3 +123,16 @@ def test_detection_drawing_names_the_skull_estimate():
     assert grey[:300].any()  # the ellipse
     assert grey[305:].any()  # and its label, below it
     assert not ((drawn[..., 0] > 200) & (drawn[..., 1] > 200) & (drawn[..., 2] < 50)).any()  # no yellow
+
+
+def test_measurement_line_shows_each_interval_beside_its_value():
+    from fetalscope.pipeline.measure import measurement_line
+
+    head = {"image": "a.png", "measurement": "head", "quality": "ok", "hc_mm": 170.24, "bpd_mm": 45.0,
+            "hc_interval_mm": [166.91, 173.52], "hc_interval_coverage": 0.9, "ga": "19w4d", "flags": []}
+    assert "HC 170.2 mm (90% interval 166.9-173.5)\tBPD 45.0 mm" in measurement_line(head)
+    ctr = {"image": "t.png", "measurement": "cardiothoracic", "quality": "ok",
+           "ctr": {"circumference": 0.512, "area": 0.26, "diameter": 0.55}, "ctr_interval": [0.466, 0.558],
+           "ctr_interval_coverage": 0.9, "flags": []}
+    assert "CTR (circumference) 0.512 (90% interval 0.466-0.558)\tCTR (area) 0.260" in measurement_line(ctr)
+    assert "interval" not in measurement_line({**head, "hc_interval_mm": None})

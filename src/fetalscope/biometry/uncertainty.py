@@ -3,7 +3,7 @@
 A measurement is the mean of several fits of one structure (the bundle's ``inference.ellipse_average`` views:
 the image, its mirror image, crops at a higher resolution). Where those fits disagree the measurement is less
 sure, and out of fold its error is larger. An :class:`IntervalRule` turns the value and the spread of its views
-into an interval ``value +- half_width`` that held the reference in a stated share (``coverage``) of heads
+into an interval ``value +- half_width`` that held the reference in a stated share (``coverage``) of images
 that the networks never saw (split-conformal calibration, :func:`conformal_quantile`).
 
 Forms of the half-width (``scale`` x ``q``; ``q`` is the calibrated quantile of ``|error| / scale``):
@@ -75,7 +75,7 @@ def conformal_quantile(scores: Sequence[float] | np.ndarray, coverage: float) ->
 @dataclass(frozen=True)
 class IntervalRule:
     """A calibrated interval: ``value +- q x interval_scale(form, value, spread, floor, offset)`` (``banded``:
-    ``value +- band_q[band of value]``).
+    ``value +- band_q[band of value] x interval_scale(...)``).
 
     ``unit``: the unit of ``q``, ``offset`` and ``edges`` for the forms in :data:`UNIT_FORMS` (the others are
     scale-free); ``coverage``: the share of calibration measurements whose reference lay inside; ``basis``: one

@@ -166,11 +166,12 @@ def measurement_line(record: dict[str, Any]) -> str:
         if record.get("ga"):
             parts.append(f"GA {record['ga']}")
     elif what == "cardiothoracic" and record.get("ctr"):
-        parts += [f"CTR ({k}) {record['ctr'][k]:.3f}" for k in ("circumference", "area", "diameter")
-                  if record["ctr"].get(k) is not None]
-        interval = record.get("ctr_interval")
-        if interval and record.get("ctr_interval_coverage") and record["ctr"].get("circumference") is not None:
-            parts[3] += f" ({record['ctr_interval_coverage']:.0%} interval {interval[0]:.3f}-{interval[1]:.3f})"
+        interval, coverage = record.get("ctr_interval"), record.get("ctr_interval_coverage")
+        for k in ("circumference", "area", "diameter"):
+            if record["ctr"].get(k) is not None:
+                parts.append(f"CTR ({k}) {record['ctr'][k]:.3f}")
+                if k == "circumference" and interval and coverage:
+                    parts[-1] += f" ({coverage:.0%} interval {interval[0]:.3f}-{interval[1]:.3f})"
     line = "\t".join(parts)
     flags = record.get("flags") or []
     return line + ("\t[" + "; ".join(flags) + "]" if flags else "")
