@@ -201,3 +201,13 @@ def test_the_shipped_head_bundle_carries_a_calibrated_rule():
     ctr_card = json.loads((bundled_models_dir() / "focus-ctr" / "card.json").read_text())
     ctr_rule = IntervalRule.from_dict(ctr_card["inference"]["ctr_interval"])
     assert ctr_rule.coverage == 0.9 and ctr_card["metrics"]["ctr_interval_coverage"]["value"] >= 0.85
+
+
+def test_drawn_labels_carry_the_interval():
+    from fetalscope.biometry.measure import _plus_minus
+
+    head = {"hc_interval_mm": [164.6, 171.0], "hc_interval_coverage": 0.9}
+    assert _plus_minus(head, "hc_interval_mm", 1, " mm") == " +/- 3.2 mm (90%)"
+    ctr = {"ctr_interval": [0.466, 0.558], "ctr_interval_coverage": 0.9}
+    assert _plus_minus(ctr, "ctr_interval", 3) == " +/- 0.046 (90%)"
+    assert _plus_minus({"hc_interval_mm": None}, "hc_interval_mm", 1, " mm") == " mm"
