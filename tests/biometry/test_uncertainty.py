@@ -204,10 +204,10 @@ def test_the_shipped_head_bundle_carries_a_calibrated_rule():
 
 
 def test_drawn_labels_carry_the_interval():
-    from fetalscope.biometry.measure import _plus_minus
+    from fetalscope.biometry.uncertainty import interval_label
 
     head = {"hc_interval_mm": [164.6, 171.0], "hc_interval_coverage": 0.9}
-    assert _plus_minus(head, "hc_interval_mm", 1, " mm") == " +/- 3.2 mm (90%)"
+    assert interval_label(head, "hc_interval_mm", 1, " mm") == " +/- 3.2 mm (90%)"
     ctr = {"ctr_interval": [0.466, 0.558], "ctr_interval_coverage": 0.9}
-    assert _plus_minus(ctr, "ctr_interval", 3) == " +/- 0.046 (90%)"
-    assert _plus_minus({"hc_interval_mm": None}, "hc_interval_mm", 1, " mm") == " mm"
+    assert interval_label(ctr, "ctr_interval", 3) == " +/- 0.046 (90%)"
+    assert interval_label({"hc_interval_mm": None}, "hc_interval_mm", 1, " mm") == " mm"

@@ -90,7 +90,7 @@ def test_head_label_stays_inside_the_image():
 
     rgb = np.full((800, 1200, 3), 60, np.uint8)
     full = Ellipse(cx=600, cy=400, a=590, b=395, angle_deg=0)  # touches every border
-    label = "HC 283.3 mm"
+    label = "HC 283.3 +/- 5.6 mm (90%)"  # the longest label: with its interval
     changed = (draw_ellipse(rgb, full, (255, 220, 0), label=label) != draw_ellipse(rgb, full, (255, 220, 0))).any(2)
     rows, cols = np.where(changed)
     t = max(1, round(1200 / 400))

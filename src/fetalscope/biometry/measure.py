@@ -34,7 +34,7 @@ from fetalscope.biometry.ellipse import (
 from fetalscope.biometry.evidence import ctr_fit, head_fit
 from fetalscope.biometry.head import check_pixel_size, head_measurements
 from fetalscope.biometry.segbundle import SegBundle, load_seg_bundle
-from fetalscope.biometry.uncertainty import IntervalRule, views_sd
+from fetalscope.biometry.uncertainty import IntervalRule, interval_label, views_sd
 from fetalscope.data.transforms import to_tensor
 from fetalscope.errors import BadInputError, UnsupportedError
 from fetalscope.imaging.loader import UltrasoundImage, iter_image_paths, load_image
@@ -412,7 +412,7 @@ def draw_measurement(image: UltrasoundImage | np.ndarray, record: dict[str, Any]
     if record.get("measurement") == "head":
         if record.get("ellipse"):
             e = Ellipse.from_dict(record["ellipse"])
-            label = f"HC {record['hc_mm']:.1f}{_plus_minus(record, 'hc_interval_mm', 1, ' mm')}" \
+            label = f"HC {record['hc_mm']:.1f}{interval_label(record, 'hc_interval_mm', 1, ' mm')}" \
                 if record.get("hc_mm") is not None else f"HC {record.get('hc_px', 0):.0f} px (no pixel size)"
             out = draw_ellipse(out, e, COLOURS["head"], axes=True, label=label)
         return out
@@ -420,15 +420,6 @@ def draw_measurement(image: UltrasoundImage | np.ndarray, record: dict[str, Any]
         if record.get(name):
             out = draw_ellipse(out, Ellipse.from_dict(record[name]), COLOURS[name], label=name)
     if record.get("ctr"):
-        text = f"CTR {record['ctr']['circumference']:.3f}{_plus_minus(record, 'ctr_interval', 3)}"
+        text = f"CTR {record['ctr']['circumference']:.3f}{interval_label(record, 'ctr_interval', 3)}"
         cv2.putText(out, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
     return out
-
-
-def _plus_minus(record: dict[str, Any], key: str, digits: int, unit: str = "") -> str:
-    """The value's unit and, where the record has its interval (``key``), `` +/- h (90%)``: the interval's
-    half-width and coverage, for a drawn label (OpenCV's font has no plus-minus sign)."""
-    interval, coverage = record.get(key), record.get(key.replace("_mm", "") + "_coverage")
-    if not interval or not coverage:
-        return unit
-    return f" +/- {(interval[1] - interval[0]) / 2:.{digits}f}{unit} ({coverage:.0%})"

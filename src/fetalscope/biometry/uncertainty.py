@@ -159,3 +159,12 @@ def coverage_and_width(rule: IntervalRule, value: np.ndarray, spread: np.ndarray
         raise UnsupportedError(f"the rule's numbers are in {rule.unit or 'no unit'}, the values in {unit}")
     h = rule.half_widths(value, spread)
     return float(np.mean(np.abs(value - reference) <= h)), float(np.mean(2 * h))
+
+
+def interval_label(record: dict[str, Any], key: str, digits: int, unit: str = "") -> str:
+    """The value's unit and, where the record has its interval (``key``), `` +/- h (90%)``: the interval's
+    half-width and coverage, for a drawn label (OpenCV's font has no plus-minus sign)."""
+    interval, coverage = record.get(key), record.get(key.replace("_mm", "") + "_coverage")
+    if not interval or not coverage:
+        return unit
+    return f" +/- {(interval[1] - interval[0]) / 2:.{digits}f}{unit} ({coverage:.0%})"
