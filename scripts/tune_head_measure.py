@@ -481,7 +481,7 @@ def interval_report(folds: list[str], bundle: str, out: Path, adopt: bool = Fals
     bundle; with ``adopt`` it is written into the bundle's card (``inference.hc_interval``) if that coverage is
     >= 0.85."""
     from fetalscope.biometry.uncertainty import coverage_and_width
-    from fetalscope.train.segmenter.interval_calibration import calibrate, cross_fitted, eligible, table_lines
+    from fetalscope.train.segmenter.interval_calibration import calibrate, choose, cross_fitted, table_lines
 
     oof = load_oof(folds)
     ref = np.array([m["hc_ref_mm"] for m in oof])
@@ -493,8 +493,7 @@ def interval_report(folds: list[str], bundle: str, out: Path, adopt: bool = Fals
     groups |= {"views disagree most (top fifth of SD / HC)": top, "the other four fifths": ~top}
     results = [cross_fitted(_candidate(c), hc, sd, ref, fold, INTERVAL_COVERAGE, groups)
                for c in INTERVAL_CANDIDATES]
-    ok = [r for r in results if eligible(r, INTERVAL_OVERALL, INTERVAL_WITHIN)]
-    chosen = min(ok, key=lambda r: r.mean_width()) if ok else next(
+    chosen = choose(results, INTERVAL_OVERALL, INTERVAL_WITHIN) or next(
         (r for r in results if r.candidate.form == "relative" and r.coverage() >= INTERVAL_OVERALL), None)
     text = ["# An interval for each HC, calibrated out of fold", "",
             f"Written by `scripts/tune_head_measure.py interval` for bundle `{Path(bundle).name}`. Each head's HC is "

@@ -317,10 +317,23 @@ def _head_record(ellipse: Ellipse | None, image: UltrasoundImage, pixel_size_mm:
     return record
 
 
+def hc_views_sd(views: list[Ellipse]) -> float:
+    """The standard deviation of the HCs (pixels) of the views a head ellipse averages (0 for one view)."""
+    return views_sd([v.circumference() for v in views])
+
+
+def ctr_views_sd(views: list[dict[str, Ellipse | None]]) -> float | None:
+    """The standard deviation of the circumference CTRs of the views a CTR averages (each view's own heart and
+    thorax); None when no view has both."""
+    values = [ctr_ratios(v["heart"], v["thorax"])["circumference"] for v in views
+              if v["heart"] is not None and v["thorax"] is not None]
+    return views_sd(values) if values else None
+
+
 def _hc_interval(record: dict[str, Any], views: list[Ellipse], rule: IntervalRule | None) -> dict[str, Any]:
     """The spread of the views' HCs (pixels) and, where the bundle has a calibrated rule and the HC is reported in
     its unit, the HC interval (:mod:`fetalscope.biometry.uncertainty`)."""
-    sd_px = views_sd([v.circumference() for v in views])
+    sd_px = hc_views_sd(views)
     out: dict[str, Any] = {"hc_views_sd_px": round(sd_px, 2) if views else None, "hc_interval_mm": None,
                            "hc_interval_coverage": None}
     hc, pixel = record.get("hc_mm"), record.get("pixel_size_mm")
@@ -336,14 +349,13 @@ def _ctr_interval(record: dict[str, Any], views: list[dict[str, Ellipse | None]]
                   rule: IntervalRule | None) -> dict[str, Any]:
     """The spread of the views' circumference CTRs and, where the bundle has a calibrated rule and a CTR was given,
     its interval (:mod:`fetalscope.biometry.uncertainty`)."""
-    values = [ctr_ratios(v["heart"], v["thorax"])["circumference"] for v in views
-              if v["heart"] is not None and v["thorax"] is not None]
-    out: dict[str, Any] = {"ctr_views_sd": round(views_sd(values), 5) if values else None, "ctr_interval": None,
+    sd = ctr_views_sd(views)
+    out: dict[str, Any] = {"ctr_views_sd": None if sd is None else round(sd, 5), "ctr_interval": None,
                            "ctr_interval_coverage": None}
     ctr = (record.get("ctr") or {}).get("circumference")
-    if rule is None or ctr is None or not values:
+    if rule is None or ctr is None or sd is None:
         return out
-    interval = rule.interval(ctr, views_sd(values))
+    interval = rule.interval(ctr, sd)
     if interval is not None:
         out.update(ctr_interval=[round(interval[0], 4), round(interval[1], 4)], ctr_interval_coverage=rule.coverage)
     return out

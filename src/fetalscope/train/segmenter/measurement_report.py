@@ -27,9 +27,8 @@ import numpy as np
 
 from fetalscope.biometry.cardiothoracic import ctr_ratios
 from fetalscope.biometry.ellipse import Ellipse, ellipse_overlap, hausdorff_distance, mask_dice, mask_iou
-from fetalscope.biometry.measure import Measurer
+from fetalscope.biometry.measure import Measurer, ctr_views_sd, hc_views_sd
 from fetalscope.biometry.segbundle import load_seg_bundle, render_seg_card_md
-from fetalscope.biometry.uncertainty import views_sd
 from fetalscope.config import shared_data_relative
 from fetalscope.data.segsets import SegSample, load_mask_file
 from fetalscope.errors import DataError
@@ -84,7 +83,7 @@ def evaluate_head_sample(m: Measurer, sample: SegSample) -> dict[str, Any]:
                ellipse_dice=ellipse_overlap(pred, ref, shape)["dice"], hd_mm=hausdorff_distance(pred, ref) * px,
                mask_dice=mask_dice(raw, ref_mask))
     row["hc_diff_mm"] = row["hc_pred_mm"] - row["hc_ref_mm"]
-    row["hc_views_sd_mm"] = views_sd([v.circumference() for v in views]) * px
+    row["hc_views_sd_mm"] = hc_views_sd(views) * px
     rule = m.interval_rule
     interval = rule.interval(row["hc_pred_mm"], row["hc_views_sd_mm"], unit="mm") if rule else None
     if interval is not None:
@@ -119,8 +118,7 @@ def evaluate_ctr_sample(m: Measurer, sample: SegSample) -> dict[str, Any]:
         row[s] = pred.normalised().to_dict()
     if ellipses["heart"] is not None and ellipses["thorax"] is not None:
         row["ctr_pred"] = ctr_ratios(ellipses["heart"], ellipses["thorax"])
-        row["ctr_views_sd"] = views_sd([ctr_ratios(v["heart"], v["thorax"])["circumference"] for v in views
-                                        if v["heart"] is not None and v["thorax"] is not None])
+        row["ctr_views_sd"] = ctr_views_sd(views) or 0.0  # 0: the bundle averages no views
         rule = m.interval_rule
         interval = rule.interval(row["ctr_pred"]["circumference"], row["ctr_views_sd"]) if rule else None
         if interval is not None:
@@ -145,7 +143,7 @@ def summarise_head(rows: list[dict[str, Any]], n_boot: int) -> dict[str, Any]:
         "mask_dice": mean_ci([r["mask_dice"] for r in ok], g, n_boot),
         "within_2mm": mean_ci([float(abs(r["hc_diff_mm"]) <= 2.0) for r in ok], g, n_boot),
         "by_reference_hc": _by_size(ok),
-        **({"hc_interval": _interval_summary(ok, n_boot, "hc", HC_BANDS, lambda r: r["hc_ref_mm"])}
+        **({"hc_interval": _interval_summary(ok, n_boot, "hc", _size_bands(), lambda r: r["hc_ref_mm"])}
            if any("hc_in_interval" in r for r in ok) else {}),
     }
 
@@ -168,15 +166,20 @@ def _interval_summary(rows: list[dict[str, Any]], n_boot: int, prefix: str,
             "by_reference": by_band}
 
 
-HC_BANDS = ((0.0, 100.0, "< 100 mm"), (100.0, 200.0, "100-200 mm"), (200.0, 1e9, ">= 200 mm"))
+HC_EDGES = (0.0, 100.0, 200.0, 1e9)  # reference head size bands (first trimester, mid-pregnancy, late pregnancy)
 
 
-def _by_size(rows: list[dict[str, Any]], edges: Sequence[float] = (0.0, 100.0, 200.0, 1e9)) -> list[dict[str, Any]]:
+def _size_bands(edges: Sequence[float] = HC_EDGES) -> list[tuple[float, float, str]]:
+    """(low, high, label) of each head size band, e.g. ``0-100 mm`` ... ``>= 200 mm``."""
+    return [(lo, hi, f"{lo:.0f}-{hi:.0f} mm" if hi < 1e8 else f">= {lo:.0f} mm")
+            for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _by_size(rows: list[dict[str, Any]], edges: Sequence[float] = HC_EDGES) -> list[dict[str, Any]]:
     """HC error by reference head size (first trimester, mid-pregnancy, late pregnancy)."""
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi, label in _size_bands(edges):
         d = np.array([r["hc_diff_mm"] for r in rows if lo <= r["hc_ref_mm"] < hi])
-        label = f"{lo:.0f}-{hi:.0f} mm" if hi < 1e8 else f">= {lo:.0f} mm"
         out.append({"reference_hc": label, "n": int(len(d)),
                     "mean_absolute_difference_mm": float(np.abs(d).mean()) if len(d) else None,
                     "mean_difference_mm": float(d.mean()) if len(d) else None})
