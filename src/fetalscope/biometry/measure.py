@@ -246,12 +246,12 @@ class Measurer:
         t0 = time.perf_counter()
         record: dict[str, Any] = {"image": image.source, "measurement": self.what,
                                   "image_size": [image.width, image.height]}
+        probs = probs if probs is not None else self.probabilities(image)
         if self.what == "head":
-            head, views = self.head_views(image, probs if probs is not None else self.probabilities(image))
+            head, views = self.head_views(image, probs)
             record.update(_head_record(head, image, pixel_size_mm, plane, plane_probability, reject))
             record.update(_hc_interval(record, views, self.interval_rule))
         else:
-            probs = probs if probs is not None else self.probabilities(image)
             ellipses, ctr_views = self.ctr_views(image, _heart_and_thorax(probs, (image.height, image.width)))
             record.update(cardiothoracic_record(ellipses["heart"], ellipses["thorax"], (image.height, image.width),
                                                 plane=plane, plane_probability=plane_probability))
@@ -330,19 +330,25 @@ def ctr_views_sd(views: list[dict[str, Ellipse | None]]) -> float | None:
     return views_sd(values) if values else None
 
 
+def _rounded_interval(rule: IntervalRule | None, value: float | None, spread: float | None, digits: int,
+                      unit: str | None = None) -> tuple[list[float] | None, float | None]:
+    """``rule``'s interval around ``value`` rounded to ``digits``, and its coverage; (None, None) without a rule,
+    a value or a spread, or when the rule's numbers are in another unit."""
+    if rule is None or value is None or spread is None:
+        return None, None
+    interval = rule.interval(value, spread, unit)
+    return (None, None) if interval is None else ([round(x, digits) for x in interval], rule.coverage)
+
+
 def _hc_interval(record: dict[str, Any], views: list[Ellipse], rule: IntervalRule | None) -> dict[str, Any]:
     """The spread of the views' HCs (pixels) and, where the bundle has a calibrated rule and the HC is reported in
     its unit, the HC interval (:mod:`fetalscope.biometry.uncertainty`)."""
-    sd_px = hc_views_sd(views)
-    out: dict[str, Any] = {"hc_views_sd_px": round(sd_px, 2) if views else None, "hc_interval_mm": None,
-                           "hc_interval_coverage": None}
-    hc, pixel = record.get("hc_mm"), record.get("pixel_size_mm")
-    if rule is None or hc is None or pixel is None or not views:
-        return out
-    interval = rule.interval(hc, sd_px * pixel, unit="mm")
-    if interval is not None:
-        out.update(hc_interval_mm=[round(interval[0], 2), round(interval[1], 2)], hc_interval_coverage=rule.coverage)
-    return out
+    sd_px = hc_views_sd(views) if views else None
+    pixel = record.get("pixel_size_mm")
+    sd_mm = None if sd_px is None or pixel is None else sd_px * pixel
+    interval, coverage = _rounded_interval(rule, record.get("hc_mm"), sd_mm, 2, unit="mm")
+    return {"hc_views_sd_px": None if sd_px is None else round(sd_px, 2), "hc_interval_mm": interval,
+            "hc_interval_coverage": coverage}
 
 
 def _ctr_interval(record: dict[str, Any], views: list[dict[str, Ellipse | None]],
@@ -350,15 +356,9 @@ def _ctr_interval(record: dict[str, Any], views: list[dict[str, Ellipse | None]]
     """The spread of the views' circumference CTRs and, where the bundle has a calibrated rule and a CTR was given,
     its interval (:mod:`fetalscope.biometry.uncertainty`)."""
     sd = ctr_views_sd(views)
-    out: dict[str, Any] = {"ctr_views_sd": None if sd is None else round(sd, 5), "ctr_interval": None,
-                           "ctr_interval_coverage": None}
-    ctr = (record.get("ctr") or {}).get("circumference")
-    if rule is None or ctr is None or sd is None:
-        return out
-    interval = rule.interval(ctr, sd)
-    if interval is not None:
-        out.update(ctr_interval=[round(interval[0], 4), round(interval[1], 4)], ctr_interval_coverage=rule.coverage)
-    return out
+    interval, coverage = _rounded_interval(rule, (record.get("ctr") or {}).get("circumference"), sd, 4)
+    return {"ctr_views_sd": None if sd is None else round(sd, 5), "ctr_interval": interval,
+            "ctr_interval_coverage": coverage}
 
 
 _CACHE: dict[tuple[str, str, str], Measurer] = {}
