@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                          "the predicted and target maps), added to BCE + Dice (default 0: none)")
     tr.add_argument("--scale-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                     help="random zoom of the training augmentation (default 0.9 1.1)")
+    tr.add_argument("--average-last", type=int, default=None, metavar="K",
+                    help="keep the average of the weights (and BatchNorm statistics) at the end of the last K "
+                         "epochs instead of the last epoch's (stochastic weight averaging; with --refit or "
+                         "--cv-fold)")
     tr.add_argument("--init-from", type=Path, default=None, help="start from this bundle's weights")
     tr.add_argument("--lr", type=float, default=None)
     tr.add_argument("--patience", type=int, default=None)
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                                    boundary_weight=args.boundary_weight,
                                    circumference_weight=args.circumference_weight,
                                    scale_range=tuple(args.scale_range) if args.scale_range else None,
+                                   average_last=args.average_last,
                                    cv_fold=tuple(args.cv_fold) if args.cv_fold else None,
                                    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
         if args.prepare_only:

@@ -27,7 +27,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_folds import pool_folds, write_card_inference, write_report  # noqa: E402
+from tune_folds import (  # noqa: E402
+    paired_bootstrap,
+    pool_folds,
+    recipe_name,
+    write_card_inference,
+    write_report,
+)
 
 CACHE_ROOT = Path(os.environ.get("FETALSCOPE_TUNE_CACHE", "/tmp/fetalscope-ctr-tune"))
 BUNDLE = "src/fetalscope/models/bundled/focus-ctr"
@@ -254,14 +260,6 @@ def seed_average(metas: list[list[dict]]) -> list[dict]:
     return out
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of mean(a) - mean(b) over images resampled with replacement (the same images for both)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(a), size=(n, len(a)))
-    diffs = a[idx].mean(1) - b[idx].mean(1)
-    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
-
-
 def pipeline_scores(fold_sets: list[list[str]], metas_by_name: dict[str, dict]) -> dict:
     """The whole measurement out of fold (the Measurer with the first seed set's card: flip, crop views) by the
     mean of the seeds' fold models, built per fold with ``build_ensemble``: the shape of the shipped bundle."""
@@ -354,20 +352,6 @@ def seeds_report(fold_sets: list[list[str]], out: Path, pipeline: list[list[str]
     print("\n".join(lines))
 
 
-def _recipe_name(card: dict) -> str:
-    """A fold set's recipe in a few words, from its card: encoder, input size, extra loss terms and seed."""
-    cfg = card["training"]["config"]
-    h, w = cfg["input_size"]
-    losses = "".join(f", {label} {cfg[key]:g}" for key, label in (("boundary_weight", "boundary weight"),
-                                                                   ("circumference_weight", "circumference weight"))
-                     if cfg.get(key))
-    from fetalscope.train.segmenter.trainer import DEFAULT_SCALE_RANGE
-
-    scales = tuple(cfg.get("scale_range") or DEFAULT_SCALE_RANGE)
-    zoom = f", zoom {scales[0]:g}-{scales[1]:g}" if scales != DEFAULT_SCALE_RANGE else ""
-    return f"{cfg.get('encoder', 'efficientnet_lite0')}, {h}x{w}{losses}{zoom}, seed {cfg['seed']}"
-
-
 def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
     """Training recipes compared out of fold: each ``--folds`` set is one recipe's cross-validation (the same
     folds: one ``--split-seed``), scored from the caches as the shipped measurement (image + all crops) and as the
@@ -376,7 +360,7 @@ def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
     metas = [sorted(load_cached_folds(folds), key=lambda m: m["name"]) for folds in fold_sets]
     if any([m["name"] for m in meta] != [m["name"] for m in metas[0]] for meta in metas[1:]):
         raise SystemExit("the fold sets hold out different images: were they trained with one --split-seed?")
-    names = [_recipe_name(json.loads((Path(f[0]) / "card.json").read_text())) for f in fold_sets]
+    names = [recipe_name(json.loads((Path(f[0]) / "card.json").read_text())) for f in fold_sets]
     if len(set(names)) != len(names):
         raise SystemExit(f"two --folds sets have the same recipe: {names}")
     fold = np.array([m["fold"] for m in metas[0]])

@@ -1,5 +1,6 @@
 """Out-of-fold pooling shared by the post-processing tuners (tune_head_measure.py, tune_ctr_measure.py): the
-cached held-out images of a cross-validation's fold models become one list, each tagged with its fold."""
+cached held-out images of a cross-validation's fold models become one list, each tagged with its fold; a fold
+set's training recipe in a few words; the paired bootstrap both tuners compare recipes with."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def pool_folds(per_fold: list[list[dict]]) -> list[dict]:
@@ -35,3 +38,27 @@ def write_card_inference(bundle: str | Path, key: str, value: dict[str, Any]) ->
     card.setdefault("inference", {})[key] = value
     write_card_files(folder, card, render_seg_card_md(card))
     print(f"wrote inference.{key} into {folder / 'card.json'}")
+
+
+def recipe_name(card: dict) -> str:
+    """A fold set's recipe in a few words, from its card: encoder, input size, extra loss terms, augmentation
+    zoom, weight averaging and seed."""
+    from fetalscope.train.segmenter.trainer import DEFAULT_SCALE_RANGE
+
+    cfg = card["training"]["config"]
+    h, w = cfg["input_size"]
+    losses = "".join(f", {label} {cfg[key]:g}" for key, label in (("boundary_weight", "boundary weight"),
+                                                                   ("circumference_weight", "circumference weight"))
+                     if cfg.get(key))
+    scales = tuple(cfg.get("scale_range") or DEFAULT_SCALE_RANGE)
+    zoom = f", zoom {scales[0]:g}-{scales[1]:g}" if scales != DEFAULT_SCALE_RANGE else ""
+    averaged = f", mean of the last {cfg['average_last']} epochs" if (cfg.get("average_last") or 0) > 1 else ""
+    return f"{cfg.get('encoder', 'efficientnet_lite0')}, {h}x{w}{losses}{zoom}{averaged}, seed {cfg['seed']}"
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of mean(a) - mean(b) over images resampled with replacement (the same images for both)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(n, len(a)))
+    diffs = a[idx].mean(1) - b[idx].mean(1)
+    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))

@@ -7,6 +7,8 @@
     python scripts/tune_head_measure.py cache --bundle runs/head-cvK --splits fold   # each cross-validation model
     python scripts/tune_head_measure.py oof --folds runs/head-cv0 ... [--out docs/head_oof.md]  # chosen out of fold
     python scripts/tune_head_measure.py interval --folds runs/head-cv0 ... [--adopt]  # HC interval, out of fold
+    python scripts/tune_head_measure.py recipes --folds runs/head-cv0 ... --folds runs/head-cv0-avg3 ... \
+        [--out docs/head_oof_recipes.md]   # training recipes against the shipped one, out of fold
 
 The cache (``/tmp/fetalscope-head-tune/<bundle>``) holds per image the head probability maps of the plain image, its
 mirror image and crops around the plain ellipse (margins 0.15, 0.25, 0.35, 0.5) with the crop offsets, so
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_folds import pool_folds, write_card_inference, write_report  # noqa: E402
+from tune_folds import pool_folds, recipe_name, write_card_inference, write_report  # noqa: E402
 
 CACHE_ROOT = Path(os.environ.get("FETALSCOPE_TUNE_CACHE", "/tmp/fetalscope-head-tune"))
 BUNDLE = "src/fetalscope/models/bundled/hc18-head"
@@ -334,6 +336,44 @@ def _gain(before: np.ndarray, after: np.ndarray, groups: list[str]) -> str:
     return f"{c['estimate']:+.3f} mm (95% CI {c['lower']:+.3f} to {c['upper']:+.3f})"
 
 
+def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
+    """Training recipes compared out of fold: each ``--folds`` set is one recipe's cross-validation (the same
+    folds: one ``--split-seed``), every held-out head measured as shipped (the card's views, level and sharpness)
+    from the caches, and each recipe's gain over the first set (the shipped recipe) with its 95% interval
+    (bootstrap over subjects). Nothing is chosen here; the rule that decides is written where the recipe is
+    tried (the model card)."""
+    metas = [sorted(load_oof(folds), key=lambda m: m["name"]) for folds in fold_sets]
+    if any([m["name"] for m in meta] != [m["name"] for m in metas[0]] for meta in metas[1:]):
+        raise SystemExit("the fold sets hold out different heads: were they trained with one --split-seed?")
+    names = [recipe_name(json.loads((Path(f[0]) / "card.json").read_text())) for f in fold_sets]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"two --folds sets have the same recipe: {names}")
+    views, level, sharpness = _vls(SHIPPED)
+    ref = np.array([m["hc_ref_mm"] for m in metas[0]])
+    groups = [m["group"] for m in metas[0]]
+    diffs = [predictions(meta, views, level, sharpness) - ref for meta in metas]
+    lines = ["# Training recipes compared out of fold (hc18-head)", "",
+             "Written by `scripts/tune_head_measure.py recipes`. Each recipe's 5-fold cross-validation "
+             "(`scripts/train_biometry.py train head --cv-fold K 5 --epochs 17 --split-seed 0 ...`, the same folds "
+             f"for every recipe) predicts each of the {len(ref)} train and early-stop heads with a network that never "
+             f"trained on it. Every head is measured as shipped: the mean ellipse of the views {', '.join(views)}, "
+             f"outline level {level:g}, sharpness {sharpness:g}. Cells: HC mean absolute difference (bias), mm. "
+             "Nothing is chosen from this table.", "",
+             "| recipe | all | " + " | ".join(n for _, _, n in SIZES) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in SIZES) + " |"]
+    lines += [_row(name, diff, ref) for name, diff in zip(names, diffs, strict=True)]
+    counts = ", ".join(f"{n} {int(((ref >= lo) & (ref < hi)).sum())}" for lo, hi, n in SIZES)
+    lines += ["", f"Sizes by the reference HC; heads: {counts}."]
+    for name, diff in zip(names[1:], diffs[1:], strict=True):
+        lines += ["", f"{name} against {names[0]}: absolute HC difference reduced by {_gain(diffs[0], diff, groups)} "
+                      "(bootstrap over subjects)."]
+        for k in sorted({m["fold"] for m in metas[0]}):
+            sel = np.array([m["fold"] == k for m in metas[0]])
+            lines.append(f"- fold {k} ({int(sel.sum())} heads): {np.abs(diffs[0][sel]).mean():.3f} -> "
+                         f"{np.abs(diff[sel]).mean():.3f} mm")
+    write_report(out, lines)
+
+
 def _members(bundle: str) -> int:
     """How many networks the bundle averages (its card's ``arch_kwargs.members``; 1 for one network)."""
     card = json.loads((Path(bundle) / "card.json").read_text())
@@ -582,9 +622,11 @@ def _label(candidate: tuple) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["cache", "sweep", "report", "oof", "interval"])
-    p.add_argument("--folds", nargs="+", default=[], help="oof: the cross-validation models' bundle folders, in "
-                   "fold order (each cached with `cache --bundle DIR --splits fold`)")
+    p.add_argument("command", choices=["cache", "sweep", "report", "oof", "interval", "recipes"])
+    p.add_argument("--folds", nargs="+", action="append", default=[],
+                   help="oof, interval: the cross-validation models' bundle folders, in fold order (each cached with "
+                        "`cache --bundle DIR --splits fold`); recipes: repeat once per recipe, the shipped recipe "
+                        "first")
     p.add_argument("--out", type=Path, default=None, help="the report written (default: docs/head_postprocessing.md "
                    "for report, docs/head_oof.md for oof, docs/head_interval.md for interval)")
     p.add_argument("--bundle", default=BUNDLE)
@@ -608,15 +650,20 @@ def main(argv: list[str] | None = None) -> int:
         report(args.bundle, args.out or Path("docs/head_postprocessing.md"), args.levels, args.views, args.sharpness)
         return 0
     if args.command == "oof":
-        if not args.folds:
-            p.error("oof needs --folds DIR DIR ...")
-        oof_report(args.folds, args.bundle, args.out or Path("docs/head_oof.md"), args.levels, args.views,
+        if len(args.folds) != 1:
+            p.error("oof needs one --folds DIR DIR ...")
+        oof_report(args.folds[0], args.bundle, args.out or Path("docs/head_oof.md"), args.levels, args.views,
                    args.sharpness, args.fitters)
         return 0
     if args.command == "interval":
-        if not args.folds:
-            p.error("interval needs --folds DIR DIR ...")
-        interval_report(args.folds, args.bundle, args.out or Path("docs/head_interval.md"), args.adopt)
+        if len(args.folds) != 1:
+            p.error("interval needs one --folds DIR DIR ...")
+        interval_report(args.folds[0], args.bundle, args.out or Path("docs/head_interval.md"), args.adopt)
+        return 0
+    if args.command == "recipes":
+        if len(args.folds) < 2 or len({len(f) for f in args.folds}) != 1:
+            p.error("recipes needs --folds DIR ... once per recipe (at least two), each with the same number of folds")
+        recipes_report(args.folds, args.out or Path("docs/head_oof_recipes.md"))
         return 0
     import torch
 

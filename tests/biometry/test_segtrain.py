@@ -228,6 +228,52 @@ def test_keep_last_epoch_for_refits(synthetic_heads):
                         SegTrainConfig(structures=("head",), input_size=(48, 72), pretrained=False, keep="first"))
 
 
+def test_weight_averaging_keeps_the_mean_of_the_last_epochs(synthetic_heads, monkeypatch):
+    import fetalscope.train.segmenter.trainer as trainer
+
+    epoch_states: list[dict[str, torch.Tensor]] = []
+    scores = trainer.dice_scores
+
+    def recording(model, *args, **kwargs):  # called once per epoch on the early-stop split, and once more
+        epoch_states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return scores(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "dice_scores", recording)
+    cfg = SegTrainConfig(structures=("head",), input_size=(48, 72), pretrained=False, epochs=3, batch_size=5,
+                         lr=3e-3, min_epochs=1, threads=1, seed=0, keep="last", average_last=2)
+    result = train_segmenter(synthetic_heads[:10], synthetic_heads[10:], cfg, log=lambda _: None)
+    assert result.averaged_epochs == 2 and len(result.history) == 3
+    kept = result.model.state_dict()
+    second, third = epoch_states[1], epoch_states[2]
+    for name, value in kept.items():
+        if value.is_floating_point():  # weights and BatchNorm statistics: the mean of epochs 2 and 3
+            torch.testing.assert_close(value, (second[name] + third[name]) / 2, rtol=1e-5, atol=1e-6)
+        else:  # BatchNorm's batch counters stay the last epoch's
+            assert torch.equal(value, third[name])
+    assert any(not torch.equal(v, third[k]) for k, v in kept.items() if v.is_floating_point())  # not the last
+    # the kept score is the averaged model's own early-stop Dice (the extra call after the last epoch)
+    assert len(epoch_states) == 4 and 0 < result.best_score <= 1
+
+
+@pytest.mark.parametrize("kwargs", [{"average_last": 4}, {"average_last": -1}, {"average_last": 2, "keep": "best"}])
+def test_bad_weight_averaging_is_refused_before_training(synthetic_heads, kwargs):
+    from fetalscope.errors import BadInputError
+
+    cfg = SegTrainConfig(**{"structures": ("head",), "input_size": (48, 72), "pretrained": False, "epochs": 3,
+                            "keep": "last", **kwargs})
+    with pytest.raises(BadInputError, match="average_last"):
+        train_segmenter(synthetic_heads[:10], synthetic_heads[10:], cfg, log=lambda _: None)
+
+
+def test_weight_averaging_needs_a_fixed_last_epoch(synthetic_heads, tmp_path):
+    from fetalscope.errors import BadInputError
+    from fetalscope.train.segmenter.recipes import train_measurement
+
+    with pytest.raises(BadInputError, match="--refit or --cv-fold"):
+        train_measurement("head", samples=synthetic_heads, out=tmp_path / "never", epochs=3, average_last=2)
+    assert not (tmp_path / "never").exists()
+
+
 def test_refit_needs_its_epoch_count(tmp_path):
     from fetalscope.errors import BadInputError
     from fetalscope.train.segmenter.recipes import train_measurement

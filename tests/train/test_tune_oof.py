@@ -125,19 +125,23 @@ def test_recipes_refuse_two_sets_of_one_recipe_or_other_held_out_images(tune_ctr
     with pytest.raises(SystemExit, match="same recipe"):
         tune_ctr.recipes_report([lite, lite], tmp_path / "out.md")
     assert not (tmp_path / "out.md").exists()
-    assert tune_ctr._recipe_name(json.loads((Path(sono[0]) / "card.json").read_text())) == "sononet16, 160x240, seed 0"
+    assert tune_ctr.recipe_name(json.loads((Path(sono[0]) / "card.json").read_text())) == "sononet16, 160x240, seed 0"
 
 
-def test_a_recipe_name_says_its_extra_loss_terms_and_zoom(tune_ctr):
+def test_a_recipe_name_says_its_extra_loss_terms_zoom_and_averaging(tune_ctr):
     config = {"encoder": "efficientnet_lite0", "input_size": [160, 240], "seed": 1}
-    assert tune_ctr._recipe_name({"training": {"config": {**config, "boundary_weight": 0.0}}}) == \
+    assert tune_ctr.recipe_name({"training": {"config": {**config, "boundary_weight": 0.0}}}) == \
         "efficientnet_lite0, 160x240, seed 1"
-    named = tune_ctr._recipe_name({"training": {"config": {**config, "circumference_weight": 2.0}}})
+    named = tune_ctr.recipe_name({"training": {"config": {**config, "circumference_weight": 2.0}}})
     assert named == "efficientnet_lite0, 160x240, circumference weight 2, seed 1"
-    assert tune_ctr._recipe_name({"training": {"config": {**config, "scale_range": [0.9, 1.1]}}}) == \
+    assert tune_ctr.recipe_name({"training": {"config": {**config, "scale_range": [0.9, 1.1]}}}) == \
         "efficientnet_lite0, 160x240, seed 1"
-    assert tune_ctr._recipe_name({"training": {"config": {**config, "scale_range": [0.7, 1.4]}}}) == \
+    assert tune_ctr.recipe_name({"training": {"config": {**config, "scale_range": [0.7, 1.4]}}}) == \
         "efficientnet_lite0, 160x240, zoom 0.7-1.4, seed 1"
+    assert tune_ctr.recipe_name({"training": {"config": {**config, "average_last": 3}}}) == \
+        "efficientnet_lite0, 160x240, mean of the last 3 epochs, seed 1"
+    assert tune_ctr.recipe_name({"training": {"config": {**config, "average_last": 1}}}) == \
+        "efficientnet_lite0, 160x240, seed 1"  # one epoch's weights: no averaging
 
 
 def test_every_ellipse_fitter_recovers_an_ellipse_from_its_outline(tune):
@@ -170,3 +174,50 @@ def test_the_error_by_ellipse_section_names_the_ellipse_that_carries_the_error(t
     assert heart.endswith("| 0.0000 |") and thorax.endswith(f"| {np.abs(heart_only).mean():.4f} |")
     assert "| 0.0% | +0.0% |" in thorax
     assert lines[-1] == f"CTR MAE as measured: {np.abs(heart_only).mean():.4f}."
+
+
+def _head_caches(root: Path, recipe: str, config: dict, scale: float, heads: list[str]) -> list[str]:
+    """One fold model's cache of held-out heads: every view's map a disc ``scale`` times the reference's radius."""
+    import cv2
+
+    folder = root / "runs" / recipe
+    folder.mkdir(parents=True)
+    (folder / "card.json").write_text(json.dumps({"training": {"config": config}}))
+    cache = root / "cache" / recipe
+    cache.mkdir(parents=True)
+    meta = []
+    for i, name in enumerate(heads):
+        radius = 20.0 + 5 * i
+        disc = np.zeros((120, 160), np.float32)
+        cv2.circle(disc, (80, 60), int(round(radius * scale)), 1.0, -1)
+        arrays = {v: disc for v in ("plain", "flip", "zoom0.15", "zoom0.35")}
+        np.savez_compressed(cache / f"{name}.npz", **arrays)
+        meta.append({"name": name, "group": name[:3], "hc_ref_mm": 2 * np.pi * radius * 0.1, "px": 0.1,
+                     "shape": [120, 160], "crops": {"0.15": [0, 0, 160, 120], "0.35": [0, 0, 160, 120]},
+                     "ref": {"cx": 80, "cy": 60, "a": radius, "b": radius, "angle_deg": 0}})
+    (cache / "fold.json").write_text(json.dumps(meta))
+    return [str(folder)]
+
+
+def test_head_recipes_report_scores_every_recipe_on_the_same_held_out_heads(tune, tmp_path, monkeypatch):
+    monkeypatch.setattr(tune, "CACHE_ROOT", tmp_path / "cache")
+    config = {"encoder": "efficientnet_lite0", "input_size": [160, 240], "seed": 0}
+    heads = ["001_HC.png", "002_HC.png", "003_HC.png"]
+    shipped = _head_caches(tmp_path, "plain", config, 0.9, heads)  # outlines 10% too small
+    averaged = _head_caches(tmp_path, "avg3", {**config, "average_last": 3}, 0.98, heads)
+    out = tmp_path / "recipes.md"
+    tune.recipes_report([shipped, averaged], out)
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| efficientnet_lite0")]
+    assert rows[0].startswith("| efficientnet_lite0, 160x240, seed 0 |")
+    assert rows[1].startswith("| efficientnet_lite0, 160x240, mean of the last 3 epochs, seed 0 |")
+    mad = [float(r.split("|")[2].split("(")[0]) for r in rows]
+    assert mad[1] < mad[0] and mad[0] > 1.0  # 10% of a 13-28 mm head against 2%
+    gain = float(text.split("reduced by ")[1].split(" mm")[0])
+    assert gain == pytest.approx(mad[0] - mad[1], abs=0.002)
+    other = _head_caches(tmp_path, "other", {**config, "seed": 1}, 0.98, ["001_HC.png", "009_HC.png", "003_HC.png"])
+    with pytest.raises(SystemExit, match="hold out different heads"):
+        tune.recipes_report([shipped, other], tmp_path / "never.md")
+    with pytest.raises(SystemExit, match="same recipe"):
+        tune.recipes_report([shipped, shipped], tmp_path / "never.md")
+    assert not (tmp_path / "never.md").exists()

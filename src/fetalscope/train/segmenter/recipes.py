@@ -180,6 +180,7 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
                       encoder: str | None = None, boundary_weight: float | None = None,
                       circumference_weight: float | None = None,
                       scale_range: tuple[float, float] | None = None,
+                      average_last: int | None = None,
                       cv_fold: tuple[int, int] | None = None,
                       log: Callable[[str], None] = print) -> Path:
     """Train the bundle of measurement ``what`` ("head" | "cardiothoracic") and save it to ``out``
@@ -195,6 +196,8 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     share one held-out validation split.
     ``encoder`` picks the network's encoder (default the recipe's, EfficientNet-Lite0; see
     :data:`fetalscope.models.segmentation.ENCODERS`).
+    ``average_last=k`` (with ``refit`` or ``cv_fold``) keeps the uniform average of the weights and BatchNorm
+    statistics at the end of the last ``k`` epochs instead of the last epoch's (stochastic weight averaging).
     ``cv_fold=(k, n)`` trains one model of an ``n``-fold cross-validation: the training and early-stopping
     splits together are divided into ``n`` folds of whole groups (:func:`~fetalscope.data.segsets.group_folds`,
     by ``split_seed``); fold ``k`` (0-based) is held out as split ``fold`` and the others are trained on for
@@ -241,6 +244,11 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
         cfg_kw["circumference_weight"] = float(circumference_weight)
     if scale_range is not None:
         cfg_kw["scale_range"] = (float(scale_range[0]), float(scale_range[1]))
+    if average_last is not None:
+        if average_last > 1 and not (refit or cv_fold):
+            raise BadInputError("--average-last averages the last epochs' weights: use it with --refit or --cv-fold "
+                                "(a run that keeps the best early-stop epoch has no fixed last epochs)")
+        cfg_kw["average_last"] = int(average_last)
     cfg = SegTrainConfig(structures=r.structures, batch_size=batch_size, threads=threads, max_minutes=max_minutes,
                          pretrained=pretrained, seed=seed, init_from=str(init_from) if init_from else None,
                          device=device, num_workers=num_workers, keep="last" if refit or cv_fold else "best",
@@ -269,6 +277,7 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
         "device": result.device, "threads": threads, "train_minutes": round(result.train_seconds / 60, 1),
         "prepare_minutes": round(result.prepare_seconds / 60, 1), "epochs_run": len(result.history),
         "best_epoch": result.best_epoch, "best_early_stop_dice": round(result.best_score, 4),
+        "averaged_epochs": result.averaged_epochs,
         "stopped_because": result.stopped_because, "config": cfg.to_dict(), "history": result.history,
         "refit": ("trained on the train and early-stop splits together for a fixed number of epochs, keeping "
                   "the last; the early-stop Dice in the history is in-sample") if refit else None,

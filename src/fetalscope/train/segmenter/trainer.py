@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset
 
 from fetalscope.biometry.ellipse import Ellipse
@@ -74,6 +75,9 @@ class SegTrainConfig:
     boundary_weight: float = 0.0  # extra BCE weight near the target outlines (:func:`dice_bce_loss`)
     circumference_weight: float = 0.0  # weight of :func:`circumference_loss` added to the Dice + BCE loss
     scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE  # random zoom of the augmentation (:func:`augment_pair`)
+    # k > 1: keep the uniform average of the weights and BatchNorm statistics at the end of the last k epochs
+    # (stochastic weight averaging, :class:`torch.optim.swa_utils.AveragedModel`); needs keep="last"
+    average_last: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -96,6 +100,7 @@ class SegTrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     best_score: float = 0.0
+    averaged_epochs: int = 0  # how many epochs' weights the kept model averages (0: none, the last epoch's)
     train_seconds: float = 0.0
     prepare_seconds: float = 0.0
     device: str = "cpu"  # what trained it, e.g. "cpu" or "cuda (NVIDIA H100 80GB HBM3)"
@@ -332,6 +337,11 @@ def train_segmenter(train: Sequence[SegSample], early_stop: Sequence[SegSample],
         raise BadInputError(f"boundary_weight must be >= 0, got {cfg.boundary_weight}")
     if not cfg.circumference_weight >= 0:
         raise BadInputError(f"circumference_weight must be >= 0, got {cfg.circumference_weight}")
+    if not 0 <= cfg.average_last <= cfg.epochs:
+        raise BadInputError(f"average_last must be between 0 and epochs ({cfg.epochs}), got {cfg.average_last}")
+    if cfg.average_last > 1 and cfg.keep != "last":
+        raise BadInputError("average_last averages the last epochs' weights: it needs keep='last' (a refit or a "
+                            "cross-validation fold), not the best early-stop epoch")
     low, high = cfg.scale_range
     if not 0 < low <= high:
         raise BadInputError(f"scale_range must be 0 < low <= high, got {tuple(cfg.scale_range)}")
@@ -343,6 +353,14 @@ def train_segmenter(train: Sequence[SegSample], early_stop: Sequence[SegSample],
         return _train(train, early_stop, cfg, log, cache)
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def _load_average(model: torch.nn.Module, average: torch.nn.Module) -> None:
+    """Load the averaged floating-point weights and statistics of ``average`` into ``model`` (integer buffers,
+    BatchNorm's batch counters, stay the model's own: averaging counts means nothing)."""
+    own = model.state_dict()
+    model.load_state_dict({name: value if value.is_floating_point() else own[name]
+                           for name, value in average.state_dict().items()})
 
 
 def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: SegTrainConfig,
@@ -389,6 +407,7 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
                             device=f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu")
     log(f"training on {result.device}")
     best_state = copy.deepcopy(model.state_dict())
+    averaged = AveragedModel(model, use_buffers=True) if cfg.average_last > 1 else None
     best, best_epoch, step = -1.0, 0, 0
     t_train = time.perf_counter()
     stopped = "completed all epochs"
@@ -421,6 +440,8 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
                "seconds": time.perf_counter() - t_epoch,
                **{f"dice_{s}": float(v) for s, v in zip(cfg.structures, per_channel, strict=True)}}
         result.history.append(row)
+        if averaged is not None and epoch > cfg.epochs - cfg.average_last:
+            averaged.update_parameters(model)
         improved = score > best
         if improved:
             best, best_epoch = score, epoch
@@ -437,6 +458,11 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
             break
     if cfg.keep == "last":
         best_epoch, best = len(result.history), result.history[-1]["early_stop_dice"]
+        if averaged is not None and int(averaged.n_averaged) > 1:
+            result.averaged_epochs = int(averaged.n_averaged)
+            _load_average(model, averaged.module)
+            best = float(dice_scores(model, stop_dl, cfg.channels_last, device).mean())
+            log(f"kept the average of the last {result.averaged_epochs} epochs' weights (early-stop Dice {best:.4f})")
     else:
         model.load_state_dict(best_state)
     model = model.to("cpu").to(memory_format=torch.contiguous_format)
