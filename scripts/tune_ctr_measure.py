@@ -28,9 +28,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_folds import (  # noqa: E402
+    need_fold_sets,
+    need_one_fold_set,
     paired_bootstrap,
     pool_folds,
-    recipe_name,
+    recipe_names,
     write_card_inference,
     write_report,
 )
@@ -358,11 +360,7 @@ def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
     image view alone, each paired against the first set (the shipped recipe). Nothing is chosen here; the rule
     that decides is written where the recipe is tried (the model card's ``training.selection`` or limitations)."""
     metas = [sorted(load_cached_folds(folds), key=lambda m: m["name"]) for folds in fold_sets]
-    if any([m["name"] for m in meta] != [m["name"] for m in metas[0]] for meta in metas[1:]):
-        raise SystemExit("the fold sets hold out different images: were they trained with one --split-seed?")
-    names = [recipe_name(json.loads((Path(f[0]) / "card.json").read_text())) for f in fold_sets]
-    if len(set(names)) != len(names):
-        raise SystemExit(f"two --folds sets have the same recipe: {names}")
+    names = recipe_names(metas, fold_sets, "images")
     fold = np.array([m["fold"] for m in metas[0]])
     by_view: dict[str, dict[str, dict]] = {}
     lines = ["# Training recipes compared out of fold (focus-ctr)", "",
@@ -584,24 +582,18 @@ def main(argv: list[str] | None = None) -> int:
         report(args.out or Path("docs/ctr_postprocessing.md"))
         return 0
     if args.command == "oof":
-        if len(args.folds) != 1:
-            p.error("oof needs one --folds DIR DIR ...")
-        oof_report(args.folds[0], args.bundle, args.out or Path("docs/ctr_oof.md"))
+        oof_report(need_one_fold_set(p, args.folds, "oof"), args.bundle, args.out or Path("docs/ctr_oof.md"))
         return 0
     if args.command == "seeds":
-        if len(args.folds) < 2 or len({len(f) for f in args.folds}) != 1:
-            p.error("seeds needs --folds DIR ... once per seed (at least two), each with the same number of folds")
-        seeds_report(args.folds, args.out or Path("docs/ctr_oof_seeds.md"), args.pipeline or None)
+        seeds_report(need_fold_sets(p, args.folds, "seeds", "seed"), args.out or Path("docs/ctr_oof_seeds.md"),
+                     args.pipeline or None)
         return 0
     if args.command == "interval":
-        if len(args.folds) != 1:
-            p.error("interval needs one --folds DIR DIR ...")
-        interval_report(args.folds[0], args.bundle, args.out or Path("docs/ctr_interval.md"), args.adopt)
+        interval_report(need_one_fold_set(p, args.folds, "interval"), args.bundle,
+                        args.out or Path("docs/ctr_interval.md"), args.adopt)
         return 0
     if args.command == "recipes":
-        if len(args.folds) < 2 or len({len(f) for f in args.folds}) != 1:
-            p.error("recipes needs --folds DIR ... once per recipe (at least two), each with the same number of folds")
-        recipes_report(args.folds, args.out or Path("docs/ctr_oof_recipes.md"))
+        recipes_report(need_fold_sets(p, args.folds, "recipes", "recipe"), args.out or Path("docs/ctr_oof_recipes.md"))
         return 0
     import torch
 

@@ -5,6 +5,7 @@ set's training recipe in a few words; the paired bootstrap both tuners compare r
 from __future__ import annotations
 
 import json
+from argparse import ArgumentParser
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -62,3 +63,29 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0)
     idx = rng.integers(0, len(a), size=(n, len(a)))
     diffs = a[idx].mean(1) - b[idx].mean(1)
     return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
+def need_one_fold_set(parser: ArgumentParser, folds: list[list[str]], command: str) -> list[str]:
+    """The single ``--folds`` set (one cross-validation's fold bundles) that ``command`` needs, or a usage error."""
+    if len(folds) != 1:
+        parser.error(f"{command} needs one --folds DIR DIR ...")
+    return folds[0]
+
+
+def need_fold_sets(parser: ArgumentParser, folds: list[list[str]], command: str, each: str) -> list[list[str]]:
+    """At least two ``--folds`` sets of as many folds, one per ``each`` (a recipe, a seed), or a usage error."""
+    if len(folds) < 2 or len({len(f) for f in folds}) != 1:
+        parser.error(f"{command} needs --folds DIR ... once per {each} (at least two), each with the same number of "
+                     "folds")
+    return folds
+
+
+def recipe_names(metas: list[list[dict]], sets: list[list[str]], what: str) -> list[str]:
+    """The recipe name of each fold set (``metas[i]``: set ``i``'s pooled held-out records sorted by name), after
+    checking that every set holds out the same ``what`` (one ``--split-seed``) and that no recipe comes twice."""
+    if any([m["name"] for m in meta] != [m["name"] for m in metas[0]] for meta in metas[1:]):
+        raise SystemExit(f"the fold sets hold out different {what}: were they trained with one --split-seed?")
+    names = [recipe_name(json.loads((Path(f[0]) / "card.json").read_text())) for f in sets]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"two --folds sets have the same recipe: {names}")
+    return names

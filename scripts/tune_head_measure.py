@@ -28,7 +28,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_folds import pool_folds, recipe_name, write_card_inference, write_report  # noqa: E402
+from tune_folds import (  # noqa: E402
+    need_fold_sets,
+    need_one_fold_set,
+    pool_folds,
+    recipe_names,
+    write_card_inference,
+    write_report,
+)
 
 CACHE_ROOT = Path(os.environ.get("FETALSCOPE_TUNE_CACHE", "/tmp/fetalscope-head-tune"))
 BUNDLE = "src/fetalscope/models/bundled/hc18-head"
@@ -343,11 +350,7 @@ def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
     (bootstrap over subjects). Nothing is chosen here; the rule that decides is written where the recipe is
     tried (the model card)."""
     metas = [sorted(load_oof(folds), key=lambda m: m["name"]) for folds in fold_sets]
-    if any([m["name"] for m in meta] != [m["name"] for m in metas[0]] for meta in metas[1:]):
-        raise SystemExit("the fold sets hold out different heads: were they trained with one --split-seed?")
-    names = [recipe_name(json.loads((Path(f[0]) / "card.json").read_text())) for f in fold_sets]
-    if len(set(names)) != len(names):
-        raise SystemExit(f"two --folds sets have the same recipe: {names}")
+    names = recipe_names(metas, fold_sets, "heads")
     views, level, sharpness = _vls(SHIPPED)
     ref = np.array([m["hc_ref_mm"] for m in metas[0]])
     groups = [m["group"] for m in metas[0]]
@@ -650,20 +653,15 @@ def main(argv: list[str] | None = None) -> int:
         report(args.bundle, args.out or Path("docs/head_postprocessing.md"), args.levels, args.views, args.sharpness)
         return 0
     if args.command == "oof":
-        if len(args.folds) != 1:
-            p.error("oof needs one --folds DIR DIR ...")
-        oof_report(args.folds[0], args.bundle, args.out or Path("docs/head_oof.md"), args.levels, args.views,
-                   args.sharpness, args.fitters)
+        oof_report(need_one_fold_set(p, args.folds, "oof"), args.bundle, args.out or Path("docs/head_oof.md"),
+                   args.levels, args.views, args.sharpness, args.fitters)
         return 0
     if args.command == "interval":
-        if len(args.folds) != 1:
-            p.error("interval needs one --folds DIR DIR ...")
-        interval_report(args.folds[0], args.bundle, args.out or Path("docs/head_interval.md"), args.adopt)
+        interval_report(need_one_fold_set(p, args.folds, "interval"), args.bundle,
+                        args.out or Path("docs/head_interval.md"), args.adopt)
         return 0
     if args.command == "recipes":
-        if len(args.folds) < 2 or len({len(f) for f in args.folds}) != 1:
-            p.error("recipes needs --folds DIR ... once per recipe (at least two), each with the same number of folds")
-        recipes_report(args.folds, args.out or Path("docs/head_oof_recipes.md"))
+        recipes_report(need_fold_sets(p, args.folds, "recipes", "recipe"), args.out or Path("docs/head_oof_recipes.md"))
         return 0
     import torch
 

@@ -31,6 +31,11 @@ def tune_ctr():
     return _script("tune_ctr_measure")
 
 
+@pytest.fixture(scope="module")
+def folds():
+    return _script("tune_folds")
+
+
 def test_corrections_remove_the_bias_they_were_fitted_on(tune):
     rng = np.random.default_rng(0)
     ref = rng.uniform(60, 340, 400)
@@ -114,7 +119,7 @@ def _fold_set(root: Path, encoder: str, seed: int = 0) -> list[str]:
     return [str(folder)]
 
 
-def test_recipes_refuse_two_sets_of_one_recipe_or_other_held_out_images(tune_ctr, tmp_path, monkeypatch):
+def test_recipes_refuse_two_sets_of_one_recipe_or_other_held_out_images(tune_ctr, folds, tmp_path, monkeypatch):
     held_out = {"efficientnet_lite0": ["x.png", "y.png"], "sononet16": ["x.png", "z.png"]}
     monkeypatch.setattr(tune_ctr, "load_cached_folds",
                         lambda folds: [{"name": n, "fold": 0} for n in held_out[Path(folds[0]).name[:-3]]])
@@ -125,22 +130,22 @@ def test_recipes_refuse_two_sets_of_one_recipe_or_other_held_out_images(tune_ctr
     with pytest.raises(SystemExit, match="same recipe"):
         tune_ctr.recipes_report([lite, lite], tmp_path / "out.md")
     assert not (tmp_path / "out.md").exists()
-    assert tune_ctr.recipe_name(json.loads((Path(sono[0]) / "card.json").read_text())) == "sononet16, 160x240, seed 0"
+    assert folds.recipe_name(json.loads((Path(sono[0]) / "card.json").read_text())) == "sononet16, 160x240, seed 0"
 
 
-def test_a_recipe_name_says_its_extra_loss_terms_zoom_and_averaging(tune_ctr):
+def test_a_recipe_name_says_its_extra_loss_terms_zoom_and_averaging(folds):
     config = {"encoder": "efficientnet_lite0", "input_size": [160, 240], "seed": 1}
-    assert tune_ctr.recipe_name({"training": {"config": {**config, "boundary_weight": 0.0}}}) == \
+    assert folds.recipe_name({"training": {"config": {**config, "boundary_weight": 0.0}}}) == \
         "efficientnet_lite0, 160x240, seed 1"
-    named = tune_ctr.recipe_name({"training": {"config": {**config, "circumference_weight": 2.0}}})
+    named = folds.recipe_name({"training": {"config": {**config, "circumference_weight": 2.0}}})
     assert named == "efficientnet_lite0, 160x240, circumference weight 2, seed 1"
-    assert tune_ctr.recipe_name({"training": {"config": {**config, "scale_range": [0.9, 1.1]}}}) == \
+    assert folds.recipe_name({"training": {"config": {**config, "scale_range": [0.9, 1.1]}}}) == \
         "efficientnet_lite0, 160x240, seed 1"
-    assert tune_ctr.recipe_name({"training": {"config": {**config, "scale_range": [0.7, 1.4]}}}) == \
+    assert folds.recipe_name({"training": {"config": {**config, "scale_range": [0.7, 1.4]}}}) == \
         "efficientnet_lite0, 160x240, zoom 0.7-1.4, seed 1"
-    assert tune_ctr.recipe_name({"training": {"config": {**config, "average_last": 3}}}) == \
+    assert folds.recipe_name({"training": {"config": {**config, "average_last": 3}}}) == \
         "efficientnet_lite0, 160x240, mean of the last 3 epochs, seed 1"
-    assert tune_ctr.recipe_name({"training": {"config": {**config, "average_last": 1}}}) == \
+    assert folds.recipe_name({"training": {"config": {**config, "average_last": 1}}}) == \
         "efficientnet_lite0, 160x240, seed 1"  # one epoch's weights: no averaging
 
 
@@ -221,3 +226,15 @@ def test_head_recipes_report_scores_every_recipe_on_the_same_held_out_heads(tune
     with pytest.raises(SystemExit, match="same recipe"):
         tune.recipes_report([shipped, shipped], tmp_path / "never.md")
     assert not (tmp_path / "never.md").exists()
+
+
+@pytest.mark.parametrize("argv", [["recipes", "--folds", "runs/a0", "runs/a1"],
+                                  ["recipes", "--folds", "runs/a0", "runs/a1", "--folds", "runs/b0"],
+                                  ["oof", "--folds", "runs/a0", "--folds", "runs/b0"],
+                                  ["interval", "--folds", "runs/a0", "--folds", "runs/b0"]])
+def test_the_tuners_refuse_the_wrong_number_of_fold_sets(tune, tune_ctr, argv, capsys):
+    for script in (tune, tune_ctr):
+        with pytest.raises(SystemExit) as stop:
+            script.main(argv)
+        assert stop.value.code == 2
+        assert "--folds" in capsys.readouterr().err
