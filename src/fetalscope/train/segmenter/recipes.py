@@ -215,6 +215,9 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
                                 "last epoch and never trains on its held-out fold)")
         if not (n >= 2 and 0 <= k < n):
             raise BadInputError(f"cross-validation fold {k} of {n}: need n >= 2 and 0 <= k < n")
+    if average_last is not None and average_last > 1 and not (refit or cv_fold):
+        raise BadInputError("--average-last averages the last epochs' weights: use it with --refit or --cv-fold "
+                            "(a run that keeps the best early-stop epoch has no fixed last epochs)")
     r = recipe(what)
     data = list(samples) if samples is not None else r.load()
     if limit:
@@ -245,9 +248,6 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     if scale_range is not None:
         cfg_kw["scale_range"] = (float(scale_range[0]), float(scale_range[1]))
     if average_last is not None:
-        if average_last > 1 and not (refit or cv_fold):
-            raise BadInputError("--average-last averages the last epochs' weights: use it with --refit or --cv-fold "
-                                "(a run that keeps the best early-stop epoch has no fixed last epochs)")
         cfg_kw["average_last"] = int(average_last)
     cfg = SegTrainConfig(structures=r.structures, batch_size=batch_size, threads=threads, max_minutes=max_minutes,
                          pretrained=pretrained, seed=seed, init_from=str(init_from) if init_from else None,
