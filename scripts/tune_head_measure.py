@@ -345,10 +345,10 @@ def _gain(before: np.ndarray, after: np.ndarray, groups: list[str]) -> str:
 
 def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
     """Training recipes compared out of fold: each ``--folds`` set is one recipe's cross-validation (the same
-    folds: one ``--split-seed``), every held-out head measured as shipped (the card's views, level and sharpness)
-    from the caches, and each recipe's gain over the first set (the shipped recipe) with its 95% interval
-    (bootstrap over subjects). Nothing is chosen here; the rule that decides is written where the recipe is
-    tried (the model card)."""
+    folds: one ``--split-seed``), every held-out head measured with the shipped setting (:data:`SHIPPED`: views,
+    outline level and sharpness) from the caches, and each recipe's gain over the first set (the shipped recipe)
+    with its 95% interval (bootstrap over subjects). Nothing is chosen here; the rule that decides is written where
+    the recipe is tried (the model card)."""
     metas = [sorted(load_oof(folds), key=lambda m: m["name"]) for folds in fold_sets]
     names = recipe_names(metas, fold_sets, "heads")
     views, level, sharpness = _vls(SHIPPED)
@@ -631,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
                         "`cache --bundle DIR --splits fold`); recipes: repeat once per recipe, the shipped recipe "
                         "first")
     p.add_argument("--out", type=Path, default=None, help="the report written (default: docs/head_postprocessing.md "
-                   "for report, docs/head_oof.md for oof, docs/head_interval.md for interval)")
+                   "for report, docs/head_oof.md for oof, docs/head_interval.md for interval, "
+                   "docs/head_oof_recipes.md for recipes)")
     p.add_argument("--bundle", default=BUNDLE)
     p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
     p.add_argument("--split", default="early_stop")
