@@ -10,6 +10,8 @@
     python scripts/tune_ctr_measure.py recipes --folds runs/ctr-cv0 ... --folds runs/ctr-cv0-sono ... \
         [--out docs/ctr_oof_recipes.md]   # training recipes (encoder, input size) against the shipped one, out of fold
     python scripts/tune_ctr_measure.py interval --folds runs/ctr-cv0 ... [--adopt]  # CTR interval, out of fold
+    python scripts/tune_ctr_measure.py outline --folds runs/ctr-cv0 ... --folds runs/ctr-cv0-s1 ... \
+        [--out docs/ctr_oof_outline.md]   # sharp-outline and fitter options of the ellipse step, out of fold
 
 The cache (``/tmp/fetalscope-ctr-tune/<bundle>``) holds per image the flip-averaged heart and thorax probability
 maps of the whole image and of crops around the thorax ellipse (margins 0.1, 0.2, 0.35) with the crop
@@ -23,6 +25,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_folds import (  # noqa: E402
     need_fold_sets,
     need_one_fold_set,
+    opencv_fitter,
     paired_bootstrap,
     pool_folds,
     recipe_names,
@@ -104,11 +108,38 @@ def load(split: str, bundle: str = BUNDLE) -> list[dict]:
     return meta
 
 
-def fit_view(m: dict, view: str, heart_level: float, thorax_level: float) -> tuple:
-    """(heart, thorax) ellipses of one cached view in image pixels, post-processed as the Measurer does."""
+class Outline(NamedTuple):
+    """How each structure's outline becomes an ellipse: the shipped way (every point, OpenCV ``fitEllipse``), or
+    only its sharp points (:func:`~fetalscope.biometry.ellipse.sharp_outline`, as the head does), or another
+    fitter for the heart."""
+
+    heart_sharpness: float = 0.0
+    thorax_sharpness: float = 0.0
+    heart_fitter: str = "fitEllipse"
+
+
+SHIPPED_OUTLINE = Outline()
+OUTLINES = {"shipped (every outline point, fitEllipse)": SHIPPED_OUTLINE,
+            **{f"{which} sharpness {s}": Outline(heart_sharpness=s if which != "thorax" else 0.0,
+                                                  thorax_sharpness=s if which != "heart" else 0.0)
+               for which in ("heart", "thorax", "both") for s in (0.5, 0.6, 0.7, 0.8, 0.9)},
+            "heart fitEllipseAMS": Outline(heart_fitter="fitEllipseAMS"),
+            "heart fitEllipseDirect": Outline(heart_fitter="fitEllipseDirect")}
+
+
+def fit_view(m: dict, view: str, heart_level: float, thorax_level: float, outline: Outline = SHIPPED_OUTLINE
+             ) -> tuple:
+    """(heart, thorax) ellipses of one cached view in image pixels, post-processed as the Measurer does (or as
+    ``outline`` says)."""
     import cv2
 
-    from fetalscope.biometry.ellipse import fill_holes, fit_ellipse_points, largest_component, outline_points
+    from fetalscope.biometry.ellipse import (
+        fill_holes,
+        fit_ellipse_points,
+        largest_component,
+        outline_points,
+        sharp_outline,
+    )
 
     thorax_p, heart_p = m["arr"][f"{view}_thorax"], m["arr"][f"{view}_heart"]
     big_h, big_w = m["shape"]
@@ -123,27 +154,32 @@ def fit_view(m: dict, view: str, heart_level: float, thorax_level: float) -> tup
     if not region.any():
         return None, None
     near = cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    heart_fit = fit_ellipse_points if outline.heart_fitter == "fitEllipse" else opencv_fitter(outline.heart_fitter)
     fits = []
-    for p, level in ((np.where(near, heart_p, 0.0), heart_level), (thorax_p, thorax_level)):
+    for p, level, sharpness, fit in ((np.where(near, heart_p, 0.0), heart_level, outline.heart_sharpness, heart_fit),
+                                     (thorax_p, thorax_level, outline.thorax_sharpness, fit_ellipse_points)):
         pts, on = outline_points(p, level=level)
         if len(pts) < 6:
             fits.append(None)
             continue
         if on.any() and (~on).sum() >= max(6, int(0.25 * len(pts))):
             pts = pts[~on]
-        fits.append(fit_ellipse_points(np.stack([(pts[:, 0] + 0.5) * sx - 0.5 + x0,
-                                                 (pts[:, 1] + 0.5) * sy - 0.5 + y0], axis=1)))
+        if sharpness > 0:
+            sharp = sharp_outline(p, pts, sharpness)
+            if sharp.sum() >= max(6, 0.5 * len(pts)):
+                pts = pts[sharp]
+        fits.append(fit(np.stack([(pts[:, 0] + 0.5) * sx - 0.5 + x0, (pts[:, 1] + 0.5) * sy - 0.5 + y0], axis=1)))
     return fits[0], fits[1]
 
 
-def score(meta: list[dict], variant: str) -> dict[str, float]:
+def score(meta: list[dict], variant: str, outline: Outline = SHIPPED_OUTLINE) -> dict[str, float]:
     from fetalscope.biometry.cardiothoracic import ctr_ratios
     from fetalscope.biometry.ellipse import Ellipse, ellipse_overlap, mean_ellipse
 
     views_h, views_t, lh, lt = VARIANTS[variant]
     errs, refs, iou_h, iou_t, exact_heart, exact_thorax, rel_h, rel_t = ([] for _ in range(8))
     for m in meta:
-        fits = {v: fit_view(m, v, lh, lt) for v in {*views_h, *views_t}}
+        fits = {v: fit_view(m, v, lh, lt, outline) for v in {*views_h, *views_t}}
         heart = mean_ellipse([fits[v][0] for v in views_h if fits[v][0] is not None])
         thorax = mean_ellipse([fits[v][1] for v in views_t if fits[v][1] is not None])
         ref_h, ref_t = Ellipse.from_dict(m["ref"]["heart"]), Ellipse.from_dict(m["ref"]["thorax"])
@@ -390,6 +426,53 @@ def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
     print("\n".join(lines))
 
 
+OUTLINE_GAIN, OUTLINE_CONFIRM, OUTLINE_IOU_SLACK = 0.0005, 0.0003, 0.002
+
+
+def outline_report(fold_sets: list[list[str]], out: Path) -> None:
+    """The ellipse step's outline options (:data:`OUTLINES`) out of fold, with the shipped views (image + all
+    crops). The first ``--folds`` set chooses: the lowest CTR MAE among options whose heart and thorax IoU are each at
+    most ``OUTLINE_IOU_SLACK`` below the shipped way's; it goes on to validation only if it gains at least
+    ``OUTLINE_GAIN`` there and at least ``OUTLINE_CONFIRM`` on every other set (networks the choice never saw)."""
+    metas = [sorted(load_cached_folds(folds), key=lambda m: m["name"]) for folds in fold_sets]
+    names = recipe_names(metas, fold_sets, "images")
+    shipped = next(iter(OUTLINES))
+    lines = ["# How the heart and thorax outlines become ellipses, out of fold (focus-ctr)", "",
+             "Written by `scripts/tune_ctr_measure.py outline`. Each set is one 5-fold cross-validation "
+             f"(`train cardiothoracic --cv-fold K 5 --split-seed 0`) whose networks predict the {len(metas[0])} train "
+             "and early-stop images they never trained on, measured with the shipped views (image + crops 0.1, 0.2, "
+             "0.35). Options: fit only the outline points where the probability map is steep (at least s times the "
+             "outline's median gradient, as the head does), for the heart, the thorax or both; or fit the heart with "
+             "OpenCV's fitEllipseAMS or fitEllipseDirect. Differences are paired over images against the shipped way "
+             "(95% bootstrap interval).", "",
+             f"Rule (written before these numbers were seen): on the first set, the lowest CTR MAE among options whose "
+             f"heart and thorax IoU are each at most {OUTLINE_IOU_SLACK} below the shipped way's; it goes on to "
+             f"validation only if it gains at least {OUTLINE_GAIN} there and at least {OUTLINE_CONFIRM} on every other "
+             "set."]
+    scores: list[dict[str, dict]] = []
+    for name, meta in zip(names, metas, strict=True):
+        rows = {o: score(meta, "image + all crops", outline) for o, outline in OUTLINES.items()}
+        scores.append(rows)
+        base = rows[shipped]
+        lines += ["", f"## {name}", "", "| option | circumference-CTR MAE | minus shipped (95% interval) | bias | "
+                  "ellipse IoU heart | ellipse IoU thorax |", "| --- | --- | --- | --- | --- | --- |"]
+        for o, r in rows.items():
+            lo, hi = paired_bootstrap(np.abs(r["errors"]), np.abs(base["errors"]))
+            lines.append(f"| {o} | {r['mae']:.4f} | {r['mae'] - base['mae']:+.4f} ({lo:+.4f} to {hi:+.4f}) | "
+                         f"{r['bias']:+.4f} | {r['iou_heart']:.3f} | {r['iou_thorax']:.3f} |")
+    first, base = scores[0], scores[0][shipped]
+    allowed = [o for o in OUTLINES if o != shipped and first[o]["iou_heart"] >= base["iou_heart"] - OUTLINE_IOU_SLACK
+               and first[o]["iou_thorax"] >= base["iou_thorax"] - OUTLINE_IOU_SLACK]
+    chosen = min(allowed, key=lambda o: first[o]["mae"])
+    gains = [rows[shipped]["mae"] - rows[chosen]["mae"] for rows in scores]
+    passes = gains[0] >= OUTLINE_GAIN and all(g >= OUTLINE_CONFIRM for g in gains[1:])
+    lines += ["", f"Chosen on {names[0]}: {chosen}. Its gain in CTR MAE on each set: "
+              + "; ".join(f"{n}: {g:+.4f}" for n, g in zip(names, gains, strict=True)) + ". "
+              + ("It goes on to validation." if passes else "Below the bar: validation was not consulted and the "
+                                                                "shipped way stays.")]
+    write_report(out, lines)
+
+
 def _by_focus_folder(meta: list[dict], scored: dict, name: str) -> list[str]:
     """The first recipe's shipped measurement by the FOCUS folder an image came from (its ``focus_split``:
     FOCUS's own training and validation folders, possibly annotated apart): reference mean and the model's bias."""
@@ -563,16 +646,17 @@ def interval_report(folds: list[str], bundle: str, out: Path, adopt: bool = Fals
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["cache", "report", "oof", "seeds", "recipes", "interval"])
+    p.add_argument("command", choices=["cache", "report", "oof", "seeds", "recipes", "interval", "outline"])
     p.add_argument("--folds", nargs="+", action="append", default=[],
                    help="oof: the cross-validation models' bundle folders; seeds: repeat once per seed; "
-                        "recipes: repeat once per recipe, the shipped recipe first")
+                        "recipes: repeat once per recipe, the shipped recipe first; outline: repeat once per "
+                        "cross-validation, the one that chooses first")
     p.add_argument("--pipeline", nargs="+", action="append", default=[],
                    help="seeds: one seed's fold bundle folders (repeat per seed) to also run the whole measurement "
                         "by their mean")
     p.add_argument("--out", type=Path, default=None,
                    help="report file (default docs/ctr_postprocessing.md, docs/ctr_oof.md, docs/ctr_oof_seeds.md, "
-                        "docs/ctr_oof_recipes.md, docs/ctr_interval.md)")
+                        "docs/ctr_oof_recipes.md, docs/ctr_interval.md, docs/ctr_oof_outline.md)")
     p.add_argument("--adopt", action="store_true", help="interval: write the chosen rule into the bundle's card "
                    "when its validation coverage passes")
     p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
@@ -591,6 +675,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "interval":
         interval_report(need_one_fold_set(p, args.folds, "interval"), args.bundle,
                         args.out or Path("docs/ctr_interval.md"), args.adopt)
+        return 0
+    if args.command == "outline":
+        outline_report(need_fold_sets(p, args.folds, "outline", "cross-validation"),
+                       args.out or Path("docs/ctr_oof_outline.md"))
         return 0
     if args.command == "recipes":
         recipes_report(need_fold_sets(p, args.folds, "recipes", "recipe"), args.out or Path("docs/ctr_oof_recipes.md"))

@@ -57,6 +57,21 @@ def recipe_name(card: dict) -> str:
     return f"{cfg.get('encoder', 'efficientnet_lite0')}, {h}x{w}{losses}{zoom}{averaged}, seed {cfg['seed']}"
 
 
+def opencv_fitter(function_name: str):
+    """An OpenCV ellipse fitter (``fitEllipseAMS``, ``fitEllipseDirect``) of ``N x 2`` points, returning an
+    :class:`~fetalscope.biometry.ellipse.Ellipse` or None."""
+    def fit(xy: np.ndarray):
+        import cv2
+
+        from fetalscope.biometry.ellipse import Ellipse
+
+        (cx, cy), (w, h), angle = getattr(cv2, function_name)(xy.astype(np.float32))
+        if not (np.isfinite(w) and np.isfinite(h)) or w <= 0 or h <= 0:
+            return None
+        return Ellipse(float(cx), float(cy), float(w) / 2, float(h) / 2, float(angle)).normalised()
+    return fit
+
+
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% interval of mean(a) - mean(b) over images resampled with replacement (the same images for both)."""
     rng = np.random.default_rng(seed)

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_folds import (  # noqa: E402
     need_fold_sets,
     need_one_fold_set,
+    opencv_fitter,
     pool_folds,
     recipe_names,
     write_card_inference,
@@ -102,20 +103,6 @@ def _shipped_fit(xy: np.ndarray):
     return fit_ellipse_points(xy)
 
 
-def _opencv_fit(function_name: str):
-    """An OpenCV ellipse fitter (``fitEllipseAMS``, ``fitEllipseDirect``) returning an :class:`Ellipse` or None."""
-    def fit(xy: np.ndarray):
-        import cv2
-
-        from fetalscope.biometry.ellipse import Ellipse
-
-        (cx, cy), (w, h), angle = getattr(cv2, function_name)(xy.astype(np.float32))
-        if not (np.isfinite(w) and np.isfinite(h)) or w <= 0 or h <= 0:
-            return None
-        return Ellipse(float(cx), float(cy), float(w) / 2, float(h) / 2, float(angle)).normalised()
-    return fit
-
-
 def _radial_fit(loss: str = "linear", scale_px: float = 1.0):
     """A geometric fitter: least squares (``loss``, e.g. soft_l1 with ``scale_px``) of each point's distance to the
     ellipse along the ray from its centre, started from OpenCV's algebraic fit."""
@@ -145,8 +132,8 @@ def _radial_fit(loss: str = "linear", scale_px: float = 1.0):
 
 FITTERS = {  # name: (description, fitter of N x 2 image-pixel points); "opencv" is the shipped one
     "opencv": ("OpenCV fitEllipse (algebraic least squares; shipped)", _shipped_fit),
-    "ams": ("OpenCV fitEllipseAMS (approximate mean square)", _opencv_fit("fitEllipseAMS")),
-    "direct": ("OpenCV fitEllipseDirect (Fitzgibbon's direct fit)", _opencv_fit("fitEllipseDirect")),
+    "ams": ("OpenCV fitEllipseAMS (approximate mean square)", opencv_fitter("fitEllipseAMS")),
+    "direct": ("OpenCV fitEllipseDirect (Fitzgibbon's direct fit)", opencv_fitter("fitEllipseDirect")),
     "radial": ("geometric: least squares of the radial distance to the ellipse", _radial_fit()),
     "radial-robust": ("geometric, soft-L1 loss (scale 1 px)", _radial_fit("soft_l1", 1.0)),
 }

@@ -238,3 +238,45 @@ def test_the_tuners_refuse_the_wrong_number_of_fold_sets(tune, tune_ctr, argv, c
             script.main(argv)
         assert stop.value.code == 2
         assert "--folds" in capsys.readouterr().err
+
+
+def _ctr_cached(name: str, fuzzy: bool) -> dict:
+    """A cached FOCUS image whose heart map (a disc of radius 15 inside a thorax disc of radius 40) is sharp all
+    round, or, with ``fuzzy``, fades slowly on its right side, so that its 0.5 contour bulges out there."""
+    yy, xx = np.mgrid[0:120, 0:160].astype(np.float32)
+    r = np.hypot(xx - 80, yy - 60)
+    thorax = np.clip(40.5 - r, 0, 1)
+    heart = np.clip(15.5 - r, 0, 1)
+    if fuzzy:
+        heart = np.where(xx > 80, np.maximum(heart, np.clip(1 - (r - 15) / 12, 0, 1) * (xx - 80) / np.maximum(r, 1)),
+                         heart)
+    views = ("plain", "zoom0.1", "zoom0.2", "zoom0.35")
+    arr = {f"{v}_{k}": m for v in views for k, m in (("heart", heart), ("thorax", thorax))}
+    circle = {"cx": 80.0, "cy": 60.0, "angle_deg": 0.0}
+    return {"name": name, "group": name, "fold": 0, "shape": [120, 160], "arr": arr,
+            "crops": {m: [0, 0, 160, 120] for m in ("0.1", "0.2", "0.35")},
+            "ref": {"heart": {**circle, "a": 15.0, "b": 15.0}, "thorax": {**circle, "a": 40.0, "b": 40.0}}}
+
+
+def test_outline_options_choose_on_the_first_set_and_need_the_others_to_agree(tune_ctr, tmp_path, monkeypatch):
+    names = ["a.png", "b.png", "c.png"]
+    sets = {"fuzzy-s0": True, "fuzzy-s1": True, "clean-s2": False}
+    monkeypatch.setattr(tune_ctr, "load_cached_folds",
+                        lambda folds: [_ctr_cached(n, sets[Path(folds[0]).name]) for n in names])
+    folders = {}
+    for i, name in enumerate(sets):
+        (tmp_path / name).mkdir()
+        card = {"training": {"config": {"encoder": "efficientnet_lite0", "input_size": [160, 240], "seed": i}}}
+        (tmp_path / name / "card.json").write_text(json.dumps(card))
+        folders[name] = [str(tmp_path / name)]
+    shipped = tune_ctr.score([_ctr_cached("a.png", True)], "image + all crops")
+    sharp = tune_ctr.score([_ctr_cached("a.png", True)], "image + all crops", tune_ctr.Outline(heart_sharpness=0.7))
+    assert shipped["mae"] > 0.01 and sharp["mae"] < shipped["mae"] / 4  # the fuzzy side is left out of the fit
+    assert tune_ctr.score([_ctr_cached("a.png", False)], "image + all crops")["mae"] < 0.002
+    agree = tmp_path / "agree.md"
+    tune_ctr.outline_report([folders["fuzzy-s0"], folders["fuzzy-s1"]], agree)
+    last = agree.read_text().strip().splitlines()[-1]
+    assert "sharpness" in last.split("Chosen on")[1].split(";")[0] and last.endswith("It goes on to validation.")
+    disagree = tmp_path / "disagree.md"
+    tune_ctr.outline_report([folders["fuzzy-s0"], folders["clean-s2"]], disagree)
+    assert disagree.read_text().strip().endswith("the shipped way stays.")
