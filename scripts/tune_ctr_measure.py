@@ -463,6 +463,9 @@ def outline_report(fold_sets: list[list[str]], out: Path) -> None:
     first, base = scores[0], scores[0][shipped]
     allowed = [o for o in OUTLINES if o != shipped and first[o]["iou_heart"] >= base["iou_heart"] - OUTLINE_IOU_SLACK
                and first[o]["iou_thorax"] >= base["iou_thorax"] - OUTLINE_IOU_SLACK]
+    if not allowed:
+        return write_report(out, [*lines, "", f"No option kept both IoUs within {OUTLINE_IOU_SLACK} of the shipped "
+                                  f"way's on {names[0]}: the shipped way stays."])
     chosen = min(allowed, key=lambda o: first[o]["mae"])
     gains = [rows[shipped]["mae"] - rows[chosen]["mae"] for rows in scores]
     passes = gains[0] >= OUTLINE_GAIN and all(g >= OUTLINE_CONFIRM for g in gains[1:])

@@ -280,3 +280,12 @@ def test_outline_options_choose_on_the_first_set_and_need_the_others_to_agree(tu
     disagree = tmp_path / "disagree.md"
     tune_ctr.outline_report([folders["fuzzy-s0"], folders["clean-s2"]], disagree)
     assert disagree.read_text().strip().endswith("the shipped way stays.")
+    monkeypatch.setattr(tune_ctr, "OUTLINE_IOU_SLACK", -1.0)  # no option can keep its IoUs: nothing is chosen
+    tune_ctr.outline_report([folders["fuzzy-s0"], folders["clean-s2"]], disagree)
+    assert disagree.read_text().strip().endswith("the shipped way stays.") and "Chosen" not in disagree.read_text()
+
+
+def test_outline_needs_a_second_cross_validation_to_confirm(tune_ctr, capsys):
+    with pytest.raises(SystemExit) as stop:
+        tune_ctr.main(["outline", "--folds", "runs/a0", "runs/a1"])
+    assert stop.value.code == 2 and "outline needs --folds" in capsys.readouterr().err
