@@ -40,3 +40,20 @@ def test_clean_rows_are_the_reports_and_zoom_keeps_millimetres(shared_data):
     assert "| zoom_out | 0.5 | x0.85 | 2/2 |" in text and "Run time: 0.1 min." in text
     ctr = perturbed_rows("cardiothoracic", "focus-ctr", ["letterbox"], [0.5], limit=1, log=lambda m: None)
     assert [r["perturbation"] for r in ctr] == ["clean", "letterbox"] and all("covered" in r for r in ctr)
+
+
+@pytest.mark.shared
+def test_another_split_is_measured_and_named_and_an_empty_one_refused(shared_data):
+    from fetalscope.errors import BadInputError
+    from fetalscope.train.recipes.measure_robustness import run
+
+    splits = json.loads((bundled_models_dir() / "hc18-head" / "splits.json").read_text())
+    early = {row["image"].rsplit("/", 1)[-1] for row in splits["early_stop"]}
+    results = run({"head": "hc18-head"}, [0.5], limit=1, log=lambda m: None, split="early_stop", only=["blur"])
+    rows = results["head"]["rows"]
+    assert [r["perturbation"] for r in rows] == ["clean", "blur"] and rows[0]["image"] in early
+    assert "hc18-head (head), 1 early_stop images" in render_md(results)
+    with pytest.raises(BadInputError, match="no 'fold' images"):
+        perturbed_rows("head", "hc18-head", ["blur"], [0.5], limit=1, log=lambda m: None, split="fold")
+    with pytest.raises(BadInputError):
+        run({"head": "hc18-head"}, [0.5], limit=1, only=["no_such_perturbation"])

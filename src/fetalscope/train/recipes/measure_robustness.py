@@ -1,4 +1,5 @@
-"""How the measurements hold up on degraded images: the shipped head and CTR bundles on their validation images,
+"""How the measurements hold up on degraded images: the shipped head and CTR bundles on their validation images
+(or another split of a bundle's ``splits.json``, e.g. a cross-validation fold's held-out ``fold``),
 each image perturbed (:mod:`fetalscope.imaging.perturb`) at several strengths, measured through the
 :class:`~fetalscope.biometry.measure.Measurer` as users get it, scored against the reference: HC mean absolute
 difference (or circumference-CTR MAE), bias, how many were measured, and how often the calibrated interval
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from fetalscope.biometry.measure import Measurer
+from fetalscope.errors import BadInputError
 from fetalscope.evaluate.agreement import mean_ci
 from fetalscope.imaging.loader import load_image
 from fetalscope.imaging.perturb import CROP_MAX, PERTURBATIONS, ZOOM_MAX, get_perturbation
@@ -54,10 +56,13 @@ def _seed(image_name: str, condition: str) -> int:
 
 def perturbed_rows(what: str, bundle: str | Path, perturbations: Sequence[str], strengths: Sequence[float],
                    runtime: str = "onnx", limit: int | None = None,
-                   log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """One row per validation image and condition (``clean`` first): the measurement against the reference."""
+                   log: Callable[[str], None] = print, split: str = "validation") -> list[dict[str, Any]]:
+    """One row per image of the bundle's ``split`` and condition (``clean`` first): the measurement against the
+    reference."""
     m = Measurer(what, bundle, runtime=runtime)
-    samples = validation_samples(Path(m.bundle.path), what)[:limit]
+    samples = validation_samples(Path(m.bundle.path), what, split)[:limit]
+    if not samples:
+        raise BadInputError(f"{m.bundle.path} has no {split!r} images in its splits.json")
     conditions = [("clean", 0.0)] + [(p, s) for p in perturbations for s in strengths]
     for name, _ in conditions[1:]:
         get_perturbation(name)  # an unknown name fails before any work
@@ -113,17 +118,22 @@ def summarise(rows: list[dict[str, Any]], n_boot: int = 500) -> list[dict[str, A
 
 def render_md(results: dict[str, dict[str, Any]]) -> str:
     """The report: one table per measurement, the clean row first."""
+    splits = sorted({result.get("split", "validation") for result in results.values()})
+    shipped = splits == ["validation"]  # the shipped bundles' report; another split serves a trial's rule
     lines = ["# Measurements on degraded images", "",
              "Written by `scripts/measure_robustness.py` (`fetalscope.train.recipes.measure_robustness`) on "
-             f"{_dt.date.today().isoformat()}. Each bundle's validation images, each perturbed once per condition "
-             "(seeded by image and condition), measured by the shipped bundle through the Measurer "
+             f"{_dt.date.today().isoformat()}. Each bundle's {' / '.join(splits)} images, each perturbed once per "
+             "condition (seeded by image and condition), measured by "
+             f"{'the shipped bundle' if shipped else 'the bundle named in each section'} through the Measurer "
              "(ONNX Runtime), against the reference. Zoom and crop rescale the pixel size given to the head; "
              "letterboxing is scored for the ratio only. Coverage: how often the record's calibrated 90% interval "
-             "held the reference. Nothing here was used to choose anything.", ""]
+             "held the reference" + (". Nothing here was used to choose anything." if shipped else
+                                     " (n/a for a bundle without one)."), ""]
     for what, result in results.items():
         unit, digits, label = ("mm", 2, "HC mean absolute difference") if what == "head" else \
             ("", 4, "circumference-CTR MAE")
-        lines += [f"## {result['bundle']} ({what}), {result['summary'][0]['images']} validation images", "",
+        lines += [f"## {result['bundle']} ({what}), {result['summary'][0]['images']} "
+                  f"{result.get('split', 'validation')} images", "",
                   f"| perturbation | strength | what it does | measured | {label} (95% CI) | bias | "
                   "interval coverage | mean width |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -141,13 +151,17 @@ def render_md(results: dict[str, dict[str, Any]]) -> str:
 
 
 def run(bundles: dict[str, str], strengths: Sequence[float] = STRENGTHS, limit: int | None = None,
-        log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
-    """Both measurements (``bundles``: measurement -> bundle name or folder): rows and summaries."""
+        log: Callable[[str], None] = print, split: str = "validation",
+        only: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The measurements of ``bundles`` (measurement -> bundle name or folder) on each bundle's ``split``: rows and
+    summaries. ``only`` keeps those perturbations of each measurement's list (all by default)."""
+    for name in only or ():
+        get_perturbation(name)  # an unknown name fails before any work
     results = {}
     for what, bundle in bundles.items():
         t0 = time.perf_counter()
-        names = HEAD_PERTURBATIONS if what == "head" else CTR_PERTURBATIONS
-        rows = perturbed_rows(what, bundle, names, strengths, limit=limit, log=log)
-        results[what] = {"bundle": Path(str(bundle)).name, "rows": rows, "summary": summarise(rows),
+        names = [n for n in (HEAD_PERTURBATIONS if what == "head" else CTR_PERTURBATIONS) if only is None or n in only]
+        rows = perturbed_rows(what, bundle, names, strengths, limit=limit, log=log, split=split)
+        results[what] = {"bundle": Path(str(bundle)).name, "split": split, "rows": rows, "summary": summarise(rows),
                          "seconds": time.perf_counter() - t0}
     return results
