@@ -5,6 +5,7 @@ measured in millimetres alike, letterboxing is scored for the ratio only, and th
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -43,7 +44,7 @@ def test_clean_rows_are_the_reports_and_zoom_keeps_millimetres(shared_data):
 
 
 @pytest.mark.shared
-def test_another_split_is_measured_and_named_and_an_empty_one_refused(shared_data):
+def test_another_split_is_measured_and_named_and_an_empty_one_refused(shared_data, tmp_path):
     from fetalscope.errors import BadInputError
     from fetalscope.train.recipes.measure_robustness import run
 
@@ -52,7 +53,14 @@ def test_another_split_is_measured_and_named_and_an_empty_one_refused(shared_dat
     results = run({"head": "hc18-head"}, [0.5], limit=1, log=lambda m: None, split="early_stop", only=["blur"])
     rows = results["head"]["rows"]
     assert [r["perturbation"] for r in rows] == ["clean", "blur"] and rows[0]["image"] in early
-    assert "hc18-head (head), 1 early_stop images" in render_md(results)
+    text = render_md(results)
+    assert "hc18-head (head), 1 early_stop images" in text and "measured by the bundle named in each section" in text
+    shipped = run({"head": "hc18-head"}, [0.5], limit=1, log=lambda m: None, only=["blur"])
+    assert "measured by the shipped bundle" in render_md(shipped)
+    copy = tmp_path / "hc18-head"  # the same bundle as a folder outside the package: not the shipped report
+    shutil.copytree(bundled_models_dir() / "hc18-head", copy)
+    trial = run({"head": str(copy)}, [0.5], limit=1, log=lambda m: None, only=["blur"])
+    assert not trial["head"]["shipped"] and "measured by the bundle named in each section" in render_md(trial)
     with pytest.raises(BadInputError, match="no 'fold' images"):
         perturbed_rows("head", "hc18-head", ["blur"], [0.5], limit=1, log=lambda m: None, split="fold")
     with pytest.raises(BadInputError):

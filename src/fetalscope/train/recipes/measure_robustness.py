@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 
 from fetalscope.biometry.measure import Measurer
+from fetalscope.config import bundled_models_dir
 from fetalscope.errors import BadInputError
 from fetalscope.evaluate.agreement import mean_ci
 from fetalscope.imaging.loader import load_image
 from fetalscope.imaging.perturb import CROP_MAX, PERTURBATIONS, ZOOM_MAX, get_perturbation
+from fetalscope.models.cards import resolve_bundle
 from fetalscope.train.segmenter.measurement_report import validation_samples
 from fetalscope.train.segmenter.repeatability import reference_ratios
 
@@ -119,7 +121,9 @@ def summarise(rows: list[dict[str, Any]], n_boot: int = 500) -> list[dict[str, A
 def render_md(results: dict[str, dict[str, Any]]) -> str:
     """The report: one table per measurement, the clean row first."""
     splits = sorted({result.get("split", "validation") for result in results.values()})
-    shipped = splits == ["validation"]  # the shipped bundles' report; another split serves a trial's rule
+    # the shipped bundles on validation are the product's report; anything else serves a trial's rule
+    shipped = all(result.get("shipped", result.get("split", "validation") == "validation")
+                  for result in results.values())
     lines = ["# Measurements on degraded images", "",
              "Written by `scripts/measure_robustness.py` (`fetalscope.train.recipes.measure_robustness`) on "
              f"{_dt.date.today().isoformat()}. Each bundle's {' / '.join(splits)} images, each perturbed once per "
@@ -162,6 +166,7 @@ def run(bundles: dict[str, str], strengths: Sequence[float] = STRENGTHS, limit: 
         t0 = time.perf_counter()
         names = [n for n in (HEAD_PERTURBATIONS if what == "head" else CTR_PERTURBATIONS) if only is None or n in only]
         rows = perturbed_rows(what, bundle, names, strengths, limit=limit, log=log, split=split)
-        results[what] = {"bundle": Path(str(bundle)).name, "split": split, "rows": rows, "summary": summarise(rows),
-                         "seconds": time.perf_counter() - t0}
+        bundled = resolve_bundle(bundle).resolve().parent == bundled_models_dir().resolve()
+        results[what] = {"bundle": Path(str(bundle)).name, "split": split, "shipped": bundled and split == "validation",
+                         "rows": rows, "summary": summarise(rows), "seconds": time.perf_counter() - t0}
     return results
