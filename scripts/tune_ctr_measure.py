@@ -133,13 +133,7 @@ def fit_view(m: dict, view: str, heart_level: float, thorax_level: float, outlin
     ``outline`` says)."""
     import cv2
 
-    from fetalscope.biometry.ellipse import (
-        fill_holes,
-        fit_ellipse_points,
-        largest_component,
-        outline_points,
-        sharp_outline,
-    )
+    from fetalscope.biometry.ellipse import fill_holes, fit_ellipse_points, fit_points, largest_component
 
     thorax_p, heart_p = m["arr"][f"{view}_thorax"], m["arr"][f"{view}_heart"]
     big_h, big_w = m["shape"]
@@ -158,17 +152,8 @@ def fit_view(m: dict, view: str, heart_level: float, thorax_level: float, outlin
     fits = []
     for p, level, sharpness, fit in ((np.where(near, heart_p, 0.0), heart_level, outline.heart_sharpness, heart_fit),
                                      (thorax_p, thorax_level, outline.thorax_sharpness, fit_ellipse_points)):
-        pts, on = outline_points(p, level=level)
-        if len(pts) < 6:
-            fits.append(None)
-            continue
-        if on.any() and (~on).sum() >= max(6, int(0.25 * len(pts))):
-            pts = pts[~on]
-        if sharpness > 0:
-            sharp = sharp_outline(p, pts, sharpness)
-            if sharp.sum() >= max(6, 0.5 * len(pts)):
-                pts = pts[sharp]
-        fits.append(fit(np.stack([(pts[:, 0] + 0.5) * sx - 0.5 + x0, (pts[:, 1] + 0.5) * sy - 0.5 + y0], axis=1)))
+        xy = fit_points(p, level=level, min_sharpness=sharpness, scale_xy=(sx, sy), offset=(x0, y0))
+        fits.append(None if xy is None else fit(xy))
     return fits[0], fits[1]
 
 

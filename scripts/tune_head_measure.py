@@ -143,13 +143,10 @@ def view_fit(m: dict, view: str, level: float = 0.5, sharpness: float = 0.0, fit
     """The ellipse of one cached view in original image pixels, as the Measurer fits it: outline at ``level``,
     points on the model grid's frame dropped when enough others remain, least squares (``fitter``: a
     :data:`FITTERS` name)."""
-    from fetalscope.biometry.ellipse import MIN_FIT_POINTS, outline_points, sharp_outline
+    from fetalscope.biometry.ellipse import fit_points
 
     big_h, big_w = m["shape"]
     p = m["arr"][view]
-    pts, on = outline_points(p, level=level)
-    if len(pts) < MIN_FIT_POINTS:
-        return None
     h, w = p.shape
     if view.startswith("zoom"):
         x0, y0, cw, ch = m["crops"][view.replace("zoomflip", "").replace("zoom", "")]
@@ -157,13 +154,9 @@ def view_fit(m: dict, view: str, level: float = 0.5, sharpness: float = 0.0, fit
     else:
         x0 = y0 = 0.0
         sx, sy = big_w / w, big_h / h
-    if on.any() and (~on).sum() >= max(MIN_FIT_POINTS, int(0.25 * len(pts))):
-        pts = pts[~on]
-    if sharpness > 0:
-        sharp = sharp_outline(p, pts, sharpness)
-        if sharp.sum() >= max(MIN_FIT_POINTS, 0.5 * len(pts)):
-            pts = pts[sharp]
-    xy = np.stack([(pts[:, 0] + 0.5) * sx - 0.5 + x0, (pts[:, 1] + 0.5) * sy - 0.5 + y0], axis=1)
+    xy = fit_points(p, level=level, min_sharpness=sharpness, scale_xy=(sx, sy), offset=(x0, y0))
+    if xy is None:
+        return None
     return FITTERS[fitter][1](xy)
 
 

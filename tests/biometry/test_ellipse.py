@@ -14,6 +14,8 @@ from fetalscope.biometry.ellipse import (
     draw_ellipse,
     ellipse_overlap,
     fit_ellipse,
+    fit_ellipse_points,
+    fit_points,
     hausdorff_distance,
     largest_component,
     mean_ellipse,
@@ -162,3 +164,14 @@ def test_sharp_outline_fit_ignores_a_fuzzy_stretch_of_the_outline():
     assert 0.5 < kept.mean() < 1.0 and pts[~kept, 0].min() > 250  # only the smeared end is dropped
     same = fit_ellipse(sharp_map, min_sharpness=0.7)
     assert same.circumference() == pytest.approx(fit_ellipse(sharp_map).circumference(), rel=2e-3)
+
+
+def test_fit_points_are_what_fit_ellipse_fits_placed_by_the_offset():
+    truth = Ellipse(cx=60.0, cy=40.0, a=30.0, b=18.0, angle_deg=20.0)
+    prob = truth.rasterise((80, 120)).astype(np.float32)
+    pts = fit_points(prob, scale_xy=(2.0, 2.0))
+    assert pts is not None and pts.shape[1] == 2
+    assert fit_ellipse_points(pts) == fit_ellipse(prob, scale_xy=(2.0, 2.0))
+    moved = fit_points(prob, scale_xy=(2.0, 2.0), offset=(100.0, 50.0))
+    np.testing.assert_allclose(moved, pts + [100.0, 50.0])
+    assert fit_points(np.zeros((80, 120), np.float32)) is None  # no outline: nothing to fit

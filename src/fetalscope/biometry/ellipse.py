@@ -215,21 +215,12 @@ def sharp_outline(field: np.ndarray, points: np.ndarray, min_sharpness: float) -
     return at >= min_sharpness * np.median(at)
 
 
-def fit_ellipse(mask: np.ndarray, *, level: float = 0.5, exclude_frame: bool = True,
-                scale_xy: tuple[float, float] | None = None,
-                out_shape: tuple[int, int] | None = None, min_sharpness: float = 0.0) -> Ellipse | None:
-    """Fit an ellipse to the largest region of a mask or probability map; None when there is none.
-
-    - ``mask``: ``H x W`` boolean/0-255 mask or float probability map (region = values >= ``level``).
-    - ``exclude_frame``: ignore outline points on the image frame when enough others remain (a
-      structure cut by the edge of the image is fitted from its visible arc).
-    - ``scale_xy``/``out_shape``: map the outline from this grid to another image grid before fitting
-      (a model's low-resolution output to the original image; pixel centres are aligned as
-      ``cv2.resize`` aligns them). ``scale_xy`` is (sx, sy) = (W_out / W, H_out / H); with
-      ``out_shape`` given it is computed.
-    - ``min_sharpness``: when > 0, fit only the outline points where the probability map is steep
-      (:func:`sharp_outline`), provided at least half the points remain.
-    """
+def fit_points(mask: np.ndarray, *, level: float = 0.5, exclude_frame: bool = True,
+               scale_xy: tuple[float, float] | None = None, out_shape: tuple[int, int] | None = None,
+               min_sharpness: float = 0.0, offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray | None:
+    """The ``N x 2`` (x, y) outline points that :func:`fit_ellipse` fits, in the target grid; None when the
+    outline has fewer than ``MIN_FIT_POINTS``. The same arguments as :func:`fit_ellipse`, and ``offset``: added
+    after scaling (where a crop lies in the image)."""
     pts, on_frame = outline_points(mask, level=level)
     if len(pts) < MIN_FIT_POINTS:
         return None
@@ -248,7 +239,31 @@ def fit_ellipse(mask: np.ndarray, *, level: float = 0.5, exclude_frame: bool = T
     if scale_xy is not None:
         sx, sy = scale_xy
         pts = np.stack([(pts[:, 0] + 0.5) * sx - 0.5, (pts[:, 1] + 0.5) * sy - 0.5], axis=1)
-    return fit_ellipse_points(pts)
+    if offset != (0.0, 0.0):
+        pts = pts + np.asarray(offset, dtype=np.float64)
+    return pts
+
+
+def fit_ellipse(mask: np.ndarray, *, level: float = 0.5, exclude_frame: bool = True,
+                scale_xy: tuple[float, float] | None = None,
+                out_shape: tuple[int, int] | None = None, min_sharpness: float = 0.0) -> Ellipse | None:
+    """Fit an ellipse to the largest region of a mask or probability map; None when there is none.
+
+    - ``mask``: ``H x W`` boolean/0-255 mask or float probability map (region = values >= ``level``).
+    - ``exclude_frame``: ignore outline points on the image frame when enough others remain (a
+      structure cut by the edge of the image is fitted from its visible arc).
+    - ``scale_xy``/``out_shape``: map the outline from this grid to another image grid before fitting
+      (a model's low-resolution output to the original image; pixel centres are aligned as
+      ``cv2.resize`` aligns them). ``scale_xy`` is (sx, sy) = (W_out / W, H_out / H); with
+      ``out_shape`` given it is computed.
+    - ``min_sharpness``: when > 0, fit only the outline points where the probability map is steep
+      (:func:`sharp_outline`), provided at least half the points remain.
+
+    The points are :func:`fit_points`'s (tuning scripts take them to try other fitters).
+    """
+    pts = fit_points(mask, level=level, exclude_frame=exclude_frame, scale_xy=scale_xy, out_shape=out_shape,
+                     min_sharpness=min_sharpness)
+    return None if pts is None else fit_ellipse_points(pts)
 
 
 def mean_ellipse(ellipses: list[Ellipse]) -> Ellipse | None:
