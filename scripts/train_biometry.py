@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep the average of the weights (and BatchNorm statistics) at the end of the last K "
                          "epochs instead of the last epoch's (stochastic weight averaging; with --refit or "
                          "--cv-fold)")
-    tr.add_argument("--init-from", type=Path, default=None, help="start from this bundle's weights")
+    tr.add_argument("--init-from", type=Path, default=None,
+                    help="start from this segmentation bundle's weights (an ensemble's first network; a bundle of "
+                         "other structures, e.g. hc18-head for cardiothoracic, gives all but the output layer)")
     tr.add_argument("--lr", type=float, default=None)
     tr.add_argument("--patience", type=int, default=None)
     tr.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")

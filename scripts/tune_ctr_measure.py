@@ -180,7 +180,8 @@ def score(meta: list[dict], variant: str, outline: Outline = SHIPPED_OUTLINE) ->
     return {"mae": float(np.abs(e).mean()), "bias": float(e.mean()), "iou_heart": float(np.mean(iou_h)),
             "iou_thorax": float(np.mean(iou_t)), "n": len(e), "references": np.array(refs), "errors": e,
             "errors_exact_heart": np.array(exact_heart), "errors_exact_thorax": np.array(exact_thorax),
-            "heart_relative": np.array(rel_h), "thorax_relative": np.array(rel_t)}
+            "heart_relative": np.array(rel_h), "thorax_relative": np.array(rel_t),
+            "ious_heart": np.array(iou_h), "ious_thorax": np.array(iou_t)}
 
 
 def table(split: str, variants: list[str], meta: list[dict] | None = None, title: str = "focus-ctr"
@@ -402,11 +403,15 @@ def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
         for n in names[1:]:
             r = rows[n]
             lo, hi = paired_bootstrap(np.abs(r["errors"]), np.abs(f["errors"]))
+            iou = {k: paired_bootstrap(r[f"ious_{k}"], f[f"ious_{k}"]) for k in ("heart", "thorax")}
             lines += ["", f"{n} minus {names[0]}, CTR absolute error: {r['mae'] - f['mae']:+.4f} (95% interval "
-                          f"{lo:+.4f} to {hi:+.4f}); IoU heart {r['iou_heart'] - f['iou_heart']:+.3f}, thorax "
-                          f"{r['iou_thorax'] - f['iou_thorax']:+.3f}."]
-    lines += ["", *_by_focus_folder(metas[0], by_view["image + all crops"][names[0]], names[0])]
-    lines += ["", *_error_by_ellipse(by_view["image + all crops"][names[0]], names[0])]
+                          f"{lo:+.4f} to {hi:+.4f}); IoU heart {r['iou_heart'] - f['iou_heart']:+.3f} "
+                          f"({iou['heart'][0]:+.3f} to {iou['heart'][1]:+.3f}), thorax "
+                          f"{r['iou_thorax'] - f['iou_thorax']:+.3f} ({iou['thorax'][0]:+.3f} to "
+                          f"{iou['thorax'][1]:+.3f})."]
+    for meta, n in zip(metas, names, strict=True):
+        lines += ["", *_by_focus_folder(meta, by_view["image + all crops"][n], n)]
+        lines += ["", *_error_by_ellipse(by_view["image + all crops"][n], n)]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
@@ -462,7 +467,7 @@ def outline_report(fold_sets: list[list[str]], out: Path) -> None:
 
 
 def _by_focus_folder(meta: list[dict], scored: dict, name: str) -> list[str]:
-    """The first recipe's shipped measurement by the FOCUS folder an image came from (its ``focus_split``:
+    """A recipe's shipped measurement by the FOCUS folder an image came from (its ``focus_split``:
     FOCUS's own training and validation folders, possibly annotated apart): reference mean and the model's bias."""
     from fetalscope.data.focus import load_focus
 

@@ -43,7 +43,7 @@ def write_card_inference(bundle: str | Path, key: str, value: dict[str, Any]) ->
 
 def recipe_name(card: dict) -> str:
     """A fold set's recipe in a few words, from its card: encoder, input size, extra loss terms, augmentation
-    zoom, weight averaging and seed."""
+    zoom, weight averaging, the bundle it started from (``--init-from``) and seed."""
     from fetalscope.train.segmenter.trainer import DEFAULT_SCALE_RANGE
 
     cfg = card["training"]["config"]
@@ -54,7 +54,8 @@ def recipe_name(card: dict) -> str:
     scales = tuple(cfg.get("scale_range") or DEFAULT_SCALE_RANGE)
     zoom = f", zoom {scales[0]:g}-{scales[1]:g}" if scales != DEFAULT_SCALE_RANGE else ""
     averaged = f", mean of the last {cfg['average_last']} epochs" if (cfg.get("average_last") or 0) > 1 else ""
-    return f"{cfg.get('encoder', 'efficientnet_lite0')}, {h}x{w}{losses}{zoom}{averaged}, seed {cfg['seed']}"
+    start = f", started from {Path(cfg['init_from']).name}" if cfg.get("init_from") else ""
+    return f"{cfg.get('encoder', 'efficientnet_lite0')}, {h}x{w}{losses}{zoom}{averaged}{start}, seed {cfg['seed']}"
 
 
 def opencv_fitter(function_name: str):

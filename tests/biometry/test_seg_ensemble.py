@@ -83,3 +83,18 @@ def test_an_ensemble_grows_by_a_member_without_its_members_folders(members, synt
         probs = [torch.sigmoid(load_seg_bundle(m).model(x)) for m in (*members, third)]
         ens = torch.sigmoid(bundle.model(x))
     assert torch.allclose(ens, sum(probs) / 3, atol=2e-3)
+
+
+def test_members_started_from_a_bundle_say_so_in_the_card_and_the_rebuild_command(members, synthetic_heads,
+                                                                                   tmp_path):
+    started = [train_measurement("head", out=tmp_path / f"started{s}", samples=synthetic_heads, epochs=1,
+                                 input_size=(48, 72), batch_size=6, threads=1, pretrained=False, seed=s,
+                                 split_seed=0, onnx=False, cache=False, init_from=members[0], log=lambda m: None)
+               for s in (1, 2)]
+    card = load_seg_bundle(started[0]).card
+    assert card["base_weights"]["name"].startswith("the seed1 bundle's first network")
+    assert card["training"]["config"]["init_from"] == str(members[0])
+    out = build_ensemble(started, tmp_path / "ens", log=lambda m: None)
+    assert f"--init-from {members[0]}" in load_seg_bundle(out).card["training"]["how_to_rebuild"]
+    plain = build_ensemble(members, tmp_path / "plain", log=lambda m: None)
+    assert "--init-from" not in load_seg_bundle(plain).card["training"]["how_to_rebuild"]

@@ -316,3 +316,57 @@ def test_cross_validation_folds_hold_out_every_non_validation_image_once(synthet
     assert len(validation) == 1  # every fold model holds out the same validation split
     non_validation = {s.path.name for s in synthetic_heads} - {Path(v).name for v in validation.pop()}
     assert sorted(Path(h).name for h in held) == sorted(non_validation)
+
+
+def _saved(net, folder, data_source: str = "tiny heads"):
+    from fetalscope.models.segmentation import segmentation_preprocess
+
+    return save_seg_bundle(net, folder, segmentation_preprocess("efficientnet_lite0", (32, 48)),
+                           {"name": folder.name, "measurement": "head",
+                            "data": {"source": data_source, "licence": "CC BY 4.0"},
+                            "base_weights": {"name": "random", "source": "none", "licence": "none"}})
+
+
+def test_a_start_from_another_structures_bundle_takes_its_first_network_but_not_its_output_layer(tmp_path):
+    from fetalscope.models.segmentation import EllipseUNet, EllipseUNetEnsemble
+    from fetalscope.train.segmenter.recipes import started_from_card
+    from fetalscope.train.segmenter.trainer import start_from_bundle
+
+    torch.manual_seed(0)
+    first, second = EllipseUNet(("head",)), EllipseUNet(("head",))
+    folder = _saved(EllipseUNetEnsemble([first, second]), tmp_path / "heads")
+    model = EllipseUNet(("heart", "thorax"))
+    fresh_head = model.head.weight.detach().clone()
+    said = start_from_bundle(model, folder)
+    assert "first network" in said and "output layer for heart, thorax starts fresh" in said
+    loaded = load_seg_bundle(folder).model.members[0].state_dict()
+    ours = model.state_dict()
+    for name, value in loaded.items():  # every layer but the output layer is the first member's
+        if not name.startswith("head.") and value.is_floating_point():
+            assert torch.equal(ours[name], value), name
+    assert not torch.equal(ours["up1.conv.0.weight"], second.state_dict()["up1.conv.0.weight"])  # not member 2
+    assert torch.equal(model.head.weight, fresh_head) and model.head.weight.shape[0] == 2
+    card = started_from_card(folder)
+    assert "heads bundle's first network" in card["name"] and "tiny heads" in card["name"]
+    assert "CC BY 4.0" in card["licence"]
+
+
+def test_a_start_with_another_encoder_is_refused(tmp_path):
+    from fetalscope.models.segmentation import EllipseUNet
+    from fetalscope.train.segmenter.trainer import start_from_bundle
+
+    folder = _saved(EllipseUNet(("head",), decoder_channels=(64, 48, 32, 16)), tmp_path / "narrow")
+    with pytest.raises(DataError, match="decoder_channels"):
+        start_from_bundle(EllipseUNet(("heart", "thorax")), folder)
+
+
+def test_a_start_with_the_same_structures_loads_every_weight(tmp_path):
+    from fetalscope.models.segmentation import EllipseUNet
+    from fetalscope.train.segmenter.trainer import start_from_bundle
+
+    torch.manual_seed(1)
+    folder = _saved(EllipseUNet(("head",)), tmp_path / "one")
+    model = EllipseUNet(("head",))
+    assert "its network" in start_from_bundle(model, folder)
+    loaded = load_seg_bundle(folder).model.state_dict()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in loaded.items())

@@ -133,7 +133,7 @@ def test_recipes_refuse_two_sets_of_one_recipe_or_other_held_out_images(tune_ctr
     assert folds.recipe_name(json.loads((Path(sono[0]) / "card.json").read_text())) == "sononet16, 160x240, seed 0"
 
 
-def test_a_recipe_name_says_its_extra_loss_terms_zoom_and_averaging(folds):
+def test_a_recipe_name_says_its_extra_loss_terms_zoom_averaging_and_start(folds):
     config = {"encoder": "efficientnet_lite0", "input_size": [160, 240], "seed": 1}
     assert folds.recipe_name({"training": {"config": {**config, "boundary_weight": 0.0}}}) == \
         "efficientnet_lite0, 160x240, seed 1"
@@ -147,6 +147,9 @@ def test_a_recipe_name_says_its_extra_loss_terms_zoom_and_averaging(folds):
         "efficientnet_lite0, 160x240, mean of the last 3 epochs, seed 1"
     assert folds.recipe_name({"training": {"config": {**config, "average_last": 1}}}) == \
         "efficientnet_lite0, 160x240, seed 1"  # one epoch's weights: no averaging
+    started = {**config, "init_from": "src/fetalscope/models/bundled/hc18-head"}
+    assert folds.recipe_name({"training": {"config": started}}) == \
+        "efficientnet_lite0, 160x240, started from hc18-head, seed 1"
 
 
 def test_every_ellipse_fitter_recovers_an_ellipse_from_its_outline(tune):
@@ -289,3 +292,44 @@ def test_outline_needs_a_second_cross_validation_to_confirm(tune_ctr, capsys):
     with pytest.raises(SystemExit) as stop:
         tune_ctr.main(["outline", "--folds", "runs/a0", "runs/a1"])
     assert stop.value.code == 2 and "outline needs --folds" in capsys.readouterr().err
+
+
+def _varied(cached: dict, i: int) -> dict:
+    """``cached`` in fold ``i % 2`` with a reference thorax ``i`` pixels wider, so that reference CTRs differ."""
+    ref = {**cached["ref"], "thorax": {**cached["ref"]["thorax"], "a": 40.0 + i, "b": 40.0 + i}}
+    return {**cached, "fold": i % 2, "ref": ref}
+
+
+def test_recipes_report_pairs_each_recipe_ious_and_breaks_down_every_recipe(tune_ctr, tmp_path, monkeypatch):
+    import types
+
+    import fetalscope.data.focus as focus
+
+    names = ["a.png", "b.png", "c.png", "d.png"]
+    sets = {"clean-s0": False, "fuzzy-s1": True}
+    monkeypatch.setattr(tune_ctr, "load_cached_folds",
+                        lambda folds: [_varied(_ctr_cached(n, sets[Path(folds[0]).name]), i)
+                                       for i, n in enumerate(names)])
+    monkeypatch.setattr(focus, "load_focus", lambda with_masks=False: [
+        types.SimpleNamespace(path=Path(n), meta={"focus_split": "training" if n < "c" else "validation"})
+        for n in names])
+    folders = []
+    for i, (name, fuzzy) in enumerate(sets.items()):
+        (tmp_path / name).mkdir()
+        config = {"encoder": "efficientnet_lite0", "input_size": [160, 240], "seed": i}
+        if fuzzy:
+            config["init_from"] = "bundles/hc18-head"
+        (tmp_path / name / "card.json").write_text(json.dumps({"training": {"config": config}}))
+        folders.append([str(tmp_path / name)])
+    out = tmp_path / "recipes.md"
+    tune_ctr.recipes_report(folders, out)
+    text = out.read_text()
+    line = next(x for x in text.splitlines() if x.startswith("efficientnet_lite0, 160x240, started from hc18-head"))
+    heart = line.split("IoU heart ")[1]
+    diff, (lo, hi) = float(heart.split(" ")[0]), (float(v) for v in heart.split("(")[1].split(")")[0].split(" to "))
+    assert diff < 0 and lo <= diff <= hi < 0  # the fuzzy heart is worse on every image: the interval excludes 0
+    for recipe in ("efficientnet_lite0, 160x240, seed 0",
+                   "efficientnet_lite0, 160x240, started from hc18-head, seed 1"):
+        assert f"## By FOCUS folder (out of fold: {recipe}, image + crops)" in text
+        assert f"## Which ellipse carries the error (out of fold: {recipe}, image + crops)" in text
+    assert "| training | 2 |" in text and "| validation | 2 |" in text

@@ -102,6 +102,8 @@ def build_ensemble(members: Sequence[str | Path], out: str | Path, *, name: str 
                            f"{first.card.get('data', {}).get('split_seed', 0)} --out DIR"
                            + (f" --refit --epochs {records[0]['epochs_run']}" if first_training.get("refit")
                               else "")
+                           + (f" --init-from {(first_training.get('config') or {})['init_from']}"
+                              if (first_training.get("config") or {}).get("init_from") else "")
                            + "`, then `scripts/train_biometry.py ensemble DIR DIR ... --out BUNDLE`"),
     }
     if first.card.get("metrics"):

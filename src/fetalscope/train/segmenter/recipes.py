@@ -169,6 +169,19 @@ def read_split(folder: Path, name: str = "validation") -> list[str]:
     return [row["image"] for row in data.get(name, [])]
 
 
+def started_from_card(bundle: str | Path) -> dict[str, str]:
+    """The model card's ``base_weights`` of a network started from another bundle (``init_from``): that bundle, the
+    data it was trained on and its own base weights, with both licences."""
+    start = json.loads((Path(bundle) / "card.json").read_text(encoding="utf-8"))
+    base, data = start.get("base_weights") or {}, start.get("data") or {}
+    name = start.get("name") or Path(bundle).name
+    return {"name": f"the {name} bundle's first network (trained on {data.get('source', 'unstated data')}), "
+                    f"itself started from {base.get('name', 'unstated weights')}",
+            "source": f"{name} {start.get('version', '')}".strip() + f"; {base.get('source', 'unstated')}",
+            "licence": f"training data: {data.get('licence', 'unstated')}; base weights: "
+                       f"{base.get('licence', 'unstated')}"}
+
+
 def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequence[SegSample] | None = None,
                       epochs: int | None = None, max_minutes: float | None = None,
                       input_size: tuple[int, int] | None = None, batch_size: int = 8, threads: int = 2,
@@ -185,7 +198,9 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
                       log: Callable[[str], None] = print) -> Path:
     """Train the bundle of measurement ``what`` ("head" | "cardiothoracic") and save it to ``out``
     (default: the bundled model folder). ``init_from`` starts from another bundle's weights (e.g. to
-    fine-tune at a larger input size). ``device`` is "auto" (CUDA when available), "cpu" or "cuda";
+    fine-tune at a larger input size; a bundle of other structures gives all but the output layer:
+    :func:`~fetalscope.train.segmenter.trainer.start_from_bundle`). ``device`` is "auto" (CUDA when
+    available), "cpu" or "cuda";
     ``cache`` keeps the resized arrays under the cache folder for re-runs; ``prepare_only`` stops after
     writing them (returns that folder), e.g. to carry them to a GPU machine without the images.
     ``refit`` trains on the training and early-stopping splits together for exactly ``epochs`` epochs and
@@ -268,7 +283,8 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     card["name"] = r.bundle_name if out is None else folder.name
     card["measurement"] = r.measurement
     card["inference"] = dict(r.inference)
-    card["base_weights"] = (encoder_spec(cfg.encoder).card_base_weights() if pretrained
+    card["base_weights"] = (started_from_card(init_from) if init_from
+                            else encoder_spec(cfg.encoder).card_base_weights() if pretrained
                             else {"name": "none (random initialisation)"})
     card["data"] = {**card.get("data", {}), "image_list_sha256": digest,
                     "split_seed": split_seed,

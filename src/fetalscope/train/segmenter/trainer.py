@@ -37,7 +37,7 @@ from fetalscope.data.segsets import SegSample, load_mask_file
 from fetalscope.data.transforms import PreprocessConfig, normalise, prepare_array
 from fetalscope.errors import BadInputError, DataError
 from fetalscope.imaging.loader import load_image
-from fetalscope.models.segmentation import EllipseUNet, segmentation_preprocess
+from fetalscope.models.segmentation import EllipseUNet, EllipseUNetEnsemble, segmentation_preprocess
 from fetalscope.train.runtime_opts import resolve_device
 
 DEFAULT_SCALE_RANGE = (0.9, 1.1)  # the augmentation's random zoom unless a config says otherwise
@@ -363,6 +363,33 @@ def _load_average(model: torch.nn.Module, average: torch.nn.Module) -> None:
                            for name, value in average.state_dict().items()})
 
 
+def start_from_bundle(model: EllipseUNet, bundle: str | Path) -> str:
+    """Load a segmentation bundle's weights into ``model`` before training; returns what was loaded, in words.
+
+    The bundle's first network is taken (an ensemble's members were trained apart: their weights cannot be
+    averaged). With the same structures every weight is loaded (fine-tuning); with other structures (e.g. the
+    head model starting a heart and thorax model) every layer but the 1x1 output layer is, and the output layer
+    keeps its fresh initialisation. Encoder and decoder must be the same."""
+    from fetalscope.biometry.segbundle import load_seg_bundle
+
+    start = load_seg_bundle(bundle)
+    source = start.model.members[0] if isinstance(start.model, EllipseUNetEnsemble) else start.model
+    theirs, ours = source.arch_config(), model.arch_config()
+    for key in ("encoder", "decoder_channels"):
+        if theirs.get(key) != ours.get(key):
+            raise DataError(f"cannot start from {bundle}: its {key} is {theirs.get(key)}, this model's {ours.get(key)}")
+    which = "its first network" if isinstance(start.model, EllipseUNetEnsemble) else "its network"
+    if list(source.structures) == list(model.structures):
+        model.load_state_dict(source.state_dict())
+        return f"initialised from {bundle} ({which})"
+    weights = {name: value for name, value in source.state_dict().items() if not name.startswith("head.")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or any(not name.startswith("head.") for name in missing):
+        raise DataError(f"cannot start from {bundle}: layers differ ({missing + unexpected})")
+    return (f"initialised from {bundle} ({which}, which segments {', '.join(source.structures)}): encoder and "
+            f"decoder; the output layer for {', '.join(model.structures)} starts fresh")
+
+
 def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: SegTrainConfig,
            log: Callable[[str], None], cache: str | Path | None = None) -> SegTrainResult:
     pre = cfg.preprocess()
@@ -376,13 +403,7 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
     model = EllipseUNet(cfg.structures, encoder=cfg.encoder, pretrained=cfg.pretrained and not cfg.init_from,
                         decoder_channels=cfg.decoder_channels)
     if cfg.init_from:
-        from fetalscope.biometry.segbundle import load_seg_bundle
-
-        start = load_seg_bundle(cfg.init_from)
-        if list(start.structures) != list(cfg.structures):
-            raise DataError(f"{cfg.init_from} segments {start.structures}, not {list(cfg.structures)}")
-        model.load_state_dict(start.model.state_dict())
-        log(f"initialised from {cfg.init_from}")
+        log(start_from_bundle(model, cfg.init_from))
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
