@@ -175,7 +175,7 @@ def started_from_card(bundle: str | Path) -> dict[str, str]:
     start = json.loads((Path(bundle) / "card.json").read_text(encoding="utf-8"))
     base, data = start.get("base_weights") or {}, start.get("data") or {}
     name = start.get("name") or Path(bundle).name
-    return {"name": f"the {name} bundle's first network (trained on {data.get('source', 'unstated data')}), "
+    return {"name": f"the {name} bundle's first network (trained on images of {data.get('source', 'unstated data')}), "
                     f"itself started from {base.get('name', 'unstated weights')}",
             "source": f"{name} {start.get('version', '')}".strip() + f"; {base.get('source', 'unstated')}",
             "licence": f"training data: {data.get('licence', 'unstated')}; base weights: "
