@@ -91,6 +91,7 @@ def build_ensemble(members: Sequence[str | Path], out: str | Path, *, name: str 
     card["name"] = name or out.name
     records = [r for _, r in pairs]
     first_training = first.card.get("training") or {}
+    config = first_training.get("config") or {}
     card["training"] = {
         "ensemble": (f"mean probability of {len(records)} members trained alike on the same images and split, "
                      f"seeds {', '.join(str(r['seed']) for r in records)}"),
@@ -102,8 +103,7 @@ def build_ensemble(members: Sequence[str | Path], out: str | Path, *, name: str 
                            f"{first.card.get('data', {}).get('split_seed', 0)} --out DIR"
                            + (f" --refit --epochs {records[0]['epochs_run']}" if first_training.get("refit")
                               else "")
-                           + (f" --init-from {(first_training.get('config') or {})['init_from']}"
-                              if (first_training.get("config") or {}).get("init_from") else "")
+                           + (f" --init-from {config['init_from']}" if config.get("init_from") else "")
                            + "`, then `scripts/train_biometry.py ensemble DIR DIR ... --out BUNDLE`"),
     }
     if first.card.get("metrics"):

@@ -373,12 +373,13 @@ def start_from_bundle(model: EllipseUNet, bundle: str | Path) -> str:
     from fetalscope.biometry.segbundle import load_seg_bundle
 
     start = load_seg_bundle(bundle)
-    source = start.model.members[0] if isinstance(start.model, EllipseUNetEnsemble) else start.model
+    ensemble = isinstance(start.model, EllipseUNetEnsemble)
+    source = start.model.members[0] if ensemble else start.model
     theirs, ours = source.arch_config(), model.arch_config()
     for key in ("encoder", "decoder_channels"):
         if theirs.get(key) != ours.get(key):
             raise DataError(f"cannot start from {bundle}: its {key} is {theirs.get(key)}, this model's {ours.get(key)}")
-    which = "its first network" if isinstance(start.model, EllipseUNetEnsemble) else "its network"
+    which = "its first network" if ensemble else "its network"
     if list(source.structures) == list(model.structures):
         model.load_state_dict(source.state_dict())
         return f"initialised from {bundle} ({which})"
