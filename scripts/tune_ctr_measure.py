@@ -396,7 +396,8 @@ def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
                            ("Image view alone", CURRENT)):
         rows = by_view[variant] = {n: score(meta, variant) for n, meta in zip(names, metas, strict=True)}
         ref = rows[names[0]]["references"]
-        const_mae = float(np.abs(np.array([ref[fold != k].mean() for k in fold]) - ref).mean())
+        constant = np.array([ref[fold != k].mean() for k in fold])  # each image's fold's training-mean CTR
+        const_mae = float(np.abs(constant - ref).mean())
         lines += ["", f"## {title}", "", *_networks_table(rows, const_mae), "",
                   f"Constant predictor (each fold's training-mean CTR): MAE {const_mae:.4f}."]
         f = rows[names[0]]
@@ -410,7 +411,7 @@ def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
                           f"{r['iou_thorax'] - f['iou_thorax']:+.3f} ({iou['thorax'][0]:+.3f} to "
                           f"{iou['thorax'][1]:+.3f})."]
     for meta, n in zip(metas, names, strict=True):
-        lines += ["", *_by_focus_folder(meta, by_view["image + all crops"][n], n)]
+        lines += ["", *_by_focus_folder(meta, by_view["image + all crops"][n], n, constant)]
         lines += ["", *_error_by_ellipse(by_view["image + all crops"][n], n)]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
@@ -466,18 +467,22 @@ def outline_report(fold_sets: list[list[str]], out: Path) -> None:
     write_report(out, lines)
 
 
-def _by_focus_folder(meta: list[dict], scored: dict, name: str) -> list[str]:
+def _by_focus_folder(meta: list[dict], scored: dict, name: str, constant: np.ndarray) -> list[str]:
     """A recipe's shipped measurement by the FOCUS folder an image came from (its ``focus_split``:
-    FOCUS's own training and validation folders, possibly annotated apart): reference mean and the model's bias."""
+    FOCUS's own training and validation folders, possibly annotated apart): reference mean, the model's bias, and
+    its MAE against that of the constant predictor ``constant`` (per image) on the same images."""
     from fetalscope.data.focus import load_focus
 
     folder = {s.path.name: s.meta.get("focus_split", "?") for s in load_focus(with_masks=False)}
     which = np.array([folder.get(m["name"], "?") for m in meta])
     lines = [f"## By FOCUS folder (out of fold: {name}, image + crops)", "",
-             "| FOCUS folder | images | reference CTR mean | CTR MAE | bias |", "| --- | --- | --- | --- | --- |"]
+             "| FOCUS folder | images | reference CTR mean | CTR MAE | constant predictor's MAE | x constant | bias |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for f in sorted(set(which)):
         e, ref = scored["errors"][which == f], scored["references"][which == f]
-        lines.append(f"| {f} | {len(e)} | {ref.mean():.4f} | {np.abs(e).mean():.4f} | {e.mean():+.4f} |")
+        const_mae = float(np.abs(constant[which == f] - ref).mean())
+        lines.append(f"| {f} | {len(e)} | {ref.mean():.4f} | {np.abs(e).mean():.4f} | {const_mae:.4f} | "
+                     f"{np.abs(e).mean() / const_mae:.2f} | {e.mean():+.4f} |")
     return lines
 
 

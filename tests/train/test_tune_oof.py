@@ -333,3 +333,6 @@ def test_recipes_report_pairs_each_recipe_ious_and_breaks_down_every_recipe(tune
         assert f"## By FOCUS folder (out of fold: {recipe}, image + crops)" in text
         assert f"## Which ellipse carries the error (out of fold: {recipe}, image + crops)" in text
     assert "| training | 2 |" in text and "| validation | 2 |" in text
+    row = next(x for x in text.splitlines() if x.startswith("| training | 2 |")).split(" | ")
+    model_mae, const_mae, ratio = float(row[3]), float(row[4]), float(row[5])
+    assert const_mae > 0 and ratio == pytest.approx(model_mae / const_mae, abs=0.02)  # both rounded in the table
