@@ -384,6 +384,9 @@ def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
     metas = [sorted(load_cached_folds(folds), key=lambda m: m["name"]) for folds in fold_sets]
     names = recipe_names(metas, fold_sets, "images")
     fold = np.array([m["fold"] for m in metas[0]])
+    ref = _reference_ctrs(metas[0])
+    constant = np.array([ref[fold != k].mean() for k in fold])  # each image's fold's training-mean CTR
+    const_mae = float(np.abs(constant - ref).mean())
     by_view: dict[str, dict[str, dict]] = {}
     lines = ["# Training recipes compared out of fold (focus-ctr)", "",
              "Written by `scripts/tune_ctr_measure.py recipes`. Each recipe's 5-fold cross-validation "
@@ -395,9 +398,6 @@ def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
     for title, variant in (("The shipped measurement (image + crops 0.1, 0.2, 0.35)", "image + all crops"),
                            ("Image view alone", CURRENT)):
         rows = by_view[variant] = {n: score(meta, variant) for n, meta in zip(names, metas, strict=True)}
-        ref = rows[names[0]]["references"]
-        constant = np.array([ref[fold != k].mean() for k in fold])  # each image's fold's training-mean CTR
-        const_mae = float(np.abs(constant - ref).mean())
         lines += ["", f"## {title}", "", *_networks_table(rows, const_mae), "",
                   f"Constant predictor (each fold's training-mean CTR): MAE {const_mae:.4f}."]
         f = rows[names[0]]
