@@ -12,6 +12,8 @@
     python scripts/tune_ctr_measure.py interval --folds runs/ctr-cv0 ... [--adopt]  # CTR interval, out of fold
     python scripts/tune_ctr_measure.py outline --folds runs/ctr-cv0 ... --folds runs/ctr-cv0-s1 ... \
         [--out docs/ctr_oof_outline.md]   # sharp-outline and fitter options of the ellipse step, out of fold
+    python scripts/tune_ctr_measure.py correction --folds runs/ctr-cv0 ... --folds runs/ctr-cv0-s1 ... \
+        [--out docs/ctr_oof_correction.md]   # a correction of the measured CTR, fitted out of fold
 
 The cache (``/tmp/fetalscope-ctr-tune/<bundle>``) holds per image the flip-averaged heart and thorax probability
 maps of the whole image and of crops around the thorax ellipse (margins 0.1, 0.2, 0.35) with the crop
@@ -31,6 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_folds import (  # noqa: E402
+    apply_correction,
+    cross_fitted_correction,
+    fit_correction,
     need_fold_sets,
     need_one_fold_set,
     opencv_fitter,
@@ -525,6 +530,87 @@ def _networks_table(rows: dict[str, dict], const_mae: float) -> list[str]:
               f"{r['iou_thorax']:.3f} |" for name, r in rows.items())]
 
 
+# ---- a correction of the measured CTR (offset or linear), fitted out of fold -----------------------------------
+CTR_CORRECTIONS = {"none": "no correction (shipped)",
+                   "offset": "CTR + (mean reference - mean prediction)",
+                   "linear": "a + b CTR, least squares of the reference on the prediction"}
+CORRECTION_GAIN, CORRECTION_CONFIRM, CORRECTION_VAL_SLACK = 0.0005, 0.0003, 0.0003
+
+
+def correction_report(fold_sets: list[list[str]], bundle: str, out: Path) -> bool:
+    """Rule C1 (written before its numbers, also in the output): each candidate of :data:`CTR_CORRECTIONS` is
+    cross-fitted (each fold corrected by the fit on the other folds' out-of-fold CTRs, the shipped views). The
+    better of offset and linear goes to validation only if it lowers the first cross-validation's CTR MAE by
+    >= :data:`CORRECTION_GAIN` with the paired 95% interval below 0 and the second's (a replication) by
+    >= :data:`CORRECTION_CONFIRM`; there, fitted on every out-of-fold image of the first, it is applied to
+    ``bundle``'s validation CTRs once and passes if their MAE is at most the card's + :data:`CORRECTION_VAL_SLACK`.
+    Returns whether it passed; nothing is written into the card here."""
+    metas = [sorted(load_cached_folds(folds), key=lambda m: m["name"]) for folds in fold_sets]
+    names = recipe_names(metas, fold_sets, "images")
+    lines = ["# A correction of the measured CTR, fitted out of fold (focus-ctr)", "",
+             "Written by `scripts/tune_ctr_measure.py correction`. Each cross-validation "
+             "(`scripts/train_biometry.py train cardiothoracic --cv-fold K 5 --split-seed 0 ...`) predicts each of "
+             f"the {len(metas[0])} train and early-stop images with a network that never trained on it, measured as "
+             "shipped (image + crops). Each correction is cross-fitted: the images of fold k are corrected by the "
+             "line fitted on the other folds' images. Differences are paired over images against no correction "
+             "(95% bootstrap interval).", "",
+             f"Rule C1 (written before these numbers): the better of `offset` and `linear` (lower MAE on "
+             f"{names[0]}) goes to validation only if it lowers {names[0]}'s CTR MAE by >= {CORRECTION_GAIN} with "
+             "the interval of the difference below 0"
+             + (f", and {names[1]}'s by >= {CORRECTION_CONFIRM} (a replication)" if len(names) > 1 else "")
+             + "; there, fitted on every out-of-fold image of the first cross-validation, it is applied once to "
+             f"the validation CTRs of `{Path(bundle).name}` and passes if their MAE is at most the card's + "
+             f"{CORRECTION_VAL_SLACK}."]
+    gains: list[dict[str, float]] = []
+    first_fit: tuple[np.ndarray, np.ndarray] | None = None
+    for meta, name in zip(metas, names, strict=True):
+        scored = score(meta, SHIPPED_VARIANT)
+        ref, fold = scored["references"], np.array([m["fold"] for m in meta])
+        pred = ref + scored["errors"]
+        first_fit = first_fit or (pred, ref)
+        constant = np.array([ref[fold != k].mean() for k in fold])
+        const_mae = float(np.abs(constant - ref).mean())
+        corrected = {k: cross_fitted_correction(k, pred, ref, fold) for k in CTR_CORRECTIONS}
+        base = np.abs(pred - ref)
+        lines += ["", f"## {name}", "",
+                  "| correction | CTR MAE | x constant | bias | difference to none (95% interval) |",
+                  "| --- | --- | --- | --- | --- |"]
+        gains.append({})
+        for k, c in corrected.items():
+            err = np.abs(c - ref)
+            lo, hi = paired_bootstrap(err, base)
+            gains[-1][k] = float(base.mean() - err.mean())
+            gains[-1][f"{k}_hi"] = hi
+            lines.append(f"| {k}: {CTR_CORRECTIONS[k]} | {err.mean():.4f} | {err.mean() / const_mae:.2f} | "
+                         f"{(c - ref).mean():+.4f} | {err.mean() - base.mean():+.4f} ({lo:+.4f} to {hi:+.4f}) |")
+        a, b = fit_correction("linear", pred, ref)
+        lines += ["", f"Linear fit on all {len(ref)} images: reference = {-a:+.4f} + {1 - b:.3f} x prediction "
+                      f"(slope 1 would mean no shrinkage); constant predictor MAE {const_mae:.4f}."]
+        for k in ("offset", "linear"):
+            lines += ["", *_by_focus_folder(meta, {"errors": corrected[k] - ref, "references": ref},
+                                            f"{name}, {k} correction", constant)]
+    best = min(("offset", "linear"), key=lambda k: -gains[0][k])
+    passes = gains[0][best] >= CORRECTION_GAIN and gains[0][f"{best}_hi"] < 0 and \
+        all(g[best] >= CORRECTION_CONFIRM for g in gains[1:])
+    lines += ["", "## Decision", "",
+              f"Better candidate: `{best}`, gain {gains[0][best]:+.4f} on {names[0]}"
+              + "".join(f", {g[best]:+.4f} on {n}" for g, n in zip(gains[1:], names[1:], strict=True))
+              + f": {'goes to validation' if passes else 'does not go to validation (rule C1)'}."]
+    if passes:
+        card = json.loads((Path(bundle) / "card.json").read_text())
+        shipped = float(card["metrics"]["ctr_circumference_mae"]["value"])
+        val = score(load("validation", bundle), SHIPPED_VARIANT)
+        val_ref = val["references"]
+        fixed = apply_correction(best, fit_correction(best, *first_fit), val_ref + val["errors"])
+        mae = float(np.abs(fixed - val_ref).mean())
+        passes = mae <= shipped + CORRECTION_VAL_SLACK
+        lines += ["", f"Validation ({len(val_ref)} images, scored once): CTR MAE {val['mae']:.4f} as shipped (card: "
+                      f"{shipped:.4f}), {mae:.4f} corrected: {'passes' if passes else 'fails'} (bar "
+                      f"{shipped + CORRECTION_VAL_SLACK:.4f})."]
+    write_report(out, lines)
+    return passes
+
+
 def load_cached_folds(folds: list[str]) -> list[dict]:
     """The cached held-out images of one cross-validation's fold models, in fold order, each with its ``fold``
     index; an image held out by two of them is refused."""
@@ -644,17 +730,20 @@ def interval_report(folds: list[str], bundle: str, out: Path, adopt: bool = Fals
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["cache", "report", "oof", "seeds", "recipes", "interval", "outline"])
+    p.add_argument("command", choices=["cache", "report", "oof", "seeds", "recipes", "interval", "outline",
+                                       "correction"])
     p.add_argument("--folds", nargs="+", action="append", default=[],
                    help="oof: the cross-validation models' bundle folders; seeds: repeat once per seed; "
                         "recipes: repeat once per recipe, the shipped recipe first; outline: repeat once per "
-                        "cross-validation, the one that chooses first")
+                        "cross-validation, the one that chooses first; correction: repeat once per "
+                        "cross-validation, the one that decides first")
     p.add_argument("--pipeline", nargs="+", action="append", default=[],
                    help="seeds: one seed's fold bundle folders (repeat per seed) to also run the whole measurement "
                         "by their mean")
     p.add_argument("--out", type=Path, default=None,
                    help="report file (default docs/ctr_postprocessing.md, docs/ctr_oof.md, docs/ctr_oof_seeds.md, "
-                        "docs/ctr_oof_recipes.md, docs/ctr_interval.md, docs/ctr_oof_outline.md)")
+                        "docs/ctr_oof_recipes.md, docs/ctr_interval.md, docs/ctr_oof_outline.md, "
+                        "docs/ctr_oof_correction.md)")
     p.add_argument("--adopt", action="store_true", help="interval: write the chosen rule into the bundle's card "
                    "when its validation coverage passes")
     p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
@@ -677,6 +766,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "outline":
         outline_report(need_fold_sets(p, args.folds, "outline", "cross-validation"),
                        args.out or Path("docs/ctr_oof_outline.md"))
+        return 0
+    if args.command == "correction":
+        correction_report(need_fold_sets(p, args.folds, "correction", "cross-validation"), args.bundle,
+                          args.out or Path("docs/ctr_oof_correction.md"))
         return 0
     if args.command == "recipes":
         recipes_report(need_fold_sets(p, args.folds, "recipes", "recipe"), args.out or Path("docs/ctr_oof_recipes.md"))

@@ -1,6 +1,7 @@
 """Out-of-fold pooling shared by the post-processing tuners (tune_head_measure.py, tune_ctr_measure.py): the
 cached held-out images of a cross-validation's fold models become one list, each tagged with its fold; a fold
-set's training recipe in a few words; the paired bootstrap both tuners compare recipes with."""
+set's training recipe in a few words; the paired bootstrap both tuners compare recipes with; a measurement's
+correction (HC or CTR) fitted on other folds."""
 
 from __future__ import annotations
 
@@ -105,3 +106,40 @@ def recipe_names(metas: list[list[dict]], sets: list[list[str]], what: str) -> l
     if len(set(names)) != len(names):
         raise SystemExit(f"two --folds sets have the same recipe: {names}")
     return names
+
+
+def fit_correction(kind: str, pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Parameters of correction ``kind`` of predictions ``pred`` fitted against references ``ref``: ``none``;
+    ``scale``, x (1 - mean relative difference); ``offset``, + (mean reference - mean prediction); ``linear``,
+    x - (a + b x) with a and b by least squares on the difference (the regression of reference on prediction)."""
+    if kind == "none":
+        return np.zeros(0)
+    if kind == "scale":
+        return np.array([float(np.mean((pred - ref) / pred))])
+    if kind == "offset":
+        return np.array([float(np.mean(ref - pred))])
+    if kind != "linear":
+        raise ValueError(f"unknown correction {kind!r}: none, scale, offset or linear")
+    if np.ptp(pred) == 0:  # one value predicted: no slope to fit, the line is the offset
+        return np.array([float(np.mean(pred - ref)), 0.0])
+    slope, intercept = np.polyfit(pred, pred - ref, 1)
+    return np.array([intercept, slope])
+
+
+def apply_correction(kind: str, params: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    if kind == "none":
+        return pred
+    if kind == "scale":
+        return pred * (1.0 - params[0])
+    if kind == "offset":
+        return pred + params[0]
+    return pred - (params[0] + params[1] * pred)
+
+
+def cross_fitted_correction(kind: str, pred: np.ndarray, ref: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Corrected ``pred`` where each fold's correction is fitted on the other folds only."""
+    out = pred.copy()
+    for k in np.unique(fold):
+        sel = fold == k
+        out[sel] = apply_correction(kind, fit_correction(kind, pred[~sel], ref[~sel]), pred[sel])
+    return out

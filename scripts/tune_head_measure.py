@@ -29,6 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_folds import (  # noqa: E402
+    apply_correction,
+    cross_fitted_correction,
+    fit_correction,
     need_fold_sets,
     need_one_fold_set,
     opencv_fitter,
@@ -282,33 +285,6 @@ def load_oof(folds: list[str]) -> list[dict]:
     return pool_folds([load(folder, "fold") for folder in folds])
 
 
-def fit_correction(kind: str, pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Parameters of HC correction ``kind`` fitted on predictions ``pred`` against references ``ref`` (mm)."""
-    if kind == "none":
-        return np.zeros(0)
-    if kind == "scale":
-        return np.array([float(np.mean((pred - ref) / pred))])
-    slope, intercept = np.polyfit(pred, pred - ref, 1)
-    return np.array([intercept, slope])
-
-
-def apply_correction(kind: str, params: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    if kind == "none":
-        return pred
-    if kind == "scale":
-        return pred * (1.0 - params[0])
-    return pred - (params[0] + params[1] * pred)
-
-
-def cross_fitted(kind: str, pred: np.ndarray, ref: np.ndarray, fold: np.ndarray) -> np.ndarray:
-    """Corrected ``pred`` where each fold's correction is fitted on the other folds only."""
-    out = pred.copy()
-    for k in np.unique(fold):
-        sel = fold == k
-        out[sel] = apply_correction(kind, fit_correction(kind, pred[~sel], ref[~sel]), pred[sel])
-    return out
-
-
 def _row(label: str, diff: np.ndarray, ref: np.ndarray) -> str:
     r = by_size(diff, ref)
     return f"| {label} | " + " | ".join(f"{r[k][0]:.3f} ({r[k][1]:+.2f})" if r[k][2] else "n/a"
@@ -427,7 +403,7 @@ def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], vi
                      if gain >= FITTER_MIN_GAIN_MM else f"below the {FITTER_MIN_GAIN_MM} mm bar, so not a candidate.")),
                  ""]
     # family 2: an HC correction on the shipped setting, fitted out of fold
-    corrected = {kind: cross_fitted(kind, base_o, ref_o, fold) for kind in CORRECTIONS}
+    corrected = {kind: cross_fitted_correction(kind, base_o, ref_o, fold) for kind in CORRECTIONS}
     best = min(corrected, key=lambda k: np.abs(corrected[k] - ref_o).mean())
     text += ["## HC correction", "", "Out of fold, each fold corrected by the fit on the other folds (the choice is "
              "made here):", "", header, rule,
@@ -437,7 +413,7 @@ def oof_report(folds: list[str], bundle: str, out: Path, levels: list[float], vi
     # the final candidate: the best out of fold of the shipped setting, each family's choice and both together
     candidates = {SHIPPED + ("none",): base_o, chosen + ("none",): preds[chosen],
                   SHIPPED + (best,): corrected[best],
-                  chosen + (best,): cross_fitted(best, preds[chosen], ref_o, fold)}
+                  chosen + (best,): cross_fitted_correction(best, preds[chosen], ref_o, fold)}
     final = min(candidates, key=lambda k: np.abs(candidates[k] - ref_o).mean())
     text += ["## Final candidate", "", "Out of fold:", "", header, rule,
              *(_row(_label(k), p - ref_o, ref_o) for k, p in candidates.items()), "",

@@ -36,25 +36,37 @@ def folds():
     return _script("tune_folds")
 
 
-def test_corrections_remove_the_bias_they_were_fitted_on(tune):
+def test_corrections_remove_the_bias_they_were_fitted_on(folds):
     rng = np.random.default_rng(0)
     ref = rng.uniform(60, 340, 400)
     pred = ref * 0.98 - 0.5 + rng.normal(0, 0.3, ref.size)  # 2% and 0.5 mm too small
-    for kind in ("scale", "linear"):
-        params = tune.fit_correction(kind, pred, ref)
-        fixed = tune.apply_correction(kind, params, pred)
+    for kind in ("scale", "offset", "linear"):
+        params = folds.fit_correction(kind, pred, ref)
+        fixed = folds.apply_correction(kind, params, pred)
         assert abs(np.mean(fixed - ref)) < 0.2 < 4.0 < abs(np.mean(pred - ref))
-    lin = tune.apply_correction("linear", tune.fit_correction("linear", pred, ref), pred)
+    lin = folds.apply_correction("linear", folds.fit_correction("linear", pred, ref), pred)
     assert np.abs(lin - ref).mean() < 0.35  # only the noise is left
-    assert np.array_equal(tune.apply_correction("none", tune.fit_correction("none", pred, ref), pred), pred)
+    assert np.array_equal(folds.apply_correction("none", folds.fit_correction("none", pred, ref), pred), pred)
+    with pytest.raises(ValueError, match="unknown correction"):
+        folds.fit_correction("quadratic", pred, ref)
 
 
-def test_cross_fitting_never_uses_the_fold_it_corrects(tune):
+def test_a_linear_correction_shrinks_noisy_predictions_towards_the_mean(folds):
+    rng = np.random.default_rng(1)
+    ref = rng.normal(0.5, 0.035, 2000)
+    pred = ref + rng.normal(0, 0.035, ref.size)  # as noisy as the spread: the best line has slope ~0.5
+    a, b = folds.fit_correction("linear", pred, ref)
+    assert 0.4 < 1 - b < 0.6  # x - (a + b x) = -a + (1 - b) x
+    fixed = folds.apply_correction("linear", np.array([a, b]), pred)
+    assert np.abs(fixed - ref).mean() < 0.85 * np.abs(pred - ref).mean()
+
+
+def test_cross_fitting_never_uses_the_fold_it_corrects(folds):
     ref = np.full(20, 100.0)
     pred = ref.copy()
     pred[:10] += 10.0  # fold 0 is 10 mm too large, fold 1 exact
     fold = np.repeat([0, 1], 10)
-    fixed = tune.cross_fitted("scale", pred, ref, fold)
+    fixed = folds.cross_fitted_correction("scale", pred, ref, fold)
     # fold 0 is corrected by fold 1's fit (no bias: unchanged) and fold 1 by fold 0's (shrunk by ~9%)
     assert np.allclose(fixed[:10], pred[:10])
     assert np.allclose(fixed[10:], 100.0 * (1 - 10 / 110))
@@ -336,3 +348,51 @@ def test_recipes_report_pairs_each_recipe_ious_and_breaks_down_every_recipe(tune
     row = next(x for x in text.splitlines() if x.startswith("| training | 2 |")).split(" | ")
     model_mae, const_mae, ratio = float(row[3]), float(row[4]), float(row[5])
     assert const_mae > 0 and ratio == pytest.approx(model_mae / const_mae, abs=0.02)  # both rounded in the table
+
+
+def test_a_ctr_correction_goes_to_validation_only_when_both_cross_validations_gain(tune_ctr, tmp_path, monkeypatch):
+    import types
+
+    import fetalscope.data.focus as focus
+
+    names = [f"{c}.png" for c in "abcdefghij"]
+    sets = {"fuzzy-s0": True, "fuzzy-s1": True, "clean-s2": False}
+
+    def cached(folds: list[str]) -> list[dict]:
+        """The fuzzy sets measure every heart too large; the clean set measures right on average (each fold's
+        reference thoraxes 1 px wider and narrower in turn), so no offset or line helps it."""
+        if sets[Path(folds[0]).name]:
+            return [_varied(_ctr_cached(n, True), i) for i, n in enumerate(names)]
+        return [{**_varied(_ctr_cached(n, False), 1 if i % 2 else -1), "fold": (i // 2) % 2}
+                for i, n in enumerate(names)]
+
+    monkeypatch.setattr(tune_ctr, "load_cached_folds", cached)
+    monkeypatch.setattr(focus, "load_focus", lambda with_masks=False: [
+        types.SimpleNamespace(path=Path(n), meta={"focus_split": "training"}) for n in names])
+    folders = {}
+    for i, name in enumerate(sets):
+        (tmp_path / name).mkdir()
+        config = {"encoder": "efficientnet_lite0", "input_size": [160, 240], "seed": i}
+        (tmp_path / name / "card.json").write_text(json.dumps({"training": {"config": config}}))
+        folders[name] = [str(tmp_path / name)]
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "card.json").write_text(json.dumps({"metrics": {"ctr_circumference_mae": {"value": 0.05}}}))
+    seen: list[str] = []
+
+    def validation(split: str, folder: str) -> list[dict]:
+        seen.append(split)
+        return [_varied(_ctr_cached(n, True), i) for i, n in enumerate(names[:4])]
+
+    monkeypatch.setattr(tune_ctr, "load", validation)
+    out = tmp_path / "correction.md"
+    # the fuzzy heart is measured too large on every image: an offset fitted on the other fold removes it
+    assert tune_ctr.correction_report([folders["fuzzy-s0"], folders["fuzzy-s1"]], str(bundle), out)
+    text = out.read_text()
+    assert "goes to validation" in text and "passes" in text and seen == ["validation"]
+    offset = next(x for x in text.splitlines() if x.startswith("| offset"))
+    assert float(offset.split(" | ")[4].split(" ")[0]) < -0.005
+    # the replication has no bias to remove, so nothing goes to validation and validation is not read
+    seen.clear()
+    assert not tune_ctr.correction_report([folders["fuzzy-s0"], folders["clean-s2"]], str(bundle), out)
+    assert "does not go to validation (rule C1)" in out.read_text() and seen == []
