@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep the average of the weights (and BatchNorm statistics) at the end of the last K "
                          "epochs instead of the last epoch's (stochastic weight averaging; with --refit or "
                          "--cv-fold)")
+    tr.add_argument("--pixel-size-weight", type=float, default=None, metavar="P",
+                    help="weigh each training image's loss by (pixel size / mean pixel size) ** P: P = 1 weighs an "
+                         "outline pixel by what it costs in mm (default 0, every image alike)")
     tr.add_argument("--init-from", type=Path, default=None,
                     help="start from this segmentation bundle's weights (an ensemble's first network; a bundle of "
                          "other structures, e.g. hc18-head for cardiothoracic, gives all but the output layer)")
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                                    circumference_weight=args.circumference_weight,
                                    scale_range=tuple(args.scale_range) if args.scale_range else None,
                                    average_last=args.average_last,
+                                   pixel_size_weight=args.pixel_size_weight,
                                    cv_fold=tuple(args.cv_fold) if args.cv_fold else None,
                                    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
         if args.prepare_only:

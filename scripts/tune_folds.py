@@ -44,7 +44,7 @@ def write_card_inference(bundle: str | Path, key: str, value: dict[str, Any]) ->
 
 def recipe_name(card: dict) -> str:
     """A fold set's recipe in a few words, from its card: encoder, input size, extra loss terms, augmentation
-    zoom, weight averaging, the bundle it started from (``--init-from``) and seed."""
+    zoom, weight averaging, pixel-size weighting, the bundle it started from (``--init-from``) and seed."""
     from fetalscope.train.segmenter.trainer import DEFAULT_SCALE_RANGE
 
     cfg = card["training"]["config"]
@@ -56,7 +56,9 @@ def recipe_name(card: dict) -> str:
     zoom = f", zoom {scales[0]:g}-{scales[1]:g}" if scales != DEFAULT_SCALE_RANGE else ""
     averaged = f", mean of the last {cfg['average_last']} epochs" if (cfg.get("average_last") or 0) > 1 else ""
     start = f", started from {Path(cfg['init_from']).name}" if cfg.get("init_from") else ""
-    return f"{cfg.get('encoder', 'efficientnet_lite0')}, {h}x{w}{losses}{zoom}{averaged}{start}, seed {cfg['seed']}"
+    weighted = f", pixel-size weight {cfg['pixel_size_weight']:g}" if cfg.get("pixel_size_weight") else ""
+    return (f"{cfg.get('encoder', 'efficientnet_lite0')}, {h}x{w}{losses}{zoom}{averaged}{weighted}{start}, "
+            f"seed {cfg['seed']}")
 
 
 def opencv_fitter(function_name: str):

@@ -98,3 +98,16 @@ def test_members_started_from_a_bundle_say_so_in_the_card_and_the_rebuild_comman
     assert f"--init-from {members[0]}" in load_seg_bundle(out).card["training"]["how_to_rebuild"]
     plain = build_ensemble(members, tmp_path / "plain", log=lambda m: None)
     assert "--init-from" not in load_seg_bundle(plain).card["training"]["how_to_rebuild"]
+
+
+def test_the_rebuild_command_names_every_flag_that_differs_from_the_recipe():
+    from fetalscope.train.segmenter.ensemble import recipe_flags
+
+    shipped = {"encoder": "efficientnet_lite0", "input_size": [160, 240], "scale_range": [0.9, 1.1],
+               "boundary_weight": 0.0, "average_last": 0, "pixel_size_weight": 0.0, "init_from": None}
+    assert recipe_flags(shipped, "head") == ""
+    changed = {**shipped, "encoder": "efficientnet_lite2", "input_size": [256, 384], "scale_range": [0.9, 1.3],
+               "circumference_weight": 2.0, "average_last": 3, "pixel_size_weight": 1.0, "init_from": "b/hc18-head"}
+    assert recipe_flags(changed, "cardiothoracic") == (
+        " --encoder efficientnet_lite2 --input-size 256 384 --circumference-weight 2 --pixel-size-weight 1"
+        " --scale-range 0.9 1.3 --average-last 3 --init-from b/hc18-head")

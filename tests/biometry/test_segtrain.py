@@ -18,6 +18,7 @@ from fetalscope.train.segmenter.trainer import (
     circumference_loss,
     dice_bce_loss,
     moment_circumferences,
+    pixel_size_weights,
     prepare_arrays,
     prepare_sample,
     prepared_cache_file,
@@ -83,7 +84,50 @@ def test_circumference_loss_counts_a_too_small_outline_and_ignores_absent_target
     assert small.grad is not None and float(small.grad.abs().sum()) > 0
 
 
-@pytest.mark.parametrize("field", ["boundary_weight", "circumference_weight"])
+def test_sample_weights_scale_each_image_loss():
+    torch.manual_seed(0)
+    target = torch.zeros(3, 1, 16, 16)
+    target[..., 4:12, 4:12] = 1
+    logits = torch.randn(3, 1, 16, 16)
+    for bw in (0.0, 4.0):
+        plain = dice_bce_loss(logits, target, boundary_weight=bw)
+        assert torch.isclose(dice_bce_loss(logits, target, boundary_weight=bw, sample_weight=torch.ones(3)), plain)
+        alone = dice_bce_loss(logits[:1], target[:1], boundary_weight=bw, sample_weight=torch.ones(1))
+        # only the first image counts, three times over, in a mean over three images: its own loss
+        only_first = dice_bce_loss(logits, target, boundary_weight=bw, sample_weight=torch.tensor([3.0, 0.0, 0.0]))
+        assert torch.isclose(only_first, alone, rtol=1e-5)
+
+
+def test_pixel_size_weights_follow_what_a_pixel_costs_in_mm(synthetic_heads):
+    from dataclasses import replace
+
+    sizes = [0.1, 0.2, 0.3]
+    samples = [replace(s, meta={"pixel_size_mm": px}) for s, px in zip(synthetic_heads, sizes, strict=False)]
+    assert np.allclose(pixel_size_weights(samples, 1.0), [0.5, 1.0, 1.5])
+    assert np.allclose(pixel_size_weights(samples, 0.0), 1.0)
+    assert np.allclose(pixel_size_weights(samples, 2.0), [0.25, 1.0, 2.25])
+    unmeasured = [*samples, replace(synthetic_heads[3], meta={})]
+    with pytest.raises(DataError, match="pixel size; 1 have none"):
+        pixel_size_weights(unmeasured, 1.0)
+
+
+def test_a_pixel_size_weighted_training_run_weighs_its_images(synthetic_heads):
+    from dataclasses import replace
+
+    heads = [replace(s, meta={"pixel_size_mm": 0.1 + 0.05 * i}) for i, s in enumerate(synthetic_heads)]
+    base = dict(structures=("head",), input_size=(48, 72), pretrained=False, epochs=1, batch_size=5, lr=3e-3,
+                min_epochs=1, threads=1, seed=0, augment=False)
+    plain = train_segmenter(heads[:10], heads[10:], SegTrainConfig(**base), log=lambda _: None)
+    weighted = train_segmenter(heads[:10], heads[10:], SegTrainConfig(**base, pixel_size_weight=1.0),
+                               log=lambda _: None)
+    assert np.isfinite(weighted.history[0]["loss"]) and weighted.history[0]["loss"] != plain.history[0]["loss"]
+    assert weighted.config.to_dict()["pixel_size_weight"] == 1.0
+    with pytest.raises(DataError, match="pixel size"):
+        train_segmenter([replace(s, meta={}) for s in heads[:10]], heads[10:],
+                        SegTrainConfig(**base, pixel_size_weight=1.0), log=lambda _: None)
+
+
+@pytest.mark.parametrize("field", ["boundary_weight", "circumference_weight", "pixel_size_weight"])
 @pytest.mark.parametrize("weight", [-1.0, float("nan")])
 def test_a_negative_or_missing_loss_weight_is_refused_before_training(synthetic_heads, field, weight):
     from fetalscope.errors import BadInputError

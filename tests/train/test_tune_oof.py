@@ -159,6 +159,10 @@ def test_a_recipe_name_says_its_extra_loss_terms_zoom_averaging_and_start(folds)
         "efficientnet_lite0, 160x240, mean of the last 3 epochs, seed 1"
     assert folds.recipe_name({"training": {"config": {**config, "average_last": 1}}}) == \
         "efficientnet_lite0, 160x240, seed 1"  # one epoch's weights: no averaging
+    assert folds.recipe_name({"training": {"config": {**config, "pixel_size_weight": 1.0}}}) == \
+        "efficientnet_lite0, 160x240, pixel-size weight 1, seed 1"
+    assert folds.recipe_name({"training": {"config": {**config, "pixel_size_weight": 0.0}}}) == \
+        "efficientnet_lite0, 160x240, seed 1"
     started = {**config, "init_from": "src/fetalscope/models/bundled/hc18-head"}
     assert folds.recipe_name({"training": {"config": started}}) == \
         "efficientnet_lite0, 160x240, started from hc18-head, seed 1"

@@ -22,11 +22,34 @@ from typing import Any
 from fetalscope.biometry.segbundle import SegBundle, load_seg_bundle, save_seg_bundle
 from fetalscope.errors import BadInputError
 from fetalscope.models.segmentation import EllipseUNet, EllipseUNetEnsemble
-from fetalscope.train.segmenter.recipes import SPLITS_FILE
+from fetalscope.train.segmenter.recipes import SPLITS_FILE, recipe
+from fetalscope.train.segmenter.trainer import DEFAULT_SCALE_RANGE
 
 # card fields written by the evaluation (they describe one member, not the ensemble)
 _EVALUATION_FIELDS = ("metrics", "speed", "created", "software", "storage")
 
+
+
+def recipe_flags(config: dict[str, Any], measurement: str) -> str:
+    """The ``train_biometry.py train`` flags that give a member's training ``config`` where it differs from the
+    measurement's recipe (encoder, input size, loss terms, augmentation zoom, weight averaging, pixel-size
+    weighting, start bundle), each with a leading space; "" for the recipe as it is."""
+    base = recipe("head" if measurement == "head" else "cardiothoracic").config
+    flags = []
+    if config.get("encoder") not in (None, "efficientnet_lite0"):
+        flags.append(f"--encoder {config['encoder']}")
+    if config.get("input_size") and tuple(config["input_size"]) != tuple(base["input_size"]):
+        flags.append("--input-size {} {}".format(*config["input_size"]))
+    for key in ("boundary_weight", "circumference_weight", "pixel_size_weight"):
+        if config.get(key):
+            flags.append(f"--{key.replace('_', '-')} {config[key]:g}")
+    if config.get("scale_range") and tuple(config["scale_range"]) != DEFAULT_SCALE_RANGE:
+        flags.append("--scale-range {:g} {:g}".format(*config["scale_range"]))
+    if (config.get("average_last") or 0) > 1:
+        flags.append(f"--average-last {config['average_last']}")
+    if config.get("init_from"):
+        flags.append(f"--init-from {config['init_from']}")
+    return "".join(f" {f}" for f in flags)
 
 def _check_compatible(bundles: Sequence[SegBundle]) -> None:
     first = bundles[0]
@@ -103,7 +126,7 @@ def build_ensemble(members: Sequence[str | Path], out: str | Path, *, name: str 
                            f"{first.card.get('data', {}).get('split_seed', 0)} --out DIR"
                            + (f" --refit --epochs {records[0]['epochs_run']}" if first_training.get("refit")
                               else "")
-                           + (f" --init-from {config['init_from']}" if config.get("init_from") else "")
+                           + recipe_flags(config, first.measurement)
                            + "`, then `scripts/train_biometry.py ensemble DIR DIR ... --out BUNDLE`"),
     }
     if first.card.get("metrics"):

@@ -194,6 +194,7 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
                       circumference_weight: float | None = None,
                       scale_range: tuple[float, float] | None = None,
                       average_last: int | None = None,
+                      pixel_size_weight: float | None = None,
                       cv_fold: tuple[int, int] | None = None,
                       log: Callable[[str], None] = print) -> Path:
     """Train the bundle of measurement ``what`` ("head" | "cardiothoracic") and save it to ``out``
@@ -213,6 +214,8 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
     :data:`fetalscope.models.segmentation.ENCODERS`).
     ``average_last=k`` (with ``refit`` or ``cv_fold``) keeps the uniform average of the weights and BatchNorm
     statistics at the end of the last ``k`` epochs instead of the last epoch's (stochastic weight averaging).
+    ``pixel_size_weight=p`` weighs each training image's loss by (pixel size / mean pixel size) ** p
+    (:func:`~fetalscope.train.segmenter.trainer.pixel_size_weights`; the head's images carry their pixel size).
     ``cv_fold=(k, n)`` trains one model of an ``n``-fold cross-validation: the training and early-stopping
     splits together are divided into ``n`` folds of whole groups (:func:`~fetalscope.data.segsets.group_folds`,
     by ``split_seed``); fold ``k`` (0-based) is held out as split ``fold`` and the others are trained on for
@@ -264,6 +267,8 @@ def train_measurement(what: str, *, out: str | Path | None = None, samples: Sequ
         cfg_kw["scale_range"] = (float(scale_range[0]), float(scale_range[1]))
     if average_last is not None:
         cfg_kw["average_last"] = int(average_last)
+    if pixel_size_weight is not None:
+        cfg_kw["pixel_size_weight"] = float(pixel_size_weight)
     cfg = SegTrainConfig(structures=r.structures, batch_size=batch_size, threads=threads, max_minutes=max_minutes,
                          pretrained=pretrained, seed=seed, init_from=str(init_from) if init_from else None,
                          device=device, num_workers=num_workers, keep="last" if refit or cv_fold else "best",

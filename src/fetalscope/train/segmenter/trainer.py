@@ -78,6 +78,9 @@ class SegTrainConfig:
     # k > 1: keep the uniform average of the weights and BatchNorm statistics at the end of the last k epochs
     # (stochastic weight averaging, :class:`torch.optim.swa_utils.AveragedModel`); needs keep="last"
     average_last: int = 0
+    # p > 0: each training image's loss is weighted by (its pixel size / the training images' mean) ** p, so that
+    # an outline pixel weighs what it costs in millimetres (p = 1); needs every training image's pixel size
+    pixel_size_weight: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -168,11 +171,16 @@ def augment_pair(rgb: np.ndarray, targets: np.ndarray, rng: np.random.Generator,
 
 
 class SegArrayDataset(Dataset):
-    """Pre-resized (image, targets) pairs -> (normalised ``3 x h x w`` tensor, ``C x h x w`` targets)."""
+    """Pre-resized (image, targets) pairs -> (normalised ``3 x h x w`` tensor, ``C x h x w`` targets), and each
+    pair's loss weight as a third item when ``weights`` are given."""
 
     def __init__(self, arrays: list[tuple[np.ndarray, np.ndarray]], pre: PreprocessConfig,
                  augment: bool = False, seed: int = 0,
-                 scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE) -> None:
+                 scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE,
+                 weights: Sequence[float] | None = None) -> None:
+        if weights is not None and len(weights) != len(arrays):
+            raise ValueError(f"{len(weights)} weights for {len(arrays)} images")
+        self.weights = None if weights is None else torch.tensor(weights, dtype=torch.float32)
         self.arrays = arrays
         self.pre = pre
         self.augment = augment
@@ -183,12 +191,25 @@ class SegArrayDataset(Dataset):
     def __len__(self) -> int:
         return len(self.arrays)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         rgb, tgt = self.arrays[index]
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             rgb, tgt = augment_pair(rgb, tgt, rng, self.scale_range)
-        return normalise(rgb, self.pre), torch.from_numpy(np.ascontiguousarray(tgt, dtype=np.float32))
+        pair = (normalise(rgb, self.pre), torch.from_numpy(np.ascontiguousarray(tgt, dtype=np.float32)))
+        return pair if self.weights is None else (*pair, self.weights[index])
+
+
+def pixel_size_weights(samples: Sequence[SegSample], power: float) -> list[float]:
+    """Each sample's loss weight, (pixel size / the samples' mean pixel size) ** ``power`` (mean near 1). One
+    outline pixel of error costs ``pixel_size_mm`` millimetres, so ``power`` 1 weighs images by what an error
+    costs in mm. A sample without a positive pixel size is refused."""
+    missing = [s.path.name for s in samples if not float(s.meta.get("pixel_size_mm") or 0) > 0]
+    if missing:
+        raise DataError(f"pixel_size_weight needs every training image's pixel size; {len(missing)} have none "
+                        f"(e.g. {missing[0]})")
+    px = np.array([float(s.meta["pixel_size_mm"]) for s in samples])
+    return [float(w) for w in (px / px.mean()) ** power]
 
 
 # ---- loss and metrics -----------------------------------------------------------------------------
@@ -203,10 +224,18 @@ def boundary_band(targets: torch.Tensor, width: int = 2) -> torch.Tensor:
 
 
 def dice_bce_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0,
-                  boundary_weight: float = 0.0) -> torch.Tensor:
+                  boundary_weight: float = 0.0, sample_weight: torch.Tensor | None = None) -> torch.Tensor:
     """BCE (with logits) plus (1 - soft Dice), Dice per image and channel, averaged. ``boundary_weight``
     > 0 weighs the BCE of pixels near each target's outline (:func:`boundary_band`) by ``1 + boundary_weight``:
-    the ellipse is measured on its outline, which the bulk of the region barely constrains."""
+    the ellipse is measured on its outline, which the bulk of the region barely constrains. ``sample_weight``
+    (``N``) multiplies each image's BCE + Dice loss before the mean over images."""
+    if sample_weight is not None:
+        weight = 1.0 + boundary_weight * boundary_band(targets) if boundary_weight > 0 else torch.ones_like(targets)
+        bce = (F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * weight).mean(dim=(1, 2, 3))
+        bce = bce / weight.mean()
+        p = torch.sigmoid(logits)
+        dice = (2 * (p * targets).sum(dim=(2, 3)) + eps) / (p.sum(dim=(2, 3)) + targets.sum(dim=(2, 3)) + eps)
+        return (sample_weight * (bce + (1 - dice).mean(dim=1))).mean()
     if boundary_weight > 0:
         weight = 1.0 + boundary_weight * boundary_band(targets)
         bce = F.binary_cross_entropy_with_logits(logits, targets, weight=weight) / weight.mean()
@@ -339,6 +368,8 @@ def train_segmenter(train: Sequence[SegSample], early_stop: Sequence[SegSample],
         raise BadInputError(f"circumference_weight must be >= 0, got {cfg.circumference_weight}")
     if not 0 <= cfg.average_last <= cfg.epochs:
         raise BadInputError(f"average_last must be between 0 and epochs ({cfg.epochs}), got {cfg.average_last}")
+    if not cfg.pixel_size_weight >= 0:
+        raise BadInputError(f"pixel_size_weight must be >= 0, got {cfg.pixel_size_weight}")
     if cfg.average_last > 1 and cfg.keep != "last":
         raise BadInputError("average_last averages the last epochs' weights: it needs keep='last' (a refit or a "
                             "cross-validation fold), not the best early-stop epoch")
@@ -414,8 +445,9 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
     opt = torch.optim.AdamW([{"params": enc, "lr": cfg.lr * cfg.encoder_lr_mult},
                              {"params": dec, "lr": cfg.lr}], weight_decay=cfg.weight_decay)
     base_lrs = [g["lr"] for g in opt.param_groups]
+    weights = pixel_size_weights(train, cfg.pixel_size_weight) if cfg.pixel_size_weight > 0 else None
     train_ds = SegArrayDataset(train_arrays, pre, augment=cfg.augment, seed=cfg.seed,
-                               scale_range=tuple(cfg.scale_range))
+                               scale_range=tuple(cfg.scale_range), weights=weights)
     gen = torch.Generator().manual_seed(cfg.seed)
     train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size,
                           generator=gen, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
@@ -438,7 +470,9 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
         train_ds.epoch = epoch
         losses = []
         t_epoch = time.perf_counter()
-        for x, y in train_dl:
+        for batch in train_dl:
+            x, y = batch[0], batch[1]
+            w = batch[2].to(device) if len(batch) > 2 else None
             lr_scale = (step + 1) / warmup if step < warmup else \
                 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
             for g, base in zip(opt.param_groups, base_lrs, strict=True):
@@ -447,7 +481,7 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             logits = model(x)
-            loss = dice_bce_loss(logits, y, boundary_weight=cfg.boundary_weight)
+            loss = dice_bce_loss(logits, y, boundary_weight=cfg.boundary_weight, sample_weight=w)
             if cfg.circumference_weight > 0:
                 loss = loss + cfg.circumference_weight * circumference_loss(logits, y)
             opt.zero_grad(set_to_none=True)
