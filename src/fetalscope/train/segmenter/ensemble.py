@@ -23,11 +23,10 @@ from fetalscope.biometry.segbundle import SegBundle, load_seg_bundle, save_seg_b
 from fetalscope.errors import BadInputError
 from fetalscope.models.segmentation import EllipseUNet, EllipseUNetEnsemble
 from fetalscope.train.segmenter.recipes import SPLITS_FILE, recipe
-from fetalscope.train.segmenter.trainer import DEFAULT_SCALE_RANGE
+from fetalscope.train.segmenter.trainer import DEFAULT_SCALE_RANGE, SegTrainConfig
 
 # card fields written by the evaluation (they describe one member, not the ensemble)
 _EVALUATION_FIELDS = ("metrics", "speed", "created", "software", "storage")
-
 
 
 def recipe_flags(config: dict[str, Any], measurement: str) -> str:
@@ -36,7 +35,7 @@ def recipe_flags(config: dict[str, Any], measurement: str) -> str:
     weighting, start bundle), each with a leading space; "" for the recipe as it is."""
     base = recipe("head" if measurement == "head" else "cardiothoracic").config
     flags = []
-    if config.get("encoder") not in (None, "efficientnet_lite0"):
+    if config.get("encoder") not in (None, SegTrainConfig.encoder):
         flags.append(f"--encoder {config['encoder']}")
     if config.get("input_size") and tuple(config["input_size"]) != tuple(base["input_size"]):
         flags.append("--input-size {} {}".format(*config["input_size"]))
@@ -50,6 +49,7 @@ def recipe_flags(config: dict[str, Any], measurement: str) -> str:
     if config.get("init_from"):
         flags.append(f"--init-from {config['init_from']}")
     return "".join(f" {f}" for f in flags)
+
 
 def _check_compatible(bundles: Sequence[SegBundle]) -> None:
     first = bundles[0]

@@ -424,6 +424,8 @@ def start_from_bundle(model: EllipseUNet, bundle: str | Path) -> str:
 
 def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: SegTrainConfig,
            log: Callable[[str], None], cache: str | Path | None = None) -> SegTrainResult:
+    # refused before the images are prepared when a training image has no pixel size
+    weights = pixel_size_weights(train, cfg.pixel_size_weight) if cfg.pixel_size_weight > 0 else None
     pre = cfg.preprocess()
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
@@ -445,7 +447,6 @@ def _train(train: Sequence[SegSample], early_stop: Sequence[SegSample], cfg: Seg
     opt = torch.optim.AdamW([{"params": enc, "lr": cfg.lr * cfg.encoder_lr_mult},
                              {"params": dec, "lr": cfg.lr}], weight_decay=cfg.weight_decay)
     base_lrs = [g["lr"] for g in opt.param_groups]
-    weights = pixel_size_weights(train, cfg.pixel_size_weight) if cfg.pixel_size_weight > 0 else None
     train_ds = SegArrayDataset(train_arrays, pre, augment=cfg.augment, seed=cfg.seed,
                                scale_range=tuple(cfg.scale_range), weights=weights)
     gen = torch.Generator().manual_seed(cfg.seed)
