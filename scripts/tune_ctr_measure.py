@@ -238,11 +238,9 @@ def oof_report(folds: list[str], bundle: str, out: Path) -> None:
     allowed = [v for v in VARIANTS
                if sc[v]["mae"] <= cur["mae"] + 0.0005 and sc[v]["iou_heart"] >= cur["iou_heart"] - 0.002]
     chosen = max(allowed, key=lambda v: sc[v]["iou_thorax"])
-    # the constant predictor of each fold: the mean reference CTR of the images its model trained on
     fold = np.array([m["fold"] for m in oof])
     ref = cur["references"]
-    constant = np.array([ref[fold != k].mean() for k in fold])
-    const_mae = float(np.abs(constant - ref).mean())
+    constant, const_mae = fold_constant(ref, fold)
     text = ["# Heart and thorax ellipse post-processing chosen out of fold", "",
             "Written by `scripts/tune_ctr_measure.py oof`. The choice is made on the out-of-fold predictions of a "
             f"{len(folds)}-fold cross-validation over the train and early-stop images ({len(oof)} images; "
@@ -340,7 +338,7 @@ def seeds_report(fold_sets: list[list[str]], out: Path, pipeline: list[list[str]
     rows[f"mean of seeds {', '.join(str(s) for s in seeds)}"] = ens = score(mean, CURRENT)
     fold = np.array([m["fold"] for m in metas[0]])
     ref = ens["references"]
-    const_mae = float(np.abs(np.array([ref[fold != k].mean() for k in fold]) - ref).mean())
+    const_mae = fold_constant(ref, fold)[1]
     single = rows[f"seed {seeds[0]} alone"]
     lo, hi = paired_bootstrap(np.abs(ens["errors"]), np.abs(single["errors"]))
     lines = ["# Averaging seeds, out of fold (focus-ctr recipe)", "",
@@ -390,8 +388,7 @@ def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
     names = recipe_names(metas, fold_sets, "images")
     fold = np.array([m["fold"] for m in metas[0]])
     ref = _reference_ctrs(metas[0])
-    constant = np.array([ref[fold != k].mean() for k in fold])  # each image's fold's training-mean CTR
-    const_mae = float(np.abs(constant - ref).mean())
+    constant, const_mae = fold_constant(ref, fold)
     by_view: dict[str, dict[str, dict]] = {}
     lines = ["# Training recipes compared out of fold (focus-ctr)", "",
              "Written by `scripts/tune_ctr_measure.py recipes`. Each recipe's 5-fold cross-validation "
@@ -562,14 +559,13 @@ def correction_report(fold_sets: list[list[str]], bundle: str, out: Path) -> boo
              f"the validation CTRs of `{Path(bundle).name}` and passes if their MAE is at most the card's + "
              f"{CORRECTION_VAL_SLACK}."]
     gains: list[dict[str, float]] = []
-    first_fit: tuple[np.ndarray, np.ndarray] | None = None
+    fits: list[tuple[np.ndarray, np.ndarray]] = []  # (prediction, reference) of each cross-validation
     for meta, name in zip(metas, names, strict=True):
         scored = score(meta, SHIPPED_VARIANT)
         ref, fold = scored["references"], np.array([m["fold"] for m in meta])
         pred = ref + scored["errors"]
-        first_fit = first_fit or (pred, ref)
-        constant = np.array([ref[fold != k].mean() for k in fold])
-        const_mae = float(np.abs(constant - ref).mean())
+        fits.append((pred, ref))
+        constant, const_mae = fold_constant(ref, fold)
         corrected = {k: cross_fitted_correction(k, pred, ref, fold) for k in CTR_CORRECTIONS}
         base = np.abs(pred - ref)
         lines += ["", f"## {name}", "",
@@ -589,7 +585,7 @@ def correction_report(fold_sets: list[list[str]], bundle: str, out: Path) -> boo
         for k in ("offset", "linear"):
             lines += ["", *_by_focus_folder(meta, {"errors": corrected[k] - ref, "references": ref},
                                             f"{name}, {k} correction", constant)]
-    best = min(("offset", "linear"), key=lambda k: -gains[0][k])
+    best = max(("offset", "linear"), key=lambda k: gains[0][k])
     passes = gains[0][best] >= CORRECTION_GAIN and gains[0][f"{best}_hi"] < 0 and \
         all(g[best] >= CORRECTION_CONFIRM for g in gains[1:])
     lines += ["", "## Decision", "",
@@ -601,7 +597,7 @@ def correction_report(fold_sets: list[list[str]], bundle: str, out: Path) -> boo
         shipped = float(card["metrics"]["ctr_circumference_mae"]["value"])
         val = score(load("validation", bundle), SHIPPED_VARIANT)
         val_ref = val["references"]
-        fixed = apply_correction(best, fit_correction(best, *first_fit), val_ref + val["errors"])
+        fixed = apply_correction(best, fit_correction(best, *fits[0]), val_ref + val["errors"])
         mae = float(np.abs(fixed - val_ref).mean())
         passes = mae <= shipped + CORRECTION_VAL_SLACK
         lines += ["", f"Validation ({len(val_ref)} images, scored once): CTR MAE {val['mae']:.4f} as shipped (card: "
@@ -609,6 +605,13 @@ def correction_report(fold_sets: list[list[str]], bundle: str, out: Path) -> boo
                       f"{shipped + CORRECTION_VAL_SLACK:.4f})."]
     write_report(out, lines)
     return passes
+
+
+def fold_constant(ref: np.ndarray, fold: np.ndarray) -> tuple[np.ndarray, float]:
+    """The constant predictor out of fold: each image gets the mean reference CTR of the images its fold's model
+    trained on (the other folds); with its MAE."""
+    constant = np.array([ref[fold != k].mean() for k in fold])
+    return constant, float(np.abs(constant - ref).mean())
 
 
 def load_cached_folds(folds: list[str]) -> list[dict]:
