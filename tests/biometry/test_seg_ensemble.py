@@ -111,3 +111,33 @@ def test_the_rebuild_command_names_every_flag_that_differs_from_the_recipe():
     assert recipe_flags(changed, "cardiothoracic") == (
         " --encoder efficientnet_lite2 --input-size 256 384 --circumference-weight 2 --pixel-size-weight 1"
         " --scale-range 0.9 1.3 --average-last 3 --init-from b/hc18-head")
+
+
+def test_an_ensemble_re_stored_as_int8_keeps_its_networks_in_a_quarter_of_the_bytes(members, tmp_path):
+    """``storage="int8"``: weight matrices as int8 with a scale per output channel, in both files; the networks
+    (computed in float32) agree with the float16 ensemble, and the card and the rebuild command say so."""
+    import onnxruntime as ort
+
+    pair = build_ensemble(members, tmp_path / "pair", log=lambda m: None)
+    messages: list[str] = []
+    small = build_ensemble([pair], tmp_path / "small", storage="int8", log=messages.append)
+    half_b, int8_b = load_seg_bundle(pair), load_seg_bundle(small)
+    assert int8_b.card["storage"] == "int8" and int8_b.card["arch_kwargs"]["members"] == 2
+    assert [m["seed"] for m in int8_b.card["training"]["members"]] == [1, 2]
+    assert int8_b.card["training"]["how_to_rebuild"].endswith("--out BUNDLE --storage int8`")
+    assert "--storage" not in half_b.card["training"]["how_to_rebuild"]
+    assert any("stored as int8" in m and "model.onnx" in m for m in messages)
+    float32_bytes = sum(p.numel() * 4 for p in half_b.model.state_dict().values() if p.is_floating_point())
+    for name in ("model.safetensors", "model.onnx"):
+        assert (small / name).stat().st_size < 0.4 * float32_bytes, name
+
+    x = torch.randn(2, 3, 48, 72)
+    with torch.no_grad():
+        p_half, p_int8 = torch.sigmoid(half_b.model(x)), torch.sigmoid(int8_b.model(x))
+    assert 0 < (p_half - p_int8).abs().max() < 0.02  # quantised (not a copy), yet close
+    sess = ort.InferenceSession(str(small / "model.onnx"), providers=["CPUExecutionProvider"])
+    (logits,) = sess.run(None, {"image": x.numpy()})
+    assert np.allclose(1 / (1 + np.exp(-logits)), p_int8.numpy(), atol=2e-3)  # one network, as float16 does
+    with pytest.raises(BadInputError, match="float16 or int8"):
+        build_ensemble([pair], tmp_path / "f32", storage="float32", log=lambda m: None)
+    assert not (tmp_path / "f32").exists()

@@ -7,6 +7,7 @@ as ``classes`` (output channel order). The card also carries the measurement the
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,9 @@ from fetalscope.models.bundle import (
     software_versions,
     write_card_files,
 )
-from fetalscope.models.onnx_graph import store_initializers_half
+from fetalscope.models.onnx_graph import store_initializers
 from fetalscope.models.segmentation import ARCHITECTURE, SegmentationNet, build_segmentation_model
+from fetalscope.models.weight_storage import MAX_GROUP, check_storage, pack_state_dict, unpack_state_dict
 
 
 @dataclass
@@ -77,48 +79,65 @@ def build_seg_card(model: SegmentationNet, preprocess: PreprocessConfig, card: d
     return json.loads(json.dumps(out, default=str))
 
 
+# int8 storage quantises only the encoder's stride-16 and stride-32 stages (about 92% of an EfficientNet-Lite0
+# U-Net's weights; the pattern matches safetensors keys and ONNX node names alike). The stem, the early stages
+# and the decoder place the outline and stay float16: quantised too, they moved the head circumference measured by
+# the hc18-head ensemble further from its float16 weights' (docs/int8_storage.md, scripts/storage_fidelity.py).
+INT8_LAYERS = r"encoder[./]blocks[./][3-9]"
+
+
 def save_seg_bundle(model: SegmentationNet, folder: str | Path, preprocess: PreprocessConfig,
-                    card: dict[str, Any] | None = None, onnx: bool = False, half_storage: bool = False) -> Path:
+                    card: dict[str, Any] | None = None, onnx: bool = False, storage: str = "float32") -> Path:
     """Write ``card.json``, ``model.safetensors``, ``card.md`` (and ``model.onnx`` with ``onnx=True``).
 
-    ``half_storage`` stores the floating-point weights as float16 in both files (half the size; they
-    are computed in float32 after loading): for ensembles, whose members would not fit the repository's
-    25 MB per file otherwise. The card records it under ``storage``."""
+    ``storage`` (:mod:`fetalscope.models.weight_storage`): how both files keep the weights, ``float32``,
+    ``float16`` (half the size) or ``int8`` (weight matrices with a scale per output channel, about a quarter);
+    they are computed in float32 after loading. The smaller kinds are for ensembles, whose members would not
+    fit the repository's 25 MB per file otherwise. The card records it under ``storage``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    full = build_seg_card(model, preprocess, {**(card or {}), "storage": "float16" if half_storage else "float32"})
+    check_storage(storage)
+    extra: dict[str, Any] = {"storage": storage}
+    if storage == "int8":
+        extra["storage_int8_layers"] = INT8_LAYERS
+    full = build_seg_card(model, preprocess, {**{k: v for k, v in (card or {}).items()
+                                                 if k != "storage_int8_layers"}, **extra})
     was_training = model.training
     model.eval()
     model = model.to(memory_format=torch.contiguous_format)
-    if half_storage:
-        tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
-        save_file(tensors, str(folder / WEIGHTS), metadata={"architecture": ARCHITECTURE, "storage": "float16"})
-    else:
+    if storage == "float32":
         save_model(model, str(folder / WEIGHTS), metadata={"architecture": ARCHITECTURE}, force_contiguous=True)
+    else:
+        save_file(pack_state_dict(model.state_dict(), storage, INT8_LAYERS), str(folder / WEIGHTS),
+                  metadata={"architecture": ARCHITECTURE, "storage": storage})
     write_card_files(folder, full, render_seg_card_md(full))
     if onnx:
-        export_seg_onnx(model, folder / ONNX, preprocess, half_storage=half_storage)
+        export_seg_onnx(model, folder / ONNX, preprocess, storage=storage)
     model.train(was_training)
     return folder
 
 
 def export_seg_onnx(model: SegmentationNet, path: str | Path, preprocess: PreprocessConfig,
-                    half_storage: bool = False) -> Path:
+                    storage: str = "float32") -> Path:
     """ONNX twin (opset 17, dynamic batch): input ``image`` N x C x H x W (C: the preprocessing's channels),
     output ``logits``.
 
-    ``half_storage`` keeps the large weights as float16 initializers, each cast to float32 by a
-    ``Cast`` node (ONNX Runtime folds the casts when the session starts, so it computes in float32)."""
+    ``storage`` ``float16`` or ``int8`` keeps the large weights so (:func:`fetalscope.models.onnx_graph.
+    store_initializers`), turned back into float32 by constant nodes that ONNX Runtime folds when the session
+    starts, so it computes in float32. For ``int8`` the graph is exported from the network as the safetensors
+    file holds it (each weight through int8 and back), so that the export's BatchNorm folding keeps the same
+    integers and both files compute the same network."""
     path = Path(path)
     h, w = preprocess.input_size
     model.eval()
+    if storage == "int8":
+        model = copy.deepcopy(model)
+        model.load_state_dict(unpack_state_dict(pack_state_dict(model.state_dict(), storage, INT8_LAYERS)))
     dummy = torch.zeros(1, preprocess.channels, h, w)
     torch.onnx.export(model, (dummy,), str(path), input_names=["image"], output_names=["logits"],
                       dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
                       dynamo=False)
-    if half_storage:
-        store_initializers_half(path)
-    return path
+    return store_initializers(path, storage, int8_layers=INT8_LAYERS, on_int8_grid=storage == "int8")
 
 
 def load_seg_bundle(name_or_path: str | Path) -> SegBundle:
@@ -145,6 +164,12 @@ def render_seg_card_md(card: dict[str, Any]) -> str:
     extra = ["## Measurement", ""]
     extra.append(f"- serves: `{card.get('measurement', '?')}`; structures (output channels): "
                  f"{', '.join(card.get('classes', []))}")
+    storage = card.get("storage", "float32")
+    extra.append(f"- weights stored as {storage}"
+                 + (f" in the layers matching `{card['storage_int8_layers']}` (a float16 scale per group of up to "
+                    f"{MAX_GROUP} values of an output channel), float16 elsewhere" if storage == "int8"
+                    and card.get("storage_int8_layers") else "")
+                 + ("; computed in float32" if storage != "float32" else ""))
     for line in card.get("postprocessing", []):
         extra.append(f"- {line}")
     ranges = card.get("normal_ranges") or []

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, load_model, save_model
 
 from fetalscope.data.transforms import PreprocessConfig
 from fetalscope.errors import BadInputError, MissingWeightsError
@@ -34,6 +35,7 @@ from fetalscope.models.cards import (  # noqa: F401
 from fetalscope.models.classifier import FetalscopeClassifier
 from fetalscope.models.onnx_graph import write_onnx
 from fetalscope.models.registry import create_model
+from fetalscope.models.weight_storage import unpack_state_dict
 
 WEIGHTS = "model.safetensors"
 ONNX = "model.onnx"
@@ -119,11 +121,26 @@ def write_card_files(folder: Path, card: dict[str, Any], card_md: str) -> None:
     (folder / CARD_MD).write_text(card_md, encoding="utf-8")
 
 
+def stored_as(weights: Path) -> str:
+    """The storage kind (:mod:`fetalscope.models.weight_storage`) that the safetensors file ``weights`` records
+    in its metadata; ``float32`` when it records none."""
+    with safe_open(str(weights), framework="pt") as f:
+        return (f.metadata() or {}).get("storage", "float32")
+
+
 def load_bundle_weights(model: torch.nn.Module, weights: Path, what: str) -> None:
-    """Load the safetensors file ``weights`` into ``model``; a file that does not fit (shapes, missing or
-    unexpected keys) raises :class:`MissingWeightsError` saying it does not match ``what``."""
+    """Load the safetensors file ``weights`` (any storage kind, computed in float32) into ``model``; a file that
+    does not fit (shapes, missing or unexpected keys) raises :class:`MissingWeightsError` saying it does not
+    match ``what``."""
     try:
-        missing, unexpected = load_model(model, str(weights), strict=False)
+        if stored_as(weights) == "int8":
+            state = unpack_state_dict(load_file(str(weights)), str(weights))
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        else:
+            missing, unexpected = load_model(model, str(weights), strict=False)
+    except SafetensorError as exc:  # truncated or not a safetensors file
+        raise MissingWeightsError(f"{weights} is not a readable safetensors file ({exc}); re-save the bundle") \
+            from exc
     except RuntimeError as exc:  # shape mismatches
         raise MissingWeightsError(f"{weights} does not match {what}: {exc}") from exc
     if missing or unexpected:

@@ -8,7 +8,7 @@ graph that ONNX Runtime optimises well. Input name ``input`` (N x C x H x W floa
 they are frozen to the static padding of the export input size, so the graph holds plain Pad + Conv (which
 ONNX Runtime fuses) instead of shape arithmetic.
 
-:func:`store_initializers_half` rewrites any written graph to keep its large weights as float16 (the
+:func:`store_initializers` rewrites any written graph to keep its large weights as float16 or int8 (the
 segmentation ensembles use it to stay under the repository's 25 MB per file).
 
 This module knows nothing of bundles (``bundle.py`` imports it, never the other way round).
@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fetalscope.models.weight_storage import CLIP_RATIOS, MIN_ELEMENTS, check_storage, quantize_int8
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -107,27 +110,68 @@ def write_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, int], 
     return path
 
 
-def store_initializers_half(path: str | Path, min_elements: int = 1024) -> Path:
-    """Rewrite the ONNX file at ``path`` with every float32 initializer of at least ``min_elements``
-    values stored as float16 and cast back to float32 at the start of the graph."""
+def store_initializers(path: str | Path, storage: str, min_elements: int = MIN_ELEMENTS,
+                       int8_layers: str | None = None, on_int8_grid: bool = False) -> Path:
+    """Rewrite the ONNX file at ``path`` so that its float32 initializers of at least ``min_elements`` values
+    are stored as ``storage`` (:mod:`fetalscope.models.weight_storage`), turned back into float32 at the start
+    of the graph (ONNX Runtime folds these constant nodes when the session starts, so it computes in float32):
+
+    - ``float16``: each becomes a float16 initializer and a ``Cast``;
+    - ``int8``: weight matrices (two or more dimensions) become int8 with a scale per group of values of an
+      output channel (:func:`fetalscope.models.weight_storage.quantize_int8`), ``Cast``, ``Reshape`` into the
+      groups, ``Mul`` and ``Reshape`` back; the other large initializers float16 as above. ``int8_layers`` (a
+      regular expression searched in the names of the nodes that use an initializer, e.g.
+      ``/encoder/blocks.3/blocks.3.0/conv_pw/Conv``) limits int8 to the layers it matches.
+
+    ``float32`` leaves the file as it is."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    check_storage(storage)
+    if storage == "float32":
+        return Path(path)
     proto = onnx.load(str(path))
     graph = proto.graph
-    kept, casts = [], []
+    users: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node.name)
+    pattern = re.compile(int8_layers) if int8_layers else None
+    kept, nodes = [], []
     for init in graph.initializer:
         if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
             kept.append(init)
             continue
+        values = numpy_helper.to_array(init)
+        if storage == "int8" and values.ndim >= 2 and (
+                pattern is None or any(pattern.search(user) for user in users.get(init.name, []))):
+            q, scale = quantize_int8(torch.from_numpy(np.array(values, dtype=np.float32)),
+                                     ratios=(1.0,) if on_int8_grid else CLIP_RATIOS)
+            names = {part: f"{init.name}__{part}" for part in ("int8", "scale16", "scale", "grouped", "float",
+                                                                 "scaled", "group_shape", "shape")}
+            kept += [numpy_helper.from_array(q.numpy(), names["int8"]),
+                     numpy_helper.from_array(scale.numpy()[..., None], names["scale16"]),
+                     numpy_helper.from_array(np.array([*scale.shape, -1], dtype=np.int64), names["group_shape"]),
+                     numpy_helper.from_array(np.array(values.shape, dtype=np.int64), names["shape"])]
+            nodes += [helper.make_node("Cast", [names["int8"]], [names["float"]], to=TensorProto.FLOAT,
+                                       name=f"{init.name}__to_float32"),
+                      helper.make_node("Cast", [names["scale16"]], [names["scale"]], to=TensorProto.FLOAT,
+                                       name=f"{init.name}__scale_to_float32"),
+                      helper.make_node("Reshape", [names["float"], names["group_shape"]], [names["grouped"]],
+                                       name=f"{init.name}__groups"),
+                      helper.make_node("Mul", [names["grouped"], names["scale"]], [names["scaled"]],
+                                       name=f"{init.name}__scaled"),
+                      helper.make_node("Reshape", [names["scaled"], names["shape"]], [init.name],
+                                       name=f"{init.name}__as_weight")]
+            continue
         half_name = f"{init.name}__float16"
-        kept.append(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), half_name))
-        casts.append(helper.make_node("Cast", [half_name], [init.name], to=TensorProto.FLOAT,
+        kept.append(numpy_helper.from_array(values.astype(np.float16), half_name))
+        nodes.append(helper.make_node("Cast", [half_name], [init.name], to=TensorProto.FLOAT,
                                       name=f"{init.name}__to_float32"))
     del graph.initializer[:]
     graph.initializer.extend(kept)
-    nodes = casts + list(graph.node)
+    nodes += list(graph.node)
     del graph.node[:]
     graph.node.extend(nodes)
     onnx.checker.check_model(proto)

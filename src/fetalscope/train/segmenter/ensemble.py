@@ -4,11 +4,13 @@ become one bundle whose network averages their probabilities
 
 ``build_ensemble([dir_seed0, dir_seed1, dir_seed2], out)`` checks that the members can be averaged
 honestly (same structures, preprocessing, measurement, training images and held-out ``splits.json``,
-no seed twice), then writes the ensemble bundle (weights stored as float16 so that four EfficientNet-Lite0
-members fit one file under 25 MB; computed in float32) with its card: the first member's card, the
+no seed twice), then writes the ensemble bundle with its card (weights stored as float16 by default, so that
+four EfficientNet-Lite0 members fit one file under 25 MB, or ``storage="int8"`` for about seven; computed in
+float32 either way, :mod:`fetalscope.models.weight_storage`): the first member's card, the
 members' training records and what the first member's post-processing was chosen on. An ensemble bundle
 given as a member contributes its members, so an ensemble grows by one seed with
-``build_ensemble([ensemble, dir_seed3], out)``.
+``build_ensemble([ensemble, dir_seed3], out)``, and an ensemble alone is re-stored with
+``build_ensemble([ensemble], out, storage="int8")``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from fetalscope.biometry.segbundle import SegBundle, load_seg_bundle, save_seg_bundle
 from fetalscope.errors import BadInputError
+from fetalscope.models.bundle import ONNX, WEIGHTS
 from fetalscope.models.segmentation import EllipseUNet, EllipseUNetEnsemble
 from fetalscope.train.segmenter.recipes import SPLITS_FILE, recipe
 from fetalscope.train.segmenter.trainer import DEFAULT_SCALE_RANGE, SegTrainConfig
@@ -93,16 +96,22 @@ def _networks_and_records(bundle: SegBundle) -> list[tuple[EllipseUNet, dict[str
 
 
 def build_ensemble(members: Sequence[str | Path], out: str | Path, *, name: str | None = None,
-                   log: Callable[[str], None] = print) -> Path:
-    """Write the ensemble of the bundles ``members`` to ``out`` (with ``model.onnx`` and ``splits.json``)."""
-    if len(members) < 2:
-        raise BadInputError(f"an ensemble needs at least two member bundles, got {len(members)}")
+                   storage: str = "float16", log: Callable[[str], None] = print) -> Path:
+    """Write the ensemble of the bundles ``members`` to ``out`` (with ``model.onnx`` and ``splits.json``), its
+    weights stored as ``storage`` (``float16`` or ``int8``; :mod:`fetalscope.models.weight_storage`)."""
+    if not members:
+        raise BadInputError("an ensemble needs member bundles, got none")
+    if storage not in ("float16", "int8"):
+        raise BadInputError(f"an ensemble's weights are stored as float16 or int8, not {storage!r}")
     bundles = [load_seg_bundle(m) for m in members]
     _check_compatible(bundles)
     out = Path(out)
     if any(out.resolve() == b.path.resolve() for b in bundles):
         raise BadInputError(f"{out} is one of the members; write the ensemble to another folder")
     pairs = [pair for b in bundles for pair in _networks_and_records(b)]
+    if len(pairs) < 2:
+        raise BadInputError(f"an ensemble needs at least two networks, got {len(pairs)} (from {len(bundles)} "
+                            "bundle(s))")
     seeds = [r["seed"] for _, r in pairs]
     twice = sorted({str(s) for s in seeds if s is not None and seeds.count(s) > 1})
     if twice:
@@ -127,7 +136,8 @@ def build_ensemble(members: Sequence[str | Path], out: str | Path, *, name: str 
                            + (f" --refit --epochs {records[0]['epochs_run']}" if first_training.get("refit")
                               else "")
                            + recipe_flags(config, first.measurement)
-                           + "`, then `scripts/train_biometry.py ensemble DIR DIR ... --out BUNDLE`"),
+                           + "`, then `scripts/train_biometry.py ensemble DIR DIR ... --out BUNDLE"
+                           + (f" --storage {storage}`" if storage != "float16" else "`")),
     }
     if first.card.get("metrics"):
         card["revision"] = int(first.card.get("revision") or 1) + 1
@@ -136,12 +146,15 @@ def build_ensemble(members: Sequence[str | Path], out: str | Path, *, name: str 
             "how_it_differed": (f"one network: the ensemble's first member (seed {records[0]['seed']})"
                                 if isinstance(first.model, EllipseUNet) else
                                 f"the mean of {len(first.model.members)} members, the first "
-                                f"{len(first.model.members)} of this ensemble"),
+                                f"{len(first.model.members)} of this ensemble")
+                               + (f"; weights stored as {first.card['storage']}"
+                                  if first.card.get("storage", storage) != storage else ""),
             "validation_metrics": first.card["metrics"],
             "why_replaced": f"the mean of {len(records)} members trained alike; the same validation split scores both",
         }
     log(f"ensemble of {len(records)} networks from {', '.join(str(b.path) for b in bundles)}")
-    save_seg_bundle(model, out, first.preprocess, card, onnx=True, half_storage=True)
+    save_seg_bundle(model, out, first.preprocess, card, onnx=True, storage=storage)
     shutil.copyfile(first.path / SPLITS_FILE, out / SPLITS_FILE)
-    log(f"saved {out}")
+    sizes = ", ".join(f"{f.name} {f.stat().st_size / 1e6:.2f} MB" for f in (out / WEIGHTS, out / ONNX))
+    log(f"saved {out} ({len(records)} networks stored as {storage}: {sizes})")
     return out
