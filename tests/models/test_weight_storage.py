@@ -35,6 +35,8 @@ def test_int8_scales_follow_each_group_and_keep_the_squared_error_low():
     w = torch.randn(8, 128) * torch.logspace(-3, 1, 8).reshape(-1, 1)  # channels of very different size
     w[3] = 0
     w[5, 70] = 40 * float(w[5].abs().max())  # one outlier in the second group of channel 5
+    tiny = quantize_int8(torch.full((2, 64), 1e-9))  # below what a float16 scale can hold: zeros, not inf or NaN
+    assert torch.all(tiny[1] == 1) and torch.all(tiny[0] == 0)
     q, scale = quantize_int8(w)
     assert q.dtype == torch.int8 and q.shape == w.shape and scale.shape == (8, 2) and scale.dtype == torch.float16
     assert int(q[3].abs().max()) == 0 and torch.all(scale[3] == 1)

@@ -27,7 +27,7 @@ STORAGES = ("float32", "float16", "int8")
 SCALE_SUFFIX = ".int8_scale"
 MIN_ELEMENTS = 1024  # smaller tensors are not worth a scale per channel
 MAX_GROUP = 64  # values of one output channel that share an int8 scale, at most
-CLIP_RATIOS = tuple(1.0 - 0.025 * i for i in range(21))  # int8 scales tried per channel: 1.0 .. 0.5 x the peak
+CLIP_RATIOS = tuple(1.0 - 0.025 * i for i in range(21))  # int8 scales tried per group: 1.0 .. 0.5 x the peak
 
 
 def check_storage(storage: str) -> str:
@@ -48,10 +48,10 @@ def quantize_int8(weight: torch.Tensor, group: int | None = None,
                   ratios: Sequence[float] = CLIP_RATIOS) -> tuple[torch.Tensor, torch.Tensor]:
     """(``int8`` tensor of ``weight``'s shape, float16 scales ``C x G``): symmetric, each output channel's
     values cut into ``G`` groups of ``group`` consecutive values (default :func:`int8_group`; it must divide
-    the channel's length), each group with its own scale. Each
-    scale is the one of ``CLIP_RATIOS`` x the group's peak / 127 whose integers reproduce the group with the
-    least squared error (an outlying weight is clipped when that lets the rest sit on a finer grid). A group of
-    zeros gets scale 1 (its integers are zeros)."""
+    the channel's length), each group with its own scale: the one of ``ratios`` x the group's peak / 127 (as
+    float16) whose integers reproduce the group with the least squared error (an outlying weight is clipped when
+    that lets the rest sit on a finer grid). A group of zeros, or of values too small for a float16 scale
+    (below about 1e-5), gets scale 1 and integers 0."""
     w = weight.detach().float()
     channels = w.shape[0]
     per_channel = w.numel() // channels
@@ -63,7 +63,8 @@ def quantize_int8(weight: torch.Tensor, group: int | None = None,
     best_err = torch.full_like(peak, float("inf"))
     scale = torch.ones_like(peak)
     for ratio in ratios:
-        trial = torch.where(peak > 0, ratio * peak / 127.0, torch.ones_like(peak)).half().float()
+        trial = (ratio * peak / 127.0).half().float()
+        trial = torch.where(trial > 0, trial, torch.ones_like(trial))  # zeros, or too small for float16
         err = ((torch.clamp(torch.round(groups / trial[..., None]), -127, 127) * trial[..., None] - groups) ** 2
                ).sum(dim=2)
         better = err < best_err
