@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     en.add_argument("--name", default=None, help="bundle name (default: the folder's name)")
     en.add_argument("--storage", default="float16", choices=["float16", "int8"],
                     help="how the weights are kept on disk (computed in float32 either way): float16 fits four "
-                         "EfficientNet-Lite0 members under 25 MB, int8 (a scale per output channel) about seven")
+                         "EfficientNet-Lite0 members under 25 MB, int8 (the encoder's deep stages as int8 with a "
+                         "scale per group of values, the rest float16; docs/int8_storage.md) seven")
     en.add_argument("--threads", type=int, default=2)
     en.add_argument("--no-evaluate", action="store_true", help="skip the validation report")
     en.add_argument("--split", default="validation", choices=["validation", "early_stop"],

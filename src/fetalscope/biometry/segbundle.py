@@ -91,8 +91,9 @@ def save_seg_bundle(model: SegmentationNet, folder: str | Path, preprocess: Prep
     """Write ``card.json``, ``model.safetensors``, ``card.md`` (and ``model.onnx`` with ``onnx=True``).
 
     ``storage`` (:mod:`fetalscope.models.weight_storage`): how both files keep the weights, ``float32``,
-    ``float16`` (half the size) or ``int8`` (weight matrices with a scale per output channel, about a quarter);
-    they are computed in float32 after loading. The smaller kinds are for ensembles, whose members would not
+    ``float16`` (half the size) or ``int8`` (the weight matrices of the layers matching :data:`INT8_LAYERS` as
+    int8 with a scale per group of values, the rest float16: under a third of the size); they are computed in
+    float32 after loading. The smaller kinds are for ensembles, whose members would not
     fit the repository's 25 MB per file otherwise. The card records it under ``storage``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
