@@ -87,11 +87,26 @@ def main(argv: list[str] | None = None) -> int:
     en.add_argument("--split", default="validation", choices=["validation", "early_stop"],
                     help="split of the report (early_stop: to choose before validation is looked at)")
 
+    cp = sub.add_parser("compare", help="paired comparison of two bundles' reports on the same images (after "
+                                        "minus before, bootstrap interval over subjects)")
+    cp.add_argument("before", type=Path, help="bundle folder or report.json")
+    cp.add_argument("after", type=Path, help="bundle folder or report.json (same measurement, split and images)")
+    cp.add_argument("--n-boot", type=int, default=1000)
+    cp.add_argument("--json", type=Path, default=None, help="also write the comparison as JSON")
+
     ev = sub.add_parser("evaluate", help="write report.json/report.md of a bundle on its validation split")
     ev.add_argument("bundle", type=Path)
     ev.add_argument("--threads", type=int, default=2)
     ev.add_argument("--n-boot", type=int, default=1000)
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        from fetalscope.train.segmenter.report_compare import compare_reports, load_report, render_comparison_md
+
+        comparison = compare_reports(load_report(args.before), load_report(args.after), n_boot=args.n_boot)
+        print(render_comparison_md(comparison), end="")
+        if args.json:
+            args.json.write_text(json.dumps(comparison, indent=1) + "\n", encoding="utf-8")
+        return 0
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
 

@@ -143,7 +143,7 @@ def summarise_head(rows: list[dict[str, Any]], n_boot: int) -> dict[str, Any]:
         "mask_dice": mean_ci([r["mask_dice"] for r in ok], g, n_boot),
         "within_2mm": mean_ci([float(abs(r["hc_diff_mm"]) <= 2.0) for r in ok], g, n_boot),
         "by_reference_hc": _by_size(ok),
-        **({"hc_interval": _interval_summary(ok, n_boot, "hc", _size_bands(), lambda r: r["hc_ref_mm"])}
+        **({"hc_interval": _interval_summary(ok, n_boot, "hc", size_bands(), lambda r: r["hc_ref_mm"])}
            if any("hc_in_interval" in r for r in ok) else {}),
     }
 
@@ -169,7 +169,7 @@ def _interval_summary(rows: list[dict[str, Any]], n_boot: int, prefix: str,
 HC_EDGES = (0.0, 100.0, 200.0, 1e9)  # reference head size bands (first trimester, mid-pregnancy, late pregnancy)
 
 
-def _size_bands(edges: Sequence[float] = HC_EDGES) -> list[tuple[float, float, str]]:
+def size_bands(edges: Sequence[float] = HC_EDGES) -> list[tuple[float, float, str]]:
     """(low, high, label) of each head size band, e.g. ``0-100 mm`` ... ``>= 200 mm``."""
     return [(lo, hi, f"{lo:.0f}-{hi:.0f} mm" if hi < 1e8 else f">= {lo:.0f} mm")
             for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
@@ -178,7 +178,7 @@ def _size_bands(edges: Sequence[float] = HC_EDGES) -> list[tuple[float, float, s
 def _by_size(rows: list[dict[str, Any]], edges: Sequence[float] = HC_EDGES) -> list[dict[str, Any]]:
     """HC error by reference head size (first trimester, mid-pregnancy, late pregnancy)."""
     out = []
-    for lo, hi, label in _size_bands(edges):
+    for lo, hi, label in size_bands(edges):
         d = np.array([r["hc_diff_mm"] for r in rows if lo <= r["hc_ref_mm"] < hi])
         out.append({"reference_hc": label, "n": int(len(d)),
                     "mean_absolute_difference_mm": float(np.abs(d).mean()) if len(d) else None,
