@@ -19,6 +19,7 @@ import numpy as np
 
 from fetalscope.errors import BadInputError
 from fetalscope.evaluate.bootstrap import N_BOOT, bootstrap_ci
+from fetalscope.models.bundle import REPORT
 from fetalscope.train.segmenter.measurement_report import size_bands
 
 # per measurement: the report row's prediction and reference, and the unit of their difference
@@ -29,9 +30,9 @@ _ERROR_FIELDS = {"head": ("hc_pred_mm", "hc_ref_mm", "mm", "HC"),
 def load_report(path: str | Path) -> dict[str, Any]:
     """The report at ``path``: a ``report.json`` file or a bundle folder holding one."""
     path = Path(path)
-    file = path / "report.json" if path.is_dir() else path
+    file = path / REPORT if path.is_dir() else path
     if not file.is_file():
-        raise BadInputError(f"{path}: no report.json; write one with `train_biometry.py evaluate BUNDLE`")
+        raise BadInputError(f"{path}: no {REPORT}; write one with `train_biometry.py evaluate BUNDLE`")
     report = json.loads(file.read_text(encoding="utf-8"))
     if report.get("measurement") not in _ERROR_FIELDS or not isinstance(report.get("per_image"), list):
         raise BadInputError(f"{file} is not a biometry report (no measurement or per_image rows)")
