@@ -14,6 +14,8 @@
         [--out docs/ctr_oof_outline.md]   # sharp-outline and fitter options of the ellipse step, out of fold
     python scripts/tune_ctr_measure.py correction --folds runs/ctr-cv0 ... --folds runs/ctr-cv0-s1 ... \
         [--out docs/ctr_oof_correction.md]   # a correction of the measured CTR, fitted out of fold
+    python scripts/tune_ctr_measure.py heart-crops --folds runs/ctr-cv0 ... --folds runs/ctr-cv0-s1 ... \
+        [--out docs/ctr_oof_heart_crops.md]   # crops around the heart for the heart ellipse, out of fold
 
 The cache (``/tmp/fetalscope-ctr-tune/<bundle>``) holds per image the flip-averaged heart and thorax probability
 maps of the whole image and of crops around the thorax ellipse (margins 0.1, 0.2, 0.35) with the crop
@@ -146,8 +148,8 @@ def fit_view(m: dict, view: str, heart_level: float, thorax_level: float, outlin
     if view == "plain":
         x0 = y0 = 0.0
         sx, sy = big_w / w, big_h / h
-    else:
-        x0, y0, cw, ch = m["crops"][view[4:]]
+    else:  # zoomM: a crop around the thorax (its margin is the key); other views are keyed by their name
+        x0, y0, cw, ch = m["crops"][view[4:] if view.startswith("zoom") else view]
         sx, sy = cw / w, ch / h
     region = fill_holes(largest_component(thorax_p >= thorax_level))
     if not region.any():
@@ -162,11 +164,12 @@ def fit_view(m: dict, view: str, heart_level: float, thorax_level: float, outlin
     return fits[0], fits[1]
 
 
-def score(meta: list[dict], variant: str, outline: Outline = SHIPPED_OUTLINE) -> dict[str, float]:
+def score(meta: list[dict], variant: str | tuple, outline: Outline = SHIPPED_OUTLINE) -> dict[str, float]:
+    """Scores of ``variant`` (a :data:`VARIANTS` name, or its tuple: heart views, thorax views, levels)."""
     from fetalscope.biometry.cardiothoracic import ctr_ratios
     from fetalscope.biometry.ellipse import Ellipse, ellipse_overlap, mean_ellipse
 
-    views_h, views_t, lh, lt = VARIANTS[variant]
+    views_h, views_t, lh, lt = VARIANTS[variant] if isinstance(variant, str) else variant
     errs, refs, iou_h, iou_t, exact_heart, exact_thorax, rel_h, rel_t = ([] for _ in range(8))
     for m in meta:
         fits = {v: fit_view(m, v, lh, lt, outline) for v in {*views_h, *views_t}}
@@ -607,6 +610,119 @@ def correction_report(fold_sets: list[list[str]], bundle: str, out: Path) -> boo
     return passes
 
 
+# ---- crops around the heart (rule C2, docs/ctr_oof_heart_crops.md) ---------------------------------------------
+HEART_MARGINS = (0.25, 0.5, 1.0)  # of the heart's major axis, as the thorax crops' margins are of the thorax's
+HEART_CROP_GAIN, HEART_CROP_CONFIRM, HEART_CROP_IOU_SLACK = 0.0005, 0.0003, 0.002  # rule C2's bars
+
+
+def heart_crop_variants() -> dict[str, list[str]]:
+    """Rule C2's heart views (name: views); the thorax keeps the shipped views in every variant."""
+    shipped = VARIANTS[SHIPPED_VARIANT][0]
+    crops = [f"hcrop{m:g}" for m in HEART_MARGINS]
+    return {"shipped": shipped, "H1 shipped + heart crop 0.5": [*shipped, "hcrop0.5"],
+            "H2 shipped + heart crops 0.25, 0.5": [*shipped, "hcrop0.25", "hcrop0.5"],
+            "H3 shipped + heart crops 0.25, 0.5, 1": [*shipped, *crops], "H4 heart crops only": crops,
+            **{f"(probe) heart crop {m:g} alone": [f"hcrop{m:g}"] for m in HEART_MARGINS}}
+
+
+def heart_crop_cache(folder: str) -> Path:
+    """Cache (``<cache>/<fold>-heart``) the flip-averaged maps of crops around the heart ellipse each held-out image
+    gets as shipped (the mean over the shipped views), margins :data:`HEART_MARGINS`, with their offsets. Needs the
+    fold's cache (``cache --bundle DIR --splits fold``)."""
+    from fetalscope.biometry.ellipse import mean_ellipse
+    from fetalscope.biometry.measure import Measurer
+    from fetalscope.imaging.loader import load_image
+    from fetalscope.train.segmenter.measurement_report import validation_samples
+
+    out = CACHE_ROOT / f"{Path(folder).resolve().name}-heart"
+    if (out / "fold.json").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    m = Measurer("cardiothoracic", folder, runtime="onnx")
+    samples = {s.name: s for s in validation_samples(Path(folder), "cardiothoracic", "fold")}
+    crops_by_image = {}
+    for rec in load("fold", folder):
+        hearts = [fit_view(rec, v, 0.5, 0.5)[0] for v in VARIANTS[SHIPPED_VARIANT][0]]
+        heart = mean_ellipse([h for h in hearts if h is not None])
+        if heart is None:
+            continue
+        image = load_image(samples[rec["name"]].path)
+        arrays, crops = {}, {}
+        for margin in HEART_MARGINS:
+            crop, x0, y0 = m.crop_around(image, heart, margin)
+            arrays.update({f"hcrop{margin:g}_{k}": v for k, v in m.probabilities(crop, flip=True).items()})
+            crops[f"hcrop{margin:g}"] = [x0, y0, crop.width, crop.height]
+        np.savez_compressed(out / f"{rec['name']}.npz", **arrays)
+        crops_by_image[rec["name"]] = crops
+    (out / "fold.json").write_text(json.dumps(crops_by_image))
+    return out
+
+
+def _with_heart_crops(folder: str) -> list[dict]:
+    """The fold's cached held-out images with their heart crops (:func:`heart_crop_cache`) added."""
+    cached = heart_crop_cache(folder)
+    crops = json.loads((cached / "fold.json").read_text())
+    records = load("fold", folder)
+    for rec in records:
+        if rec["name"] not in crops:
+            raise SystemExit(f"{rec['name']}: no heart in the shipped views of {folder}, so no heart crop")
+        rec["arr"].update(np.load(cached / f"{rec['name']}.npz"))
+        rec["crops"].update(crops[rec["name"]])
+    return records
+
+
+def heart_crops_report(fold_sets: list[list[str]], out: Path) -> bool:
+    """Rule C2 (written before its numbers, also in the output): the heart ellipse averaged over crops around the
+    heart as well as (or instead of) the shipped views, each cross-validation's networks on their held-out images.
+    The best variant on the first cross-validation goes to validation only if it lowers the CTR MAE by
+    >= :data:`HEART_CROP_GAIN` there and by >= :data:`HEART_CROP_CONFIRM` on every other, with the heart IoU at
+    most :data:`HEART_CROP_IOU_SLACK` lower on each. Returns whether it passed; validation is not looked at here."""
+    variants = heart_crop_variants()
+    thorax = VARIANTS[SHIPPED_VARIANT][1]
+    metas = [sorted(pool_folds([_with_heart_crops(folder) for folder in folds]), key=lambda m: m["name"])
+             for folds in fold_sets]
+    names = recipe_names(metas, fold_sets, "images")
+    lines = ["# Crops around the heart for the heart ellipse, out of fold (focus-ctr)", "",
+             "Written by `scripts/tune_ctr_measure.py heart-crops`. Each cross-validation "
+             "(`scripts/train_biometry.py train cardiothoracic --cv-fold K 5 --split-seed 0 ...`) measures each of "
+             f"the {len(metas[0])} train and early-stop images with a network that never trained on it. The shipped "
+             "measurement crops only around the thorax, so the heart is seen at the thorax crops' scale at most. "
+             "Here the heart ellipse may also average crops around the shipped heart ellipse (margins "
+             f"{', '.join(f'{m:g}' for m in HEART_MARGINS)} of its major axis, flip-averaged maps, the heart kept "
+             "within the crop's thorax region as in every view); the thorax keeps the shipped views. Differences "
+             "are paired over images against the shipped views (95% bootstrap interval).", "",
+             f"Rule C2 (written before these numbers): the variant with the lowest CTR MAE on {names[0]} goes to one "
+             f"validation look only if it lowers the CTR MAE by >= {HEART_CROP_GAIN} there and by >= "
+             f"{HEART_CROP_CONFIRM} on every other cross-validation, its heart IoU at most {HEART_CROP_IOU_SLACK} "
+             "lower on each."]
+    scored = []
+    for meta, name in zip(metas, names, strict=True):
+        rows = {k: score(meta, (v, thorax, 0.5, 0.5)) for k, v in variants.items()}
+        scored.append(rows)
+        base = np.abs(rows["shipped"]["errors"])
+        lines += ["", f"## {name}", "", "| heart views | CTR MAE | bias | IoU heart | heart circumference off | "
+                  "difference to shipped (95% interval) |", "| --- | --- | --- | --- | --- | --- |"]
+        for k, r in rows.items():
+            err = np.abs(r["errors"])
+            lo, hi = paired_bootstrap(err, base)
+            lines.append(f"| {k} | {r['mae']:.4f} | {r['bias']:+.4f} | {r['iou_heart']:.3f} | "
+                         f"{np.abs(r['heart_relative']).mean():.1%} | {err.mean() - base.mean():+.4f} "
+                         f"({lo:+.4f} to {hi:+.4f}) |")
+    candidates = [k for k in variants if k != "shipped" and not k.startswith("(probe)")]
+    best = min(candidates, key=lambda k: scored[0][k]["mae"])
+    gains = [rows["shipped"]["mae"] - rows[best]["mae"] for rows in scored]
+    iou_ok = all(rows[best]["iou_heart"] >= rows["shipped"]["iou_heart"] - HEART_CROP_IOU_SLACK for rows in scored)
+    passes = gains[0] >= HEART_CROP_GAIN and all(g >= HEART_CROP_CONFIRM for g in gains[1:]) and iou_ok
+    lines += ["", "## Decision", "",
+              f"Best on {names[0]}: {best}; CTR MAE gain " + ", ".join(f"{g:+.4f} on {n}" for g, n in
+                                                                       zip(gains, names, strict=True))
+              + f": {'goes to validation' if passes else 'not adopted; validation not consulted (rule C2)'}."
+              + ("" if passes else " Magnified around the heart, the networks draw it smaller (see the biases): "
+                 "they were trained on whole images, where the heart never fills the frame.")]
+    write_report(out, lines)
+    return passes
+
+
 def fold_constant(ref: np.ndarray, fold: np.ndarray) -> tuple[np.ndarray, float]:
     """The constant predictor out of fold: each image gets the mean reference CTR of the images its fold's model
     trained on (the other folds); with its MAE."""
@@ -734,11 +850,11 @@ def interval_report(folds: list[str], bundle: str, out: Path, adopt: bool = Fals
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=["cache", "report", "oof", "seeds", "recipes", "interval", "outline",
-                                       "correction"])
+                                       "correction", "heart-crops"])
     p.add_argument("--folds", nargs="+", action="append", default=[],
                    help="oof: the cross-validation models' bundle folders; seeds: repeat once per seed; "
                         "recipes: repeat once per recipe, the shipped recipe first; outline: repeat once per "
-                        "cross-validation, the one that chooses first; correction: repeat once per "
+                        "cross-validation, the one that chooses first; correction, heart-crops: repeat once per "
                         "cross-validation, the one that decides first")
     p.add_argument("--pipeline", nargs="+", action="append", default=[],
                    help="seeds: one seed's fold bundle folders (repeat per seed) to also run the whole measurement "
@@ -746,7 +862,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help="report file (default docs/ctr_postprocessing.md, docs/ctr_oof.md, docs/ctr_oof_seeds.md, "
                         "docs/ctr_oof_recipes.md, docs/ctr_interval.md, docs/ctr_oof_outline.md, "
-                        "docs/ctr_oof_correction.md)")
+                        "docs/ctr_oof_correction.md, docs/ctr_oof_heart_crops.md)")
     p.add_argument("--adopt", action="store_true", help="interval: write the chosen rule into the bundle's card "
                    "when its validation coverage passes")
     p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
@@ -773,6 +889,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "correction":
         correction_report(need_fold_sets(p, args.folds, "correction", "cross-validation"), args.bundle,
                           args.out or Path("docs/ctr_oof_correction.md"))
+        return 0
+    if args.command == "heart-crops":
+        heart_crops_report(need_fold_sets(p, args.folds, "heart-crops", "cross-validation"),
+                           args.out or Path("docs/ctr_oof_heart_crops.md"))
         return 0
     if args.command == "recipes":
         recipes_report(need_fold_sets(p, args.folds, "recipes", "recipe"), args.out or Path("docs/ctr_oof_recipes.md"))

@@ -9,6 +9,8 @@
     python scripts/tune_head_measure.py interval --folds runs/head-cv0 ... [--adopt]  # HC interval, out of fold
     python scripts/tune_head_measure.py recipes --folds runs/head-cv0 ... --folds runs/head-cv0-avg3 ... \
         [--out docs/head_oof_recipes.md]   # training recipes against the shipped one, out of fold
+    python scripts/tune_head_measure.py input-scale --folds runs/head-cv0 ... [--scale 2] \
+        [--out docs/head_oof_input_scale.md]   # views run on a larger input than the bundle's, out of fold
 
 The cache (``/tmp/fetalscope-head-tune/<bundle>``) holds per image the head probability maps of the plain image, its
 mirror image and crops around the plain ellipse (margins 0.15, 0.25, 0.35, 0.5) with the crop offsets, so
@@ -145,14 +147,14 @@ FITTERS = {  # name: (description, fitter of N x 2 image-pixel points); "opencv"
 def view_fit(m: dict, view: str, level: float = 0.5, sharpness: float = 0.0, fitter: str = "opencv"):
     """The ellipse of one cached view in original image pixels, as the Measurer fits it: outline at ``level``,
     points on the model grid's frame dropped when enough others remain, least squares (``fitter``: a
-    :data:`FITTERS` name)."""
+    :data:`FITTERS` name). ``VIEW@S`` is ``VIEW`` run on an input ``S`` times the bundle's (:func:`scale_cache`)."""
     from fetalscope.biometry.ellipse import fit_points
 
     big_h, big_w = m["shape"]
     p = m["arr"][view]
     h, w = p.shape
     if view.startswith("zoom"):
-        x0, y0, cw, ch = m["crops"][view.replace("zoomflip", "").replace("zoom", "")]
+        x0, y0, cw, ch = m["crops"][view.split("@")[0].replace("zoomflip", "").replace("zoom", "")]
         sx, sy = cw / w, ch / h
     else:
         x0 = y0 = 0.0
@@ -330,6 +332,113 @@ def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
             sel = np.array([m["fold"] == k for m in metas[0]])
             lines.append(f"- fold {k} ({int(sel.sum())} heads): {np.abs(diffs[0][sel]).mean():.3f} -> "
                          f"{np.abs(diff[sel]).mean():.3f} mm")
+    write_report(out, lines)
+
+
+# ---- views run on a larger input than the bundle's (rule H3, docs/head_oof_input_scale.md) -------------------
+SCALE_MIN_GAIN_MM = 0.010  # rule H3: a validation look needs this out-of-fold gain and a lower >= 200 mm error
+
+
+def scale_views(scale: float) -> dict[str, list[str]]:
+    """Rule H3's variants (name: views): ``VIEW@S`` is the view on an input ``S`` times the bundle's."""
+    shipped = VIEW_SETS["current"]
+    hi = [f"plain@{scale:g}", f"zoom0.15@{scale:g}", f"zoom0.35@{scale:g}"]
+    return {"shipped": shipped,
+            f"shipped + the image at {scale:g}x": [*shipped, hi[0]],
+            f"the image at {scale:g}x instead of plain": [hi[0], *shipped[1:]],
+            f"the crops at {scale:g}x instead of 1x": [*shipped[:2], *hi[1:]],
+            f"shipped + the image and crops at {scale:g}x": [*shipped, *hi[1:], hi[0]],
+            f"(probe) the image at {scale:g}x alone": [hi[0]],
+            "(probe) plain alone": ["plain"]}
+
+
+def scaled_input_size(input_size: Sequence[int], scale: float) -> tuple[int, int]:
+    """The bundle's input size times ``scale``; refused unless both sides stay multiples of 32 (the encoder's
+    stride), so that every stride-2 convolution sees the same even sizes and paddings as in training."""
+    size = tuple(int(round(v * scale)) for v in input_size)
+    if scale <= 0 or any(v % 32 or abs(v - d * scale) > 1e-6 for v, d in zip(size, input_size, strict=True)):
+        raise SystemExit(f"--scale {scale:g} gives an input of {size[0]} x {size[1]} from {input_size[0]} x "
+                         f"{input_size[1]}: both sides must be multiples of 32")
+    return size  # type: ignore[return-value]
+
+
+def scale_cache(folder: str, scale: float) -> Path:
+    """Cache (``<cache>/<fold>@x<S>``) the head maps of the plain image and of the 0.15 and 0.35 crops (offsets as
+    in the fold's 1x cache) with the network run on an input ``scale`` times the bundle's, in PyTorch (the ONNX
+    twin has a fixed input size). Needs the fold's 1x cache (``cache --bundle DIR --splits fold``)."""
+    from fetalscope.biometry.measure import Measurer, crop_image
+    from fetalscope.data.transforms import to_tensor
+    from fetalscope.imaging.loader import load_image
+    from fetalscope.train.segmenter.measurement_report import validation_samples
+
+    out = CACHE_ROOT / f"{Path(folder).resolve().name}@x{scale:g}"
+    if (out / "fold.done").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    m = Measurer("head", folder, runtime="torch")
+    pre = replace(m.bundle.preprocess, input_size=scaled_input_size(m.bundle.preprocess.input_size, scale))
+    head = m.bundle.structures.index("head")
+    samples = {s.name: s for s in validation_samples(Path(folder), "head", "fold")}
+    meta = json.loads((cache_dir(folder) / "fold.json").read_text())
+    for rec in meta:
+        image = load_image(samples[rec["name"]].path)
+        views = {"plain": image}
+        for margin in ("0.15", "0.35"):  # the 1x cache's crops, so that only the input size differs
+            views[f"zoom{margin}"] = crop_image(image, *rec["crops"][margin])
+        arrays = {f"{name}@{scale:g}": m._sigmoid(to_tensor(img, pre).unsqueeze(0).numpy())[0][head].astype(np.float32)
+                  for name, img in views.items()}
+        np.savez_compressed(out / f"{rec['name']}.npz", **arrays)
+    (out / "fold.done").write_text("ok")
+    return out
+
+
+def scale_report(folds: list[str], scale: float, out: Path) -> None:
+    """Rule H3 out of fold: the shipped views beside views run on an input ``scale`` times the bundle's (each fold
+    network on its held-out heads; shipped outline level and sharpness). The best variant goes to validation only
+    when it beats the shipped views by :data:`SCALE_MIN_GAIN_MM` overall and on heads of 200 mm or more; the
+    validation look itself is not made here."""
+    per_fold = []
+    for folder in folds:
+        hi = scale_cache(folder, scale)
+        records = load(folder, "fold")
+        for rec in records:
+            rec["arr"].update(np.load(hi / f"{rec['name']}.npz"))
+        per_fold.append(records)
+    oof = pool_folds(per_fold)
+    ref = np.array([m["hc_ref_mm"] for m in oof])
+    groups = [m["group"] for m in oof]
+    _, level, sharpness = _vls(SHIPPED)
+    variants = scale_views(scale)
+    diffs = {name: predictions(oof, views, level, sharpness) - ref for name, views in variants.items()}
+    base = diffs["shipped"]
+    large = ref >= SIZES[-1][0]
+    candidates = [k for k in diffs if k != "shipped" and not k.startswith("(probe)")]
+    best = min(candidates, key=lambda k: np.abs(diffs[k]).mean())
+    gain = np.abs(base).mean() - np.abs(diffs[best]).mean()
+    large_lower = np.abs(diffs[best][large]).mean() < np.abs(base[large]).mean()
+    h, w = json.loads((Path(folds[0]) / "card.json").read_text())["preprocess"]["input_size"]
+    lines = ["# Head views on a larger input, out of fold (hc18-head)", "",
+             f"Written by `scripts/tune_head_measure.py input-scale --scale {scale:g}`. Each of the {len(folds)} "
+             f"cross-validation networks measures the {len(ref)} train and early-stop heads it never trained on. "
+             f"`VIEW@{scale:g}` is a view run on an input {scale:g} times the bundle's ({h} x {w} -> "
+             f"{int(h * scale)} x {int(w * scale)}; the same crops as at 1x, in PyTorch), so a head that fills the "
+             "frame is seen at a finer resolution, which the crop views cannot give it (their crops are the whole "
+             f"image or more). Outline level {level:g}, sharpness {sharpness:g}; each measurement is the mean "
+             "ellipse of its views. Cells: HC mean absolute difference (bias), mm.", "",
+             "| variant | views | all | " + " | ".join(n for _, _, n in SIZES) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in SIZES) + " |"]
+    for name, diff in diffs.items():
+        lines.append(_row(f"{name} | {', '.join(variants[name])}", diff, ref))
+    counts = ", ".join(f"{n} {int(((ref >= lo) & (ref < hi)).sum())}" for lo, hi, n in SIZES)
+    lines += ["", f"Sizes by the reference HC; heads: {counts}.", "",
+              f"Rule H3 (written before these numbers): the best variant goes to one validation look only if it beats "
+              f"the shipped views by at least {SCALE_MIN_GAIN_MM} mm out of fold and has the lower error on heads of "
+              "200 mm or more.", "",
+              f"Best variant: {best}, gain {_gain(base, diffs[best], groups)} (bootstrap over subjects); >= 200 mm "
+              f"{np.abs(base[large]).mean():.3f} -> {np.abs(diffs[best][large]).mean():.3f} mm.", "",
+              "Decision: " + ("a validation candidate." if gain >= SCALE_MIN_GAIN_MM and large_lower else
+                              "not adopted; validation not consulted. The networks do not carry over to an input "
+                              "larger than they were trained on: see the probe rows' biases by head size.")]
     write_report(out, lines)
 
 
@@ -581,11 +690,11 @@ def _label(candidate: tuple) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["cache", "sweep", "report", "oof", "interval", "recipes"])
+    p.add_argument("command", choices=["cache", "sweep", "report", "oof", "interval", "recipes", "input-scale"])
     p.add_argument("--folds", nargs="+", action="append", default=[],
-                   help="oof, interval: the cross-validation models' bundle folders, in fold order (each cached with "
-                        "`cache --bundle DIR --splits fold`); recipes: repeat once per recipe, the shipped recipe "
-                        "first")
+                   help="oof, interval, input-scale: the cross-validation models' bundle folders, in fold order "
+                        "(each cached with `cache --bundle DIR --splits fold`); recipes: repeat once per recipe, "
+                        "the shipped recipe first")
     p.add_argument("--out", type=Path, default=None, help="the report written (default: docs/head_postprocessing.md "
                    "for report, docs/head_oof.md for oof, docs/head_interval.md for interval, "
                    "docs/head_oof_recipes.md for recipes)")
@@ -599,6 +708,7 @@ def main(argv: list[str] | None = None) -> int:
                         "level)")
     p.add_argument("--fitters", nargs="*", default=[], choices=list(FITTERS),
                    help="oof: ellipse fitters to compare on the shipped setting (beside the shipped opencv)")
+    p.add_argument("--scale", type=float, default=2.0, help="input-scale: the views' input size over the bundle's")
     p.add_argument("--adopt", action="store_true", help="interval: write the chosen rule into the bundle's card "
                    "when its validation coverage passes")
     args = p.parse_args(argv)
@@ -616,6 +726,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "interval":
         interval_report(need_one_fold_set(p, args.folds, "interval"), args.bundle,
                         args.out or Path("docs/head_interval.md"), args.adopt)
+        return 0
+    if args.command == "input-scale":
+        import torch
+
+        torch.set_num_threads(2)
+        scale_report(need_one_fold_set(p, args.folds, "input-scale"), args.scale,
+                     args.out or Path("docs/head_oof_input_scale.md"))
         return 0
     if args.command == "recipes":
         recipes_report(need_fold_sets(p, args.folds, "recipes", "recipe"), args.out or Path("docs/head_oof_recipes.md"))

@@ -400,3 +400,65 @@ def test_a_ctr_correction_goes_to_validation_only_when_both_cross_validations_ga
     seen.clear()
     assert not tune_ctr.correction_report([folders["fuzzy-s0"], folders["clean-s2"]], str(bundle), out)
     assert "does not go to validation (rule C1)" in out.read_text() and seen == []
+
+
+def _disc(shape: tuple[int, int], cx: float, cy: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    return np.clip(r + 0.5 - np.hypot(xx - cx, yy - cy), 0, 1)
+
+
+def test_views_on_a_larger_input_map_back_to_image_pixels(tune):
+    # a 160 x 120 image; its 0.15 crop is the 120 x 80 window at (10, 5); the @2 maps have twice the pixels
+    meta = {"shape": [120, 160], "crops": {"0.15": [10.0, 5.0, 120, 80]},
+            "arr": {"plain@2": _disc((240, 320), 160, 120, 50), "zoom0.15@2": _disc((160, 240), 120, 80, 40),
+                    "zoom0.15": _disc((80, 120), 60, 40, 20)}}
+    plain = tune.view_fit(meta, "plain@2")
+    assert (plain.cx, plain.cy) == pytest.approx((80, 60), abs=0.3) and plain.a == pytest.approx(25, abs=0.3)
+    for view in ("zoom0.15@2", "zoom0.15"):  # the same crop at 2x and 1x: the same ellipse in the image
+        crop = tune.view_fit(meta, view)
+        assert (crop.cx, crop.cy) == pytest.approx((70, 45), abs=0.3) and crop.a == pytest.approx(20, abs=0.3)
+    assert tune.scaled_input_size((160, 240), 2) == (320, 480)
+    for bad in (1.5, 0.5, -2):  # 240 x 360 and 80 x 120 are not multiples of the encoder's stride
+        with pytest.raises(SystemExit, match="multiples of 32"):
+            tune.scaled_input_size((160, 240), bad)
+    views = tune.scale_views(2)
+    assert views["shipped"] == tune.VIEW_SETS["current"] and all(
+        any(v.endswith("@2") for v in vs) for k, vs in views.items() if k not in ("shipped", "(probe) plain alone"))
+
+
+def _heart_cached(name: str, shipped_r: float, crop_r: float) -> dict:
+    """A cached FOCUS image (reference heart radius 15 in a thorax of 40) whose shipped views draw the heart with
+    radius ``shipped_r`` and whose heart crops (the whole 160 x 120 frame, offsets 0) with ``crop_r``."""
+    thorax = _disc((120, 160), 80, 60, 40)
+    arr = {f"{v}_thorax": thorax for v in ("plain", "zoom0.1", "zoom0.2", "zoom0.35", "hcrop0.25", "hcrop0.5",
+                                           "hcrop1")}
+    arr.update({f"{v}_heart": _disc((120, 160), 80, 60, shipped_r) for v in ("plain", "zoom0.1", "zoom0.2",
+                                                                              "zoom0.35")})
+    arr.update({f"{v}_heart": _disc((120, 160), 80, 60, crop_r) for v in ("hcrop0.25", "hcrop0.5", "hcrop1")})
+    crops = {m: [0, 0, 160, 120] for m in ("0.1", "0.2", "0.35", "hcrop0.25", "hcrop0.5", "hcrop1")}
+    circle = {"cx": 80.0, "cy": 60.0, "angle_deg": 0.0}
+    return {"name": name, "group": name, "shape": [120, 160], "arr": arr, "crops": crops,
+            "ref": {"heart": {**circle, "a": 15.0, "b": 15.0}, "thorax": {**circle, "a": 40.0, "b": 40.0}}}
+
+
+@pytest.mark.parametrize(("crop_r", "passes"), [(15.0, True), (17.0, False)])
+def test_heart_crops_go_to_validation_only_when_they_beat_the_shipped_heart_on_every_cross_validation(
+        tune_ctr, tmp_path, monkeypatch, crop_r, passes):
+    names = ["a.png", "b.png", "c.png"]
+    monkeypatch.setattr(tune_ctr, "_with_heart_crops", lambda folder: [_heart_cached(n, 16.0, crop_r) for n in names])
+    folders = []
+    for seed in (0, 1):
+        (tmp_path / f"s{seed}").mkdir()
+        config = {"encoder": "efficientnet_lite0", "input_size": [160, 240], "seed": seed}
+        (tmp_path / f"s{seed}" / "card.json").write_text(json.dumps({"training": {"config": config}}))
+        folders.append([str(tmp_path / f"s{seed}")])
+    out = tmp_path / "heart.md"
+    assert tune_ctr.heart_crops_report(folders, out) is passes
+    text = out.read_text()
+    rows = {r.split(" | ")[0][2:]: r.split(" | ") for r in text.splitlines() if r.startswith("| ")}
+    shipped, crops_only = float(rows["shipped"][1]), float(rows["H4 heart crops only"][1])
+    assert shipped > 0.01  # a heart 1/15 too large
+    assert (crops_only < 0.002) is passes  # exact crops leave nothing; 17/15 crops miss by more than 16/15
+    decision = text.strip().splitlines()[-1]
+    assert decision.startswith("Best on efficientnet_lite0, 160x240, seed 0: ")
+    assert ("goes to validation" in decision) is passes and ("not adopted" in decision) is not passes

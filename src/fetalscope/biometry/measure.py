@@ -130,10 +130,7 @@ class Measurer:
         bh = bw = 2.0 * around.major * (1.0 + margin)
         bw, bh = (bh * w0 / h0, bh) if bw / bh < w0 / h0 else (bw, bw * h0 / w0)
         x0, y0 = around.cx - bw / 2.0, around.cy - bh / 2.0
-        size = (max(8, int(round(bw))), max(8, int(round(bh))))
-        shift = np.array([[1, 0, -x0], [0, 1, -y0]], np.float32)
-        crop = cv2.warpAffine(image.pixels, shift, size, flags=cv2.INTER_LINEAR, borderValue=0)
-        return replace(image, pixels=crop), x0, y0
+        return crop_image(image, x0, y0, max(8, int(round(bw))), max(8, int(round(bh)))), x0, y0
 
     def zoomed_ellipse(self, image: UltrasoundImage, around: Ellipse, margin: float) -> Ellipse | None:
         """The head ellipse fitted on a crop around ``around`` (:meth:`crop_around`), mapped back to the image."""
@@ -262,6 +259,14 @@ class Measurer:
         record["model"] = dict(self.model_info)
         record["timing_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return record
+
+
+def crop_image(image: UltrasoundImage, x0: float, y0: float, width: int, height: int) -> UltrasoundImage:
+    """The ``width`` x ``height`` window of ``image`` whose top-left corner is (``x0``, ``y0``) in image pixels
+    (sub-pixel, bilinear; zero beyond the image)."""
+    shift = np.array([[1, 0, -x0], [0, 1, -y0]], np.float32)
+    crop = cv2.warpAffine(image.pixels, shift, (int(width), int(height)), flags=cv2.INTER_LINEAR, borderValue=0)
+    return replace(image, pixels=crop)
 
 
 def _shifted(e: Ellipse | None, dx: float, dy: float) -> Ellipse | None:
