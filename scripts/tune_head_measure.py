@@ -697,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
                         "the shipped recipe first")
     p.add_argument("--out", type=Path, default=None, help="the report written (default: docs/head_postprocessing.md "
                    "for report, docs/head_oof.md for oof, docs/head_interval.md for interval, "
-                   "docs/head_oof_recipes.md for recipes)")
+                   "docs/head_oof_recipes.md for recipes, docs/head_oof_input_scale.md for input-scale)")
     p.add_argument("--bundle", default=BUNDLE)
     p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
     p.add_argument("--split", default="early_stop")
