@@ -301,12 +301,13 @@ def _gain(before: np.ndarray, after: np.ndarray, groups: list[str]) -> str:
     return f"{c['estimate']:+.3f} mm (95% CI {c['lower']:+.3f} to {c['upper']:+.3f})"
 
 
-def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
+def recipes_report(fold_sets: list[list[str]], out: Path, of_folds: int = 5) -> None:
     """Training recipes compared out of fold: each ``--folds`` set is one recipe's cross-validation (the same
     folds: one ``--split-seed``), every held-out head measured with the shipped setting (:data:`SHIPPED`: views,
     outline level and sharpness) from the caches, and each recipe's gain over the first set (the shipped recipe)
-    with its 95% interval (bootstrap over subjects). Nothing is chosen here; the rule that decides is written where
-    the recipe is tried (the model card)."""
+    with its 95% interval (bootstrap over subjects). ``of_folds``: the cross-validation's N; fewer fold models
+    than that make the report say that only their heads are scored. Nothing is chosen here; the rule that decides
+    is written where the recipe is tried (the model card)."""
     metas = [sorted(load_oof(folds), key=lambda m: m["name"]) for folds in fold_sets]
     names = recipe_names(metas, fold_sets, "heads")
     views, level, sharpness = _vls(SHIPPED)
@@ -314,11 +315,16 @@ def recipes_report(fold_sets: list[list[str]], out: Path) -> None:
     groups = [m["group"] for m in metas[0]]
     diffs = [predictions(meta, views, level, sharpness) - ref for meta in metas]
     lines = ["# Training recipes compared out of fold (hc18-head)", "",
-             "Written by `scripts/tune_head_measure.py recipes`. Each recipe's 5-fold cross-validation "
-             "(`scripts/train_biometry.py train head --cv-fold K 5 --epochs 17 --split-seed 0 ...`, the same folds "
-             f"for every recipe) predicts each of the {len(ref)} train and early-stop heads with a network that never "
-             f"trained on it. Every head is measured as shipped: the mean ellipse of the views {', '.join(views)}, "
-             f"outline level {level:g}, sharpness {sharpness:g}. Cells: HC mean absolute difference (bias), mm. "
+             f"Written by `scripts/tune_head_measure.py recipes`. Each recipe's {of_folds}-fold cross-validation "
+             f"(`scripts/train_biometry.py train head --cv-fold K {of_folds} --epochs 17 --split-seed 0 ...`, the "
+             f"same folds for every recipe) predicts each of the {len(ref)} "
+             + ("train and early-stop heads" if len(fold_sets[0]) >= of_folds else
+                f"heads held out by its first {len(fold_sets[0])} fold{'s' * (len(fold_sets[0]) > 1)} (the other "
+                "folds' heads are not scored: a "
+                "partial cross-validation)")
+             + " with a network that never trained on it. Every head is measured as shipped: the mean ellipse of "
+             f"the views {', '.join(views)}, outline level {level:g}, sharpness {sharpness:g}. Cells: HC mean "
+             "absolute difference (bias), mm. "
              "Nothing is chosen from this table.", "",
              "| recipe | all | " + " | ".join(n for _, _, n in SIZES) + " |",
              "| --- | --- | " + " | ".join("---" for _ in SIZES) + " |"]
@@ -708,6 +714,8 @@ def main(argv: list[str] | None = None) -> int:
                         "level)")
     p.add_argument("--fitters", nargs="*", default=[], choices=list(FITTERS),
                    help="oof: ellipse fitters to compare on the shipped setting (beside the shipped opencv)")
+    p.add_argument("--of-folds", type=int, default=5, help="recipes: the cross-validation's number of folds (fewer "
+                   "--folds than this make a partial report)")
     p.add_argument("--scale", type=float, default=2.0, help="input-scale: the views' input size over the bundle's")
     p.add_argument("--adopt", action="store_true", help="interval: write the chosen rule into the bundle's card "
                    "when its validation coverage passes")
@@ -735,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
                      args.out or Path("docs/head_oof_input_scale.md"))
         return 0
     if args.command == "recipes":
-        recipes_report(need_fold_sets(p, args.folds, "recipes", "recipe"), args.out or Path("docs/head_oof_recipes.md"))
+        recipes_report(need_fold_sets(p, args.folds, "recipes", "recipe"), args.out or Path("docs/head_oof_recipes.md"),
+                       args.of_folds)
         return 0
     import torch
 

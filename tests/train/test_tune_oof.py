@@ -239,6 +239,9 @@ def test_head_recipes_report_scores_every_recipe_on_the_same_held_out_heads(tune
     assert mad[1] < mad[0] and mad[0] > 1.0  # 10% of a 13-28 mm head against 2%
     gain = float(text.split("reduced by ")[1].split(" mm")[0])
     assert gain == pytest.approx(mad[0] - mad[1], abs=0.002)
+    assert "held out by its first 1 fold (the other folds' heads are not scored" in text  # 1 of 5 folds
+    tune.recipes_report([shipped, averaged], out, of_folds=1)
+    assert "predicts each of the 3 train and early-stop heads" in out.read_text()
     other = _head_caches(tmp_path, "other", {**config, "seed": 1}, 0.98, ["001_HC.png", "009_HC.png", "003_HC.png"])
     with pytest.raises(SystemExit, match="hold out different heads"):
         tune.recipes_report([shipped, other], tmp_path / "never.md")
