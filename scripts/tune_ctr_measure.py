@@ -642,7 +642,7 @@ def heart_crop_cache(folder: str) -> Path:
     samples = {s.name: s for s in validation_samples(Path(folder), "cardiothoracic", "fold")}
     crops_by_image = {}
     for rec in load("fold", folder):
-        hearts = [fit_view(rec, v, 0.5, 0.5)[0] for v in VARIANTS[SHIPPED_VARIANT][0]]
+        hearts = [fit_view(rec, v, *VARIANTS[SHIPPED_VARIANT][2:])[0] for v in VARIANTS[SHIPPED_VARIANT][0]]
         heart = mean_ellipse([h for h in hearts if h is not None])
         if heart is None:
             continue
@@ -678,7 +678,7 @@ def heart_crops_report(fold_sets: list[list[str]], out: Path) -> bool:
     >= :data:`HEART_CROP_GAIN` there and by >= :data:`HEART_CROP_CONFIRM` on every other, with the heart IoU at
     most :data:`HEART_CROP_IOU_SLACK` lower on each. Returns whether it passed; validation is not looked at here."""
     variants = heart_crop_variants()
-    thorax = VARIANTS[SHIPPED_VARIANT][1]
+    _, thorax, heart_level, thorax_level = VARIANTS[SHIPPED_VARIANT]
     metas = [sorted(pool_folds([_with_heart_crops(folder) for folder in folds]), key=lambda m: m["name"])
              for folds in fold_sets]
     names = recipe_names(metas, fold_sets, "images")
@@ -697,7 +697,7 @@ def heart_crops_report(fold_sets: list[list[str]], out: Path) -> bool:
              "lower on each."]
     scored = []
     for meta, name in zip(metas, names, strict=True):
-        rows = {k: score(meta, (v, thorax, 0.5, 0.5)) for k, v in variants.items()}
+        rows = {k: score(meta, (v, thorax, heart_level, thorax_level)) for k, v in variants.items()}
         scored.append(rows)
         base = np.abs(rows["shipped"]["errors"])
         lines += ["", f"## {name}", "", "| heart views | CTR MAE | bias | IoU heart | heart circumference off | "
