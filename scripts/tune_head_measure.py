@@ -11,6 +11,8 @@
         [--out docs/head_oof_recipes.md]   # training recipes against the shipped one, out of fold
     python scripts/tune_head_measure.py input-scale --folds runs/head-cv0 ... [--scale 2] \
         [--out docs/head_oof_input_scale.md]   # views run on a larger input than the bundle's, out of fold
+    python scripts/tune_head_measure.py combine --folds runs/head-cv0 ... --folds runs/head-cv0-px ... \
+        [--out docs/head_oof_combination.md]   # two networks: maps or ellipses averaged, out of fold
 
 The cache (``/tmp/fetalscope-head-tune/<bundle>``) holds per image the head probability maps of the plain image, its
 mirror image and crops around the plain ellipse (margins 0.15, 0.25, 0.35, 0.5) with the crop offsets, so
@@ -38,6 +40,7 @@ from tune_folds import (  # noqa: E402
     need_one_fold_set,
     opencv_fitter,
     pool_folds,
+    recipe_name,
     recipe_names,
     write_card_inference,
     write_report,
@@ -448,6 +451,114 @@ def scale_report(folds: list[str], scale: float, out: Path) -> None:
     write_report(out, lines)
 
 
+# ---- two networks combined: their maps averaged (shipped) or their ellipses (rule E1) ---------------------------
+COMBINE_MIN_GAIN_MM = 0.010  # rule E1: averaging ellipses goes to validation only with this out-of-fold gain
+
+
+def _pair_records(fold_a: str, fold_b: str) -> list[tuple[dict, dict, dict]]:
+    """For each head held out by fold networks ``fold_a`` and ``fold_b`` (same fold, two recipes or seeds): three
+    cached records with the same crops, as an ensemble of the two would measure it: network a's views, network b's
+    and the mean of their maps per view. The crops lie around the ellipse of the mean plain map (the ensemble's
+    base ellipse), so both networks see the same windows; their maps are cached in ``<cache>/<a>+<b>`` (needs both
+    folds' 1x caches)."""
+    from fetalscope.biometry.ellipse import fit_ellipse
+    from fetalscope.biometry.measure import Measurer
+    from fetalscope.imaging.loader import load_image
+    from fetalscope.train.segmenter.measurement_report import validation_samples
+
+    views, level, sharpness = _vls(SHIPPED)
+    margins = [v.removeprefix("zoom") for v in views if v.startswith("zoom")]
+    recs_a, recs_b = load(fold_a, "fold"), load(fold_b, "fold")
+    if [r["name"] for r in recs_a] != [r["name"] for r in recs_b]:
+        raise SystemExit(f"{fold_a} and {fold_b} hold out different heads: are they the same fold?")
+    folder = CACHE_ROOT / f"{Path(fold_a).resolve().name}+{Path(fold_b).resolve().name}"
+    if not (folder / "fold.json").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        nets = [Measurer("head", fold, runtime="onnx") for fold in (fold_a, fold_b)]
+        samples = {s.name: s for s in validation_samples(Path(fold_a), "head", "fold")}
+        crops = {}
+        for ra, rb in zip(recs_a, recs_b, strict=True):
+            image = load_image(samples[ra["name"]].path)
+            base = fit_ellipse((ra["arr"]["plain"] + rb["arr"]["plain"]) / 2, out_shape=(image.height, image.width),
+                               level=level, min_sharpness=sharpness)
+            arrays, crops[ra["name"]] = {}, {}
+            for margin in margins:
+                crop, x0, y0 = nets[0].crop_around(image, base, float(margin))
+                crops[ra["name"]][margin] = [x0, y0, crop.width, crop.height]
+                for key, net in zip("ab", nets, strict=True):
+                    arrays[f"{key}:zoom{margin}"] = net.probabilities(crop, flip=False)["head"]
+            np.savez_compressed(folder / f"{ra['name']}.npz", **arrays)
+        (folder / "fold.json").write_text(json.dumps(crops))
+    crops = json.loads((folder / "fold.json").read_text())
+    out = []
+    for ra, rb in zip(recs_a, recs_b, strict=True):
+        pair = dict(np.load(folder / f"{ra['name']}.npz"))
+        one = []
+        for key, rec in zip("ab", (ra, rb), strict=True):
+            arr = {v: (pair[f"{key}:{v}"] if v.startswith("zoom") else rec["arr"][v]) for v in views}
+            one.append({**rec, "crops": crops[ra["name"]], "arr": arr})
+        mean = {**one[0], "arr": {v: (one[0]["arr"][v] + one[1]["arr"][v]) / 2 for v in views}}
+        out.append((one[0], one[1], mean))
+    return out
+
+
+def combine_report(fold_sets: list[list[str]], out: Path) -> bool:
+    """Rule E1 out of fold: two networks per held-out head (the fold networks of two ``--folds`` sets), combined as
+    the shipped ensemble does (maps averaged per view, one ellipse per view, the views' mean ellipse) or by averaging
+    every network's view ellipses. Averaging ellipses goes to one validation look only when it beats the maps'
+    mean by :data:`COMBINE_MIN_GAIN_MM` overall and on heads of 200 mm or more. Returns whether it does."""
+    from fetalscope.biometry.ellipse import mean_ellipse
+
+    if len(fold_sets) != 2 or len(fold_sets[0]) != len(fold_sets[1]):
+        raise SystemExit("combine needs two --folds sets of the same folds (two networks per fold)")
+    views, level, sharpness = _vls(SHIPPED)
+    triples = pool_folds([[{**t[0], "pair": t} for t in _pair_records(a, b)]
+                          for a, b in zip(*fold_sets, strict=True)])
+    ref = np.array([t["hc_ref_mm"] for t in triples])
+    groups = [t["group"] for t in triples]
+
+    def hc(fits: list) -> float:
+        return float(mean_ellipse([f for f in fits if f is not None]).circumference())
+
+    rows: dict[str, list[float]] = {"network a alone": [], "network b alone": [], "maps averaged (shipped)": [],
+                                    "ellipses averaged": []}
+    for t in triples:
+        a, b, mean = t["pair"]
+        fa, fb, fm = ([view_fit(r, v, level, sharpness) for v in views] for r in (a, b, mean))
+        for name, fits in zip(rows, (fa, fb, fm, fa + fb), strict=True):
+            rows[name].append(hc(fits) * t["px"])
+    diffs = {name: np.array(v) - ref for name, v in rows.items()}
+    shipped, candidate = diffs["maps averaged (shipped)"], diffs["ellipses averaged"]
+    large = ref >= SIZES[-1][0]
+    gain = float(np.abs(shipped).mean() - np.abs(candidate).mean())
+    passes = gain >= COMBINE_MIN_GAIN_MM and bool(np.abs(candidate[large]).mean() < np.abs(shipped[large]).mean())
+    names = [f"`{Path(f[0]).name}`..., {recipe_name(json.loads((Path(f[0]) / 'card.json').read_text()))}"
+             for f in fold_sets]
+    counts = ", ".join(f"{n} {int(((ref >= lo) & (ref < hi)).sum())}" for lo, hi, n in SIZES)
+    lines = ["# Two networks combined: maps or ellipses averaged, out of fold (hc18-head)", "",
+             f"Written by `scripts/tune_head_measure.py combine`. Each of the {len(ref)} train and early-stop heads is "
+             f"measured by the two fold networks that never trained on it (a: {names[0]}; b: {names[1]}), "
+             "as an ensemble of the two: the crops lie around the ellipse of their mean plain map and both networks "
+             f"see the same crops. Views {', '.join(views)}; outline level {level:g}, sharpness {sharpness:g}. The "
+             "shipped ensemble averages its members' probability maps per view and fits one ellipse per view; the "
+             "alternative fits every member's ellipse in every view and averages them all. Cells: HC mean absolute "
+             "difference (bias), mm.", "",
+             "| combination | all | " + " | ".join(n for _, _, n in SIZES) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in SIZES) + " |"]
+    lines += [_row(name, diff, ref) for name, diff in diffs.items()]
+    lines += ["", f"Sizes by the reference HC; heads: {counts}.", "",
+              "Rule E1 (written before these numbers): averaging ellipses goes to one validation look only if it "
+              f"beats the averaged maps by at least {COMBINE_MIN_GAIN_MM} mm out of fold and has the lower error on "
+              "heads of 200 mm or more.", "",
+              f"Ellipses against maps: absolute HC difference reduced by {_gain(shipped, candidate, groups)} "
+              f"(bootstrap over subjects); >= 200 mm {np.abs(shipped[large]).mean():.3f} -> "
+              f"{np.abs(candidate[large]).mean():.3f} mm.", "",
+              "Decision: " + ("a validation candidate." if passes else
+                              "not adopted; validation not consulted. The shipped ensemble keeps averaging maps.")]
+    write_report(out, lines)
+    return passes
+
+
 def _members(bundle: str) -> int:
     """How many networks the bundle averages (its card's ``arch_kwargs.members``; 1 for one network)."""
     card = json.loads((Path(bundle) / "card.json").read_text())
@@ -696,14 +807,16 @@ def _label(candidate: tuple) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["cache", "sweep", "report", "oof", "interval", "recipes", "input-scale"])
+    p.add_argument("command", choices=["cache", "sweep", "report", "oof", "interval", "recipes", "input-scale",
+                                          "combine"])
     p.add_argument("--folds", nargs="+", action="append", default=[],
                    help="oof, interval, input-scale: the cross-validation models' bundle folders, in fold order "
                         "(each cached with `cache --bundle DIR --splits fold`); recipes: repeat once per recipe, "
-                        "the shipped recipe first")
+                        "the shipped recipe first; combine: twice, network a's folds then network b's")
     p.add_argument("--out", type=Path, default=None, help="the report written (default: docs/head_postprocessing.md "
                    "for report, docs/head_oof.md for oof, docs/head_interval.md for interval, "
-                   "docs/head_oof_recipes.md for recipes, docs/head_oof_input_scale.md for input-scale)")
+                   "docs/head_oof_recipes.md for recipes, docs/head_oof_input_scale.md for input-scale, "
+                   "docs/head_oof_combination.md for combine)")
     p.add_argument("--bundle", default=BUNDLE)
     p.add_argument("--splits", nargs="+", default=["early_stop", "validation"])
     p.add_argument("--split", default="early_stop")
@@ -741,6 +854,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(2)
         scale_report(need_one_fold_set(p, args.folds, "input-scale"), args.scale,
                      args.out or Path("docs/head_oof_input_scale.md"))
+        return 0
+    if args.command == "combine":
+        import torch
+
+        torch.set_num_threads(2)
+        combine_report(need_fold_sets(p, args.folds, "combine", "network"),
+                       args.out or Path("docs/head_oof_combination.md"))
         return 0
     if args.command == "recipes":
         recipes_report(need_fold_sets(p, args.folds, "recipes", "recipe"), args.out or Path("docs/head_oof_recipes.md"),

@@ -465,3 +465,51 @@ def test_heart_crops_go_to_validation_only_when_they_beat_the_shipped_heart_on_e
     decision = text.strip().splitlines()[-1]
     assert decision.startswith("Best on efficientnet_lite0, 160x240, seed 0: ")
     assert ("goes to validation" in decision) is passes and ("not adopted" in decision) is not passes
+
+
+def _ramp(shape: tuple[int, int], r: float, width: float) -> np.ndarray:
+    """A disc of radius ``r`` (probability 0.5 there) whose edge falls linearly over ``width`` pixels."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    return np.clip((r - np.hypot(xx - 80, yy - 60)) / width + 0.5, 0, 1).astype(np.float32)
+
+
+def _pair(name: str, radius: float, px: float, blurry_b: bool) -> tuple[dict, dict, dict]:
+    """One held-out head (reference radius ``radius``) seen by two networks: a draws it sharp and 10% too small; b
+    draws it 10% too large with an edge as wide as the head (``blurry_b``) or exactly like a."""
+    views = ("plain", "flip", "zoom0.15", "zoom0.35")
+    a_map = _ramp((120, 160), 0.9 * radius, 1.0)
+    b_map = _ramp((120, 160), 1.1 * radius, radius) if blurry_b else a_map
+    base = {"name": name, "group": name, "hc_ref_mm": 2 * np.pi * radius * px, "px": px, "shape": [120, 160],
+            "crops": {"0.15": [0, 0, 160, 120], "0.35": [0, 0, 160, 120]}}
+    a, b = ({**base, "arr": {v: m for v in views}} for m in (a_map, b_map))
+    return a, b, {**base, "arr": {v: (a_map + b_map) / 2 for v in views}}
+
+
+@pytest.mark.parametrize("blurry_b", [True, False])
+def test_averaging_ellipses_goes_to_validation_only_when_it_beats_the_averaged_maps(tune, tmp_path, monkeypatch,
+                                                                                      blurry_b):
+    # heads of about 63, 157 and 226 mm; with a blurry b the mean map's 0.5 outline stays on a's sharp edge (10% too
+    # small) while the mean of a's and b's ellipses (-10%, +10%) is exact
+    triples = [_pair(f"00{i}_HC.png", r, px, blurry_b) for i, (r, px) in enumerate([(20, 0.5), (25, 1.0), (30, 1.2)])]
+    monkeypatch.setattr(tune, "_pair_records", lambda a, b: triples)
+    sets = []
+    for recipe, extra in (("a", {}), ("b", {"pixel_size_weight": 1.0})):
+        (tmp_path / recipe).mkdir()
+        config = {"encoder": "efficientnet_lite0", "input_size": [160, 240], "seed": 0, **extra}
+        (tmp_path / recipe / "card.json").write_text(json.dumps({"training": {"config": config}}))
+        sets.append([str(tmp_path / recipe)])
+    out = tmp_path / "combine.md"
+    assert tune.combine_report(sets, out) is blurry_b
+    text = out.read_text()
+    rows = {r.split(" | ")[0][2:]: float(r.split(" | ")[1].split(" (")[0]) for r in text.splitlines()
+            if r.startswith("| ") and not r.startswith("| combination") and not r.startswith("| ---")}
+    ref = np.array([t[0]["hc_ref_mm"] for t in triples])
+    assert rows["network a alone"] == pytest.approx(0.1 * ref.mean(), rel=0.05)
+    if blurry_b:
+        assert rows["maps averaged (shipped)"] > 0.8 * rows["network a alone"]  # near a's sharp edge
+        assert rows["ellipses averaged"] < 0.02 * ref.mean()
+        assert "Decision: a validation candidate." in text
+    else:  # two networks that agree: every combination is the same
+        assert len({round(v, 6) for v in rows.values()}) == 1 and "not adopted" in text
+    with pytest.raises(SystemExit, match="two --folds sets"):
+        tune.combine_report([*sets, sets[0]], tmp_path / "never.md")
