@@ -55,6 +55,18 @@ def cache_dir() -> Path:
     return path
 
 
+# The bundled model each role uses unless told otherwise (folder names under :func:`bundled_models_dir`); the
+# modules that load them take their defaults from here, and a batch archive records which ones it used.
+DEFAULT_MODELS: dict[str, str] = {
+    "plane": "sononet-planes",
+    "brain_plane": "sononet-brain-planes",
+    "brain_findings": "brain-normal-abnormal-demo",
+    "detector": "brain-structures",
+    "head": "hc18-head",
+    "cardiothoracic": "focus-ctr",
+}
+
+
 def bundled_models_dir() -> Path:
     """Folder of model bundles shipped with the package."""
     return PACKAGE_DIR / "models" / "bundled"

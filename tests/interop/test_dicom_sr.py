@@ -70,7 +70,13 @@ def test_head_sr_round_trip(head, head_dcm, tmp_path, dciodvfy):
     from fetalscope import __version__
 
     assert texts["111001"] == "fetalscope" and texts["111003"] == __version__
-    assert texts["111002"] == f"model {head['model']['id']} {head['model']['version']}"
+    import json
+
+    from fetalscope import config
+
+    card = json.loads((config.bundled_models_dir() / head["model"]["id"] / "card.json").read_text())
+    assert head["model"]["revision"] == card["revision"]  # which retrained weights of the version measured it
+    assert texts["111002"] == f"model {head['model']['id']} {head['model']['version']} revision {card['revision']}"
 
 
 def test_cardiothoracic_sr_with_plane_and_grade(session, thorax_dcm, tmp_path, dciodvfy):

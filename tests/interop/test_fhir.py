@@ -57,6 +57,9 @@ def test_head_report_of_a_png_has_no_study_and_names_the_ga_formula(session, tmp
     ga = observations["18185-9"]
     assert float(ga.valueQuantity.value) == pytest.approx(record["ga_weeks"]) and ga.valueQuantity.code == "wk"
     assert ga.method.coding[0].code == "11932-1" and ga.method.text == "HC, Hadlock 1984"
+    # the conclusion names the model bundle and the revision of its weights that measured the head
+    model = record["model"]
+    assert f"(models: {model['id']} {model['version']} revision {model['revision']})" in report.conclusion
     json.dumps(report_bundle(record))
 
 

@@ -201,3 +201,48 @@ def test_other_tasks_add_their_columns(example_pngs, tmp_path):
     (qrow,) = pd.read_parquet(tmp_path / "quality.parquet").to_dict("records")
     qexpected = Session().analyse(str(thorax), quality=True).to_row()
     assert qrow["quality_grade"] == qexpected["quality_grade"] and qrow["quality_score"] == qexpected["quality_score"]
+
+
+def test_the_archive_records_its_models_and_resume_refuses_rows_of_another_setup(example_pngs, tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from fetalscope import __version__
+    from fetalscope.models.cards import read_card
+
+    def label(name: str) -> str:
+        card = read_card(name)
+        return f"{card['name']} {card['version']}" + (f" revision {card['revision']}" if "revision" in card else "")
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p in example_pngs[:2]:
+        shutil.copy(p, folder / p.name)
+    out = tmp_path / "archive.parquet"
+    first = batch(folder, "-o", out)
+    assert first.exit_code == 0, first.output
+    made = json.loads(pq.read_schema(out).metadata[b"fetalscope"])
+    assert made["fetalscope"] == __version__ and made["runtime"] == "auto" and made["tasks"] == ["predict"]
+    assert made["models"] == {"plane": label("sononet-planes"), "brain_plane": label("sononet-brain-planes"),
+                              "brain_findings": label("brain-normal-abnormal-demo")}
+    assert f"models: plane {label('sononet-planes')}" in first.output
+    before = out.read_bytes()
+    for args, change in ((["--tasks", "measure"], "tasks predict -> predict,measure"),
+                         (["--model", "sononet-planes-v1"],
+                          f"plane model {label('sononet-planes')} -> {label('sononet-planes-v1')}"),
+                         (["--runtime", "onnx-int8"], "runtime auto -> onnx-int8")):
+        refused = batch(folder, "-o", out, "--resume", *args)
+        assert refused.exit_code == 2 and change in refused.output and "--overwrite" in refused.output, refused.output
+        assert out.read_bytes() == before and not out.with_name(out.name + ".parts").exists()
+    head = label("hc18-head")
+    assert "revision" in head  # the measurement bundles count their retrained revisions
+    again = batch(folder, "-o", out, "--overwrite", "--tasks", "measure")
+    assert again.exit_code == 0, again.output
+    made = json.loads(pq.read_schema(out).metadata[b"fetalscope"])
+    assert made["tasks"] == ["predict", "measure"] and made["models"]["head"] == head
+    assert made["models"]["cardiothoracic"] == label("focus-ctr")
+    table = pq.read_table(out)  # an archive written before archives said how: resumed as before
+    pq.write_table(table.replace_schema_metadata({}), out)
+    resumed = batch(folder, "-o", out, "--resume", "--tasks", "detect")
+    assert resumed.exit_code == 0 and "2 skipped (already done)" in resumed.output, resumed.output

@@ -26,7 +26,8 @@ def analysis_with_everything(name: str = LONG_NAME) -> Analysis:
     h, w = image.pixels.shape[:2]
     probs = [ClassScore("Fetal brain", 0.871234), ClassScore("Fetal thorax", 0.1), ClassScore("Maternal cervix", None),
              ClassScore("Other", 0.028766)]
-    measurement = {"measurement": "head", "quality": "ok", "model": {"id": "hc18-head"}, "hc_mm": 171.4,
+    measurement = {"measurement": "head", "quality": "ok",
+                   "model": {"id": "hc18-head", "version": "0.1.0", "revision": 5, "runtime": "onnx"}, "hc_mm": 171.4,
                    "hc_interval_mm": [167.93, 174.87], "hc_interval_coverage": 0.9, "bpd_mm": 45.25, "ofd_mm": 61.0,
                    "ga_weeks": 19.6, "ga": "19w4d", "pixel_size_mm": 0.1,
                    "pixel_size_source": "argument", "flags": ["HC ≥ 3 SD above the Hadlock mean ± 2 mm"],
@@ -85,6 +86,7 @@ def test_pdf_carries_the_analysis_on_a4_with_the_font_embedded(tmp_path):
     for label, key, digits in (("HC (mm)", "hc_mm", 1), ("BPD (mm)", "bpd_mm", 1), ("OFD (mm)", "ofd_mm", 1)):
         assert f"{label} {a.measurement[key]:.{digits}f}" in flat
     assert "HC 90% interval (mm) 167.9 to 174.9" in flat  # the record's calibrated interval, as computed
+    assert "measured by hc18-head 0.1.0 revision 5" in flat  # which weights measured it, in the table
     assert a.measurement["ga"] in flat and "Research and education use only" in flat
     assert "HC ≥ 3 SD above the Hadlock mean ± 2 mm" in flat and "µm-scale" in flat  # the bundled glyphs
     assert "Trained on 40 images; not validated." in flat and "Grad-CAM" in flat

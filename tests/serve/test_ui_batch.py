@@ -66,6 +66,8 @@ def test_side_by_side_card_shows_the_measurement_numbers(service):
     assert "Measurement: cardiothoracic" in page
     rows = measurement_rows(analysis.measurement)
     assert any(value != "n/a" for _, value in rows)
+    model = analysis.measurement["model"]  # the bundled focus-ctr names the revision of its weights
+    assert ("measured by", f"{model['id']} {model['version']} revision {model['revision']}") in rows
     for label, value in rows:
         assert f"<td>{html.escape(label)}</td><td>{html.escape(value)}</td>" in page
     assert "Tick two or more" in ui_batch.compare_html(items, [])

@@ -35,12 +35,13 @@ from fetalscope.biometry.evidence import ctr_fit, head_fit
 from fetalscope.biometry.head import check_pixel_size, head_measurements
 from fetalscope.biometry.segbundle import SegBundle, load_seg_bundle
 from fetalscope.biometry.uncertainty import IntervalRule, interval_label, views_sd
+from fetalscope.config import DEFAULT_MODELS
 from fetalscope.data.transforms import to_tensor
 from fetalscope.errors import BadInputError, UnsupportedError
 from fetalscope.imaging.loader import UltrasoundImage, iter_image_paths, load_image
 
 Measurement = Literal["head", "cardiothoracic"]
-DEFAULT_BUNDLES: dict[str, str] = {"head": "hc18-head", "cardiothoracic": "focus-ctr"}
+DEFAULT_BUNDLES: dict[str, str] = {what: DEFAULT_MODELS[what] for what in ("head", "cardiothoracic")}
 ALIASES = {"hc": "head", "head": "head", "cardiothoracic": "cardiothoracic", "ctr": "cardiothoracic",
            "heart": "cardiothoracic"}
 HEAD_PLANE = "Fetal brain"
@@ -77,6 +78,8 @@ class Measurer:
         self.predictor = make_predictor(self.bundle, runtime=runtime)  # type: ignore[arg-type]
         self.model_info = {"id": self.bundle.name, "version": str(self.bundle.card.get("version", "")),
                            "runtime": self.predictor.name}
+        if self.bundle.card.get("revision") is not None:  # retrained weights of one version (the card's history)
+            self.model_info["revision"] = int(self.bundle.card["revision"])
         inference = self.bundle.card.get("inference", {})
         # test-time augmentation: average the probabilities of the image and its mirror image
         self.flip_tta = bool(inference.get("flip_tta", False))

@@ -17,7 +17,7 @@ from pydicom.uid import generate_uid
 from fetalscope import __version__
 from fetalscope.errors import BadInputError, UnsupportedError
 from fetalscope.interop import vocabulary as v
-from fetalscope.interop.dicom_sr import ALGORITHM_NAME, output_path, parts
+from fetalscope.interop.dicom_sr import ALGORITHM_NAME, model_label, output_path, parts
 from fetalscope.interop.source import HasRecord, frame_of, read_source, record_of
 
 SEG_SERIES_NUMBER = 9019
@@ -56,7 +56,7 @@ def segmentation(result: HasRecord | dict[str, Any], source: Dataset | str | Pat
     model = (measurement or {}).get("model") or {}
     algorithm = AlgorithmIdentificationSequence(
         name=ALGORITHM_NAME, family=codes.cid7162.ArtificialIntelligence, version=__version__,
-        parameters={"model": f"{model.get('id', 'unknown')} {model.get('version', '')}".strip()})
+        parameters={"model": model_label(model)})
     descriptions, planes = [], []
     for number, (name, ellipse) in enumerate(found.items(), start=1):
         descriptions.append(seg.SegmentDescription(

@@ -52,11 +52,19 @@ def parts(record: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]
     return (measurement if isinstance(measurement, dict) else None), record
 
 
-def algorithm(model: dict[str, Any] | None) -> sr.AlgorithmIdentification:
-    """fetalscope and its version; the model bundle (name and version) as the parameter."""
+def model_label(model: dict[str, Any] | None) -> str:
+    """A model as stored results name it (``model``: a record's ``{"id", "version", "revision"?}``): its name,
+    version and, where its card counts retrained revisions of one version, that revision, so that a stored result
+    can be traced to the weights that made it (e.g. ``hc18-head 0.1.0 revision 5``)."""
     model = model or {}
-    bundle = f"{model.get('id', 'unknown')} {model.get('version', '')}".strip()
-    return sr.AlgorithmIdentification(name=ALGORITHM_NAME, version=__version__, parameters=[f"model {bundle}"])
+    label = f"{model.get('id', 'unknown')} {model.get('version', '')}".strip()
+    return label if model.get("revision") is None else f"{label} revision {model['revision']}"
+
+
+def algorithm(model: dict[str, Any] | None) -> sr.AlgorithmIdentification:
+    """fetalscope and its version; the model bundle (:func:`model_label`) as the parameter."""
+    return sr.AlgorithmIdentification(name=ALGORITHM_NAME, version=__version__,
+                                      parameters=[f"model {model_label(model)}"])
 
 
 def _region(ellipse: dict[str, Any], source: Source) -> sr.ImageRegion:

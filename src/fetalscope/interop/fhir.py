@@ -17,7 +17,7 @@ from pydicom.sr.coding import Code
 from fetalscope import __version__
 from fetalscope.errors import BadInputError
 from fetalscope.interop import vocabulary as v
-from fetalscope.interop.dicom_sr import parts
+from fetalscope.interop.dicom_sr import model_label, parts
 from fetalscope.interop.source import HasRecord, Source, read_source, record_of
 
 SYSTEMS = {"LN": "http://loinc.org", "UCUM": "http://unitsofmeasure.org", "SCT": "http://snomed.info/sct",
@@ -72,6 +72,14 @@ def observations(record: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def models_used(record: dict[str, Any]) -> str:
+    """`` (models: ...)`` naming the model bundles behind the reported values (:func:`model_label`), or ``""``."""
+    measurement, analysis = parts(record)
+    labels = [model_label(m) for m in (analysis.get("model"), (measurement or {}).get("model"))
+              if isinstance(m, dict) and m.get("id")]
+    return f" (models: {', '.join(dict.fromkeys(labels))})" if labels else ""
+
+
 def study_reference(src: Source) -> dict[str, Any]:
     """A logical reference to the ImagingStudy by its Study Instance UID (as DICOMweb and IHE do)."""
     return {"type": "ImagingStudy", "identifier": {"system": "urn:dicom:uid", "value": f"urn:oid:{src.study_uid}"}}
@@ -108,8 +116,8 @@ def report_bundle(result: HasRecord | dict[str, Any], source: Dataset | str | Pa
         "code": {"coding": [coding(REPORT_CODE)], "text": REPORT_CODE.meaning},
         "issued": issued, "effectiveDateTime": issued,
         "performer": [device], "result": [{"reference": url} for url in urls],
-        "conclusion": f"fetalscope {__version__} automated analysis of {Path(str(record.get('image', ''))).name}; "
-                      "to be reviewed by a clinician",
+        "conclusion": f"fetalscope {__version__} automated analysis of {Path(str(record.get('image', ''))).name}"
+                      f"{models_used(record)}; to be reviewed by a clinician",
     }
     if subject:
         report["subject"] = subject

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from fetalscope.config import DEFAULT_MODELS
 from fetalscope.data.labels import PLANE_CLASSES
 from fetalscope.data.transforms import model_input
 from fetalscope.imaging.loader import UltrasoundImage, load_image
@@ -18,8 +19,8 @@ from fetalscope.pipeline.analysis import Analysis, ClassScore, top_and_scores
 from fetalscope.pipeline.brain_findings import DEFAULT_BRAIN_FINDINGS_MODEL, BrainFindingsModel
 from fetalscope.pipeline.cautions import FINDINGS_WARNING_PREFIX, SUBPLANE_WARNING_PREFIX
 
-DEFAULT_PLANE_MODEL = "sononet-planes"
-DEFAULT_BRAIN_PLANE_MODEL = "sononet-brain-planes"
+DEFAULT_PLANE_MODEL = DEFAULT_MODELS["plane"]
+DEFAULT_BRAIN_PLANE_MODEL = DEFAULT_MODELS["brain_plane"]
 BRAIN = "Fetal brain"
 OTHER = "Other"
 

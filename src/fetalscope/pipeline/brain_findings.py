@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from fetalscope.config import DEFAULT_MODELS
 from fetalscope.data.transforms import model_input
 from fetalscope.imaging.loader import UltrasoundImage
 from fetalscope.pipeline.analysis import top_and_scores
 
-DEFAULT_BRAIN_FINDINGS_MODEL = "brain-normal-abnormal-demo"
+DEFAULT_BRAIN_FINDINGS_MODEL = DEFAULT_MODELS["brain_findings"]
 NO_STATUS = "no status given in the model card"
 
 

@@ -148,7 +148,7 @@ def measurement_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
         interval, coverage = record.get("ctr_interval"), record.get("ctr_interval_coverage")
         if interval and coverage:  # calibrated out of fold against the reference CTR (the bundle's card)
             rows.insert(1, (f"circumference ratio, {coverage:.0%} interval", f"{interval[0]:.3f} to {interval[1]:.3f}"))
-        return rows
+        return rows + measured_by(record)
     rows = [(label, fmt(record.get(key), 1)) for key, label in (
         ("hc_mm", "HC (mm)"), ("bpd_mm", "BPD (mm)"), ("ofd_mm", "OFD (mm)"))]
     interval, coverage = record.get("hc_interval_mm"), record.get("hc_interval_coverage")
@@ -158,7 +158,16 @@ def measurement_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
     weeks = record.get("ga_weeks")
     rows.append(("gestational age (Hadlock, from HC)",
                  "n/a" if ga is None else f"{ga} ({fmt(weeks, 1)} weeks)" if weeks is not None else str(ga)))
-    return rows
+    return rows + measured_by(record)
+
+
+def measured_by(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """A ("measured by", model) row naming the segmentation bundle and its revision, when the record has one."""
+    model = record.get("model")
+    if not isinstance(model, dict) or not model.get("id"):
+        return []
+    revision = f" revision {model['revision']}" if model.get("revision") is not None else ""
+    return [("measured by", f"{model['id']} {model.get('version', '')}".strip() + revision)]
 
 
 def report_html(analysis: Any) -> str:

@@ -122,6 +122,7 @@ def _models_line(a: dict[str, Any]) -> str:
             return None
         if isinstance(m, dict):
             version = f" v{m['version']}" if m.get("version") else ""
+            version += f" revision {m['revision']}" if m.get("revision") is not None else ""
             runtime = f" ({m['runtime']})" if m.get("runtime") else ""
             return f"{role}: {m.get('id', '')}{version}{runtime}"
         return f"{role}: {m}"

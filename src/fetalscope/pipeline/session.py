@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fetalscope.config import DEFAULT_MODELS
 from fetalscope.errors import BadInputError, MissingWeightsError, UnsupportedError
 from fetalscope.explain.methods import parse_methods
 from fetalscope.explain.overlay import DEFAULT_ALPHA, model_region, overlay
@@ -52,7 +53,7 @@ from fetalscope.pipeline.measure import (
 from fetalscope.pipeline.quality import QualityRecord
 
 LOG = logging.getLogger("fetalscope.pipeline")
-DEFAULT_DETECTOR = "brain-structures"
+DEFAULT_DETECTOR = DEFAULT_MODELS["detector"]
 ImageInput = UltrasoundImage | str | Path | bytes
 
 

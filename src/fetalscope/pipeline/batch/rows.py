@@ -19,6 +19,7 @@ from fetalscope.imaging.loader import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, loa
 from fetalscope.pipeline.batch import clips
 from fetalscope.pipeline.batch.faults import crash_if_marked
 from fetalscope.pipeline.batch.manifest import Item
+from fetalscope.pipeline.batch.provenance import detector_for
 from fetalscope.pipeline.batch.tasks import analyse_kwargs, parse_tasks
 from fetalscope.pipeline.batch.walk import link_problem
 
@@ -61,7 +62,7 @@ class RowRunner:
         if self._session is None:
             from fetalscope.pipeline.session import Session
 
-            detector = "brain-structures" if "detect" in self.kwargs else None
+            detector = detector_for(self.kwargs)
             self._session = Session(self.config.model, runtime=self.config.runtime, detector=detector,
                                     **self.config.session_options)
         return self._session

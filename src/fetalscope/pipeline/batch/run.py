@@ -14,6 +14,7 @@ from typing import Any
 
 from fetalscope.errors import BadInputError
 from fetalscope.pipeline.batch.manifest import Item, read_items, sha256_of
+from fetalscope.pipeline.batch.provenance import check_resume, run_provenance
 from fetalscope.pipeline.batch.rows import ERROR, FRAMES_KEY, OK, RunConfig, crash_row
 from fetalscope.pipeline.batch.store import Store
 from fetalscope.pipeline.batch.tasks import parse_tasks
@@ -46,6 +47,11 @@ class Plan:
     frames: Store | None = None  # the per-frame rows of clips, when asked for
     max_crashes: int = MAX_CRASHES
 
+    @property
+    def models(self) -> dict[str, str]:
+        """``{role: "name version [revision N]"}`` of the bundles the run uses (its output records them)."""
+        return dict((self.store.provenance or {}).get("models") or {})
+
 
 @dataclass
 class Summary:
@@ -58,6 +64,7 @@ class Summary:
     seconds: float
     rows_in_output: int
     interrupted: bool = False
+    models: dict[str, str] = field(default_factory=dict)  # role: bundle label, as the output records them
 
     @property
     def analysed(self) -> int:
@@ -73,6 +80,8 @@ class Summary:
                f"{status}" + (f"; {self.skipped} skipped (already done)" if self.skipped else "")]
         if self.by_plane:
             out.append("planes: " + ", ".join(f"{p} {n}" for p, n in self.by_plane.most_common()))
+        if self.models:
+            out.append("models: " + ", ".join(f"{role} {label}" for role, label in self.models.items()))
         out.append(f"{self.rows_in_output} row(s) in {self.output}")
         return out
 
@@ -101,9 +110,12 @@ def plan_batch(inputs: Sequence[str | Path], output: str | Path, *, tasks: str |
     if max_crashes < 1:
         raise BadInputError(f"--max-crashes must be at least 1, got {max_crashes}")
     names = [t.name for t in parse_tasks(tasks)]
-    store = Store(output)
-    frames = Store(frames_output(output), key=("path", "frame")) if frame_rows else None
+    provenance = run_provenance(model, runtime, names)
+    store = Store(output, provenance=provenance)
+    frames = Store(frames_output(output), key=("path", "frame"), provenance=provenance) if frame_rows else None
     items = read_items(inputs)
+    if resume:  # before anything is written: rows of another setup are not added to this archive
+        check_resume([*store.files(), *(frames.files() if frames is not None else [])], provenance)
     store.prepare(resume=resume, overwrite=overwrite)
     if frames is not None:
         frames.prepare(resume=resume, overwrite=overwrite)
@@ -157,7 +169,8 @@ def execute(plan: Plan, *, advance: Callable[[int], None] = lambda n: None, flus
         if plan.frames is not None:
             plan.frames.merge()
         rows = plan.store.merge()
-    return Summary(plan.store.output, by_status, by_plane, plan.skipped, time.perf_counter() - t0, rows, interrupted)
+    return Summary(plan.store.output, by_status, by_plane, plan.skipped, time.perf_counter() - t0, rows, interrupted,
+                   plan.models)
 
 
 def _flush(plan: Plan, rows: list[dict[str, Any]], frame_rows: list[dict[str, Any]]) -> None:

@@ -5,10 +5,14 @@ interrupted run to know which (path, sha256) already have an ``ok`` row.
 
 The local engine also writes a journal (``started-RUN.txt`` in the parts folder: each path as its analysis
 starts); a run that ends, also by Ctrl-C, removes it with the parts, so a journal still there means that run's
-process died, and its last line names the file it died on (:meth:`Store.crashes`, read by ``--resume``)."""
+process died, and its last line names the file it died on (:meth:`Store.crashes`, read by ``--resume``).
+
+Every file it writes records how its rows were made in the Parquet schema metadata (``provenance``, see
+:mod:`~fetalscope.pipeline.batch.provenance`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -19,16 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from fetalscope.errors import BadInputError
+from fetalscope.pipeline.batch.provenance import METADATA_KEY
 from fetalscope.pipeline.batch.rows import KEY_COLUMNS, OK, TRAILING_COLUMNS
 
 
 class Store:
     """The output file ``output`` (``.parquet``) and its folder of part files; ``key``: the columns that name one
-    row (the latest row of a key is kept)."""
+    row (the latest row of a key is kept); ``provenance``: what every file written records about the run (JSON in
+    the schema metadata; ``None``: nothing)."""
 
-    def __init__(self, output: str | Path, key: Sequence[str] = ("path",)) -> None:
+    def __init__(self, output: str | Path, key: Sequence[str] = ("path",),
+                 provenance: dict[str, Any] | None = None) -> None:
         self.output = Path(output)
         self.key = tuple(key)
+        self.provenance = provenance
         self._journal: Any = None
         if self.output.suffix.lower() != ".parquet":
             raise BadInputError(f"--output must end in .parquet, got '{self.output.name}'")
@@ -48,7 +56,8 @@ class Store:
             shutil.rmtree(self.parts, ignore_errors=True)
         self.output.parent.mkdir(parents=True, exist_ok=True)
 
-    def _files(self) -> list[Path]:
+    def files(self) -> list[Path]:
+        """The output (when there) and every part file left by this or earlier runs."""
         parts = sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
         return ([self.output] if self.output.is_file() else []) + parts
 
@@ -58,7 +67,7 @@ class Store:
         import pyarrow.parquet as pq
 
         latest: dict[str, tuple[str | None, str | None]] = {}
-        for f in self._files():
+        for f in self.files():
             t = pq.read_table(f, columns=["path", "sha256", "status"]).to_pydict()
             for path, sha, status in zip(t["path"], t["sha256"], t["status"], strict=True):
                 latest[path] = (sha, status)
@@ -73,7 +82,7 @@ class Store:
         self.parts.mkdir(parents=True, exist_ok=True)
         self._seq += 1
         final = self.parts / f"part-{self._run}-{self._seq:06d}.parquet"
-        _write_atomically(rows_to_table(rows), final, pq)
+        _write_atomically(self._stamped(rows_to_table(rows)), final, pq)
         return final
 
     def merge(self) -> int:
@@ -83,7 +92,7 @@ class Store:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        files = self._files()
+        files = self.files()
         if not files:
             return 0
         tables = [pq.read_table(f) for f in files]
@@ -98,10 +107,17 @@ class Store:
         first = [c for c in KEY_COLUMNS if c in table.column_names]
         trailing = [c for c in TRAILING_COLUMNS if c in table.column_names]
         table = table.select(first + [c for c in table.column_names if c not in first + trailing] + trailing)
-        _write_atomically(table, self.output, pq)
+        _write_atomically(self._stamped(table), self.output, pq)
         self.close_journal()
         shutil.rmtree(self.parts, ignore_errors=True)
         return table.num_rows
+
+    def _stamped(self, table: Any) -> Any:
+        """``table`` with this run's provenance in its schema metadata."""
+        if self.provenance is None:
+            return table
+        meta = {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(self.provenance).encode()}
+        return table.replace_schema_metadata(meta)
 
     def started(self, path: str) -> None:
         """Note in this run's journal that ``path``'s analysis starts (written through before it does)."""
