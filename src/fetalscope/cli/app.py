@@ -321,7 +321,8 @@ def models_cmd() -> None:
     typer.echo("architectures: " + ", ".join(architecture_names()))
     for name in available_bundles():
         card = read_card(name)
-        typer.echo(f"bundle {name}: task={card.get('task')}, version {card.get('version', 'n/a')}, "
+        revision = f" revision {card['revision']}" if card.get("revision") is not None else ""
+        typer.echo(f"bundle {name}: task={card.get('task')}, version {card.get('version', 'n/a')}{revision}, "
                    f"{bundle_size_bytes(name) / 1e6:.1f} MB, classes: {', '.join(card.get('classes', []))}")
 
 
