@@ -105,6 +105,30 @@ def test_missing_weights_file_is_reported(tmp_path):
         load_bundle(folder)
 
 
+@pytest.mark.parametrize(("text", "says"), [("{not json", "is not a readable model card"), ("[1, 2]", "holds a list"),
+                                             (b"\xff\xfe card", "not a readable model card")])
+def test_a_broken_card_is_one_clear_error_wherever_the_bundle_is_read(tmp_path, text, says):
+    from typer.testing import CliRunner
+
+    from fetalscope.cli import app
+
+    folder = save_bundle(create_model("small_cnn", num_classes=4, input_size=32), tmp_path / "b", card())
+    path = folder / "card.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    for read in (load_bundle, read_card):
+        with pytest.raises(MissingWeightsError, match=says) as err:
+            read(folder)
+        assert str(path) in str(err.value)
+    from PIL import Image
+
+    image = tmp_path / "x.png"  # the CLI says it in one line and writes nothing
+    Image.new("L", (64, 48), 90).save(image)
+    out = tmp_path / "o.parquet"
+    result = CliRunner().invoke(app, ["batch", str(image), "-o", str(out), "--model", str(folder)])
+    assert result.exit_code != 0 and says in result.output and "Traceback" not in result.output, result.output
+    assert not out.exists()
+
+
 def test_weights_of_another_architecture_are_rejected(tmp_path):
     folder = save_bundle(create_model("small_cnn", num_classes=4, input_size=32), tmp_path / "b", card())
     data = json.loads((folder / "card.json").read_text())

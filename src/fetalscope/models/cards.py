@@ -40,8 +40,17 @@ def resolve_bundle(name_or_path: str | Path) -> Path:
 
 
 def read_card_file(folder: Path) -> dict[str, Any]:
-    """The parsed ``card.json`` of the bundle folder ``folder``."""
-    return json.loads((folder / CARD).read_text(encoding="utf-8"))
+    """The parsed ``card.json`` of the bundle folder ``folder``; one that cannot be read, is not JSON or holds no
+    JSON object raises :class:`MissingWeightsError` naming the file (a broken bundle, like unreadable weights)."""
+    path = folder / CARD
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MissingWeightsError(f"{path} is not a readable model card ({exc}); re-save the bundle") from exc
+    if not isinstance(card, dict):
+        raise MissingWeightsError(f"{path} is not a model card (a JSON object), it holds a {type(card).__name__}; "
+                                  "re-save the bundle")
+    return card
 
 
 def read_card(name_or_path: str | Path) -> dict[str, Any]:
