@@ -164,3 +164,19 @@ def test_every_bundled_model_file_is_under_25_mb_and_has_a_card():
         assert (folder / "card.json").is_file() and (folder / "card.md").is_file(), f"{folder.name}: no card"
         for f in weights:
             assert f.stat().st_size < 25_000_000, f"{folder.name}/{f.name}: {f.stat().st_size} bytes"
+
+
+@pytest.mark.parametrize(("bundle", "key"), [("sononet-planes", "architecture"), ("hc18-head", "arch_kwargs"),
+                                             ("hc18-head", "preprocess"), ("brain-structures", "classes")])
+def test_an_incomplete_card_names_what_it_lacks_for_every_kind_of_bundle(tmp_path, bundle, key):
+    from fetalscope.biometry.segbundle import load_seg_bundle
+    from fetalscope.detect.bundle_io import load_detector
+
+    load = {"sononet-planes": load_bundle, "hc18-head": load_seg_bundle, "brain-structures": load_detector}[bundle]
+    data = json.loads((config.bundled_models_dir() / bundle / "card.json").read_text())
+    del data[key]
+    folder = tmp_path / bundle  # the card alone: it is checked before any weights are read
+    folder.mkdir()
+    (folder / "card.json").write_text(json.dumps(data))
+    with pytest.raises(MissingWeightsError, match=f"card.json has no '{key}'; the bundle is incomplete"):
+        load(folder)

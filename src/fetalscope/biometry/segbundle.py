@@ -27,6 +27,7 @@ from fetalscope.models.bundle import (
     load_bundle_weights,
     read_card_file,
     render_card_md,
+    require_card_keys,
     resolve_bundle,
     software_versions,
     write_card_files,
@@ -148,6 +149,7 @@ def load_seg_bundle(name_or_path: str | Path) -> SegBundle:
     if card.get("task") != "segmentation" or card.get("architecture") != ARCHITECTURE:
         raise MissingWeightsError(f"{path}: not a segmentation bundle (task {card.get('task')!r}, "
                                   f"architecture {card.get('architecture')!r})")
+    require_card_keys(path, card, ("arch_kwargs", "classes", "preprocess"))
     weights = path / WEIGHTS
     if not weights.is_file():
         raise MissingWeightsError(f"bundle {path} has no {WEIGHTS}; retrain or re-save it")

@@ -29,6 +29,7 @@ from fetalscope.models.bundle import (
     BundleFolder,
     read_card_file,
     render_card_md,
+    require_card_keys,
     resolve_bundle,
     software_versions,
     write_card_files,
@@ -159,6 +160,7 @@ def load_detector(name_or_path: str | Path = DEFAULT_BUNDLE) -> DetectorBundle:
         raise UnsupportedError(
             f"bundle {path}: detector architecture '{card.get('architecture')}' is not supported"
         )
+    require_card_keys(path, card, ("classes",))
     weights = path / WEIGHTS
     if not weights.is_file():
         raise MissingWeightsError(f"bundle {path} has no {WEIGHTS}; re-save it with save_detector_bundle()")

@@ -30,6 +30,7 @@ from fetalscope.models.cards import (  # noqa: F401
     available_bundles,
     read_card,
     read_card_file,
+    require_card_keys,
     resolve_bundle,
 )
 from fetalscope.models.classifier import FetalscopeClassifier
@@ -237,9 +238,7 @@ def load_bundle(name_or_path: str | Path, device: str | torch.device = "cpu") ->
     """Load a bundle by folder path or bundled name; the model comes back in eval mode on ``device``."""
     path = resolve_bundle(name_or_path)
     card = read_card_file(path)
-    for key in ("architecture", "classes"):
-        if key not in card:
-            raise MissingWeightsError(f"{path / CARD} has no '{key}'; the bundle is incomplete: re-save it")
+    require_card_keys(path, card, ("architecture", "classes"))
     weights = path / WEIGHTS
     if not weights.is_file():
         raise MissingWeightsError(f"bundle {path} has no {WEIGHTS}; re-save it with save_bundle()")

@@ -53,6 +53,13 @@ def read_card_file(folder: Path) -> dict[str, Any]:
     return card
 
 
+def require_card_keys(folder: Path, card: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """Raise :class:`MissingWeightsError` naming the first of ``keys`` that the bundle's card lacks."""
+    for key in keys:
+        if key not in card:
+            raise MissingWeightsError(f"{folder / CARD} has no '{key}'; the bundle is incomplete: re-save it")
+
+
 def read_card(name_or_path: str | Path) -> dict[str, Any]:
     """The ``card.json`` of a bundle, without building its model."""
     return read_card_file(resolve_bundle(name_or_path))
