@@ -181,6 +181,9 @@ def test_tasks_are_a_registry_and_bad_options_change_nothing(example_pngs, tmp_p
     out.write_bytes(b"an earlier result")
     result = batch(image, "-o", out)
     assert result.exit_code == 2 and "already exists" in result.output and out.read_bytes() == b"an earlier result"
+    result = batch(image, "-o", out, "--resume")  # not an archive: said in one line, left as it is
+    assert result.exit_code == 2 and "is not an archive of fetalscope batch" in result.output, result.output
+    assert out.read_bytes() == b"an earlier result" and not out.with_name(out.name + ".parts").exists()
     bad_manifest = tmp_path / "m.csv"
     bad_manifest.write_text("file\nx.png\n")
     result = batch(bad_manifest, "-o", tmp_path / "n.parquet")

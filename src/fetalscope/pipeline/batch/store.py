@@ -68,7 +68,12 @@ class Store:
 
         latest: dict[str, tuple[str | None, str | None]] = {}
         for f in self.files():
-            t = pq.read_table(f, columns=["path", "sha256", "status"]).to_pydict()
+            try:
+                t = pq.read_table(f, columns=["path", "sha256", "status"]).to_pydict()
+            except (OSError, ValueError, KeyError) as exc:  # ArrowInvalid is a ValueError
+                raise BadInputError(f"{f} is not an archive of fetalscope batch ({type(exc).__name__}: {exc}); "
+                                    "--resume needs the output of an earlier run: use --overwrite to start again, "
+                                    "or another --output") from exc
             for path, sha, status in zip(t["path"], t["sha256"], t["status"], strict=True):
                 latest[path] = (sha, status)
         return {p: sha for p, (sha, status) in latest.items() if status == OK and sha}
