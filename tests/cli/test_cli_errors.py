@@ -128,3 +128,24 @@ def test_long_runs_show_a_progress_bar_on_a_terminal_only(tiny_bundle: Path, tmp
     piped = _run(["predict", str(folder), "--model", str(tiny_bundle)])
     assert piped.returncode == 0 and "3/3" not in piped.stderr and "images/s" not in piped.stderr
     assert len([line for line in piped.stdout.splitlines() if line.strip()]) == 3  # one line per image
+
+
+def test_an_output_that_cannot_be_written_and_a_port_out_of_range_are_one_line_each(tiny_bundle: Path,
+                                                                                      tmp_path: Path) -> None:
+    from PIL import Image
+
+    from fetalscope.data.phantoms import make_phantom
+
+    image = tmp_path / "brain.png"
+    Image.fromarray(make_phantom("Fetal brain", np.random.default_rng(0), (96, 128))).save(image)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    for option in ("--output", "--pdf"):  # an output under a file: no folder can be made there
+        out = a_file / ("results.csv" if option == "--output" else "reports")
+        proc = _run(["predict", str(image), "--model", str(tiny_bundle), option, str(out)], columns=20)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+        (line,) = proc.stderr.splitlines()
+        assert line.startswith(f"error: cannot create or write {a_file}"), line
+        assert line.endswith("(a file stands where a folder is needed)"), line
+    proc = _run(["serve", "--port", "-5"], columns=20)
+    assert proc.returncode == 2 and proc.stderr.splitlines() == ["error: --port must be in 0-65535, got -5"]

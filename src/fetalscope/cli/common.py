@@ -70,7 +70,8 @@ def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]
 
 
 def friendly_errors(fn: F) -> F:
-    """Print a FetalscopeError as one red line and exit with status 2 (no traceback)."""
+    """Print a FetalscopeError, or an OSError about a named file (an output folder that cannot be made, a file
+    that cannot be written), as one red line and exit with status 2 (no traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -78,6 +79,16 @@ def friendly_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except FetalscopeError as exc:
             console.print(f"[bold red]error:[/] {one_line(exc)}", markup=True, highlight=False)
+            raise typer.Exit(code=2) from None
+        except OSError as exc:  # a file or folder the command must read or write (inputs are read as BadInputError)
+            if exc.filename is None:
+                raise
+            where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+            reason = exc.strerror or str(exc)
+            if isinstance(exc, FileExistsError | NotADirectoryError):
+                reason += " (a file stands where a folder is needed)"
+            console.print(f"[bold red]error:[/] {one_line(f'cannot create or write {where}: {reason}')}",
+                          markup=True, highlight=False)
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -126,6 +126,8 @@ def check_port_free(host: str, port: int) -> None:
     address of this machine), so ``fetalscope serve`` says so at once."""
     import socket
 
+    if not 0 <= int(port) <= 65535:
+        raise BadInputError(f"--port must be in 0-65535, got {port}")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
