@@ -96,3 +96,35 @@ def test_colour_photo_gets_nothing_and_a_forced_head_is_rejected(tmp_path):
     record = json.loads(result.stdout[result.stdout.index("{"):])
     assert record["quality"] == "rejected" and record["hc_mm"] is None
     assert record["flags"][0].startswith("not_head_plane")
+
+
+
+_MEASURE_WRAPPER = """
+import json, sys
+from fetalscope.cli import app
+try:
+    app(["measure", sys.argv[1], "--pixel-size", "0.1", "--json"])
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+heavy = sorted(m for m in ("timm", "pytorch_grad_cam", "captum", "sklearn") if m in sys.modules)
+print("MODULES=" + json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+def test_a_measurement_on_the_cpu_loads_no_training_or_explanation_code(shared_data):
+    """ONNX Runtime measures (the default on CPU): the ensembles' PyTorch networks are never built, so timm is not
+    imported, and neither are the explanation libraries (a one-image `measure` went from 9 s to under 4 s)."""
+    import subprocess
+    import sys
+
+    image = shared_data / "hc18" / "training_set" / "010_HC.png"
+    proc = subprocess.run([sys.executable, "-c", _MEASURE_WRAPPER, str(image)], capture_output=True, text=True,
+                          timeout=300)
+    lines = proc.stdout.splitlines()
+    status = json.loads(lines[-1].removeprefix("MODULES="))
+    assert status == {"code": 0, "heavy": []}, (status, proc.stderr[-2000:])
+    record = json.loads("\n".join(lines[:-1]))
+    assert record["measurement"] == "head" and record["quality"] == "ok" and 50 < record["hc_mm"] < 400
+    assert record["model"]["runtime"] == "onnx" and record["model"]["id"] == "hc18-head"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,24 @@ from fetalscope.models.weight_storage import MAX_GROUP, check_storage, pack_stat
 class SegBundle(BundleRecord):
     """A loaded segmentation bundle: ``model`` (eval mode), ``card``, ``preprocess``, ``structures``.
 
+    The network is built and its weights read on first use of ``model``: a measurement run by ONNX Runtime (the
+    default on CPU) never needs it, and building an ensemble's PyTorch networks took longer than the measurement.
     ``name``, ``onnx_path`` and ``report`` come from :class:`~fetalscope.models.bundle.BundleRecord`."""
 
-    model: SegmentationNet
     card: dict[str, Any]
     preprocess: PreprocessConfig
     structures: list[str]
     path: Path
+    _model: SegmentationNet | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> SegmentationNet:
+        if self._model is None:
+            model = build_segmentation_model({"architecture": ARCHITECTURE, **self.card["arch_kwargs"]},
+                                             pretrained=False)
+            load_bundle_weights(model, self.path / WEIGHTS, str(self.card["arch_kwargs"]))
+            self._model = model.eval()
+        return self._model
 
     @property
     def temperature(self) -> float:
@@ -143,7 +154,8 @@ def export_seg_onnx(model: SegmentationNet, path: str | Path, preprocess: Prepro
 
 
 def load_seg_bundle(name_or_path: str | Path) -> SegBundle:
-    """Load a segmentation bundle by folder or bundled name (``hc18-head``, ``focus-ctr``)."""
+    """Load a segmentation bundle by folder or bundled name (``hc18-head``, ``focus-ctr``): its card is checked
+    now, its network built on first use of ``model``."""
     path = resolve_bundle(name_or_path)
     card = read_card_file(path)
     if card.get("task") != "segmentation" or card.get("architecture") != ARCHITECTURE:
@@ -153,10 +165,7 @@ def load_seg_bundle(name_or_path: str | Path) -> SegBundle:
     weights = path / WEIGHTS
     if not weights.is_file():
         raise MissingWeightsError(f"bundle {path} has no {WEIGHTS}; retrain or re-save it")
-    model = build_segmentation_model({"architecture": ARCHITECTURE, **card["arch_kwargs"]}, pretrained=False)
-    load_bundle_weights(model, weights, str(card["arch_kwargs"]))
-    model.eval()
-    return SegBundle(model=model, card=card, preprocess=PreprocessConfig.from_dict(card["preprocess"]),
+    return SegBundle(card=card, preprocess=PreprocessConfig.from_dict(card["preprocess"]),
                      structures=list(card["classes"]), path=path)
 
 

@@ -8,44 +8,28 @@
 - :mod:`~fetalscope.explain.sanity`: cascading model-parameter randomisation (Adebayo et al. 2018).
 - :mod:`~fetalscope.explain.runner`: decoded images in, explanations out (batched, with targets by
   name); :mod:`~fetalscope.explain.evaluation`: the ``explain-eval`` report.
+
+Heavy modules (torch, Captum, pytorch-grad-cam) load on first use of the names below, so that code which only
+measures or classifies never pays for them.
 """
 
-from fetalscope.explain.evaluation import explain_eval
-from fetalscope.explain.faithfulness import evaluate_maps
-from fetalscope.explain.methods import (
-    DEFAULT_METHODS,
-    MethodSpec,
-    canonical_name,
-    explain,
-    explain_batch,
-    list_methods,
-    method_spec,
-    parse_methods,
-    register_method,
-)
-from fetalscope.explain.overlay import overlay, overlay_png, save_map, save_overlay
-from fetalscope.explain.runner import explain_images, parse_param_options
-from fetalscope.explain.sanity import cascading_randomisation
-from fetalscope.explain.types import Explanation
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_METHODS",
-    "Explanation",
-    "MethodSpec",
-    "canonical_name",
-    "cascading_randomisation",
-    "evaluate_maps",
-    "explain",
-    "explain_batch",
-    "explain_eval",
-    "explain_images",
-    "list_methods",
-    "method_spec",
-    "overlay",
-    "overlay_png",
-    "parse_methods",
-    "parse_param_options",
-    "register_method",
-    "save_map",
-    "save_overlay",
-]
+from fetalscope._lazy import lazy_getattr
+
+_EXPORTS = {
+    "explain_eval": "fetalscope.explain.evaluation",
+    "evaluate_maps": "fetalscope.explain.faithfulness",
+    **{name: "fetalscope.explain.methods" for name in (
+        "DEFAULT_METHODS", "MethodSpec", "canonical_name", "explain", "explain_batch", "list_methods", "method_spec",
+        "parse_methods", "register_method")},
+    **{name: "fetalscope.explain.overlay" for name in ("overlay", "overlay_png", "save_map", "save_overlay")},
+    "explain_images": "fetalscope.explain.runner",
+    "parse_param_options": "fetalscope.explain.runner",
+    "cascading_randomisation": "fetalscope.explain.sanity",
+    "Explanation": "fetalscope.explain.types",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -36,8 +36,7 @@ from torch import nn
 
 from fetalscope.data.transforms import PreprocessConfig
 from fetalscope.errors import BadInputError
-from fetalscope.explain import cam as cam_mod
-from fetalscope.explain import gradients, guided, perturbation
+from fetalscope.explain import guided
 from fetalscope.explain.common import (
     as_batch,
     inference_setup,
@@ -90,6 +89,8 @@ def _gradcam_variant(variant: str) -> MethodFn:
     def run(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None, _pp: PreprocessConfig | None,
             p: dict[str, Any]) -> _Result:
         name, layer = resolve_layer(model, p["layer"], x)
+        from fetalscope.explain import cam as cam_mod  # pytorch-grad-cam (and torchvision) on first use
+
         maps, targets, logits, facts = cam_mod.cam_maps(variant, model, layer, x, targets)
         extras = [{"layer": name, "feature_map": facts["feature_map"], "empty": e} for e in facts["empty"]]
         return _Result(maps, targets, _softmax_of(logits, targets), extras, {**p, "layer": name})
@@ -114,6 +115,8 @@ def _saliency(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None,
 def _guided_gradcam(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None,
                     _pp: PreprocessConfig | None, p: dict[str, Any]) -> _Result:
     name, layer = resolve_layer(model, p["layer"], x)
+    from fetalscope.explain import cam as cam_mod  # pytorch-grad-cam (and torchvision) on first use
+
     cams, targets, logits, facts = cam_mod.cam_maps("gradcam", model, layer, x, targets)
     grads, _, _, log = guided.guided_gradients(model, x, targets)
     maps = to_maps(reduce_channels(grads * torch.from_numpy(cams).to(grads).unsqueeze(1), p["reduce"]))
@@ -124,6 +127,8 @@ def _guided_gradcam(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | N
 
 def _integrated_gradients(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None,
                           pp: PreprocessConfig | None, p: dict[str, Any]) -> _Result:
+    from fetalscope.explain import gradients  # Captum on first use
+
     if int(p["n_steps"]) < 1:
         raise BadInputError(f"integrated gradients needs n_steps >= 1, got {p['n_steps']}")
     if p["ig_method"] not in gradients.IG_METHODS:
@@ -140,6 +145,8 @@ def _integrated_gradients(model: nn.Module, x: torch.Tensor, targets: torch.Tens
 
 def _occlusion(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None,
                pp: PreprocessConfig | None, p: dict[str, Any]) -> _Result:
+    from fetalscope.explain import perturbation  # Captum, scikit-image on first use
+
     side = min(x.shape[2:])
     window = int(p["window"]) if p["window"] else max(2, round(side / 7))
     stride = int(p["stride"]) if p["stride"] else max(1, window // 2)
@@ -155,6 +162,8 @@ def _occlusion(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None,
 
 def _lime(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | None,
           pp: PreprocessConfig | None, p: dict[str, Any]) -> _Result:
+    from fetalscope.explain import perturbation  # Captum, scikit-image on first use
+
     targets, probs = resolve_targets(model, x, targets)
     precision = resolve_precision(p["precision"], x.device)
     maps, extras = [], []

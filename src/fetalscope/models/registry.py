@@ -50,6 +50,20 @@ def _ensure_loaded() -> None:
     _loaded = True
 
 
+def _ensure_registered(name: str) -> None:
+    """Register ``name``: import only its module when it is a shipped architecture (loading the SonoNet plane
+    model then never imports timm), every architecture module otherwise (a name registered elsewhere, or an
+    unknown one, whose error lists them all)."""
+    if name in _FACTORIES:
+        return
+    module = ARCHITECTURES.get(name)
+    if module is not None:
+        importlib.import_module(module)
+        if name in _FACTORIES:
+            return
+    _ensure_loaded()
+
+
 def list_models() -> list[str]:
     _ensure_loaded()
     return sorted(_FACTORIES)
@@ -63,7 +77,7 @@ def _unknown(name: str) -> BadInputError:
 
 
 def get_spec(name: str) -> ModelSpec:
-    _ensure_loaded()
+    _ensure_registered(name)
     if name not in _SPECS:
         raise _unknown(name)
     return _SPECS[name]
@@ -73,7 +87,7 @@ def create_model(name: str, num_classes: int, pretrained: bool = False,
                  **kwargs: Any) -> FetalscopeClassifier:
     """Build a registered classifier. ``pretrained=True`` loads offline base weights or raises
     :class:`~fetalscope.errors.MissingWeightsError` naming the missing file and how to supply it."""
-    _ensure_loaded()
+    _ensure_registered(name)
     if name not in _FACTORIES:
         raise _unknown(name)
     if num_classes < 1:
