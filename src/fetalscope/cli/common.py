@@ -85,10 +85,13 @@ def friendly_errors(fn: F) -> F:
                 raise
             where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
             reason = exc.strerror or str(exc)
-            if isinstance(exc, FileExistsError | NotADirectoryError):
-                reason += " (a file stands where a folder is needed)"
-            console.print(f"[bold red]error:[/] {one_line(f'cannot create or write {where}: {reason}')}",
-                          markup=True, highlight=False)
+            if isinstance(exc, FileExistsError | NotADirectoryError):  # making an output folder
+                text = f"cannot create {where}: {reason} (a file stands where a folder is needed)"
+            elif isinstance(exc, PermissionError):
+                text = f"no permission to use {where}: {reason}"
+            else:
+                text = f"{where}: {reason}"
+            console.print(f"[bold red]error:[/] {one_line(text)}", markup=True, highlight=False)
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
