@@ -212,7 +212,7 @@ def test_the_archive_records_its_models_and_resume_refuses_rows_of_another_setup
     import pyarrow.parquet as pq
 
     from fetalscope import __version__
-    from fetalscope.models.cards import read_card
+    from fetalscope.models.cards import read_card, resolve_bundle
 
     def label(name: str) -> str:
         card = read_card(name)
@@ -249,3 +249,14 @@ def test_the_archive_records_its_models_and_resume_refuses_rows_of_another_setup
     pq.write_table(table.replace_schema_metadata({}), out)
     resumed = batch(folder, "-o", out, "--resume", "--tasks", "detect")
     assert resumed.exit_code == 0 and "2 skipped (already done)" in resumed.output, resumed.output
+    # a user's own plane model retrained under the same name and version is told apart by when it was written
+    mine = tmp_path / "my-planes"
+    shutil.copytree(resolve_bundle("sononet-planes-v1"), mine)
+    own = tmp_path / "own.parquet"
+    assert batch(folder, "-o", own, "--model", mine).exit_code == 0
+    card = json.loads((mine / "card.json").read_text())
+    card["created"] = "2030-01-01T00:00:00+00:00"
+    (mine / "card.json").write_text(json.dumps(card))
+    refused = batch(folder, "-o", own, "--model", mine, "--resume")
+    assert refused.exit_code == 2 and f"plane model {label(str(mine))} written again" in refused.output, \
+        refused.output

@@ -33,20 +33,25 @@ def card_label(name_or_path: str | Path) -> str:
     return label if card.get("revision") is None else f"{label} revision {card['revision']}"
 
 
-def run_models(model: str, tasks: Any) -> dict[str, str]:
-    """``{role: label}`` of every bundle a run's session uses: the plane model, the brain sub-plane and findings
-    models, the detector with ``detect``, and both measurement bundles with ``measure`` or ``quality``."""
+def run_bundles(model: str, tasks: Any) -> dict[str, str]:
+    """``{role: bundle name or folder}`` of every bundle a run's session uses: the plane model, the brain sub-plane
+    and findings models, the detector with ``detect``, and both measurement bundles with ``measure`` or
+    ``quality``."""
     roles = {"plane": model, **{r: DEFAULT_MODELS[r] for r in ("brain_plane", "brain_findings")}}
     if detector := detector_for(tasks):
         roles["detector"] = detector
     if "measure" in tasks or "quality" in tasks:
         roles.update({r: DEFAULT_MODELS[r] for r in ("head", "cardiothoracic")})
-    return {role: card_label(name) for role, name in roles.items()}
+    return roles
 
 
 def run_provenance(model: str, runtime: str, tasks: Any) -> dict[str, Any]:
-    """What an archive records about the run that wrote it (:data:`METADATA_KEY`)."""
-    return {"fetalscope": __version__, "runtime": runtime, "tasks": list(tasks), "models": run_models(model, tasks)}
+    """What an archive records about the run that wrote it (:data:`METADATA_KEY`): also when each bundle was
+    written (its card's ``created``), so that a bundle retrained under the same name and version is told apart."""
+    bundles = run_bundles(model, tasks)
+    return {"fetalscope": __version__, "runtime": runtime, "tasks": list(tasks),
+            "models": {role: card_label(name) for role, name in bundles.items()},
+            "created": {role: str(read_card(name).get("created", "")) for role, name in bundles.items()}}
 
 
 def read_provenance(path: Path) -> dict[str, Any] | None:
@@ -69,9 +74,13 @@ def differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
     if list(before.get("tasks") or []) != list(now.get("tasks") or []):
         out.append(f"tasks {','.join(before.get('tasks') or [])} -> {','.join(now.get('tasks') or [])}")
     old, new = before.get("models") or {}, now.get("models") or {}
+    made_then, made_now = before.get("created") or {}, now.get("created") or {}
     for role in dict.fromkeys([*old, *new]):
         if old.get(role) != new.get(role):
             out.append(f"{role} model {old.get(role) or 'none'} -> {new.get(role) or 'none'}")
+        elif role in made_then and made_then[role] != made_now.get(role):
+            out.append(f"{role} model {new.get(role)} written again (created {made_then[role] or 'unknown'} -> "
+                       f"{made_now.get(role) or 'unknown'})")
     return out
 
 

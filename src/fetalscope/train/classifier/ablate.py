@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fetalscope.errors import BadInputError
+from fetalscope.models.cards import read_card_file
 from fetalscope.train.classifier.config import TrainConfig
 from fetalscope.train.classifier.progress import ProgressHook
 
@@ -88,7 +89,7 @@ def run_ablation(base: TrainConfig, variants: list[str], out: str | Path, *, not
         safe = name.replace("=", "-").replace("/", "-")
         cfg = replace(make(base), out=str(out / safe), name=f"ablation-{safe}")
         result = train(cfg, progress=progress)
-        card = json.loads((Path(result.bundle) / "card.json").read_text(encoding="utf-8"))
+        card = read_card_file(Path(result.bundle))
         study = study or card
         summary = result.report.get("summary", {})
         rows.append({

@@ -19,6 +19,7 @@ from fetalscope.biometry.segbundle import save_seg_bundle
 from fetalscope.config import bundled_models_dir, cache_dir, shared_data_relative
 from fetalscope.data.segsets import SegSample, assert_groups_disjoint, group_folds, group_split, load_mask_file
 from fetalscope.errors import BadInputError, DataError
+from fetalscope.models.cards import read_card
 from fetalscope.models.segmentation import encoder_spec
 from fetalscope.train.segmenter.trainer import SegTrainConfig, prepare_arrays, prepared_cache_file, train_segmenter
 
@@ -172,7 +173,7 @@ def read_split(folder: Path, name: str = "validation") -> list[str]:
 def started_from_card(bundle: str | Path) -> dict[str, str]:
     """The model card's ``base_weights`` of a network started from another bundle (``init_from``): that bundle, the
     data it was trained on and its own base weights, with both licences."""
-    start = json.loads((Path(bundle) / "card.json").read_text(encoding="utf-8"))
+    start = read_card(bundle)  # a user's bundle: a broken or missing card is a MissingWeightsError naming it
     base, data = start.get("base_weights") or {}, start.get("data") or {}
     name = start.get("name") or Path(bundle).name
     return {"name": f"the {name} bundle's first network (trained on images of {data.get('source', 'unstated data')}), "
