@@ -199,6 +199,12 @@ def test_other_tasks_add_their_columns(example_pngs, tmp_path):
     expected = Session(detector="brain-structures").analyse(str(thorax), detect="auto", measure="auto").to_row()
     assert row["plane"] == expected["plane"] and text(row["measurement"]) == expected["measurement"]
     assert row["time_measure_ms"] > 0 and row["time_detect_ms"] >= 0
+    from fetalscope.models.cards import read_card  # which weights made the row's numbers, in the row itself
+
+    head_or_ctr = read_card({"head": "hc18-head", "cardiothoracic": "focus-ctr"}[row["measurement"]])
+    assert row["measurement_model"] == expected["measurement_model"] == (
+        f"{head_or_ctr['name']} {head_or_ctr['version']} revision {head_or_ctr['revision']}")
+    assert row["model_version"] == read_card("sononet-planes")["version"]
     result = batch(thorax, "-o", tmp_path / "quality.parquet", "--tasks", "quality")
     assert result.exit_code == 0, result.output
     (qrow,) = pd.read_parquet(tmp_path / "quality.parquet").to_dict("records")

@@ -68,3 +68,11 @@ def read_card(name_or_path: str | Path) -> dict[str, Any]:
 def bundle_size_bytes(name_or_path: str | Path) -> int:
     """Bytes on disk of every file in the bundle folder (weights, ONNX twins, card, report)."""
     return sum(p.stat().st_size for p in resolve_bundle(name_or_path).rglob("*") if p.is_file())
+
+
+def model_label(model: dict[str, Any] | None) -> str:
+    """A model as results name it (``model``: a record's ``{"id", "version", "revision"?}``): its name, version and,
+    where its card counts retrained revisions of one version, that revision (``hc18-head 0.1.0 revision 5``)."""
+    model = model or {}
+    label = f"{model.get('id', 'unknown')} {model.get('version', '')}".strip()
+    return label if model.get("revision") is None else f"{label} revision {model['revision']}"

@@ -18,6 +18,7 @@ from fetalscope import __version__
 from fetalscope.errors import BadInputError
 from fetalscope.imaging.display import DISPLAY_SIDE, thumbnail
 from fetalscope.imaging.loader import UltrasoundImage
+from fetalscope.models.cards import model_label
 from fetalscope.pipeline.explanation import ExplanationResult
 
 
@@ -120,9 +121,10 @@ class Analysis:
 
     def to_row(self) -> dict[str, Any]:
         """Flat CSV row: image, predicted plane, its probability, one column per class, the brain sub-plane,
-        flags and model, then the brain findings (label, status; ``brain_findings_p_<class>`` columns only
-        when findings ran), the detections (``detections``: boxes kept, ``detected``: their labels) and the
-        measurement's numbers (``measurement``, ``measurement_quality``, ``hc_mm``, ``hc_interval_low_mm``,
+        flags and the plane model (``model``, ``model_version``), then the brain findings (label, status;
+        ``brain_findings_p_<class>`` columns only when findings ran), the detections (``detections``: boxes kept,
+        ``detected``: their labels) and the measurement's numbers (``measurement``, ``measurement_quality``,
+        ``measurement_model``: the bundle with the revision of its weights, ``hc_mm``, ``hc_interval_low_mm``,
         ``hc_interval_high_mm``, ``bpd_mm``, ``ofd_mm``, ``ga_weeks``, ``ctr``, ``ctr_interval_low``,
         ``ctr_interval_high``) and the acquisition checklist
         (``quality_score``, ``quality_grade``, ``quality_failed``) only when they ran, so a CSV writer takes the
@@ -139,6 +141,7 @@ class Analysis:
         row["uncertain"] = self.uncertain
         row["ood"] = bool(self.ood.get("flag", False))
         row["model"] = self.model.get("id", "")
+        row["model_version"] = str(self.model.get("version", ""))
         findings = self.brain_findings or {}
         row["brain_findings"] = findings.get("label") or ""
         row["brain_findings_status"] = findings.get("status") or ""
@@ -152,6 +155,8 @@ class Analysis:
             m = self.measurement
             row["measurement"] = m.get("measurement") or ""
             row["measurement_quality"] = m.get("quality") or ""
+            model = m.get("model")
+            row["measurement_model"] = model_label(model) if isinstance(model, dict) and model.get("id") else ""
             if m.get("measurement") == "head":
                 interval = m.get("hc_interval_mm") or ["", ""]
                 row["hc_mm"] = "" if m.get("hc_mm") is None else m["hc_mm"]

@@ -20,6 +20,7 @@ import numpy as np
 from fetalscope import __version__
 from fetalscope.explain.overlay import png_bytes
 from fetalscope.imaging.display import DISPLAY_SIDE, thumbnail
+from fetalscope.models.cards import model_label
 from fetalscope.pipeline.cautions import listed_warnings
 
 DISCLAIMER = "Research and education use only. Not a medical device; not for diagnosis or clinical decisions."
@@ -164,10 +165,7 @@ def measurement_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
 def measured_by(record: dict[str, Any]) -> list[tuple[str, str]]:
     """A ("measured by", model) row naming the segmentation bundle and its revision, when the record has one."""
     model = record.get("model")
-    if not isinstance(model, dict) or not model.get("id"):
-        return []
-    revision = f" revision {model['revision']}" if model.get("revision") is not None else ""
-    return [("measured by", f"{model['id']} {model.get('version', '')}".strip() + revision)]
+    return [("measured by", model_label(model))] if isinstance(model, dict) and model.get("id") else []
 
 
 def report_html(analysis: Any) -> str:
