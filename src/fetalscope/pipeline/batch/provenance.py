@@ -16,7 +16,7 @@ from typing import Any
 from fetalscope import __version__
 from fetalscope.config import DEFAULT_MODELS
 from fetalscope.errors import BadInputError
-from fetalscope.models.cards import read_card
+from fetalscope.models.cards import model_label, read_card
 
 METADATA_KEY = b"fetalscope"
 
@@ -26,11 +26,11 @@ def detector_for(tasks: Any) -> str | None:
     return DEFAULT_MODELS["detector"] if "detect" in tasks else None
 
 
-def card_label(name_or_path: str | Path) -> str:
-    """``name version`` of a bundle's card, with `` revision N`` when the card has one."""
-    card = read_card(name_or_path)
-    label = f"{card.get('name') or Path(str(name_or_path)).name} {card.get('version', '')}".strip()
-    return label if card.get("revision") is None else f"{label} revision {card['revision']}"
+def card_label(card: dict[str, Any], name_or_path: str | Path) -> str:
+    """:func:`~fetalscope.models.cards.model_label` of a bundle's ``card`` (its folder's name when the card has
+    none)."""
+    return model_label({"id": card.get("name") or Path(str(name_or_path)).name, "version": card.get("version", ""),
+                        "revision": card.get("revision")})
 
 
 def run_bundles(model: str, tasks: Any) -> dict[str, str]:
@@ -48,10 +48,10 @@ def run_bundles(model: str, tasks: Any) -> dict[str, str]:
 def run_provenance(model: str, runtime: str, tasks: Any) -> dict[str, Any]:
     """What an archive records about the run that wrote it (:data:`METADATA_KEY`): also when each bundle was
     written (its card's ``created``), so that a bundle retrained under the same name and version is told apart."""
-    bundles = run_bundles(model, tasks)
+    cards = {role: (name, read_card(name)) for role, name in run_bundles(model, tasks).items()}
     return {"fetalscope": __version__, "runtime": runtime, "tasks": list(tasks),
-            "models": {role: card_label(name) for role, name in bundles.items()},
-            "created": {role: str(read_card(name).get("created", "")) for role, name in bundles.items()}}
+            "models": {role: card_label(card, name) for role, (name, card) in cards.items()},
+            "created": {role: str(card.get("created", "")) for role, (_, card) in cards.items()}}
 
 
 def read_provenance(path: Path) -> dict[str, Any] | None:

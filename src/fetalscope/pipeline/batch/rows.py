@@ -62,7 +62,7 @@ class RowRunner:
         if self._session is None:
             from fetalscope.pipeline.session import Session
 
-            detector = detector_for(self.kwargs)
+            detector = detector_for(self.config.tasks)
             self._session = Session(self.config.model, runtime=self.config.runtime, detector=detector,
                                     **self.config.session_options)
         return self._session
