@@ -45,6 +45,9 @@ from fetalscope.models.latency import (
 from fetalscope.models.onnx_export import export_onnx
 from fetalscope.models.quantize import QuantizeSettings, quantize_onnx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: benchmarks.*
+from benchmarks.readme_block import replace_block  # noqa: E402
+
 
 def build(target: str, num_classes: int, pretrained: bool, arch_kwargs: dict):
     """``(model, preprocess, onnx path or None, int8 onnx path or None, label)`` for a bundle path/name
@@ -182,17 +185,6 @@ def markdown_table(report: dict) -> str:
         rows.append([RUNTIME_LABELS.get(key, key), f"{r['batch1_p50_ms']:.1f}", f"{r['batch1_p95_ms']:.1f}",
                      f"{r[throughput_key]:.1f}", f"{speed:.2f}x", diff, agree])
     return "\n".join([*lines, *markdown_rows(header, rows)])
-
-
-def replace_block(path: Path, name: str, text: str) -> None:
-    """Replace what stands between ``<!-- NAME -->`` and ``<!-- /NAME -->`` in ``path`` by ``text``."""
-    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-    doc = path.read_text(encoding="utf-8")
-    if start not in doc or end not in doc:
-        raise SystemExit(f"{path} has no '{start}' ... '{end}' block to fill")
-    head, rest = doc.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{text}{end}{tail}", encoding="utf-8")
 
 
 if __name__ == "__main__":

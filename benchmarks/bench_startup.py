@@ -1,6 +1,6 @@
 """Seconds a one-image command spends before and around its work, each step in a fresh interpreter (median of
 ``--repeats``), with the ratios measured in this run
-(``python benchmarks/bench_startup.py [--repeats 3] [--out F.json]``):
+(``python benchmarks/bench_startup.py [--repeats 3] [--out F.json] [--markdown F.md [--readme README.md]]``):
 
 - importing the pipeline session, as every command does, against the same plus what an eager
   ``fetalscope.explain`` and model registry used to import with it (the explanation modules, pytorch-grad-cam and
@@ -21,6 +21,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: benchmarks.*
+from benchmarks.readme_block import replace_block  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "fetalscope" / "serve" / "examples" / "phantom_fetal_brain.png"
 
@@ -67,6 +70,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the results as a Markdown table here")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also put that table into this file between '<!-- bench:NAME -->' and "
+                             "'<!-- /bench:NAME -->' (NAME: the --markdown file's stem)")
     args = parser.parse_args()
     load_before = round(os.getloadavg()[0], 2)
     seconds: dict[str, float] = {}
@@ -75,19 +82,29 @@ def main() -> None:
     for name, cli in COMMANDS.items():
         seconds[name] = statistics.median(timed_command(cli) for _ in range(args.repeats))
     ratios = {f"{slow} / {fast}": round(seconds[slow] / seconds[fast], 2) for slow, fast in RATIOS}
-    print(f"| step (median of {args.repeats}, fresh interpreter each) | seconds |")
-    print("| --- | --- |")
-    for name, value in seconds.items():
-        print(f"| {name} | {value:.2f} |")
-    for name, value in ratios.items():
-        print(f"ratio {name}: {value:.2f}x")
     out = {"python": sys.version.split()[0], "repeats": args.repeats, "cpu_count": os.cpu_count(),
            "load_average_1min": [load_before, round(os.getloadavg()[0], 2)],
            "seconds": {k: round(v, 3) for k, v in seconds.items()}, "ratios": ratios}
-    print(f"load average (1 min) before / after: {out['load_average_1min']}")
+    table = markdown_table(out)
+    print(table, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table, encoding="utf-8")
+        if args.readme:
+            replace_block(args.readme, f"bench:{args.markdown.stem}", table)
+
+
+def markdown_table(out: dict) -> str:
+    """The results of one run as a Markdown table, the ratios and the machine's load under it."""
+    lines = [f"| step (median of {out['repeats']}, a fresh interpreter each) | seconds |", "| --- | --- |"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in out["seconds"].items()]
+    lines += ["", *(f"Ratio {name}: {value:.2f}x." for name, value in out["ratios"].items()),
+              f"Python {out['python']}, {out['cpu_count']} CPUs, load average (1 min) before / after "
+              f"{out['load_average_1min'][0]} / {out['load_average_1min'][1]}."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
