@@ -99,12 +99,17 @@ def need_fold_sets(parser: ArgumentParser, folds: list[list[str]], command: str,
     return folds
 
 
+def fold_set_recipe(folds: list[str]) -> str:
+    """The recipe name (:func:`recipe_name`) of a fold set, from its first fold model's card."""
+    return recipe_name(json.loads((Path(folds[0]) / "card.json").read_text()))
+
+
 def recipe_names(metas: list[list[dict]], sets: list[list[str]], what: str) -> list[str]:
     """The recipe name of each fold set (``metas[i]``: set ``i``'s pooled held-out records sorted by name), after
     checking that every set holds out the same ``what`` (one ``--split-seed``) and that no recipe comes twice."""
     if any([m["name"] for m in meta] != [m["name"] for m in metas[0]] for meta in metas[1:]):
         raise SystemExit(f"the fold sets hold out different {what}: were they trained with one --split-seed?")
-    names = [recipe_name(json.loads((Path(f[0]) / "card.json").read_text())) for f in sets]
+    names = [fold_set_recipe(f) for f in sets]
     if len(set(names)) != len(names):
         raise SystemExit(f"two --folds sets have the same recipe: {names}")
     return names

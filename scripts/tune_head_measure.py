@@ -36,11 +36,11 @@ from tune_folds import (  # noqa: E402
     apply_correction,
     cross_fitted_correction,
     fit_correction,
+    fold_set_recipe,
     need_fold_sets,
     need_one_fold_set,
     opencv_fitter,
     pool_folds,
-    recipe_name,
     recipe_names,
     write_card_inference,
     write_report,
@@ -532,8 +532,7 @@ def combine_report(fold_sets: list[list[str]], out: Path) -> bool:
     large = ref >= SIZES[-1][0]
     gain = float(np.abs(shipped).mean() - np.abs(candidate).mean())
     passes = gain >= COMBINE_MIN_GAIN_MM and bool(np.abs(candidate[large]).mean() < np.abs(shipped[large]).mean())
-    names = [f"`{Path(f[0]).name}`..., {recipe_name(json.loads((Path(f[0]) / 'card.json').read_text()))}"
-             for f in fold_sets]
+    names = [f"`{Path(f[0]).name}`..., {fold_set_recipe(f)}" for f in fold_sets]
     counts = ", ".join(f"{n} {int(((ref >= lo) & (ref < hi)).sum())}" for lo, hi, n in SIZES)
     lines = ["# Two networks combined: maps or ellipses averaged, out of fold (hc18-head)", "",
              f"Written by `scripts/tune_head_measure.py combine`. Each of the {len(ref)} train and early-stop heads is "
